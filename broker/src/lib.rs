@@ -7,5 +7,6 @@
 //! - [`protocol`]: the codec boundary: frame checking, validation, decoding into packets and
 //!   encoding them, with errors that keep "need more bytes" apart from "malformed".
 
+pub mod core;
 pub mod protocol;
 pub mod topic;

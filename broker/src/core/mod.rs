@@ -1,0 +1,315 @@
+//! The sans-IO core: one [`Shard`] per event loop.
+//!
+//! A shard consumes bytes and produces bytes and [`Action`]s; it never touches a socket or a
+//! clock. The mio driver (`crate::server`) feeds it what sockets read and writes what it
+//! produced; the load harness and the tests drive it the same way with no sockets at all.
+//!
+//! - [`config`]: the limits ([`CoreConfig`]).
+//! - [`conn`]: the pooled per-connection object ([`conn::Conn`]: phase, keep-alive, lent
+//!   buffers, will, per-packet arena).
+//! - [`session`]: sessions (subscriptions, in-flight and queued messages) by client id.
+//! - [`input`]: framing the byte stream and dispatching one handler per packet type
+//!   (`handlers/`).
+//! - [`delivery`]: sending a message to one session at its QoS: direct encode, in-flight
+//!   window, bounded queue, redelivery.
+//! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
+//! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
+//! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
+//!
+//! A client's session lives on the loop its client id hashes to ([`owner_loop`]); a CONNECT
+//! that arrives on another loop is handed over there ([`Action::Handover`]), so takeover and
+//! session resumption never cross threads.
+
+pub mod buffers;
+pub mod config;
+pub mod conn;
+pub mod delivery;
+mod handlers;
+pub mod input;
+pub mod lifecycle;
+pub mod message;
+pub mod routing;
+pub mod session;
+pub mod shared;
+pub mod timers;
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use starling_pool::{Key, Pool, PoolStats};
+
+pub use config::CoreConfig;
+pub use message::{Message, SharedMessage};
+pub use shared::Shared;
+
+use crate::protocol::QoS;
+use crate::topic::SubscriptionIndex;
+use buffers::{BufferPool, DEFAULT_MAX_FREE_BUFFERS};
+use conn::Conn;
+use session::Sessions;
+use timers::Timers;
+
+/// A connection's handle: the key of its pooled object. Stale once the connection is closed.
+pub type ConnId = Key;
+
+/// How often the idle sweep of the connection pool runs.
+pub const POOL_SWEEP_INTERVAL_MS: u64 = 1000;
+
+/// Something the driver must do for the core.
+#[derive(Debug)]
+pub enum Action {
+    /// Write what [`Shard::output`] still holds for `conn` (best effort), close the socket,
+    /// then call [`Shard::closed`].
+    Close(ConnId),
+    /// Move the socket to loop `to`: there, [`Shard::accept`] it and feed `bytes` (the
+    /// CONNECT and anything after it) to [`Shard::receive`]. The handle here is already
+    /// released.
+    Handover {
+        /// The connection on this loop (already stale).
+        conn: ConnId,
+        /// The loop that owns the client id.
+        to: usize,
+        /// The bytes to replay there.
+        bytes: Vec<u8>,
+    },
+    /// Give `message` to loop `to` ([`Shard::remote`]) and wake it.
+    Forward {
+        /// The destination loop.
+        to: usize,
+        /// The message.
+        message: SharedMessage,
+    },
+}
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections refused at the pool's hard limit (no CONNACK possible).
+    pub refused_at_pool_limit: u64,
+    /// CONNECTs refused with CONNACK 0x03 at the connection limit.
+    pub refused_at_max_connections: u64,
+    /// CONNECTs refused for a protocol reason.
+    pub refused_connect: u64,
+    /// Connections handed to another loop.
+    pub handed_over: u64,
+    /// Connections closed for bad input (malformed, protocol error, too large).
+    pub closed_bad_input: u64,
+    /// Connections closed by keep-alive or connect timeout.
+    pub closed_timeout: u64,
+    /// PUBLISH packets received.
+    pub publish_received: u64,
+    /// PUBLISH packets sent.
+    pub publish_sent: u64,
+    /// Messages dropped (queue full, or QoS 0 for an offline or slow client).
+    pub dropped: u64,
+    /// Wills published.
+    pub wills_published: u64,
+}
+
+/// One event loop's broker state. Not `Send` (it holds the loop's pool): it is built on its
+/// thread and stays there.
+pub struct Shard {
+    loop_index: usize,
+    loops: usize,
+    config: CoreConfig,
+    pool: Pool<Conn>,
+    sessions: Sessions,
+    index: SubscriptionIndex<u32, QoS>,
+    buffers: BufferPool,
+    timers: Timers,
+    shared: Arc<Shared>,
+    actions: VecDeque<Action>,
+    dirty: Vec<ConnId>,
+    route_scratch: Vec<(u32, QoS)>,
+    timer_scratch: Vec<(Key, u64)>,
+    next_sweep_ms: u64,
+    next_assigned_id: u64,
+    stats: ShardStats,
+}
+
+/// The loop that owns `client_id`'s session: a fixed hash (SipHash-1-3 with zero keys, the
+/// same in every process) modulo the number of loops.
+pub fn owner_loop(client_id: &str, loops: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    client_id.hash(&mut hasher);
+    (hasher.finish() % loops.max(1) as u64) as usize
+}
+
+impl Shard {
+    /// The shard of loop `loop_index` out of `loops`, with its pool preheated.
+    pub fn new(
+        loop_index: usize,
+        loops: usize,
+        config: CoreConfig,
+        shared: Arc<Shared>,
+    ) -> Result<Shard, starling_pool::ConfigError> {
+        let arena_bytes = config.arena_bytes;
+        let pool = Pool::new(config.pool.clone(), move || Conn::new(arena_bytes))?;
+        let buffers = BufferPool::new(config.buffer_bytes, DEFAULT_MAX_FREE_BUFFERS, 0);
+        Ok(Shard {
+            loop_index,
+            loops: loops.max(1),
+            pool,
+            sessions: Sessions::default(),
+            index: SubscriptionIndex::new(),
+            buffers,
+            timers: Timers::default(),
+            shared,
+            actions: VecDeque::new(),
+            dirty: Vec::new(),
+            route_scratch: Vec::new(),
+            timer_scratch: Vec::new(),
+            next_sweep_ms: 0,
+            next_assigned_id: 0,
+            stats: ShardStats::default(),
+            config,
+        })
+    }
+
+    /// This shard's loop index.
+    pub fn loop_index(&self) -> usize {
+        self.loop_index
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// A new connection: draws its object from the pool and starts its connect timeout.
+    /// `None` when the pool is at its hard limit: the driver closes the socket.
+    pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
+        let Ok(key) = self.pool.acquire() else {
+            self.stats.refused_at_pool_limit += 1;
+            tracing::warn!(
+                loop_index = self.loop_index,
+                "connection refused: pool at max_live_objects"
+            );
+            return None;
+        };
+        self.stats.accepted += 1;
+        if let Ok(conn) = self.pool.get_mut(key) {
+            conn.last_seen_ms = now_ms;
+        }
+        self.arm_timer(key, now_ms + self.config.connect_timeout_ms);
+        Some(key)
+    }
+
+    /// Bytes read from `conn`'s socket.
+    pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now_ms: u64) {
+        input::receive(self, conn, bytes, now_ms);
+    }
+
+    /// The socket of `conn` is gone (peer closed, I/O error, or after [`Action::Close`]).
+    pub fn closed(&mut self, conn: ConnId, now_ms: u64) {
+        lifecycle::finalize(self, conn, now_ms);
+    }
+
+    /// A message forwarded by another loop.
+    pub fn remote(&mut self, message: SharedMessage, now_ms: u64) {
+        routing::route_remote(self, &message, now_ms);
+    }
+
+    /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
+    pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
+        lifecycle::expire_timers(self, now_ms);
+        let budget = self.config.pool.preheat_budget_objects;
+        self.pool.preheat_step(budget, now_ms);
+        if now_ms >= self.next_sweep_ms {
+            self.pool.sweep(now_ms, budget);
+            self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
+        }
+        let mut next = self.timers.next_deadline_ms().unwrap_or(u64::MAX);
+        next = next.min(self.next_sweep_ms);
+        if self.pool.preheat_pending() > 0 {
+            next = now_ms;
+        }
+        Some(next)
+    }
+
+    /// The next thing the driver must do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Moves the connections with new output into `into` (which is cleared first).
+    pub fn drain_dirty(&mut self, into: &mut Vec<ConnId>) {
+        into.clear();
+        std::mem::swap(into, &mut self.dirty);
+        for &key in into.iter() {
+            if let Ok(conn) = self.pool.get_mut(key) {
+                conn.dirty = false;
+            }
+        }
+    }
+
+    /// Output `conn` has waiting for its socket (empty for a stale handle).
+    pub fn output(&self, conn: ConnId) -> &[u8] {
+        self.pool.get(conn).map_or(&[], |c| c.output.as_slice())
+    }
+
+    /// The socket took `written` bytes of [`Shard::output`]. When all is written the buffer
+    /// goes back to the loop and queued messages move up.
+    pub fn consume_output(&mut self, conn: ConnId, written: usize, now_ms: u64) {
+        let Ok(c) = self.pool.get_mut(conn) else {
+            return;
+        };
+        let written = written.min(c.output.len());
+        c.output.drain(..written);
+        if c.output.is_empty() {
+            let buffer = std::mem::take(&mut c.output);
+            self.buffers.give(buffer);
+            delivery::pump(self, conn, now_ms);
+        }
+    }
+
+    /// The pool's numbers.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// This shard's counters.
+    pub fn stats(&self) -> ShardStats {
+        self.stats
+    }
+
+    /// Sessions on this loop (online and offline).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Subscriptions on this loop.
+    pub fn subscription_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Buffers lent and idle in this loop's buffer pool.
+    pub fn buffer_use(&self) -> (usize, usize) {
+        (self.buffers.lent(), self.buffers.idle())
+    }
+
+    /// Files `conn` in the timer wheel for `due_ms`, unless it is already filed earlier.
+    fn arm_timer(&mut self, key: ConnId, due_ms: u64) {
+        let Ok(conn) = self.pool.get_mut(key) else {
+            return;
+        };
+        if conn.timer_due_ms != 0 && conn.timer_due_ms <= due_ms {
+            return;
+        }
+        conn.timer_due_ms = due_ms.max(1);
+        self.timers.arm(key, conn.timer_due_ms);
+    }
+
+    /// Marks `conn` as having output for the driver.
+    fn mark_dirty(&mut self, key: ConnId) {
+        if let Ok(conn) = self.pool.get_mut(key)
+            && !conn.dirty
+        {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Sessions: what outlives a connection (MQTT 3.1.1 §3.1.2.4): subscriptions, QoS 1/2
+//! messages in flight toward the client, packet ids of QoS 2 messages received but not yet
+//! released, and messages queued while the client is offline or its window is full.
+//!
+//! Sessions live in a slab; the subscription index names them by slab index (`u32`), and a
+//! hash table finds them by client id without storing the id twice.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+use slab::Slab;
+use starling_pool::Key;
+
+use crate::core::message::SharedMessage;
+use crate::protocol::QoS;
+
+/// Where an outgoing QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflightState {
+    /// QoS 1 PUBLISH sent, PUBACK awaited.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, PUBREC awaited.
+    AwaitPubRec,
+    /// PUBREL sent, PUBCOMP awaited.
+    AwaitPubComp,
+}
+
+/// One outgoing QoS 1/2 message in flight.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    /// The packet id it was sent with.
+    pub packet_id: u16,
+    /// The delivery QoS (1 or 2).
+    pub qos: QoS,
+    /// Where it is in its flow.
+    pub state: InflightState,
+    /// The message, kept for redelivery.
+    pub message: SharedMessage,
+}
+
+/// One message waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The delivery QoS.
+    pub qos: QoS,
+    /// Whether to send it with RETAIN set (retained messages sent on subscribe).
+    pub retain: bool,
+    /// The message.
+    pub message: SharedMessage,
+}
+
+/// One client's session.
+#[derive(Debug)]
+pub struct Session {
+    /// The client identifier.
+    pub client_id: Box<str>,
+    /// The connection bound to it, if the client is online.
+    pub conn: Option<Key>,
+    /// Whether the session ends with its connection (clean session 1).
+    pub clean: bool,
+    /// Its subscriptions (filter, granted QoS), mirrored in the loop's index.
+    pub subscriptions: Vec<(Box<str>, QoS)>,
+    /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
+    pub inflight: Vec<Inflight>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub awaiting_rel: Vec<u16>,
+    /// Messages waiting for the client, oldest first.
+    pub queue: VecDeque<Queued>,
+    /// The last packet id used toward the client.
+    pub last_packet_id: u16,
+}
+
+impl Session {
+    fn new(client_id: Box<str>, clean: bool) -> Session {
+        Session {
+            client_id,
+            conn: None,
+            clean,
+            subscriptions: Vec::new(),
+            inflight: Vec::new(),
+            awaiting_rel: Vec::new(),
+            queue: VecDeque::new(),
+            last_packet_id: 0,
+        }
+    }
+
+    /// The next packet id not in flight (1..=65535, wrapping), or `None` if all are.
+    pub fn next_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
+            let id = self.last_packet_id;
+            if !self.inflight.iter().any(|m| m.packet_id == id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+}
+
+/// All sessions of one event loop.
+pub struct Sessions {
+    slab: Slab<Session>,
+    by_client_id: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            slab: Slab::new(),
+            by_client_id: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Sessions {
+    /// The session of `client_id`, if any.
+    pub fn find(&self, client_id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(client_id);
+        self.by_client_id
+            .find(hash, |&id| &*self.slab[id as usize].client_id == client_id)
+            .copied()
+    }
+
+    /// Creates a session for a client id that has none.
+    pub fn create(&mut self, client_id: Box<str>, clean: bool) -> u32 {
+        debug_assert!(self.find(&client_id).is_none(), "one session per client id");
+        let hash = self.hasher.hash_one(&*client_id);
+        let id = self.slab.insert(Session::new(client_id, clean)) as u32;
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.by_client_id.insert_unique(hash, id, |&other| {
+            hasher.hash_one(&*slab[other as usize].client_id)
+        });
+        id
+    }
+
+    /// Removes a session and returns it.
+    pub fn remove(&mut self, id: u32) -> Session {
+        let hash = self.hasher.hash_one(&*self.slab[id as usize].client_id);
+        if let Ok(entry) = self.by_client_id.find_entry(hash, |&other| other == id) {
+            entry.remove();
+        }
+        self.slab.remove(id as usize)
+    }
+
+    /// The session with index `id`.
+    pub fn get(&self, id: u32) -> Option<&Session> {
+        self.slab.get(id as usize)
+    }
+
+    /// The session with index `id`, mutably.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Session> {
+        self.slab.get_mut(id as usize)
+    }
+
+    /// Number of sessions, online and offline.
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Whether there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+}

@@ -1,0 +1,58 @@
+//! The little state the event loops share: the retained store, the connected-client count
+//! (for the global connection limit), and each loop's subscription count (so a loop forwards
+//! a PUBLISH only to loops that have subscribers at all).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::core::message::SharedMessage;
+use crate::topic::RetainedStore;
+
+/// Shared by every loop of one broker (behind an `Arc`).
+pub struct Shared {
+    /// Retained messages by topic. Written on a retained PUBLISH, read on SUBSCRIBE.
+    pub retained: Mutex<RetainedStore<SharedMessage>>,
+    /// Clients past CONNECT, across all loops.
+    pub connected: AtomicUsize,
+    /// Subscriptions held on each loop.
+    pub subscriptions_per_loop: Vec<AtomicUsize>,
+}
+
+impl Shared {
+    /// State for `loops` event loops.
+    pub fn new(loops: usize) -> Shared {
+        Shared {
+            retained: Mutex::new(RetainedStore::new()),
+            connected: AtomicUsize::new(0),
+            subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Claims one connection slot if fewer than `max` are taken.
+    pub fn try_connect(&self, max: usize) -> bool {
+        self.connected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Frees a slot claimed by [`Shared::try_connect`].
+    pub fn disconnected(&self) {
+        self.connected.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether loop `index` holds any subscription.
+    pub fn has_subscribers(&self, index: usize) -> bool {
+        self.subscriptions_per_loop
+            .get(index)
+            .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Records loop `index`'s subscription count.
+    pub fn set_subscriptions(&self, index: usize, count: usize) {
+        if let Some(n) = self.subscriptions_per_loop.get(index) {
+            n.store(count, Ordering::Relaxed);
+        }
+    }
+}

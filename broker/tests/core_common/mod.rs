@@ -1,0 +1,338 @@
+//! An in-memory network of shards for the `core_*` tests: simulated clients send bytes
+//! straight into [`Shard::receive`], and everything the shards ask of a driver (output,
+//! closes, handovers, forwards between loops) is carried out here, deterministically.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use starling::core::{Action, ConnId, CoreConfig, Shard, Shared};
+use starling::protocol::{FrameError, PacketType, check_frame};
+
+use crate::protocol_common::{self as packets, ConnectSpec};
+
+/// A packet the broker sent to a client, decoded by a minimal client-side parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    ConnAck {
+        session_present: bool,
+        code: u8,
+    },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+        dup: bool,
+        packet_id: Option<u16>,
+    },
+    PubAck(u16),
+    PubRec(u16),
+    PubRel(u16),
+    PubComp(u16),
+    SubAck {
+        packet_id: u16,
+        codes: Vec<u8>,
+    },
+    UnsubAck(u16),
+    PingResp,
+}
+
+/// A simulated client.
+pub struct Client {
+    pub loop_index: usize,
+    pub conn: Option<ConnId>,
+    pub bytes: Vec<u8>,
+    pub received: Vec<Received>,
+    pub closed: bool,
+}
+
+/// Shards and clients.
+pub struct Net {
+    pub shards: Vec<Shard>,
+    pub shared: Arc<Shared>,
+    pub clients: Vec<Client>,
+    pub now_ms: u64,
+    by_conn: HashMap<(usize, ConnId), usize>,
+    dirty: Vec<ConnId>,
+}
+
+/// A handle to a client of a [`Net`].
+pub type ClientId = usize;
+
+impl Net {
+    pub fn new(loops: usize, config: CoreConfig) -> Net {
+        let shared = Arc::new(Shared::new(loops));
+        let shards = (0..loops)
+            .map(|i| {
+                Shard::new(i, loops, config.clone(), Arc::clone(&shared)).expect("valid config")
+            })
+            .collect();
+        Net {
+            shards,
+            shared,
+            clients: Vec::new(),
+            now_ms: 0,
+            by_conn: HashMap::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    /// A small pool so tests start fast.
+    pub fn small_config() -> CoreConfig {
+        let mut config = CoreConfig::default();
+        config.pool.initial_objects = 16;
+        config.pool.max_preheated_objects = 1024;
+        config.pool.max_live_objects = 4096;
+        config
+    }
+
+    /// Opens a socket-less connection on loop `loop_index`.
+    pub fn open(&mut self, loop_index: usize) -> ClientId {
+        let conn = self.shards[loop_index]
+            .accept(self.now_ms)
+            .expect("pool has room");
+        let id = self.clients.len();
+        self.clients.push(Client {
+            loop_index,
+            conn: Some(conn),
+            bytes: Vec::new(),
+            received: Vec::new(),
+            closed: false,
+        });
+        self.by_conn.insert((loop_index, conn), id);
+        id
+    }
+
+    /// Sends raw bytes from a client and runs the network until it is quiet.
+    pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
+        let c = &self.clients[client];
+        if let (Some(conn), false) = (c.conn, c.closed) {
+            let loop_index = c.loop_index;
+            self.shards[loop_index].receive(conn, bytes, self.now_ms);
+        }
+        self.run();
+    }
+
+    /// Opens a connection, sends CONNECT and returns the client with its CONNACK taken.
+    pub fn connect(&mut self, loop_index: usize, spec: ConnectSpec) -> (ClientId, Received) {
+        let client = self.open(loop_index);
+        self.send(client, &spec.build());
+        let received = &mut self.clients[client].received;
+        assert!(!received.is_empty(), "no CONNACK");
+        let connack = received.remove(0);
+        (client, connack)
+    }
+
+    /// Connects a 3.1.1 client with `client_id` and `clean_session`, asserting success.
+    pub fn connect_ok(&mut self, client_id: &str, clean_session: bool) -> ClientId {
+        let spec = ConnectSpec {
+            client_id: client_id.as_bytes().to_vec(),
+            clean_session,
+            ..ConnectSpec::default()
+        };
+        let (client, connack) = self.connect(0, spec);
+        assert!(
+            matches!(connack, Received::ConnAck { code: 0, .. }),
+            "{connack:?}"
+        );
+        client
+    }
+
+    pub fn subscribe(
+        &mut self,
+        client: ClientId,
+        packet_id: u16,
+        filter: &str,
+        qos: u8,
+    ) -> Vec<u8> {
+        self.send(
+            client,
+            &packets::subscribe(packet_id, &[(filter.as_bytes(), qos)]),
+        );
+        let received = self.take(client);
+        match received.first() {
+            Some(Received::SubAck {
+                packet_id: id,
+                codes,
+            }) if *id == packet_id => codes.clone(),
+            other => panic!("expected SUBACK {packet_id}, got {other:?}"),
+        }
+    }
+
+    pub fn publish(
+        &mut self,
+        client: ClientId,
+        topic: &str,
+        qos: u8,
+        retain: bool,
+        packet_id: Option<u16>,
+        payload: &[u8],
+    ) {
+        let flags = (qos << 1) | u8::from(retain);
+        self.send(
+            client,
+            &packets::publish(flags, topic.as_bytes(), packet_id, payload),
+        );
+    }
+
+    /// The packets a client received since the last `take`.
+    pub fn take(&mut self, client: ClientId) -> Vec<Received> {
+        std::mem::take(&mut self.clients[client].received)
+    }
+
+    /// Closes a client's socket without DISCONNECT (network loss).
+    pub fn drop_connection(&mut self, client: ClientId) {
+        let c = &mut self.clients[client];
+        if let (Some(conn), false) = (c.conn, c.closed) {
+            c.closed = true;
+            let loop_index = c.loop_index;
+            self.shards[loop_index].closed(conn, self.now_ms);
+        }
+        self.run();
+    }
+
+    /// Advances the clock and ticks every shard.
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        for shard in &mut self.shards {
+            shard.tick(self.now_ms);
+        }
+        self.run();
+    }
+
+    pub fn is_closed(&self, client: ClientId) -> bool {
+        self.clients[client].closed
+    }
+
+    /// Carries out actions and delivers output until nothing is left to do.
+    pub fn run(&mut self) {
+        loop {
+            let mut busy = false;
+            for loop_index in 0..self.shards.len() {
+                while let Some(action) = self.shards[loop_index].poll_action() {
+                    busy = true;
+                    self.act(loop_index, action);
+                }
+                let mut dirty = std::mem::take(&mut self.dirty);
+                self.shards[loop_index].drain_dirty(&mut dirty);
+                for &conn in &dirty {
+                    busy = true;
+                    self.flush(loop_index, conn);
+                }
+                self.dirty = dirty;
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn flush(&mut self, loop_index: usize, conn: ConnId) {
+        let shard = &mut self.shards[loop_index];
+        let bytes = shard.output(conn).to_vec();
+        shard.consume_output(conn, bytes.len(), self.now_ms);
+        if let Some(&client) = self.by_conn.get(&(loop_index, conn)) {
+            let c = &mut self.clients[client];
+            if !c.closed {
+                c.bytes.extend_from_slice(&bytes);
+                parse(c);
+            }
+        }
+    }
+
+    fn act(&mut self, loop_index: usize, action: Action) {
+        match action {
+            Action::Close(conn) => {
+                self.flush(loop_index, conn);
+                if let Some(&client) = self.by_conn.get(&(loop_index, conn)) {
+                    self.clients[client].closed = true;
+                }
+                self.shards[loop_index].closed(conn, self.now_ms);
+            }
+            Action::Handover { conn, to, bytes } => {
+                let client = self
+                    .by_conn
+                    .remove(&(loop_index, conn))
+                    .expect("known connection");
+                let new_conn = self.shards[to].accept(self.now_ms).expect("room");
+                self.by_conn.insert((to, new_conn), client);
+                let c = &mut self.clients[client];
+                c.loop_index = to;
+                c.conn = Some(new_conn);
+                self.shards[to].receive(new_conn, &bytes, self.now_ms);
+            }
+            Action::Forward { to, message } => self.shards[to].remote(message, self.now_ms),
+        }
+    }
+}
+
+fn parse(client: &mut Client) {
+    loop {
+        let header = match check_frame(&client.bytes, usize::MAX) {
+            Ok(header) if client.bytes.len() >= header.frame_len() => header,
+            Ok(_) | Err(FrameError::Incomplete { .. }) => return,
+            Err(error) => panic!("the broker sent a bad frame: {error:?}"),
+        };
+        let frame: Vec<u8> = client.bytes.drain(..header.frame_len()).collect();
+        let body = &frame[header.header_len..];
+        let id = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+        let packet = match header.packet_type {
+            PacketType::ConnAck => Received::ConnAck {
+                session_present: body[0] & 1 == 1,
+                code: body[1],
+            },
+            PacketType::Publish => {
+                let flags = header.flags;
+                let qos = (flags >> 1) & 3;
+                let topic_len = id(body) as usize;
+                let topic =
+                    String::from_utf8(body[2..2 + topic_len].to_vec()).expect("UTF-8 topic");
+                let mut at = 2 + topic_len;
+                let packet_id = (qos > 0).then(|| {
+                    at += 2;
+                    id(&body[at - 2..])
+                });
+                Received::Publish {
+                    topic,
+                    payload: body[at..].to_vec(),
+                    qos,
+                    retain: flags & 1 == 1,
+                    dup: flags & 8 == 8,
+                    packet_id,
+                }
+            }
+            PacketType::PubAck => Received::PubAck(id(body)),
+            PacketType::PubRec => Received::PubRec(id(body)),
+            PacketType::PubRel => {
+                assert_eq!(header.flags, 2, "PUBREL flags (MQTT-3.6.1-1)");
+                Received::PubRel(id(body))
+            }
+            PacketType::PubComp => Received::PubComp(id(body)),
+            PacketType::SubAck => Received::SubAck {
+                packet_id: id(body),
+                codes: body[2..].to_vec(),
+            },
+            PacketType::UnsubAck => Received::UnsubAck(id(body)),
+            PacketType::PingResp => Received::PingResp,
+            other => panic!("a server does not send {other:?}"),
+        };
+        client.received.push(packet);
+    }
+}
+
+/// The PUBLISH packets among `received`.
+pub fn publishes(received: &[Received]) -> Vec<(String, Vec<u8>, u8)> {
+    received
+        .iter()
+        .filter_map(|r| match r {
+            Received::Publish {
+                topic,
+                payload,
+                qos,
+                ..
+            } => Some((topic.clone(), payload.clone(), *qos)),
+            _ => None,
+        })
+        .collect()
+}
