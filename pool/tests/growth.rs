@@ -182,3 +182,27 @@ fn beyond_the_cap_objects_are_built_on_demand_and_recycled() {
     assert_eq!(stats.acquisitions, 600);
     assert!((stats.reuse_rate() - 0.75).abs() < 1e-9);
 }
+
+/// Every preset grows through its ladder at `preheated * 80 / 100`, driven by acquisitions.
+#[test]
+fn every_preset_grows_at_its_triggers() {
+    for preset in [Preset::Small, Preset::Medium, Preset::Large] {
+        let config = PoolConfig::preset(preset);
+        let ladder: Vec<usize> = growth::ladder(&config).collect();
+        let last_trigger = ladder[ladder.len() - 2] * 80 / 100;
+        let mut pool = pool(config);
+        let events = record_events(&mut pool);
+        let _keys: Vec<_> = (0..last_trigger)
+            .map(|_| {
+                let key = pool.acquire().expect("room");
+                preheat_all(&mut pool, 0);
+                key
+            })
+            .collect();
+        let expected: Vec<(usize, usize, usize)> = ladder
+            .windows(2)
+            .map(|w| (w[0], w[1], w[0] * 80 / 100))
+            .collect();
+        assert_eq!(expansions(&events.borrow()), expected, "{preset:?}");
+    }
+}

@@ -23,8 +23,6 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1024;
 pub const DEFAULT_MAX_OUTPUT_BUFFER_BYTES: usize = 256 * 1024;
 /// Default size of the fixed buffers a loop lends to connections with bytes pending.
 pub const DEFAULT_BUFFER_BYTES: usize = 4096;
-/// Default capacity of each connection's bump arena (per-packet scratch).
-pub const DEFAULT_ARENA_BYTES: usize = 256;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -49,8 +47,6 @@ pub struct CoreConfig {
     pub max_output_buffer_bytes: usize,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
-    /// Capacity each pooled connection's arena is created with.
-    pub arena_bytes: usize,
     /// The per-loop connection pool.
     pub pool: PoolConfig,
 }
@@ -67,7 +63,6 @@ impl Default for CoreConfig {
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
             max_output_buffer_bytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
-            arena_bytes: DEFAULT_ARENA_BYTES,
             pool: PoolConfig::default(),
         }
     }

@@ -4,20 +4,23 @@
 //! session: subscriptions, queues, in-flight messages) lives in [`super::session`].
 //!
 //! The bump arena is per-packet scratch: a handler that needs temporary lists (a SUBSCRIBE's
-//! return codes, say) allocates them there, and the arena is `reset()` after every packet,
-//! keeping its chunk, so steady traffic allocates nothing from the global allocator. The
-//! buffers are lent by the loop's [`super::buffers::BufferPool`] only while bytes are
-//! pending, so an idle connection holds none.
+//! return codes, say) allocates them there, and the arena is `reset()` after the packet,
+//! keeping its chunk for the packets that follow in the same burst. When the connection goes
+//! idle (nothing buffered either way) the chunk is freed ([`Conn::settle`]): bumpalo's
+//! smallest chunk is 512 bytes, and a per-connection arena that stayed allocated would be
+//! most of what an idle connection costs. The buffers are lent by the loop's
+//! [`super::buffers::BufferPool`] only while bytes are pending, for the same reason. So a
+//! preheated object owns an (empty) arena and no buffers, and acquiring it allocates nothing.
 
 use bumpalo::Bump;
 use starling_pool::Poolable;
 
 use crate::protocol::{ProtocolVersion, Will};
 
-/// An arena that grew past this many times its configured capacity (a burst of huge
-/// SUBSCRIBEs) makes its connection object unhealthy: the pool drops it instead of keeping
+/// An arena holding more than this when its connection is released (a burst of huge
+/// SUBSCRIBEs cut short) makes the object unhealthy: the pool drops it instead of keeping
 /// the memory.
-pub const ARENA_UNHEALTHY_FACTOR: usize = 16;
+pub const ARENA_MAX_KEPT_BYTES: usize = 64 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +59,11 @@ pub struct Conn {
     pub timer_due_ms: u64,
     /// Per-packet scratch.
     pub arena: Bump,
-    arena_bytes: usize,
 }
 
 impl Conn {
-    /// A fresh object whose arena already holds its first chunk.
-    pub fn new(arena_bytes: usize) -> Conn {
+    /// A fresh object: an empty arena, no buffers.
+    pub fn new() -> Conn {
         Conn {
             phase: Phase::AwaitingConnect,
             version: ProtocolVersion::V311,
@@ -74,9 +76,26 @@ impl Conn {
             dirty: false,
             counted: false,
             timer_due_ms: 0,
-            arena: Bump::with_capacity(arena_bytes),
-            arena_bytes,
+            arena: Bump::new(),
         }
+    }
+
+    /// Whether nothing is buffered in either direction.
+    pub fn is_idle(&self) -> bool {
+        self.input.is_empty() && self.output.is_empty()
+    }
+
+    /// Frees the arena's chunk if the connection is idle (see the module docs).
+    pub fn settle(&mut self) {
+        if self.is_idle() && self.arena.allocated_bytes() > 0 {
+            self.arena = Bump::new();
+        }
+    }
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn::new()
     }
 }
 
@@ -96,6 +115,6 @@ impl Poolable for Conn {
     }
 
     fn is_healthy(&self) -> bool {
-        self.arena.allocated_bytes() <= self.arena_bytes.max(1) * ARENA_UNHEALTHY_FACTOR
+        self.arena.allocated_bytes() <= ARENA_MAX_KEPT_BYTES
     }
 }

@@ -20,6 +20,13 @@ pub(crate) enum Flow {
 
 /// Feeds `bytes` to `conn`.
 pub(crate) fn receive(shard: &mut Shard, key: ConnId, bytes: &[u8], now_ms: u64) {
+    feed(shard, key, bytes, now_ms);
+    if let Ok(conn) = shard.pool.get_mut(key) {
+        conn.settle();
+    }
+}
+
+fn feed(shard: &mut Shard, key: ConnId, bytes: &[u8], now_ms: u64) {
     let Ok(conn) = shard.pool.get_mut(key) else {
         return;
     };

@@ -146,8 +146,7 @@ impl Shard {
         config: CoreConfig,
         shared: Arc<Shared>,
     ) -> Result<Shard, starling_pool::ConfigError> {
-        let arena_bytes = config.arena_bytes;
-        let pool = Pool::new(config.pool.clone(), move || Conn::new(arena_bytes))?;
+        let pool = Pool::new(config.pool.clone(), Conn::new)?;
         let buffers = BufferPool::new(config.buffer_bytes, DEFAULT_MAX_FREE_BUFFERS, 0);
         Ok(Shard {
             loop_index,
@@ -263,6 +262,9 @@ impl Shard {
             let buffer = std::mem::take(&mut c.output);
             self.buffers.give(buffer);
             delivery::pump(self, conn, now_ms);
+            if let Ok(c) = self.pool.get_mut(conn) {
+                c.settle();
+            }
         }
     }
 
