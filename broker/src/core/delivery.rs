@@ -89,8 +89,8 @@ pub(crate) fn deliver(
         return;
     };
     let conn = online(session, &shard.pool);
-    let queue_empty = session.queue.is_empty();
-    let window_open = session.inflight.len() < shard.config.max_inflight_messages;
+    let queue_empty = session.traffic().queue.is_empty();
+    let window_open = session.traffic().inflight.len() < shard.config.max_inflight_messages;
     let Some(key) = conn else {
         // Offline: QoS 0 is not kept (MQTT-3.1.2-5 allows either; Mosquitto does not keep it).
         if qos == QoS::AtMostOnce {
@@ -161,7 +161,7 @@ fn send_inflight(
     } else {
         InflightState::AwaitPubRec
     };
-    session.inflight.push(Inflight {
+    session.traffic_mut().inflight.push(Inflight {
         packet_id,
         qos,
         state,
@@ -179,10 +179,11 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return;
     };
-    if session.queue.len() >= max {
-        match session.queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
+    let queue = &mut session.traffic_mut().queue;
+    if queue.len() >= max {
+        match queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
             Some(at) => {
-                session.queue.remove(at);
+                queue.remove(at);
             }
             None => {
                 shard.stats.dropped += 1;
@@ -192,7 +193,7 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
         }
         shard.stats.dropped += 1;
     }
-    session.queue.push_back(queued);
+    queue.push_back(queued);
 }
 
 /// Moves queued messages to the client while its window and output allow.
@@ -208,10 +209,10 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         let Some(session) = shard.sessions.get(session_id) else {
             return;
         };
-        let Some(front) = session.queue.front() else {
+        let Some(front) = session.traffic().queue.front() else {
             return;
         };
-        let window_open = session.inflight.len() < shard.config.max_inflight_messages;
+        let window_open = session.traffic().inflight.len() < shard.config.max_inflight_messages;
         let len = publish_len(
             ProtocolVersion::V311,
             front.message.topic.len(),
@@ -225,7 +226,7 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         let Some(queued) = shard
             .sessions
             .get_mut(session_id)
-            .and_then(|s| s.queue.pop_front())
+            .and_then(|s| s.traffic_mut().queue.pop_front())
         else {
             return;
         };
@@ -258,7 +259,7 @@ pub(crate) fn resume(shard: &mut Shard, key: ConnId, now_ms: u64) {
     let Some(session) = shard.sessions.get(conn.session) else {
         return;
     };
-    let inflight: Vec<Inflight> = session.inflight.clone();
+    let inflight: Vec<Inflight> = session.traffic().inflight.clone();
     for message in inflight {
         let id = message.packet_id;
         if message.state == InflightState::AwaitPubComp {

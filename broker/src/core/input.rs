@@ -88,7 +88,7 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
             Flow::Continue => at += len,
             Flow::Stop => return buf.len(),
             Flow::Handover(to) => {
-                lifecycle::hand_over(shard, key, to, &buf[at..]);
+                lifecycle::hand_over(shard, key, to, &buf[at..], now_ms);
                 return buf.len();
             }
         }

@@ -74,14 +74,14 @@ pub(crate) fn take_over(shard: &mut Shard, old: ConnId, client_id: &str, _now_ms
 }
 
 /// Hands a connection whose CONNECT belongs to loop `to` over, with the bytes to replay.
-pub(crate) fn hand_over(shard: &mut Shard, key: ConnId, to: usize, bytes: &[u8]) {
+pub(crate) fn hand_over(shard: &mut Shard, key: ConnId, to: usize, bytes: &[u8], now_ms: u64) {
     shard.stats.handed_over += 1;
     shard.actions.push_back(Action::Handover {
         conn: key,
         to,
         bytes: bytes.to_vec(),
     });
-    release(shard, key, 0);
+    release(shard, key, now_ms);
 }
 
 /// The socket is gone: publish the will if there is one (not after DISCONNECT,

@@ -50,6 +50,25 @@ pub struct Queued {
     pub message: SharedMessage,
 }
 
+/// The message traffic of a session: allocated on its first QoS 1/2 message or queued
+/// message, so an idle session that only ever saw QoS 0 pays 8 bytes for it, not 80.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
+    pub inflight: Vec<Inflight>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub awaiting_rel: Vec<u16>,
+    /// Messages waiting for the client, oldest first.
+    pub queue: VecDeque<Queued>,
+}
+
+/// What a session without traffic reads as.
+static NO_TRAFFIC: Traffic = Traffic {
+    inflight: Vec::new(),
+    awaiting_rel: Vec::new(),
+    queue: VecDeque::new(),
+};
+
 /// One client's session.
 #[derive(Debug)]
 pub struct Session {
@@ -59,16 +78,11 @@ pub struct Session {
     pub conn: Option<Key>,
     /// Whether the session ends with its connection (clean session 1).
     pub clean: bool,
-    /// Its subscriptions (filter, granted QoS), mirrored in the loop's index.
-    pub subscriptions: Vec<(Box<str>, QoS)>,
-    /// Outgoing QoS 1/2 messages awaiting acknowledgement, oldest first.
-    pub inflight: Vec<Inflight>,
-    /// Incoming QoS 2 packet ids awaiting PUBREL.
-    pub awaiting_rel: Vec<u16>,
-    /// Messages waiting for the client, oldest first.
-    pub queue: VecDeque<Queued>,
     /// The last packet id used toward the client.
     pub last_packet_id: u16,
+    /// Its subscriptions (filter, granted QoS), mirrored in the loop's index.
+    pub subscriptions: Vec<(Box<str>, QoS)>,
+    traffic: Option<Box<Traffic>>,
 }
 
 impl Session {
@@ -77,12 +91,29 @@ impl Session {
             client_id,
             conn: None,
             clean,
-            subscriptions: Vec::new(),
-            inflight: Vec::new(),
-            awaiting_rel: Vec::new(),
-            queue: VecDeque::new(),
             last_packet_id: 0,
+            subscriptions: Vec::new(),
+            traffic: None,
         }
+    }
+
+    /// The session's traffic (empty if it never had any).
+    pub fn traffic(&self) -> &Traffic {
+        self.traffic.as_deref().unwrap_or(&NO_TRAFFIC)
+    }
+
+    /// The session's traffic, allocated on first use.
+    pub fn traffic_mut(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(Box::default)
+    }
+
+    /// Adds a subscription to the session's list, growing it one entry at a time for the
+    /// first few (most clients hold one or two; `Vec`'s first growth would reserve four).
+    pub fn add_subscription(&mut self, filter: &str, qos: QoS) {
+        if self.subscriptions.len() < SUBSCRIPTIONS_EXACT_GROWTH_UNTIL {
+            self.subscriptions.reserve_exact(1);
+        }
+        self.subscriptions.push((filter.into(), qos));
     }
 
     /// The next packet id not in flight (1..=65535, wrapping), or `None` if all are.
@@ -90,13 +121,16 @@ impl Session {
         for _ in 0..u16::MAX {
             self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
             let id = self.last_packet_id;
-            if !self.inflight.iter().any(|m| m.packet_id == id) {
+            if !self.traffic().inflight.iter().any(|m| m.packet_id == id) {
                 return Some(id);
             }
         }
         None
     }
 }
+
+/// Up to this many subscriptions a session's list grows exactly; beyond, amortised.
+const SUBSCRIPTIONS_EXACT_GROWTH_UNTIL: usize = 4;
 
 /// All sessions of one event loop.
 pub struct Sessions {

@@ -23,6 +23,7 @@ pub(crate) fn handle_pubrec(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
         return Flow::Continue;
     };
     let known = session
+        .traffic_mut()
         .inflight
         .iter_mut()
         .find(|m| m.packet_id == id && m.state != InflightState::AwaitPubAck);
@@ -52,12 +53,13 @@ fn complete(shard: &mut Shard, key: ConnId, id: u16, state: InflightState) -> bo
         return false;
     };
     let at = session
+        .traffic()
         .inflight
         .iter()
         .position(|m| m.packet_id == id && m.state == state);
     match at {
         Some(at) => {
-            session.inflight.remove(at);
+            session.traffic_mut().inflight.remove(at);
             true
         }
         None => {

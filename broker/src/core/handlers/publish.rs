@@ -32,8 +32,9 @@ pub(crate) fn handle_publish(
             let Some(session) = shard.sessions.get_mut(session_id) else {
                 return Flow::Stop;
             };
-            if !session.awaiting_rel.contains(&id) {
-                if session.awaiting_rel.len() >= MAX_AWAITING_PUBREL {
+            let awaiting_rel = &mut session.traffic_mut().awaiting_rel;
+            if !awaiting_rel.contains(&id) {
+                if awaiting_rel.len() >= MAX_AWAITING_PUBREL {
                     lifecycle::close_for(
                         shard,
                         key,
@@ -43,7 +44,7 @@ pub(crate) fn handle_publish(
                     );
                     return Flow::Stop;
                 }
-                session.awaiting_rel.push(id);
+                awaiting_rel.push(id);
                 routing::route_local_publish(shard, publish, now_ms);
             }
             shard.write(key, |out, v| encode_pubrec(out, v, id));
@@ -61,7 +62,12 @@ pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
         return Flow::Stop;
     };
     if let Some(session) = shard.sessions.get_mut(conn.session) {
-        session.awaiting_rel.retain(|&pending| pending != id);
+        if !session.traffic().awaiting_rel.is_empty() {
+            session
+                .traffic_mut()
+                .awaiting_rel
+                .retain(|&pending| pending != id);
+        }
     }
     shard.write(key, |out, v| encode_pubcomp(out, v, id));
     Flow::Continue

@@ -61,7 +61,7 @@ fn subscribe_one(shard: &mut Shard, session_id: u32, filter: &str, asked: QoS) -
         Ok(_) => {
             match existing {
                 Some(at) => session.subscriptions[at].1 = granted,
-                None => session.subscriptions.push((filter.into(), granted)),
+                None => session.add_subscription(filter, granted),
             }
             SubackReturnCode::Granted(granted)
         }

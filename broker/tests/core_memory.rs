@@ -1,0 +1,113 @@
+//! What an idle client costs the core, byte by byte: 15 000 clients connected and each
+//! subscribed to a topic of its own, on one loop, counted by a counting allocator (bytes
+//! requested, before malloc's own overhead). The figures are printed (run with
+//! `--nocapture`) and written up in `docs/benchmarks.md`; the assertion guards the budget.
+
+mod protocol_common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use protocol_common::{self as packets, ConnectSpec};
+use starling::core::session::Session;
+use starling::core::{ConnId, CoreConfig, Shard, Shared};
+
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to `System`; the counter is a plain atomic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const CLIENTS: usize = 15_000;
+/// The budget the issue sets for an idle client with one subscription, whole process.
+const MAX_BYTES_PER_IDLE_CLIENT: f64 = 1024.0;
+
+fn live() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+fn drain(shard: &mut Shard, dirty: &mut Vec<ConnId>) {
+    shard.drain_dirty(dirty);
+    for &conn in dirty.iter() {
+        let n = shard.output(conn).len();
+        shard.consume_output(conn, n, 0);
+    }
+}
+
+#[test]
+fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
+    let mut config = CoreConfig::default();
+    // Preheat exactly what the clients need, to separate the pool's headroom from the
+    // per-client cost; the headroom is reported separately below.
+    config.pool.initial_objects = CLIENTS;
+    config.pool.max_preheated_objects = CLIENTS * 2;
+    let mut shard = Shard::new(0, 1, config, Arc::new(Shared::new(1))).expect("valid config");
+    let mut dirty = Vec::new();
+    let start = live();
+    let conns: Vec<ConnId> = (0..CLIENTS)
+        .map(|_| shard.accept(0).expect("room"))
+        .collect();
+    let accepted = live();
+    for (i, &conn) in conns.iter().enumerate() {
+        let spec = ConnectSpec {
+            client_id: format!("idle-{i}").into_bytes(),
+            keep_alive: 600,
+            ..ConnectSpec::default()
+        };
+        shard.receive(conn, &spec.build(), 0);
+        drain(&mut shard, &mut dirty);
+    }
+    let connected = live();
+    for (i, &conn) in conns.iter().enumerate() {
+        let filter = format!("idle/{i}");
+        shard.receive(conn, &packets::subscribe(1, &[(filter.as_bytes(), 0)]), 0);
+        drain(&mut shard, &mut dirty);
+    }
+    let subscribed = live();
+    let per = |from: isize, to: isize| (to - from) as f64 / CLIENTS as f64;
+    assert_eq!(shard.session_count(), CLIENTS);
+    assert_eq!(shard.subscription_count(), CLIENTS);
+    assert_eq!(shard.buffer_use().0, 0, "idle clients hold no buffer");
+    let slot = (std::mem::size_of::<starling::core::conn::Conn>() + 20) as f64;
+    let per_client = slot + per(accepted, subscribed);
+    println!(
+        "core heap per idle subscribed client: {per_client:.1} B = pool slot {slot} B (preheated) \
+         + accept {:.1} B (timer-wheel entry, and this test's vector of handles) + CONNECT {:.1} B (session, \
+         client id, id table) + SUBSCRIBE {:.1} B (index entry, session's filter list); \
+         size_of Conn {} B, Session {} B",
+        per(start, accepted),
+        per(accepted, connected),
+        per(connected, subscribed),
+        std::mem::size_of::<starling::core::conn::Conn>(),
+        std::mem::size_of::<Session>(),
+    );
+    assert!(
+        per_client < MAX_BYTES_PER_IDLE_CLIENT * 0.75,
+        "{per_client} B per client leaves too little of the 1 KiB budget for the driver and malloc overhead"
+    );
+    drop(conns);
+}
