@@ -100,7 +100,9 @@ fn report_preheat_steps<T: Poolable>(label: &str, factory: impl FnMut() -> T + C
         ms(p50),
         ms(p99),
         ms(max),
-        runs.iter().map(|r| format!("{:.2}", ms(r.2))).collect::<Vec<_>>()
+        runs.iter()
+            .map(|r| format!("{:.2}", ms(r.2)))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -108,9 +110,10 @@ criterion_group!(benches, acquire_release, preheat);
 
 fn main() {
     if std::env::args().any(|arg| arg == "--bench") {
-        report_preheat_steps("Box<ConnLike> (seed shape: 1 KiB arena + 2 x 4 KiB buffers)", || {
-            Box::new(ConnLike::new())
-        });
+        report_preheat_steps(
+            "Box<ConnLike> (seed shape: 1 KiB arena + 2 x 4 KiB buffers)",
+            || Box::new(ConnLike::new()),
+        );
         report_preheat_steps("broker Conn (empty arena, buffers lent)", || {
             starling::core::conn::Conn::new()
         });

@@ -6,7 +6,11 @@
 //!   matching, and the subscription index.
 //! - [`protocol`]: the codec boundary: frame checking, validation, decoding into packets and
 //!   encoding them, with errors that keep "need more bytes" apart from "malformed".
+//! - [`server`]: the thin mio driver: one pinned event-loop thread per core around a shard.
+//! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
 
+pub mod cli;
 pub mod core;
 pub mod protocol;
+pub mod server;
 pub mod topic;

@@ -61,13 +61,13 @@ pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
     let Ok(conn) = shard.pool.get(key) else {
         return Flow::Stop;
     };
-    if let Some(session) = shard.sessions.get_mut(conn.session) {
-        if !session.traffic().awaiting_rel.is_empty() {
-            session
-                .traffic_mut()
-                .awaiting_rel
-                .retain(|&pending| pending != id);
-        }
+    if let Some(session) = shard.sessions.get_mut(conn.session)
+        && !session.traffic().awaiting_rel.is_empty()
+    {
+        session
+            .traffic_mut()
+            .awaiting_rel
+            .retain(|&pending| pending != id);
     }
     shard.write(key, |out, v| encode_pubcomp(out, v, id));
     Flow::Continue

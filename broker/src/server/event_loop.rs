@@ -1,0 +1,557 @@
+//! One event loop: a [`Shard`], its `mio::Poll`, its listeners and its sockets.
+//!
+//! Sockets are edge-triggered and registered once for READABLE | WRITABLE: a readable event
+//! reads until `WouldBlock` (at most [`MAX_READS_PER_EVENT`] reads, then the rest waits for
+//! the next turn so one busy client cannot starve the others); a writable event writes what
+//! the core still holds for the connection. After every batch of events the loop settles:
+//! it carries out the core's [`Action`]s and writes the output of every connection the core
+//! marked dirty, until neither is left (writing can release queued messages, which makes
+//! more output).
+//!
+//! Sockets are stored by pool slot (`ConnId::index()`), and a connection's mio token is its
+//! whole key (`ConnId::to_u64()`: slot index in the low half, generation in the high half),
+//! so an event for a connection that has since closed and whose slot was reused is told
+//! apart by the generation and ignored.
+//!
+//! Time is milliseconds since the loop started, on the monotonic clock.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use starling_pool::PoolStats;
+
+use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
+use crate::core::{Action, ConnId, CoreConfig, Shard, Shared};
+
+/// Size of the loop's one read buffer, shared by all its connections.
+pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
+/// Readiness events taken from one `poll`.
+pub const EVENTS_CAPACITY: usize = 1024;
+/// The longest the loop sleeps in `poll`, whatever the core's next deadline.
+pub const MAX_POLL_TIMEOUT_MS: u64 = 100;
+/// Reads of one connection per readiness event before it yields to the others.
+pub const MAX_READS_PER_EVENT: usize = 16;
+/// Mailbox deliveries handled per turn before the loop polls its sockets again.
+pub const INBOX_BATCH_DELIVERIES: usize = 1024;
+/// How soon accepting is retried after the process ran out of descriptors (an
+/// edge-triggered listener does not report the connections already queued again).
+pub const ACCEPT_RETRY_MS: u64 = 50;
+/// At most one "accept failed" warning per this interval.
+pub const ACCEPT_WARNING_INTERVAL_MS: u64 = 1000;
+/// Reads that discard unread input before a close: closing a socket with unread input
+/// makes the kernel send RST, which can destroy a refusing CONNACK the client has not read.
+pub const CLOSE_DRAIN_READS: usize = 4;
+/// The most listeners one loop can have (the tokens below [`WAKER_TOKEN`] reserved for
+/// them).
+pub const MAX_LISTENERS: usize = 64;
+
+/// The token of listener `i`: just below the waker's.
+fn listener_token(i: usize) -> Token {
+    Token(WAKER_TOKEN.0 - 1 - i)
+}
+
+/// The token of a connection: its whole key. Never collides with the reserved tokens: their
+/// low halves are within [`MAX_LISTENERS`] of `u32::MAX`, and slot indices stay below
+/// `max_live_objects`, which [`EventLoop::new`] keeps below that.
+fn conn_token(key: ConnId) -> Token {
+    Token(key.to_u64() as usize)
+}
+
+/// Everything a loop is built from (moved into its thread).
+pub struct Parts {
+    /// This loop's index.
+    pub index: usize,
+    /// How many loops there are.
+    pub loops: usize,
+    /// The core's limits.
+    pub core: CoreConfig,
+    /// State shared by all loops.
+    pub shared: Arc<Shared>,
+    /// This loop's poll (its waker is registered with it).
+    pub poll: Poll,
+    /// This loop's mailbox.
+    pub inbox: Receiver<Inbound>,
+    /// Every loop's mailbox, to hand over and forward.
+    pub peers: Peers,
+    /// This loop's listeners (one per listen address).
+    pub listeners: Vec<TcpListener>,
+}
+
+/// A connection's socket, stored at its pool slot.
+struct Slot {
+    key: ConnId,
+    stream: TcpStream,
+}
+
+/// Shows a socket's peer address, asked from the kernel only when a log line is written.
+struct Peer<'a>(&'a TcpStream);
+
+impl std::fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
+        }
+    }
+}
+
+/// Why a socket went away.
+enum Gone<'a> {
+    PeerClosed,
+    Error(&'a io::Error),
+    WriteZero,
+}
+
+impl std::fmt::Display for Gone<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gone::PeerClosed => f.write_str("peer closed"),
+            Gone::Error(e) => write!(f, "{e}"),
+            Gone::WriteZero => f.write_str("socket took no bytes"),
+        }
+    }
+}
+
+/// One event loop. Not `Send` (its shard is not): built and run on its own thread.
+pub struct EventLoop {
+    index: usize,
+    shard: Shard,
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    inbox: Receiver<Inbound>,
+    peers: Peers,
+    conns: Vec<Option<Slot>>,
+    scratch: Box<[u8]>,
+    dirty: Vec<ConnId>,
+    read_again: Vec<ConnId>,
+    read_again_spare: Vec<ConnId>,
+    wake: Vec<bool>,
+    accept_retry: bool,
+    last_accept_warning_ms: Option<u64>,
+    start: Instant,
+    now_ms: u64,
+}
+
+impl EventLoop {
+    /// Builds the shard (preheating its pool) and registers the listeners.
+    pub fn new(parts: Parts) -> Result<EventLoop, Box<dyn std::error::Error>> {
+        let Parts {
+            index,
+            loops,
+            core,
+            shared,
+            poll,
+            inbox,
+            peers,
+            mut listeners,
+        } = parts;
+        if listeners.len() > MAX_LISTENERS {
+            return Err(format!("at most {MAX_LISTENERS} listen addresses").into());
+        }
+        let max_index = (u32::MAX as usize) - MAX_LISTENERS - 1;
+        if core.pool.max_live_objects > max_index {
+            return Err(format!("max_live_objects must stay below {max_index}").into());
+        }
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(listener, listener_token(i), Interest::READABLE)?;
+        }
+        let shard = Shard::new(index, loops, core, shared)?;
+        Ok(EventLoop {
+            index,
+            shard,
+            poll,
+            listeners,
+            inbox,
+            wake: vec![false; peers.len()],
+            peers,
+            conns: Vec::new(),
+            scratch: vec![0; READ_SCRATCH_BYTES].into_boxed_slice(),
+            dirty: Vec::new(),
+            read_again: Vec::new(),
+            read_again_spare: Vec::new(),
+            accept_retry: false,
+            last_accept_warning_ms: None,
+            start: Instant::now(),
+            now_ms: 0,
+        })
+    }
+
+    /// The pool's numbers.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.shard.pool_stats()
+    }
+
+    /// Runs until `poll` fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut inbox_backlog = false;
+        loop {
+            self.now_ms = self.clock_ms();
+            let next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
+            self.settle();
+            let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
+            if inbox_backlog || !self.read_again.is_empty() {
+                timeout_ms = 0;
+            }
+            if self.accept_retry {
+                timeout_ms = timeout_ms.min(ACCEPT_RETRY_MS);
+            }
+            match self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(timeout_ms)))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.now_ms = self.clock_ms();
+            for event in events.iter() {
+                self.on_event(event);
+            }
+            self.retry_reads();
+            if self.accept_retry {
+                self.accept_retry = false;
+                for i in 0..self.listeners.len() {
+                    self.accept_all(i);
+                }
+            }
+            inbox_backlog = self.drain_inbox();
+            self.settle();
+        }
+    }
+
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        let token = event.token();
+        if token == WAKER_TOKEN {
+            return; // the mailbox is drained every turn
+        }
+        let listener = WAKER_TOKEN.0 - 1 - token.0;
+        if listener < self.listeners.len() {
+            self.accept_all(listener);
+            return;
+        }
+        let key = ConnId::from_u64(token.0 as u64);
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read(key);
+        }
+        if event.is_writable() {
+            self.flush(key);
+        }
+    }
+
+    // ---- accepting -----------------------------------------------------------------------
+
+    /// Accepts from listener `i` until it would block.
+    fn accept_all(&mut self, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.adopt_new(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: leave the queued connections in the
+                    // backlog and try again shortly.
+                    self.accept_retry = true;
+                    let due = self
+                        .last_accept_warning_ms
+                        .is_none_or(|at| self.now_ms >= at + ACCEPT_WARNING_INTERVAL_MS);
+                    if due {
+                        self.last_accept_warning_ms = Some(self.now_ms);
+                        tracing::warn!(loop_index = self.index, error = %e, "accept failed; retrying");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A socket fresh from `accept`.
+    fn adopt_new(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let Some(key) = self.shard.accept(self.now_ms) else {
+            tracing::info!(loop_index = self.index, %peer, "connection refused: pool at its limit");
+            return;
+        };
+        match self.register(key, stream) {
+            Ok(()) => {
+                tracing::debug!(loop_index = self.index, conn = %key, %peer, "connection accepted");
+                // Read the CONNECT now if it is already here: a refused or handed-over
+                // connection then gives its pool object back at once, instead of a whole
+                // accept burst (up to the backlog) holding objects until the next poll.
+                self.read(key);
+            }
+            Err(e) => {
+                tracing::warn!(loop_index = self.index, %peer, error = %e, "could not register a connection");
+                self.shard.closed(key, self.now_ms);
+            }
+        }
+    }
+
+    /// A socket handed over by another loop, with the CONNECT (and what followed) to replay.
+    fn adopt_handover(&mut self, stream: TcpStream, bytes: &[u8]) {
+        let Some(key) = self.shard.accept(self.now_ms) else {
+            tracing::info!(loop_index = self.index, peer = %Peer(&stream), "handed-over connection refused: pool at its limit");
+            return;
+        };
+        let peer = Peer(&stream).to_string_if_debug();
+        if let Err(e) = self.register(key, stream) {
+            tracing::warn!(loop_index = self.index, error = %e, "could not register a handed-over connection");
+            self.shard.closed(key, self.now_ms);
+            return;
+        }
+        tracing::debug!(loop_index = self.index, conn = %key, peer = %peer, "connection received from another loop");
+        self.shard.receive(key, bytes, self.now_ms);
+        self.act();
+    }
+
+    /// Registers `stream` under `key`'s token and stores it at `key`'s slot. Input that is
+    /// already waiting is reported by the registration itself (epoll checks readiness).
+    fn register(&mut self, key: ConnId, mut stream: TcpStream) -> io::Result<()> {
+        self.poll.registry().register(
+            &mut stream,
+            conn_token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let index = key.index() as usize;
+        if self.conns.len() <= index {
+            self.conns.resize_with(index + 1, || None);
+        }
+        self.conns[index] = Some(Slot { key, stream });
+        Ok(())
+    }
+
+    /// Takes `key`'s socket out of its slot and out of the poll.
+    fn unregister(&mut self, key: ConnId) -> Option<TcpStream> {
+        let slot = self.conns.get_mut(key.index() as usize)?;
+        if slot.as_ref().is_none_or(|s| s.key != key) {
+            return None;
+        }
+        let mut stream = slot.take()?.stream;
+        let _ = self.poll.registry().deregister(&mut stream);
+        Some(stream)
+    }
+
+    // ---- reading and writing ---------------------------------------------------------------
+
+    /// Reads `key` until it would block (or its turn is over), feeding the core.
+    fn read(&mut self, key: ConnId) {
+        let mut reads = 0;
+        while reads < MAX_READS_PER_EVENT {
+            let Some(stream) = stream_mut(&mut self.conns, key) else {
+                return;
+            };
+            match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.gone(key, Gone::PeerClosed);
+                    return;
+                }
+                Ok(n) => {
+                    reads += 1;
+                    self.shard.receive(key, &self.scratch[..n], self.now_ms);
+                    // Now, not later: after a handover this loop must not read the socket
+                    // again (the bytes belong to the new loop), and a closed one is gone.
+                    self.act();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.gone(key, Gone::Error(&e));
+                    return;
+                }
+            }
+        }
+        self.read_again.push(key);
+    }
+
+    /// Connections that used their whole turn: read them again.
+    fn retry_reads(&mut self) {
+        if self.read_again.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut self.read_again, &mut self.read_again_spare);
+        let mut keys = std::mem::take(&mut self.read_again_spare);
+        for &key in &keys {
+            self.read(key);
+        }
+        keys.clear();
+        self.read_again_spare = keys;
+    }
+
+    /// Writes what the core holds for `key` until the socket would block (the WRITABLE
+    /// event resumes it) or nothing is left.
+    fn flush(&mut self, key: ConnId) {
+        loop {
+            let Some(stream) = stream_mut(&mut self.conns, key) else {
+                return;
+            };
+            let output = self.shard.output(key);
+            if output.is_empty() {
+                return;
+            }
+            match stream.write(output) {
+                Ok(0) => {
+                    self.gone(key, Gone::WriteZero);
+                    return;
+                }
+                Ok(n) => self.shard.consume_output(key, n, self.now_ms),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.gone(key, Gone::Error(&e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The socket of `key` closed or failed: drop it and tell the core.
+    fn gone(&mut self, key: ConnId, why: Gone<'_>) {
+        if let Some(stream) = self.unregister(key) {
+            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), reason = %why, "connection closed");
+        }
+        self.shard.closed(key, self.now_ms);
+    }
+
+    // ---- the core's requests -----------------------------------------------------------------
+
+    /// Carries out every action the core has queued.
+    fn act(&mut self) {
+        while let Some(action) = self.shard.poll_action() {
+            match action {
+                Action::Close(key) => self.close(key),
+                Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
+                Action::Forward { to, message } => self.send(to, Inbound::Forward(message)),
+            }
+        }
+    }
+
+    /// Close: best-effort write of the last output, FIN, discard unread input, close.
+    fn close(&mut self, key: ConnId) {
+        if let Some(mut stream) = self.unregister(key) {
+            let mut output = self.shard.output(key);
+            while !output.is_empty() {
+                match stream.write(output) {
+                    Ok(n) if n > 0 => {
+                        self.shard.consume_output(key, n, self.now_ms);
+                        output = self.shard.output(key);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
+            let _ = stream.shutdown(Shutdown::Write);
+            for _ in 0..CLOSE_DRAIN_READS {
+                match stream.read(&mut self.scratch) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        self.shard.closed(key, self.now_ms);
+    }
+
+    /// Handover: the socket moves to loop `to` (the core has already released `conn`).
+    fn hand_over(&mut self, conn: ConnId, to: usize, bytes: Vec<u8>) {
+        let Some(stream) = self.unregister(conn) else {
+            return;
+        };
+        tracing::debug!(loop_index = self.index, conn = %conn, peer = %Peer(&stream), to, "connection handed over");
+        self.send(to, Inbound::Handover { stream, bytes });
+    }
+
+    /// Queues a delivery for loop `to`; the wake is sent once per turn.
+    fn send(&mut self, to: usize, inbound: Inbound) {
+        let Some(peer) = self.peers.get(to) else {
+            tracing::error!(loop_index = self.index, to, "no such event loop");
+            return;
+        };
+        if peer.send(inbound).is_err() {
+            tracing::error!(
+                loop_index = self.index,
+                to,
+                "event loop is gone; delivery dropped"
+            );
+            return;
+        }
+        if let Some(flag) = self.wake.get_mut(to) {
+            *flag = true;
+        }
+    }
+
+    /// Handles up to [`INBOX_BATCH_DELIVERIES`] deliveries; returns whether more may wait.
+    fn drain_inbox(&mut self) -> bool {
+        for _ in 0..INBOX_BATCH_DELIVERIES {
+            match self.inbox.try_recv() {
+                Ok(Inbound::Handover { stream, bytes }) => self.adopt_handover(stream, &bytes),
+                Ok(Inbound::Forward(message)) => self.shard.remote(message, self.now_ms),
+                Err(_) => return false,
+            }
+        }
+        !self.inbox.is_empty()
+    }
+
+    /// Actions and output until neither is left, then the wakes this turn owes other loops.
+    fn settle(&mut self) {
+        loop {
+            self.act();
+            self.shard.drain_dirty(&mut self.dirty);
+            if self.dirty.is_empty() {
+                break;
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            for &key in &dirty {
+                self.flush(key);
+            }
+            self.dirty = dirty;
+        }
+        for (to, flag) in self.wake.iter_mut().enumerate() {
+            if std::mem::take(flag)
+                && let Some(peer) = self.peers.get(to)
+                && let Err(e) = peer.wake()
+            {
+                tracing::error!(loop_index = self.index, to, error = %e, "could not wake an event loop");
+            }
+        }
+    }
+}
+
+/// The socket at `key`'s slot, if it is still `key`'s.
+fn stream_mut(conns: &mut [Option<Slot>], key: ConnId) -> Option<&mut TcpStream> {
+    match conns.get_mut(key.index() as usize) {
+        Some(Some(slot)) if slot.key == key => Some(&mut slot.stream),
+        _ => None,
+    }
+}
+
+impl Peer<'_> {
+    /// The peer address as text when debug logging is on (the socket moves before the log
+    /// line is written), or an empty string.
+    fn to_string_if_debug(&self) -> String {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            self.to_string()
+        } else {
+            String::new()
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! What one event loop sends another: a connection whose client id it owns (handover), or a
+//! message for its subscribers (forward). A channel send does not wake a blocked `poll`, so
+//! every mailbox pairs its channel with the destination loop's `mio::Waker`.
+
+use std::io;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::core::SharedMessage;
+
+/// The token of each loop's waker.
+pub const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
+/// A delivery to another loop.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A socket whose CONNECT names a client id the receiving loop owns
+    /// ([`crate::core::Action::Handover`]); already deregistered from the sending loop.
+    Handover {
+        /// The connection.
+        stream: mio::net::TcpStream,
+        /// The CONNECT and whatever followed it, to replay with `Shard::receive`.
+        bytes: Vec<u8>,
+    },
+    /// A PUBLISH for the receiving loop's subscribers ([`crate::core::Action::Forward`]).
+    Forward(SharedMessage),
+}
+
+/// The sending half of one loop's mailbox.
+pub struct Mailbox {
+    sender: Sender<Inbound>,
+    waker: mio::Waker,
+}
+
+/// Every loop's mailbox, indexed by loop.
+pub type Peers = Arc<[Mailbox]>;
+
+impl Mailbox {
+    /// A mailbox for the loop whose poll has `registry`, and the receiver that loop drains.
+    /// Unbounded: a bounded channel could deadlock two loops that both block on sending to
+    /// each other.
+    pub fn new(registry: &mio::Registry) -> io::Result<(Mailbox, Receiver<Inbound>)> {
+        let waker = mio::Waker::new(registry, WAKER_TOKEN)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Ok((Mailbox { sender, waker }, receiver))
+    }
+
+    /// Queues `inbound` without waking the loop (the sender batches wakes). Gives the
+    /// delivery back if the loop is gone.
+    pub fn send(&self, inbound: Inbound) -> Result<(), Inbound> {
+        self.sender.send(inbound).map_err(|e| e.0)
+    }
+
+    /// Wakes the loop so that it drains its mailbox.
+    pub fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+}

@@ -1,0 +1,270 @@
+//! The thin mio driver around the sans-IO core: one event-loop thread per loop, each with
+//! its own [`Shard`](crate::core::Shard), `mio::Poll` and `SO_REUSEPORT` listeners.
+//!
+//! - [`listener`]: binding the per-loop listening sockets.
+//! - [`rlimit`]: raising the open-file limit and the connection ceiling it gives.
+//! - [`event_loop`]: the loop itself (accept, read, write, actions, timers).
+//! - [`mailbox`]: what loops send each other (handed-over sockets, forwarded messages).
+//!
+//! [`start`] binds, spawns the loops and waits until every one has built its shard, then
+//! returns a [`Server`] to wait on.
+
+pub mod event_loop;
+pub mod listener;
+pub mod mailbox;
+pub mod rlimit;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use starling_pool::{PoolConfig, PoolStats};
+
+use crate::core::{CoreConfig, Shared};
+use event_loop::EventLoop;
+use mailbox::{Mailbox, Peers};
+
+// Tokens carry a whole 64-bit pool key (see `event_loop`).
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the mio driver packs 64-bit connection keys into tokens: 64-bit targets only");
+
+/// Slack objects every loop's pool has whatever its share (see [`pool_slack_objects`]).
+pub const POOL_SLACK_BASE_OBJECTS: usize = 64;
+/// Standard deviations of client-id hash skew the slack covers (see [`pool_slack_objects`]).
+pub const POOL_SLACK_SKEW_SIGMAS: usize = 4;
+
+/// Extra pool objects a loop gets beyond `share` (its share of `max_connections`).
+///
+/// The pool's `max_live_objects` is a hard limit: past it `Shard::accept` refuses and the
+/// socket is dropped without a word. The global connection limit is checked later, on
+/// CONNECT, and answered with CONNACK 0x03, which needs a pool object to be written from.
+/// Two things make a loop need more than its share:
+///
+/// - Connections that have not sent CONNECT yet, and those being refused, hold objects
+///   without counting as connected ([`POOL_SLACK_BASE_OBJECTS`] of them).
+/// - Sessions live on the loop their client id hashes to, so the connected clients of one
+///   loop are binomially spread around `share` with a standard deviation of about
+///   `√share`: with an exact share, the fuller loop would drop clients that are still under
+///   the global limit. [`POOL_SLACK_SKEW_SIGMAS`]` × √share` covers that (measured: 6 100
+///   simultaneous CONNECTs against `--max-connections 6000` on two loops got 12 to 59
+///   silent drops with a flat 32-object slack, and 0x03 for all 100 extra clients with this).
+///
+/// The slack stays small next to the share (6 % at 10 000, 0.6 % at 500 000). Each slack
+/// object may hold a socket, so the descriptor reserve ([`rlimit::connection_ceiling`])
+/// sets the loops' slack aside.
+pub fn pool_slack_objects(share: usize) -> usize {
+    POOL_SLACK_BASE_OBJECTS.saturating_add(POOL_SLACK_SKEW_SIGMAS.saturating_mul(share.isqrt()))
+}
+
+/// What the driver needs: where to listen, how many loops, and the core's limits (whose
+/// `pool` is the per-loop pool, `max_live_objects` included).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on (each loop gets one listener per address).
+    pub listen: Vec<SocketAddr>,
+    /// Event-loop threads.
+    pub event_loops: usize,
+    /// The core's configuration, shared by every loop.
+    pub core: CoreConfig,
+}
+
+/// `max_live_objects` of each loop's pool: its share of `max_connections` (rounded up) plus
+/// [`pool_slack_objects`] of it.
+pub fn max_live_objects_per_loop(max_connections: usize, event_loops: usize) -> usize {
+    let share = max_connections.div_ceil(event_loops.max(1));
+    share.saturating_add(pool_slack_objects(share))
+}
+
+/// Clamps a pool configuration's preheating to its `max_live_objects` (for values that came
+/// from a preset rather than from an explicit flag). Returns whether anything changed.
+pub fn clamp_preheating(pool: &mut PoolConfig) -> bool {
+    let before = (pool.initial_objects, pool.max_preheated_objects);
+    pool.max_preheated_objects = pool.max_preheated_objects.min(pool.max_live_objects);
+    pool.initial_objects = pool.initial_objects.min(pool.max_preheated_objects);
+    before != (pool.initial_objects, pool.max_preheated_objects)
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listener could not be bound.
+    Bind(io::Error),
+    /// A loop could not create its poll or waker, or its thread could not be spawned.
+    Io(io::Error),
+    /// A loop refused the configuration (its pool's `ConfigError`).
+    Loop {
+        /// The loop.
+        loop_index: usize,
+        /// What it said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => write!(f, "{e}"),
+            StartError::Io(e) => write!(f, "event loop set-up failed: {e}"),
+            StartError::Loop {
+                loop_index,
+                message,
+            } => write!(f, "event loop {loop_index} did not start: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The running loops.
+pub struct Server {
+    handles: Vec<JoinHandle<()>>,
+    exited: crossbeam_channel::Receiver<(usize, Result<(), String>)>,
+    /// The addresses actually bound (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+    /// Each loop's pool numbers right after it was built.
+    pub pool_stats: Vec<PoolStats>,
+}
+
+impl Server {
+    /// Blocks until a loop exits (they only do on a fatal error) and returns which one and
+    /// why.
+    pub fn wait(self) -> (usize, String) {
+        let outcome = match self.exited.recv() {
+            Ok((index, Ok(()))) => (index, "event loop returned".to_string()),
+            Ok((index, Err(error))) => (index, error),
+            Err(_) => (usize::MAX, "every event loop is gone".to_string()),
+        };
+        drop(self.handles);
+        outcome
+    }
+}
+
+/// Binds the listeners, spawns one pinned thread per loop and waits until each has built
+/// its shard (and preheated its pool).
+pub fn start(config: ServerConfig) -> Result<Server, StartError> {
+    let loops = config.event_loops.max(1);
+    let listeners = listener::bind_all(&config.listen, loops).map_err(StartError::Bind)?;
+    let local_addrs = listeners
+        .first()
+        .map(|l| l.iter().filter_map(|l| l.local_addr().ok()).collect())
+        .unwrap_or_default();
+    let shared = Arc::new(Shared::new(loops));
+    let mut mailboxes = Vec::with_capacity(loops);
+    let mut polls = Vec::with_capacity(loops);
+    for _ in 0..loops {
+        let poll = mio::Poll::new().map_err(StartError::Io)?;
+        let (mailbox, inbox) = Mailbox::new(poll.registry()).map_err(StartError::Io)?;
+        mailboxes.push(mailbox);
+        polls.push((poll, inbox));
+    }
+    let peers: Peers = Arc::from(mailboxes);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(loops);
+    let (exit_tx, exit_rx) = crossbeam_channel::bounded(loops);
+    let mut handles = Vec::with_capacity(loops);
+    for (index, ((poll, inbox), listeners)) in polls.into_iter().zip(listeners).enumerate() {
+        let core = config.core.clone();
+        let shared = Arc::clone(&shared);
+        let peers = Arc::clone(&peers);
+        let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let ready_tx = ready_tx.clone();
+        let exit_tx = exit_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("starling-loop-{index}"))
+            .spawn(move || {
+                if let Some(core_id) = pin
+                    && !core_affinity::set_for_current(core_id)
+                {
+                    tracing::debug!(loop_index = index, "could not pin the loop to a core");
+                }
+                let parts = event_loop::Parts {
+                    index,
+                    loops,
+                    core,
+                    shared,
+                    poll,
+                    inbox,
+                    peers,
+                    listeners,
+                };
+                // A panicking loop must take the process down with it (through `wait`),
+                // not leave a broker with one dead loop behind.
+                let mut reported = false;
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                        || match EventLoop::new(parts) {
+                            Ok(mut event_loop) => {
+                                reported = true;
+                                let _ = ready_tx.send((index, Ok(event_loop.pool_stats())));
+                                event_loop.run().map_err(|e| format!("poll failed: {e}"))
+                            }
+                            Err(error) => Err(error.to_string()),
+                        },
+                    ));
+                let result = outcome.unwrap_or_else(|_| Err("the event loop panicked".to_string()));
+                if !reported {
+                    let message = result.clone().err().unwrap_or_default();
+                    let _ = ready_tx.send((index, Err(message)));
+                }
+                let _ = exit_tx.send((index, result));
+            })
+            .map_err(StartError::Io)?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut pool_stats = vec![PoolStats::default(); loops];
+    for _ in 0..loops {
+        match ready_rx.recv() {
+            Ok((index, Ok(stats))) => pool_stats[index] = stats,
+            Ok((loop_index, Err(message))) => {
+                return Err(StartError::Loop {
+                    loop_index,
+                    message,
+                });
+            }
+            Err(_) => {
+                return Err(StartError::Loop {
+                    loop_index: usize::MAX,
+                    message: "a loop thread ended before reporting".to_string(),
+                });
+            }
+        }
+    }
+    Ok(Server {
+        handles,
+        exited: exit_rx,
+        local_addrs,
+        pool_stats,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_loop_share_rounds_up_and_adds_slack() {
+        assert_eq!(
+            max_live_objects_per_loop(10, 3),
+            4 + POOL_SLACK_BASE_OBJECTS + POOL_SLACK_SKEW_SIGMAS * 2
+        );
+        assert_eq!(
+            max_live_objects_per_loop(10, 0),
+            10 + POOL_SLACK_BASE_OBJECTS + POOL_SLACK_SKEW_SIGMAS * 3
+        );
+        assert_eq!(pool_slack_objects(10_000), 64 + 400);
+    }
+
+    #[test]
+    fn clamping_keeps_preheating_within_max_live() {
+        let mut pool = PoolConfig {
+            max_live_objects: 40,
+            ..PoolConfig::default()
+        };
+        assert!(clamp_preheating(&mut pool));
+        assert_eq!((pool.initial_objects, pool.max_preheated_objects), (40, 40));
+        assert!(pool.validate().is_ok());
+        assert!(!clamp_preheating(&mut pool));
+    }
+}

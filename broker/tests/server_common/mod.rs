@@ -1,0 +1,371 @@
+//! Shared by the `server_*` tests: the real `starling` binary on a free loopback port, and a
+//! tiny blocking MQTT 3.1.1 client built from raw packet bytes.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the broker may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any single read from the broker may block.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Start attempts (a free port can be taken between the probe and the broker's bind).
+const START_ATTEMPTS: usize = 3;
+
+/// A running broker, killed by its pid when dropped.
+pub struct Broker {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl Broker {
+    /// Starts the binary with `--listen 127.0.0.1:PORT --log-level debug` and `args`.
+    pub fn start(args: &[&str]) -> Broker {
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("loopback address");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(["--log-level", "debug"])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn the starling binary");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let stderr = child.stderr.take().expect("piped stderr");
+            let sink = Arc::clone(&log);
+            let reader = std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().expect("log lock").push(line);
+                }
+            });
+            let mut broker = Broker {
+                child,
+                addr,
+                log,
+                reader: Some(reader),
+            };
+            if broker.wait_listening() {
+                return broker;
+            }
+            last = broker.log_text();
+        }
+        panic!("the broker did not start:\n{last}");
+    }
+
+    fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            // The "listening" line comes after every loop has built its shard.
+            if self.log_text().contains("event loops running") {
+                return TcpStream::connect_timeout(&self.addr, READ_TIMEOUT).is_ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Everything the broker has logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// The loop that logged "connection accepted" for the client whose local address is
+    /// `client`, waiting up to [`READ_TIMEOUT`] for the line.
+    pub fn accepting_loop(&self, client: SocketAddr) -> usize {
+        let peer = format!("peer={client}");
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            {
+                let log = self.log.lock().expect("log lock");
+                for line in log.iter().filter(|l| l.contains("connection accepted")) {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    if fields.contains(&peer.as_str()) {
+                        let index = fields
+                            .iter()
+                            .find_map(|f| f.strip_prefix("loop_index="))
+                            .and_then(|v| v.parse().ok());
+                        if let Some(index) = index {
+                            return index;
+                        }
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no accept logged for {client}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // `Child::kill` signals exactly this child's pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+// ---- packets ------------------------------------------------------------------------------
+
+/// A frame: first byte, remaining-length varint, body.
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A length-prefixed string.
+pub fn field(bytes: &[u8]) -> Vec<u8> {
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// CONNECT (3.1.1, clean session, keep-alive 60 s).
+pub fn connect(client_id: &str) -> Vec<u8> {
+    let mut body = field(b"MQTT");
+    body.extend_from_slice(&[4, 0x02, 0, 60]);
+    body.extend(field(client_id.as_bytes()));
+    frame(0x10, &body)
+}
+
+/// SUBSCRIBE to one filter.
+pub fn subscribe(packet_id: u16, filter: &str, qos: u8) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    body.extend(field(filter.as_bytes()));
+    body.push(qos);
+    frame(0x82, &body)
+}
+
+/// PUBLISH (a packet id only at QoS > 0).
+pub fn publish(topic: &str, payload: &[u8], qos: u8, packet_id: u16) -> Vec<u8> {
+    let mut body = field(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    frame(0x30 | (qos << 1), &body)
+}
+
+/// PUBACK.
+pub fn puback(packet_id: u16) -> Vec<u8> {
+    frame(0x40, &packet_id.to_be_bytes())
+}
+
+/// PINGREQ.
+pub const PINGREQ: [u8; 2] = [0xC0, 0x00];
+/// DISCONNECT.
+pub const DISCONNECT: [u8; 2] = [0xE0, 0x00];
+
+/// One packet as received: its first byte and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Type and flags.
+    pub first: u8,
+    /// Everything after the remaining length.
+    pub body: Vec<u8>,
+}
+
+impl Packet {
+    /// The packet type (high nibble).
+    pub fn kind(&self) -> u8 {
+        self.first >> 4
+    }
+}
+
+/// A received PUBLISH, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub packet_id: Option<u16>,
+}
+
+/// A blocking client on a raw socket.
+pub struct Client {
+    pub stream: TcpStream,
+}
+
+impl Client {
+    /// Opens a connection (nothing sent yet).
+    pub fn open(broker: &Broker) -> Client {
+        let stream = TcpStream::connect_timeout(&broker.addr, READ_TIMEOUT).expect("connect");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("read timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client { stream }
+    }
+
+    /// Opens a connection, sends CONNECT and returns the CONNACK return code.
+    pub fn connect(broker: &Broker, client_id: &str) -> (Client, u8) {
+        let mut client = Client::open(broker);
+        client.send(&connect(client_id));
+        let connack = match client.recv() {
+            Ok(packet) => packet,
+            Err(e) => panic!("no CONNACK for {client_id}: {e}\n{}", broker.log_text()),
+        };
+        assert_eq!(connack.first, 0x20, "expected CONNACK, got {connack:?}");
+        assert_eq!(connack.body.len(), 2, "CONNACK body {connack:?}");
+        (client, connack.body[1])
+    }
+
+    /// Like [`Client::connect`], asserting return code 0.
+    pub fn connected(broker: &Broker, client_id: &str) -> Client {
+        let (client, code) = Client::connect(broker, client_id);
+        assert_eq!(code, 0, "CONNACK return code for {client_id}");
+        client
+    }
+
+    /// This end's address (matches the broker's `peer=` log field).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
+    /// Writes raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the broker");
+    }
+
+    /// Reads one packet; an error on EOF, reset or timeout.
+    pub fn recv(&mut self) -> io::Result<Packet> {
+        let mut first = [0u8; 1];
+        self.stream.read_exact(&mut first)?;
+        let mut len = 0usize;
+        let mut shift = 0;
+        loop {
+            let mut byte = [0u8; 1];
+            self.stream.read_exact(&mut byte)?;
+            len |= usize::from(byte[0] & 0x7F) << shift;
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 21 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad varint"));
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        Ok(Packet {
+            first: first[0],
+            body,
+        })
+    }
+
+    /// SUBSCRIBE and return the SUBACK return codes.
+    pub fn subscribe(&mut self, packet_id: u16, filter: &str, qos: u8) -> Vec<u8> {
+        self.send(&subscribe(packet_id, filter, qos));
+        let suback = self.recv().expect("SUBACK");
+        assert_eq!(suback.first, 0x90, "expected SUBACK, got {suback:?}");
+        assert_eq!(&suback.body[..2], &packet_id.to_be_bytes());
+        suback.body[2..].to_vec()
+    }
+
+    /// Reads a PUBLISH and decodes it.
+    pub fn recv_publish(&mut self) -> Publish {
+        let packet = self.recv().expect("PUBLISH");
+        assert_eq!(packet.kind(), 3, "expected PUBLISH, got {packet:?}");
+        let qos = (packet.first >> 1) & 0x03;
+        let body = &packet.body;
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let topic = String::from_utf8(body[2..2 + topic_len].to_vec()).expect("UTF-8 topic");
+        let mut at = 2 + topic_len;
+        let packet_id = (qos > 0).then(|| {
+            let id = u16::from_be_bytes([body[at], body[at + 1]]);
+            at += 2;
+            id
+        });
+        Publish {
+            topic,
+            payload: body[at..].to_vec(),
+            qos,
+            packet_id,
+        }
+    }
+
+    /// Asserts that the broker closes this connection (EOF or reset) before the timeout,
+    /// with no packet before that.
+    pub fn expect_closed(&mut self) {
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("expected the connection closed, got {:?}", &buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => panic!("expected the connection closed, got {e}"),
+        }
+    }
+
+    /// PINGREQ → PINGRESP.
+    pub fn ping(&mut self) {
+        self.send(&PINGREQ);
+        let pingresp = self.recv().expect("PINGRESP");
+        assert_eq!((pingresp.first, pingresp.body.len()), (0xD0, 0));
+    }
+
+    /// DISCONNECT, then wait for the broker to close.
+    pub fn disconnect(mut self) {
+        self.send(&DISCONNECT);
+        self.expect_closed();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// A client id with `prefix` that [`starling::core::owner_loop`] puts on `loop_index`.
+pub fn id_on_loop(prefix: &str, loop_index: usize, loops: usize) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| starling::core::owner_loop(id, loops) == loop_index)
+        .expect("some id hashes to every loop")
+}
