@@ -12,3 +12,58 @@ for component in rustfmt clippy; do
     rustup component add "${component}"
   fi
 done
+
+# --- Black-box MQTT suite (tests/python) -------------------------------------------------
+# Debian's Mosquitto is the reference broker the suite is validated against, and its
+# mosquitto_pub/mosquitto_sub are interop peers. On some machines installing the package
+# auto-starts a system mosquitto on port 1883; the tests never use 1883 (each test starts its
+# own broker on a free ephemeral loopback port), so that service is left alone.
+apt_missing=()
+for pkg in mosquitto mosquitto-clients; do
+  if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed"; then
+    apt_missing+=("${pkg}")
+  fi
+done
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: Debian packages missing (${apt_missing[*]}); run this script as root" >&2
+    exit 1
+  fi
+  echo "setup: installing ${apt_missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${apt_missing[@]}" >/dev/null
+fi
+
+# Python packages go into a virtualenv at .venv/ (gitignored), not the user site: it is
+# isolated from whatever the machine's Python already has, is not refused by Debian's
+# "externally managed" pip guard, and the test command names it exactly
+# (.venv/bin/python -m pytest). A stamp of the requirements' hash makes re-runs a no-op; a
+# venv whose interpreter no longer runs (machine changed) is rebuilt.
+repo_root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${repo_root}/.venv"
+requirements="${repo_root}/tests/python/requirements.txt"
+stamp="${venv}/.requirements.sha256"
+want="$(sha256sum "${requirements}" | cut -d' ' -f1)"
+if [ -d "${venv}" ] && ! "${venv}/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  echo "setup: ${venv} is broken; recreating it"
+  rm -rf "${venv}"
+fi
+if [ ! -x "${venv}/bin/python" ]; then
+  python="${PYTHON:-python3}"
+  if ! "${python}" -m venv "${venv}" >/dev/null 2>&1; then
+    # Debian's own python3 needs python3-venv for ensurepip.
+    rm -rf "${venv}"
+    if [ "$(id -u)" -eq 0 ] && ! dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed"; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    "${python}" -m venv "${venv}"
+  fi
+fi
+if [ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]; then
+  echo "setup: installing tests/python/requirements.txt into .venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+    "${venv}/bin/python" -m pip install -q -r "${requirements}"
+  echo "${want}" >"${stamp}"
+fi
