@@ -3,28 +3,9 @@
 //! rounding), for the slot alone and for a broker-shaped object (1 KiB arena, two 4 KiB
 //! buffers). Run: `cargo run --release -p starling-benches --example preheat_cost`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use starling_alloc_count::{Counting, snapshot};
 use starling_benches::ConnLike;
 use starling_pool::{Pool, PoolConfig, Poolable};
-
-struct Counting;
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to `System`; the counter is a plain atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -51,9 +32,9 @@ fn measure<T: Poolable>(label: &str, objects: usize, factory: impl FnMut() -> T 
         max_preheated_objects: objects,
         ..PoolConfig::default()
     };
-    let (heap_before, rss_before) = (LIVE_BYTES.load(Ordering::Relaxed), rss_bytes());
+    let (heap_before, rss_before) = (snapshot().live_bytes, rss_bytes());
     let pool = Pool::new(config, factory).expect("valid config");
-    let (heap_after, rss_after) = (LIVE_BYTES.load(Ordering::Relaxed), rss_bytes());
+    let (heap_after, rss_after) = (snapshot().live_bytes, rss_bytes());
     println!(
         "{label:<40} {objects:>7} objects: {:>8.1} B requested, {:>8.1} B RSS per object",
         (heap_after - heap_before) as f64 / objects as f64,

@@ -5,39 +5,12 @@
 
 mod protocol_common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use protocol_common::{self as packets, ConnectSpec};
 use starling::core::session::Session;
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
-
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to `System`; the counter is a plain atomic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use starling_alloc_count::{Counting, snapshot};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -47,7 +20,7 @@ const CLIENTS: usize = 15_000;
 const MAX_BYTES_PER_IDLE_CLIENT: f64 = 1024.0;
 
 fn live() -> isize {
-    LIVE_BYTES.load(Ordering::Relaxed)
+    snapshot().live_bytes
 }
 
 fn drain(shard: &mut Shard, dirty: &mut Vec<ConnId>) {

@@ -2,41 +2,18 @@
 //! and `encode_publish`/acks into a fixed buffer. Checked with a counting global allocator
 //! (this test binary only).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use starling::protocol::{
     Packet, ProtocolVersion, PublishRef, QoS, check_frame, decode, encode_puback, encode_publish,
 };
-
-struct Counting;
-
-thread_local! {
-    /// Per thread, so the test harness's own threads cannot disturb the count.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // `try_with`: TLS may already be gone while a thread exits.
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use starling_alloc_count::{Counting, snapshot};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Allocations (not frees) this thread has made.
+fn allocations() -> u64 {
+    snapshot().allocations
+}
 
 #[test]
 fn publish_decode_and_encode_do_not_allocate() {

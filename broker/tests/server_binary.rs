@@ -128,7 +128,7 @@ fn over_the_connection_limit_gets_connack_3() {
         assert!(Instant::now() < deadline, "the freed slot never came back");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(broker.log_text().contains("max_connections reached"));
+    assert!(broker.log_shows("max_connections reached"));
     assert!(broker.alive());
 }
 

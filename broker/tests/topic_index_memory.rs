@@ -8,66 +8,16 @@
 //! `bench/{n}`), which leaves three quarters of the budget to the session, socket buffers and
 //! the connection's slab slot.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use starling::topic::SubscriptionIndex;
-
-thread_local! {
-    /// Bytes requested and not yet freed by this thread.
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    /// The same, as glibc malloc would charge it: 8 bytes of header, 16-byte granules, and
-    /// a 32-byte minimum chunk.
-    static LIVE_CHARGED: Cell<isize> = const { Cell::new(0) };
-    /// Allocations (including reallocations) made by this thread.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn charged(size: usize) -> isize {
-    ((size + 8).div_ceil(16) * 16).max(32) as isize
-}
-
-fn track(grow: Option<usize>, shrink: Option<usize>) {
-    // `try_with`: the counters are const-initialised with no destructor, so this never
-    // allocates, and it is a no-op while the thread is being torn down.
-    let delta = |size: Option<usize>, f: fn(usize) -> isize| size.map_or(0, f);
-    let _ = LIVE
-        .try_with(|c| c.set(c.get() + delta(grow, |s| s as isize) - delta(shrink, |s| s as isize)));
-    let _ =
-        LIVE_CHARGED.try_with(|c| c.set(c.get() + delta(grow, charged) - delta(shrink, charged)));
-    if grow.is_some() {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-    }
-}
-
-struct Counting;
-
-// SAFETY: every call is forwarded unchanged to `System`; the bookkeeping does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        track(Some(layout.size()), None);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we forward.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        track(None, Some(layout.size()));
-        // SAFETY: `ptr` came from `System` with this layout (we forward every allocation).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        track(Some(new_size), Some(layout.size()));
-        // SAFETY: as for `dealloc`, and the caller guarantees `new_size` is valid.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use starling_alloc_count::{Counting, snapshot};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Live bytes of this thread: (requested, as glibc charges them).
 fn live() -> (isize, isize) {
-    (LIVE.with(Cell::get), LIVE_CHARGED.with(Cell::get))
+    let now = snapshot();
+    (now.live_bytes, now.live_charged_bytes)
 }
 
 const CLIENTS: u32 = 15_000;
@@ -151,7 +101,7 @@ fn for_each_match_never_allocates() {
     ];
     let mut hits = 0usize;
     let mut qos_sum = 0u64;
-    let start = ALLOCATIONS.with(Cell::get);
+    let start = snapshot().allocations;
     for _ in 0..100 {
         for name in names {
             index.for_each_match(name, |s, qos| {
@@ -160,6 +110,6 @@ fn for_each_match_never_allocates() {
             });
         }
     }
-    assert_eq!(ALLOCATIONS.with(Cell::get) - start, 0, "routing allocated");
+    assert_eq!(snapshot().allocations - start, 0, "routing allocated");
     assert!(hits > 0 && qos_sum > 0);
 }

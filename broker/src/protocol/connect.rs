@@ -2,14 +2,17 @@
 
 use super::decode::split_frame;
 use super::error::{DecodeError, DecodeErrorKind};
-use super::frame::PacketType;
+use super::frame::{FrameHeader, PacketType};
 use super::reader::Reader;
+use super::v5::{ConnectV5, decode_connect_v5_rest};
 use super::{MAX_V31_CLIENT_ID_LEN_BYTES, ProtocolVersion, QoS};
 use crate::topic::validate_topic_name;
 
 const FLAG_RESERVED: u8 = 0b0000_0001;
-const FLAG_CLEAN_SESSION: u8 = 0b0000_0010;
-const FLAG_WILL: u8 = 0b0000_0100;
+/// Clean Session (3.x) / Clean Start (5.0).
+pub(crate) const FLAG_CLEAN_SESSION: u8 = 0b0000_0010;
+/// Will Flag.
+pub(crate) const FLAG_WILL: u8 = 0b0000_0100;
 const FLAG_WILL_QOS_SHIFT: u8 = 3;
 const FLAG_WILL_QOS_MASK: u8 = 0b0001_1000;
 const FLAG_WILL_RETAIN: u8 = 0b0010_0000;
@@ -35,9 +38,11 @@ pub struct Connect {
     /// The protocol revision the client speaks.
     pub version: ProtocolVersion,
     /// Client identifier; may be empty in 3.1.1 only with `clean_session` (the broker then
-    /// assigns one, MQTT-3.1.3-6).
+    /// assigns one, MQTT-3.1.3-6); in 5.0 it may be empty either way (the server assigns
+    /// one and returns it as Assigned Client Identifier, MQTT-3.1.3-6/7).
     pub client_id: String,
-    /// Clean session flag.
+    /// Clean Session flag (3.x); in 5.0 the same bit is Clean Start, and session lifetime
+    /// is the Session Expiry Interval property instead.
     pub clean_session: bool,
     /// Keep alive in seconds; 0 turns the keep-alive mechanism off.
     pub keep_alive_secs: u16,
@@ -56,17 +61,19 @@ pub struct Connect {
 /// [`DecodeErrorKind::UnsupportedProtocolLevel`] (CONNACK 0x01, MQTT-3.1.2-2); any other
 /// name is [`DecodeErrorKind::InvalidProtocolName`] (close, MQTT-3.1.2-1).
 pub fn peek_connect_version(frame: &[u8]) -> Result<ProtocolVersion, DecodeError> {
-    let body = split_connect(frame)?;
+    let (_, body) = split_connect(frame)?;
     read_version(&mut Reader::new(body))
 }
 
 /// Decodes and validates the first packet of a connection, which must be a CONNECT
 /// (MQTT-3.1.0-1). `frame` is exactly the bytes [`check_frame`](super::check_frame) framed.
 ///
-/// A level-5 CONNECT is refused with [`DecodeErrorKind::UnsupportedProtocolLevel`] until v5
-/// is implemented; its body is not parsed.
+/// A level-5 CONNECT is refused with [`DecodeErrorKind::UnsupportedProtocolLevel`] (CONNACK
+/// 0x01) without parsing its body: this is the entry point for a caller that does not
+/// speak MQTT 5 (the broker core until it adopts v5). [`decode_connect_any`] decodes v5
+/// too.
 pub fn decode_connect(frame: &[u8]) -> Result<Connect, DecodeError> {
-    let body = split_connect(frame)?;
+    let (_, body) = split_connect(frame)?;
     let mut r = Reader::new(body);
     let version = read_version(&mut r)?;
     if version == ProtocolVersion::V5 {
@@ -75,41 +82,47 @@ pub fn decode_connect(frame: &[u8]) -> Result<Connect, DecodeError> {
             "CONNECT protocol level (MQTT 5 not supported yet)",
         ));
     }
+    decode_v3_rest(version, r)
+}
 
+/// A CONNECT of any supported version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyConnect {
+    /// MQTT 3.1 or 3.1.1.
+    V3(Connect),
+    /// MQTT 5.0.
+    V5(Box<ConnectV5>),
+}
+
+/// [`decode_connect`] for a caller that speaks MQTT 5: a level-5 CONNECT is decoded with
+/// its properties and will properties (errors then carry MQTT 5.0 statement numbers and
+/// reason codes, [`DecodeError::is_v5`]).
+pub fn decode_connect_any(frame: &[u8]) -> Result<AnyConnect, DecodeError> {
+    let (header, body) = split_connect(frame)?;
+    let mut r = Reader::new(body);
+    let version = read_version(&mut r)?;
+    if version == ProtocolVersion::V5 {
+        decode_connect_v5_rest(&header, r)
+            .map(|c| AnyConnect::V5(Box::new(c)))
+            .map_err(DecodeError::in_v5)
+    } else {
+        decode_v3_rest(version, r).map(AnyConnect::V3)
+    }
+}
+
+fn decode_v3_rest(version: ProtocolVersion, mut r: Reader<'_>) -> Result<Connect, DecodeError> {
     let flags = r.u8("CONNECT flags")?;
-    check_flags(flags)?;
+    check_flags(version, flags)?;
     let keep_alive_secs = r.u16("CONNECT keep alive")?;
 
     // Payload order: client id, will topic, will message, username, password (MQTT-3.1.3-1).
     let client_id = r.string("CONNECT client identifier")?;
     let will = if flags & FLAG_WILL != 0 {
-        let topic = r.utf8("CONNECT will topic")?;
-        validate_topic_name(topic).map_err(|e| {
-            DecodeError::new(DecodeErrorKind::InvalidTopicName(e), "CONNECT will topic")
-        })?;
-        let payload = r.binary("CONNECT will message")?;
-        let qos = QoS::from_u8((flags & FLAG_WILL_QOS_MASK) >> FLAG_WILL_QOS_SHIFT).ok_or(
-            DecodeError::new(DecodeErrorKind::InvalidWillQoS, "CONNECT flags"),
-        )?;
-        Some(Will {
-            topic: topic.to_owned(),
-            payload: payload.to_vec(),
-            qos,
-            retain: flags & FLAG_WILL_RETAIN != 0,
-        })
+        Some(read_will(&mut r, flags)?)
     } else {
         None
     };
-    let username = if flags & FLAG_USERNAME != 0 {
-        Some(r.string("CONNECT username")?.to_owned())
-    } else {
-        None
-    };
-    let password = if flags & FLAG_PASSWORD != 0 {
-        Some(r.binary("CONNECT password")?.to_vec())
-    } else {
-        None
-    };
+    let (username, password) = read_login(&mut r, flags)?;
     r.finish("CONNECT")?;
 
     // Policy refusals last: a packet that is also malformed is closed without a CONNACK.
@@ -127,7 +140,42 @@ pub fn decode_connect(frame: &[u8]) -> Result<Connect, DecodeError> {
     })
 }
 
-fn split_connect(frame: &[u8]) -> Result<&[u8], DecodeError> {
+/// The will topic and message (properties, in v5, come before and are read by the caller).
+pub(crate) fn read_will(r: &mut Reader<'_>, flags: u8) -> Result<Will, DecodeError> {
+    let topic = r.utf8("CONNECT will topic")?;
+    validate_topic_name(topic).map_err(|e| {
+        DecodeError::new(DecodeErrorKind::InvalidTopicName(e), "CONNECT will topic")
+    })?;
+    let payload = r.binary("CONNECT will message")?;
+    let qos = QoS::from_u8((flags & FLAG_WILL_QOS_MASK) >> FLAG_WILL_QOS_SHIFT).ok_or(
+        DecodeError::new(DecodeErrorKind::InvalidWillQoS, "CONNECT flags"),
+    )?;
+    Ok(Will {
+        topic: topic.to_owned(),
+        payload: payload.to_vec(),
+        qos,
+        retain: flags & FLAG_WILL_RETAIN != 0,
+    })
+}
+
+/// Username and password, as the flags announce them.
+pub(crate) type Login = (Option<String>, Option<Vec<u8>>);
+
+pub(crate) fn read_login(r: &mut Reader<'_>, flags: u8) -> Result<Login, DecodeError> {
+    let username = if flags & FLAG_USERNAME != 0 {
+        Some(r.string("CONNECT username")?.to_owned())
+    } else {
+        None
+    };
+    let password = if flags & FLAG_PASSWORD != 0 {
+        Some(r.binary("CONNECT password")?.to_vec())
+    } else {
+        None
+    };
+    Ok((username, password))
+}
+
+fn split_connect(frame: &[u8]) -> Result<(FrameHeader, &[u8]), DecodeError> {
     let (header, body) = split_frame(ProtocolVersion::V311, frame)?;
     if header.packet_type != PacketType::Connect {
         return Err(DecodeError::new(
@@ -144,7 +192,7 @@ fn split_connect(frame: &[u8]) -> Result<&[u8], DecodeError> {
             "CONNECT fixed header",
         ));
     }
-    Ok(body)
+    Ok((header, body))
 }
 
 fn read_version(r: &mut Reader<'_>) -> Result<ProtocolVersion, DecodeError> {
@@ -172,7 +220,9 @@ fn read_version(r: &mut Reader<'_>) -> Result<ProtocolVersion, DecodeError> {
     }
 }
 
-fn check_flags(flags: u8) -> Result<(), DecodeError> {
+/// Checks the CONNECT flags byte; password without username is refused in 3.x only (5.0
+/// allows it, §3.1.2.9).
+pub(crate) fn check_flags(version: ProtocolVersion, flags: u8) -> Result<(), DecodeError> {
     const CONTEXT: &str = "CONNECT flags";
     let fail = |kind| Err(DecodeError::new(kind, CONTEXT));
     if flags & FLAG_RESERVED != 0 {
@@ -188,7 +238,7 @@ fn check_flags(flags: u8) -> Result<(), DecodeError> {
     } else if (flags & FLAG_WILL_QOS_MASK) >> FLAG_WILL_QOS_SHIFT > 2 {
         return fail(DecodeErrorKind::InvalidWillQoS);
     }
-    if flags & FLAG_PASSWORD != 0 && flags & FLAG_USERNAME == 0 {
+    if version.is_v3() && flags & FLAG_PASSWORD != 0 && flags & FLAG_USERNAME == 0 {
         return fail(DecodeErrorKind::PasswordWithoutUsername);
     }
     Ok(())

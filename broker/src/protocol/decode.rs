@@ -161,6 +161,9 @@ pub(crate) fn split_frame(
             DecodeErrorKind::ReservedPacketType(t),
             CONTEXT,
         )),
+        Err(FrameError::Malformed(MalformedFrame::NonMinimalRemainingLength)) => {
+            Err(DecodeError::new(DecodeErrorKind::NonMinimalVarint, CONTEXT))
+        }
         Err(FrameError::Malformed(MalformedFrame::RemainingLengthTooLong))
         | Err(FrameError::TooLarge { .. }) => Err(DecodeError::new(
             DecodeErrorKind::MalformedRemainingLength,

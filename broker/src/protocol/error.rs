@@ -2,39 +2,11 @@
 
 use std::fmt;
 
-use super::ProtocolVersion;
 use super::encode::ConnectReturnCode;
+pub use super::encode_error::EncodeError;
 use super::frame::PacketType;
+pub use super::reason::ReasonCode;
 use crate::topic::TopicError;
-
-/// MQTT 5 reason codes the codec's errors map to (MQTT 5.0 §2.4).
-///
-/// A v3.x connection has no reason codes on the wire; the code still classifies the error
-/// (for logs and metrics) and is what a v5 connection will send in its DISCONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReasonCode {
-    /// 0x81: the packet does not follow the wire format.
-    MalformedPacket = 0x81,
-    /// 0x82: well-formed, but not allowed here (wrong direction, packet id 0, …).
-    ProtocolError = 0x82,
-    /// 0x84: protocol name or level not supported.
-    UnsupportedProtocolVersion = 0x84,
-    /// 0x85: the client identifier is not acceptable.
-    ClientIdentifierNotValid = 0x85,
-    /// 0x8F: a SUBSCRIBE or UNSUBSCRIBE topic filter is not valid.
-    TopicFilterInvalid = 0x8F,
-    /// 0x90: a PUBLISH (or will) topic name is not valid.
-    TopicNameInvalid = 0x90,
-    /// 0x95: the packet is larger than the maximum packet size.
-    PacketTooLarge = 0x95,
-}
-
-impl ReasonCode {
-    /// The byte sent on the wire.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
-    }
-}
 
 /// Why a fixed header cannot start a valid packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +16,9 @@ pub enum MalformedFrame {
     RemainingLengthTooLong,
     /// Packet type 0 (reserved in every version) or 15 (reserved in 3.x, AUTH in 5.0).
     ReservedPacketType(u8),
+    /// MQTT 5 only: the remaining length is not encoded in the fewest bytes
+    /// (MQTT-1.5.5-1), e.g. `0x80 0x00` for zero.
+    NonMinimalRemainingLength,
 }
 
 /// The outcome of [`check_frame`](super::check_frame) when no whole frame is available.
@@ -94,6 +69,9 @@ impl fmt::Display for FrameError {
             }
             FrameError::Malformed(MalformedFrame::ReservedPacketType(t)) => {
                 write!(f, "malformed frame: reserved packet type {t}")
+            }
+            FrameError::Malformed(MalformedFrame::NonMinimalRemainingLength) => {
+                f.write_str("malformed frame: remaining length not minimally encoded")
             }
             FrameError::TooLarge { size } => {
                 write!(f, "packet of {size} bytes exceeds the maximum packet size")
@@ -170,6 +148,70 @@ pub enum DecodeErrorKind {
     EmptyClientIdWithoutCleanSession,
     /// MQTT 3.1 client identifier outside 1..=23 bytes.
     V31ClientIdLength(usize),
+    // ---- MQTT 5 only ----
+    /// A variable byte integer uses more bytes than its value needs (MQTT-1.5.5-1).
+    NonMinimalVarint,
+    /// A variable byte integer has a continuation bit on its fourth byte.
+    MalformedVarint,
+    /// A property identifier the spec does not define (§2.2.2.2: malformed).
+    UnknownProperty(u8),
+    /// A property not allowed in this packet (or in the will properties) (§2.2.2.2:
+    /// malformed).
+    PropertyNotAllowed {
+        /// The property identifier.
+        id: u8,
+        /// The packet it appeared in (CONNECT for will properties).
+        packet_type: PacketType,
+    },
+    /// A single-value property included more than once (protocol error).
+    DuplicateProperty(u8),
+    /// A property value the spec forbids: Topic Alias, Subscription Identifier, Receive
+    /// Maximum or Maximum Packet Size 0; a 0/1 byte property with another value.
+    InvalidPropertyValue {
+        /// The property identifier.
+        id: u8,
+        /// The value received.
+        value: u32,
+    },
+    /// A Subscription Identifier in a client→server PUBLISH (MQTT-3.3.4-6).
+    SubscriptionIdentifierFromClient,
+    /// A zero-length topic name without a Topic Alias (§3.3.2.1: protocol error).
+    EmptyTopicWithoutAlias,
+    /// A Response Topic that is not a valid topic name (MQTT-3.3.2-14, MQTT-3.1.3-?).
+    InvalidResponseTopic(TopicError),
+    /// A reason code the packet may not carry, or a client may not send.
+    InvalidReasonCode {
+        /// The packet type.
+        packet_type: PacketType,
+        /// The reason-code byte received.
+        code: u8,
+    },
+    /// An AUTH packet without an Authentication Method (§3.15.2.2.2).
+    MissingAuthenticationMethod,
+    /// Authentication Data without an Authentication Method (§3.1.2.11.10).
+    AuthenticationDataWithoutMethod,
+    /// SUBSCRIBE options with Maximum QoS 3 (§3.8.3.1: protocol error).
+    InvalidSubscriptionQoS,
+    /// SUBSCRIBE options with Retain Handling 3 (§3.8.3.1: protocol error).
+    InvalidRetainHandling,
+    /// No Local set on a shared subscription (MQTT-3.8.3-4).
+    NoLocalOnSharedSubscription,
+    /// A `$share/` filter that is not `$share/{ShareName}/{filter}` (MQTT-4.8.2-1,
+    /// MQTT-4.8.2-2).
+    InvalidSharedSubscription(SharedFilterError),
+}
+
+/// What is wrong with a `$share/{ShareName}/{filter}` topic filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedFilterError {
+    /// The ShareName is empty (MQTT-4.8.2-1).
+    EmptyShareName,
+    /// The ShareName contains `+` or `#` (MQTT-4.8.2-2).
+    WildcardInShareName,
+    /// No `/` and topic filter after the ShareName (MQTT-4.8.2-2).
+    MissingFilter,
+    /// The filter after the ShareName is not a valid topic filter.
+    InvalidFilter(TopicError),
 }
 
 /// A complete frame that cannot be accepted: close the connection (after sending the
@@ -178,11 +220,27 @@ pub enum DecodeErrorKind {
 pub struct DecodeError {
     kind: DecodeErrorKind,
     context: &'static str,
+    v5: bool,
 }
 
 impl DecodeError {
     pub(crate) const fn new(kind: DecodeErrorKind, context: &'static str) -> Self {
-        DecodeError { kind, context }
+        DecodeError {
+            kind,
+            context,
+            v5: false,
+        }
+    }
+
+    /// Marks the error as found on an MQTT 5 packet (statement numbers follow 5.0).
+    pub(crate) const fn in_v5(mut self) -> Self {
+        self.v5 = true;
+        self
+    }
+
+    /// Whether the error was found decoding an MQTT 5 packet.
+    pub const fn is_v5(&self) -> bool {
+        self.v5
     }
 
     /// The machine-readable reason.
@@ -202,7 +260,19 @@ impl DecodeError {
             K::NotConnect(_)
             | K::UnexpectedPacketType(_)
             | K::PacketIdZero
-            | K::NoTopicFilters(_) => ReasonCode::ProtocolError,
+            | K::NoTopicFilters(_)
+            | K::DuplicateProperty(_)
+            | K::InvalidPropertyValue { .. }
+            | K::SubscriptionIdentifierFromClient
+            | K::EmptyTopicWithoutAlias
+            | K::InvalidResponseTopic(_)
+            | K::InvalidReasonCode { .. }
+            | K::MissingAuthenticationMethod
+            | K::AuthenticationDataWithoutMethod
+            | K::InvalidSubscriptionQoS
+            | K::InvalidRetainHandling
+            | K::NoLocalOnSharedSubscription => ReasonCode::ProtocolError,
+            K::InvalidSharedSubscription(_) => ReasonCode::TopicFilterInvalid,
             K::InvalidProtocolName | K::UnsupportedProtocolLevel(_) => {
                 ReasonCode::UnsupportedProtocolVersion
             }
@@ -226,7 +296,11 @@ impl DecodeError {
             | K::WillQoSWithoutWill
             | K::WillRetainWithoutWill
             | K::InvalidWillQoS
-            | K::PasswordWithoutUsername => ReasonCode::MalformedPacket,
+            | K::PasswordWithoutUsername
+            | K::NonMinimalVarint
+            | K::MalformedVarint
+            | K::UnknownProperty(_)
+            | K::PropertyNotAllowed { .. } => ReasonCode::MalformedPacket,
         }
     }
 
@@ -242,55 +316,6 @@ impl DecodeError {
             | DecodeErrorKind::V31ClientIdLength(_) => Some(ConnectReturnCode::IdentifierRejected),
             _ => None,
         }
-    }
-
-    /// The MQTT 3.1.1 normative statement this error enforces, when there is one.
-    pub const fn statement(&self) -> Option<&'static str> {
-        use DecodeErrorKind as K;
-        Some(match self.kind {
-            K::FrameLengthMismatch { .. }
-            | K::MalformedRemainingLength
-            | K::ReservedPacketType(_)
-            | K::Truncated
-            | K::TrailingBytes
-            | K::V31ClientIdLength(_) => return None,
-            K::NotConnect(_) => "MQTT-3.1.0-1",
-            K::UnexpectedPacketType(_) => "MQTT-4.8.0-1",
-            K::InvalidHeaderFlags { packet_type, .. } => match packet_type {
-                PacketType::PubRel => "MQTT-3.6.1-1",
-                PacketType::Subscribe => "MQTT-3.8.1-1",
-                PacketType::Unsubscribe => "MQTT-3.10.1-1",
-                _ => "MQTT-2.2.2-1",
-            },
-            K::InvalidUtf8 => "MQTT-1.5.3-1",
-            K::NullCharacter => "MQTT-1.5.3-2",
-            K::InvalidQoS(_) => "MQTT-3.3.1-4",
-            K::DupWithQoS0 => "MQTT-3.3.1-2",
-            K::PacketIdZero => "MQTT-2.3.1-1",
-            K::InvalidTopicName(e) => match e {
-                TopicError::Empty => "MQTT-4.7.3-1",
-                TopicError::NullCharacter => "MQTT-4.7.3-2",
-                TopicError::TooLong => "MQTT-4.7.3-3",
-                TopicError::WildcardInName | TopicError::MisplacedWildcard => "MQTT-3.3.2-2",
-            },
-            K::InvalidTopicFilter(e) => match e {
-                TopicError::Empty => "MQTT-4.7.3-1",
-                TopicError::NullCharacter => "MQTT-4.7.3-2",
-                TopicError::TooLong => "MQTT-4.7.3-3",
-                TopicError::WildcardInName | TopicError::MisplacedWildcard => "MQTT-4.7.1-2",
-            },
-            K::NoTopicFilters(PacketType::Unsubscribe) => "MQTT-3.10.3-2",
-            K::NoTopicFilters(_) => "MQTT-3.8.3-3",
-            K::InvalidSubscriptionOptions(_) => "MQTT-3-8.3-4",
-            K::InvalidProtocolName => "MQTT-3.1.2-1",
-            K::UnsupportedProtocolLevel(_) => "MQTT-3.1.2-2",
-            K::ConnectReservedFlag => "MQTT-3.1.2-3",
-            K::WillQoSWithoutWill => "MQTT-3.1.2-13",
-            K::WillRetainWithoutWill => "MQTT-3.1.2-15",
-            K::InvalidWillQoS => "MQTT-3.1.2-14",
-            K::PasswordWithoutUsername => "MQTT-3.1.2-22",
-            K::EmptyClientIdWithoutCleanSession => "MQTT-3.1.3-8",
-        })
     }
 }
 
@@ -346,6 +371,32 @@ impl fmt::Display for DecodeErrorKind {
                     "MQTT 3.1 client identifier must be 1 to 23 bytes, got {n}"
                 )
             }
+            K::NonMinimalVarint => f.write_str("variable byte integer not minimally encoded"),
+            K::MalformedVarint => f.write_str("variable byte integer longer than 4 bytes"),
+            K::UnknownProperty(id) => write!(f, "unknown property identifier {id:#04x}"),
+            K::PropertyNotAllowed { id, packet_type } => {
+                write!(f, "property {id:#04x} is not allowed in {packet_type:?}")
+            }
+            K::DuplicateProperty(id) => write!(f, "property {id:#04x} included more than once"),
+            K::InvalidPropertyValue { id, value } => {
+                write!(f, "property {id:#04x} has the invalid value {value}")
+            }
+            K::SubscriptionIdentifierFromClient => {
+                f.write_str("Subscription Identifier in a PUBLISH from a client")
+            }
+            K::EmptyTopicWithoutAlias => f.write_str("empty topic name without a Topic Alias"),
+            K::InvalidResponseTopic(e) => write!(f, "invalid Response Topic: {e}"),
+            K::InvalidReasonCode { packet_type, code } => {
+                write!(f, "reason code {code:#04x} is not valid in {packet_type:?}")
+            }
+            K::MissingAuthenticationMethod => f.write_str("AUTH without Authentication Method"),
+            K::AuthenticationDataWithoutMethod => {
+                f.write_str("Authentication Data without Authentication Method")
+            }
+            K::InvalidSubscriptionQoS => f.write_str("subscription Maximum QoS 3"),
+            K::InvalidRetainHandling => f.write_str("subscription Retain Handling 3"),
+            K::NoLocalOnSharedSubscription => f.write_str("No Local on a shared subscription"),
+            K::InvalidSharedSubscription(e) => write!(f, "invalid shared subscription: {e:?}"),
         }
     }
 }
@@ -361,59 +412,3 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
-
-/// Why an encoder wrote nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodeError {
-    /// The output has room for `available` bytes; the packet needs `needed`.
-    BufferTooSmall {
-        /// Bytes the packet needs.
-        needed: usize,
-        /// Bytes the output can still take.
-        available: usize,
-    },
-    /// The topic is longer than 65535 bytes (it is never truncated).
-    TopicTooLong {
-        /// Topic length in bytes.
-        len: usize,
-    },
-    /// The remaining length would exceed [`MAX_REMAINING_LENGTH_BYTES`](super::MAX_REMAINING_LENGTH_BYTES).
-    PacketTooLarge {
-        /// The remaining length the packet would need.
-        remaining_len: usize,
-    },
-    /// QoS 0 with a packet identifier, or QoS > 0 without one or with 0 (MQTT-2.3.1-1,
-    /// MQTT-2.3.1-5).
-    InvalidPacketId,
-    /// DUP set on a QoS 0 PUBLISH (MQTT-3.3.1-2).
-    DupWithQoS0,
-    /// A SUBACK without return codes (it must answer at least one filter).
-    NoReturnCodes,
-    /// This packet's wire format differs in that version and is not implemented yet.
-    UnsupportedVersion(ProtocolVersion),
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EncodeError::BufferTooSmall { needed, available } => {
-                write!(
-                    f,
-                    "packet needs {needed} bytes, output has room for {available}"
-                )
-            }
-            EncodeError::TopicTooLong { len } => {
-                write!(f, "topic of {len} bytes is longer than 65535")
-            }
-            EncodeError::PacketTooLarge { remaining_len } => {
-                write!(f, "remaining length {remaining_len} exceeds 268435455")
-            }
-            EncodeError::InvalidPacketId => f.write_str("packet identifier does not match QoS"),
-            EncodeError::DupWithQoS0 => f.write_str("DUP set on a QoS 0 PUBLISH"),
-            EncodeError::NoReturnCodes => f.write_str("SUBACK without return codes"),
-            EncodeError::UnsupportedVersion(v) => write!(f, "encoding for {v:?} not implemented"),
-        }
-    }
-}
-
-impl std::error::Error for EncodeError {}

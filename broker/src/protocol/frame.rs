@@ -112,11 +112,16 @@ pub fn check_frame_for(
             nibble,
         )));
     };
-    let (remaining_len, varint_len) = read_remaining_length(&buf[1..])?;
+    let (remaining_len, used) = read_remaining_length(&buf[1..])?;
+    if version == ProtocolVersion::V5 && used != varint_len(remaining_len) {
+        return Err(FrameError::Malformed(
+            MalformedFrame::NonMinimalRemainingLength,
+        ));
+    }
     let header = FrameHeader {
         packet_type,
         flags: first & 0x0F,
-        header_len: 1 + varint_len,
+        header_len: 1 + used,
         remaining_len,
     };
     let frame_len = header.frame_len();
@@ -132,8 +137,8 @@ pub fn check_frame_for(
 }
 
 /// Decodes the remaining-length varint at the start of `buf`: `(value, bytes used)`.
-/// Non-minimal encodings (e.g. `0x80 0x00`) are accepted, as MQTT 3.1.1 does not forbid
-/// them (MQTT 5 does: MQTT-1.5.5-1, to be enforced with v5).
+/// Non-minimal encodings (e.g. `0x80 0x00`) are accepted here, as MQTT 3.1.1 does not forbid
+/// them; [`check_frame_for`] refuses them for MQTT 5 (MQTT-1.5.5-1).
 fn read_remaining_length(buf: &[u8]) -> Result<(usize, usize), FrameError> {
     let mut value = 0usize;
     for (i, &byte) in buf.iter().take(MAX_VARINT_LEN_BYTES).enumerate() {
@@ -254,6 +259,17 @@ mod tests {
         }
         assert!(check_frame_for(ProtocolVersion::V5, &[0xF0, 0], MAX).is_ok());
         assert!(check_frame_for(ProtocolVersion::V5, &[0x00, 0], MAX).is_err());
+    }
+
+    #[test]
+    fn v5_refuses_non_minimal_remaining_length_mqtt_1_5_5_1() {
+        assert_eq!(
+            check_frame_for(ProtocolVersion::V5, &[0xC0, 0x80, 0x00], MAX),
+            Err(FrameError::Malformed(
+                MalformedFrame::NonMinimalRemainingLength
+            ))
+        );
+        assert!(check_frame_for(ProtocolVersion::V5, &[0xC0, 0x00], MAX).is_ok());
     }
 
     #[test]

@@ -22,12 +22,13 @@
 //! # Versions
 //!
 //! [`ProtocolVersion`] has `V31` (protocol name `MQIsdp`, level 3), `V311` (`MQTT`, level 4)
-//! and `V5` (`MQTT`, level 5). Only the 3.x family is implemented today: a level-5 CONNECT is
-//! recognised by peeking at the protocol name and level ([`peek_connect_version`]) and is
-//! refused by [`decode_connect`] with [`DecodeErrorKind::UnsupportedProtocolLevel`] (CONNACK
-//! return code 0x01, "unacceptable protocol version"); it is never run through the 3.1.1
-//! parser. The encoders return [`EncodeError::UnsupportedVersion`] for packets whose v5 wire
-//! format differs (properties, reason codes).
+//! and `V5` (`MQTT`, level 5). The 3.x family goes through [`decode_connect`], [`decode`]
+//! and the `encode_*` functions; MQTT 5 through [`decode_connect_any`], [`decode_v5`] (or
+//! [`decode_any`]) and the `encode_*_v5` functions of [`v5`], with properties in
+//! [`properties`] and the full reason-code table in [`ReasonCode`]. [`decode_connect`] keeps
+//! refusing a level-5 CONNECT with [`DecodeErrorKind::UnsupportedProtocolLevel`] (CONNACK
+//! return code 0x01) without parsing its body, for callers that do not speak v5 yet, and
+//! the 3.x encoders keep returning [`EncodeError::UnsupportedVersion`] for `V5`.
 //!
 //! # Codec crate: neither `mqttbytes` 0.6.0 nor `mqttbytes-ng` 0.7.1 is used
 //!
@@ -66,12 +67,19 @@
 mod connect;
 mod decode;
 mod encode;
+mod encode_error;
 mod error;
 mod frame;
+pub mod properties;
 mod reader;
+mod reason;
+mod statements;
 mod subscribe;
+pub mod v5;
 
-pub use connect::{Connect, Will, decode_connect, peek_connect_version};
+pub use connect::{
+    AnyConnect, Connect, Will, decode_connect, decode_connect_any, peek_connect_version,
+};
 pub use decode::{Packet, PublishRef, decode};
 pub use encode::{
     ConnectReturnCode, SubackReturnCode, encode_connack, encode_pingresp, encode_puback,
@@ -80,8 +88,10 @@ pub use encode::{
 };
 pub use error::{
     DecodeError, DecodeErrorKind, EncodeError, FrameError, MalformedFrame, ReasonCode,
+    SharedFilterError,
 };
 pub use frame::{FrameHeader, PacketType, check_frame, check_frame_for};
+pub use v5::{AnyPacket, PacketV5, decode_any, decode_v5};
 
 /// The largest remaining length a four-byte varint can carry (MQTT 3.1.1 §2.2.3).
 pub const MAX_REMAINING_LENGTH_BYTES: usize = 268_435_455;
@@ -108,7 +118,7 @@ pub enum ProtocolVersion {
     V31,
     /// MQTT 3.1.1: protocol name `MQTT`, level 4.
     V311,
-    /// MQTT 5.0: protocol name `MQTT`, level 5 (recognised, not yet supported).
+    /// MQTT 5.0: protocol name `MQTT`, level 5 (codec in [`v5`]).
     V5,
 }
 

@@ -3,8 +3,10 @@
 //! Running out of bytes here is [`DecodeErrorKind::Truncated`] (malformed), never "need more
 //! bytes": the frame is complete by the time it is read.
 
+use super::MAX_VARINT_LEN_BYTES;
 use super::error::{DecodeError, DecodeErrorKind};
 
+#[derive(Debug, Clone)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -18,7 +20,11 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
-    fn take(&mut self, n: usize, context: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(
+        &mut self,
+        n: usize,
+        context: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         match self.buf.split_at_checked(n) {
             Some((head, tail)) => {
                 self.buf = tail;
@@ -46,6 +52,34 @@ impl<'a> Reader<'a> {
             }
             None => Err(DecodeError::new(DecodeErrorKind::Truncated, context)),
         }
+    }
+
+    pub(crate) fn u32(&mut self, context: &'static str) -> Result<u32, DecodeError> {
+        match self.buf.split_first_chunk::<4>() {
+            Some((&b, tail)) => {
+                self.buf = tail;
+                Ok(u32::from_be_bytes(b))
+            }
+            None => Err(DecodeError::new(DecodeErrorKind::Truncated, context)),
+        }
+    }
+
+    /// An MQTT 5 variable byte integer: at most four bytes, minimally encoded
+    /// (MQTT-1.5.5-1).
+    pub(crate) fn varint(&mut self, context: &'static str) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for i in 0..MAX_VARINT_LEN_BYTES {
+            let byte = self.u8(context)?;
+            value |= u32::from(byte & 0x7F) << (7 * i);
+            if byte & 0x80 == 0 {
+                // A last byte of 0 after the first means a shorter encoding existed.
+                if i > 0 && byte == 0 {
+                    return Err(DecodeError::new(DecodeErrorKind::NonMinimalVarint, context));
+                }
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::new(DecodeErrorKind::MalformedVarint, context))
     }
 
     /// A non-zero packet identifier (MQTT-2.3.1-1).
@@ -145,6 +179,25 @@ mod tests {
             Err(DecodeErrorKind::PacketIdZero)
         );
         assert_eq!(Reader::new(&[0x12, 0x34]).packet_id("t"), Ok(0x1234));
+    }
+
+    #[test]
+    fn varints_are_minimal_mqtt_1_5_5_1() {
+        let read = |b: &[u8]| Reader::new(b).varint("t").map_err(|e| e.kind());
+        assert_eq!(read(&[0x00]), Ok(0));
+        assert_eq!(read(&[0x7F]), Ok(127));
+        assert_eq!(read(&[0x80, 0x01]), Ok(128));
+        assert_eq!(read(&[0xFF, 0xFF, 0xFF, 0x7F]), Ok(268_435_455));
+        assert_eq!(read(&[0x80, 0x00]), Err(DecodeErrorKind::NonMinimalVarint));
+        assert_eq!(
+            read(&[0xFF, 0x80, 0x00]),
+            Err(DecodeErrorKind::NonMinimalVarint)
+        );
+        assert_eq!(
+            read(&[0x80, 0x80, 0x80, 0x80]),
+            Err(DecodeErrorKind::MalformedVarint)
+        );
+        assert_eq!(read(&[0x80]), Err(DecodeErrorKind::Truncated));
     }
 
     #[test]

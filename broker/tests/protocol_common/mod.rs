@@ -146,3 +146,5 @@ pub fn unsubscribe(packet_id: u16, filters: &[&[u8]]) -> Vec<u8> {
 pub fn ack(first: u8, packet_id: u16) -> Vec<u8> {
     frame(first, &packet_id.to_be_bytes())
 }
+
+pub mod v5;

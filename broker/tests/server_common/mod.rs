@@ -26,7 +26,7 @@ pub struct Broker {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -34,14 +34,20 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts the binary with `--listen 127.0.0.1:PORT --log-level debug` and `args`.
     pub fn start(args: &[&str]) -> Broker {
+        Broker::start_with(args, |addr| vec!["--listen".to_string(), addr.to_string()])
+    }
+
+    /// Starts the binary with `--log-level debug`, the arguments `listen` makes for the
+    /// chosen free loopback address (`--listen ADDR`, or `--config FILE` naming it), and
+    /// `args`.
+    pub fn start_with(args: &[&str], listen: impl Fn(SocketAddr) -> Vec<String>) -> Broker {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
                 .parse()
                 .expect("loopback address");
             let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
-                .arg("--listen")
-                .arg(addr.to_string())
+                .args(listen(addr))
                 .args(["--log-level", "debug"])
                 .args(args)
                 .stdin(Stdio::null())
@@ -92,6 +98,19 @@ impl Broker {
         self.log.lock().expect("log lock").join("\n")
     }
 
+    /// Whether a log line containing `needle` shows up within [`READ_TIMEOUT`] (the log is
+    /// read by a background thread, so a line can lag the event that caused it).
+    pub fn log_shows(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
     /// The loop that logged "connection accepted" for the client whose local address is
     /// `client`, waiting up to [`READ_TIMEOUT`] for the line.
     pub fn accepting_loop(&self, client: SocketAddr) -> usize {
@@ -125,6 +144,78 @@ impl Broker {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, `INT`) to exactly this child's pid.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit code (`None`: still running,
+    /// or killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Waits up to [`READ_TIMEOUT`] for the log to contain `text` `count` times.
+    pub fn wait_log(&self, text: &str, count: usize) {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        while self.log_text().matches(text).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "the log never had {count} × {text:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A configuration file in the temporary directory, removed when dropped.
+pub struct TempConfig {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+}
+
+impl TempConfig {
+    /// Writes `text` to a fresh file named after `name` and this process.
+    pub fn new(name: &str, text: &str) -> TempConfig {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "starling-test-{}-{name}-{n}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write the configuration");
+        TempConfig { path }
+    }
+
+    /// Replaces the contents.
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("rewrite the configuration");
+    }
+
+    /// The path as an argument.
+    pub fn arg(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -236,7 +327,12 @@ pub struct Client {
 impl Client {
     /// Opens a connection (nothing sent yet).
     pub fn open(broker: &Broker) -> Client {
-        let stream = TcpStream::connect_timeout(&broker.addr, READ_TIMEOUT).expect("connect");
+        Client::open_addr(broker.addr)
+    }
+
+    /// Opens a connection to `addr` (another listener of a broker).
+    pub fn open_addr(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT).expect("connect");
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("read timeout");
@@ -246,7 +342,12 @@ impl Client {
 
     /// Opens a connection, sends CONNECT and returns the CONNACK return code.
     pub fn connect(broker: &Broker, client_id: &str) -> (Client, u8) {
-        let mut client = Client::open(broker);
+        Client::connect_addr(broker, broker.addr, client_id)
+    }
+
+    /// Like [`Client::connect`] through the listener at `addr`.
+    pub fn connect_addr(broker: &Broker, addr: SocketAddr, client_id: &str) -> (Client, u8) {
+        let mut client = Client::open_addr(addr);
         client.send(&connect(client_id));
         let connack = match client.recv() {
             Ok(packet) => packet,
