@@ -1,104 +1,145 @@
-//! The command line of the `starling` binary. Every limit has its unit in its flag's name and
-//! defaults to the core's constant (`core::config`, `starling_pool::config`).
+//! The command line of the `starling` binary. Every setting of the configuration file is
+//! also a flag (`limits.max_connections` is `--max-connections`, `pool.initial_objects` is
+//! `--pool-initial-objects`, `server.event_loops` is `--event-loops`); a flag overrides the
+//! file, and a key set by neither takes its documented default (`crate::config`,
+//! `core::config`, `starling_pool::config`). The flags produce the file's own shape
+//! ([`Cli::flags`]), so both go through the same checks.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use starling_pool::{PoolConfig, Preset};
+use serde::Deserialize;
 
-use crate::core::CoreConfig;
-use crate::core::config::{
-    DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INFLIGHT_MESSAGES,
-    DEFAULT_MAX_KEEP_ALIVE_SECS, DEFAULT_MAX_PACKET_SIZE_BYTES, DEFAULT_MAX_QUEUED_MESSAGES,
-    DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
+use crate::config::file::{
+    Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs, ListenerSection, Millis,
+    Objects, OptionalBytes, OptionalConnections, OutputBytes, PacketSize, PositiveMillis,
+    ThresholdPercent, TopicLength, TopicLevels,
 };
-use crate::protocol::{MAX_FIXED_HEADER_LEN_BYTES, MAX_REMAINING_LENGTH_BYTES};
-use crate::server::{clamp_preheating, max_live_objects_per_loop};
+use crate::config::{FileConfig, ListenerProtocol};
 
-/// The MQTT port (IANA), on every IPv4 interface.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
 /// The most event loops accepted.
 pub const MAX_EVENT_LOOPS: u16 = 1024;
-/// The smallest packet-size limit accepted: a minimal CONNECT (protocol name, level, flags,
-/// keep-alive and an empty client id behind a two-byte fixed header) must fit.
-pub const MIN_PACKET_SIZE_BYTES: usize = 14;
-/// The largest packet MQTT 3.1.1 can frame: a five-byte fixed header and the largest
-/// remaining length.
-pub const MAX_PACKET_SIZE_BYTES: usize = MAX_FIXED_HEADER_LEN_BYTES + MAX_REMAINING_LENGTH_BYTES;
 
 /// Starling, an MQTT 3.1.1 broker: one event loop per core, pooled connection state.
 ///
-/// With no arguments it listens on 0.0.0.0:1883 with the defaults below. The open-file
-/// limit is raised to its hard limit at start, and --max-connections is capped to what it
-/// allows. Pool flags are per event loop; each loop's pool may hold its share of
-/// --max-connections (rounded up) plus a slack for clients being refused and for the
-/// uneven spread of client ids over loops.
+/// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
+/// --config FILE it reads a TOML file (see starling.example.toml); flags override the
+/// file's keys. SIGTERM/SIGINT shut down gracefully (a second one exits at once); SIGHUP
+/// re-reads the file and applies what can change live. The open-file limit is raised to
+/// its hard limit at start, and --max-connections is capped to what it allows. Pool flags
+/// are per event loop.
 #[derive(Debug, Parser)]
 #[command(name = "starling", version, about, long_about)]
 pub struct Cli {
-    /// Address to listen on; repeat for several.
-    #[arg(long = "listen", value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: Vec<SocketAddr>,
+    /// TOML configuration file; re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Event-loop threads (default: the number of cores).
-    #[arg(long, value_name = "N", default_value_t = default_event_loops(),
-          value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_EVENT_LOOPS)))]
-    pub event_loops: u16,
+    /// Validate FILE (with the other flags over it), print the result and exit: 0 if valid,
+    /// 2 if not.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
 
-    /// Connected clients across all loops; one more gets CONNACK 0x03.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = at_least_one)]
-    pub max_connections: usize,
+    /// A TCP listener, `IP:PORT` or `IP:PORT,max_connections=N`; repeat for several. Replaces
+    /// the listeners of the file. [default: 0.0.0.0:1883]
+    #[arg(long = "listen", value_name = "ADDR:PORT", value_parser = parse_listener)]
+    pub listen: Vec<ListenerSection>,
+
+    /// Event-loop threads. [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = EventLoops::parse)]
+    pub event_loops: Option<EventLoops>,
+
+    /// Log level (logs go to stderr). [default: RUST_LOG if it is a plain level, else info]
+    #[arg(long, value_name = "LEVEL", value_enum)]
+    pub log_level: Option<LogLevel>,
+
+    /// Time a graceful shutdown may take to flush queued messages. [default: 5000]
+    #[arg(long, value_name = "N", value_parser = Millis::parse)]
+    pub shutdown_timeout_ms: Option<Millis>,
+
+    /// Connected clients across all loops; one more gets CONNACK 0x03. [default: 1000000,
+    /// or the pool preset's]
+    #[arg(long, value_name = "N", value_parser = Connections::parse)]
+    pub max_connections: Option<Connections>,
+
+    /// Connections one source IP may hold; more are closed at accept (0: no limit).
+    /// [default: 0]
+    #[arg(long, value_name = "N", value_parser = OptionalConnections::parse)]
+    pub max_connections_per_ip: Option<OptionalConnections>,
 
     /// Largest packet accepted, fixed header included; a larger one closes the connection.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PACKET_SIZE_BYTES,
-          value_parser = packet_size)]
-    pub max_packet_size_bytes: usize,
+    /// [default: 262144]
+    #[arg(long, value_name = "N", value_parser = PacketSize::parse)]
+    pub max_packet_size_bytes: Option<PacketSize>,
 
-    /// Time a new connection has to send its CONNECT.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub connect_timeout_ms: u64,
+    /// Time a new connection has to send its CONNECT. [default: 10000]
+    #[arg(long, value_name = "N", value_parser = PositiveMillis::parse)]
+    pub connect_timeout_ms: Option<PositiveMillis>,
 
-    /// QoS 1/2 messages in flight toward one client.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INFLIGHT_MESSAGES,
-          value_parser = at_least_one)]
-    pub max_inflight_messages: usize,
+    /// QoS 1/2 messages in flight toward one client. [default: 20]
+    #[arg(long, value_name = "N", value_parser = Inflight::parse)]
+    pub max_inflight_messages: Option<Inflight>,
 
-    /// Messages queued for one client beyond its in-flight window.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUED_MESSAGES)]
-    pub max_queued_messages: usize,
+    /// Messages queued for one client beyond its in-flight window. [default: 1000]
+    #[arg(long, value_name = "N", value_parser = crate::config::file::Count::parse)]
+    pub max_queued_messages: Option<crate::config::file::Count>,
 
-    /// Cap on the keep-alive a client may ask for (0: no cap).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEEP_ALIVE_SECS)]
-    pub max_keep_alive_secs: u16,
+    /// Bytes (topics + payloads) queued for one client (0: no byte limit). [default: 16777216]
+    #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
+    pub max_queued_bytes: Option<OptionalBytes>,
 
-    /// Subscriptions one client may hold; more get 0x80 in SUBACK.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT)]
-    pub max_subscriptions_per_client: usize,
+    /// Cap on the keep-alive a client may ask for (0: no cap). [default: 0]
+    #[arg(long, value_name = "N", value_parser = KeepAliveSecs::parse)]
+    pub max_keep_alive_secs: Option<KeepAliveSecs>,
 
-    /// Pool sizes per loop: small (256 initial, 10 000 preheated at most), medium (2 048 /
-    /// 100 000), large (10 000 / 100 000). Without it: 1 024 / 100 000. Preset values are
-    /// lowered to the loop's max live objects if above it.
+    /// Subscriptions one client may hold; more get 0x80 in SUBACK. [default: 1024]
+    #[arg(long, value_name = "N", value_parser = crate::config::file::Count::parse)]
+    pub max_subscriptions_per_client: Option<crate::config::file::Count>,
+
+    /// Longest topic name or filter in bytes. [default: 65535]
+    #[arg(long, value_name = "N", value_parser = TopicLength::parse)]
+    pub max_topic_length_bytes: Option<TopicLength>,
+
+    /// Deepest topic name or filter in levels. [default: 256]
+    #[arg(long, value_name = "N", value_parser = TopicLevels::parse)]
+    pub max_topic_levels: Option<TopicLevels>,
+
+    /// Output bytes one connection may have waiting before messages queue. [default: 262144]
+    #[arg(long, value_name = "N", value_parser = OutputBytes::parse)]
+    pub max_output_buffer_bytes: Option<OutputBytes>,
+
+    /// Pool sizes per loop (seed 004): small (256 initial, 10 000 preheated at most, 10 000
+    /// connections), medium (2 048 / 100 000 / 100 000), large (10 000 / 100 000 /
+    /// 1 000 000). Without it: 1 024 / 100 000. Preset values are lowered to the loop's max
+    /// live objects if above it; each is overridden by its own flag.
     #[arg(long, value_name = "PRESET", value_enum)]
     pub pool_preset: Option<PoolPreset>,
 
     /// Connection objects each loop builds at start (overrides the preset).
-    #[arg(long, value_name = "N")]
-    pub pool_initial_objects: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = Objects::parse)]
+    pub pool_initial_objects: Option<Objects>,
 
     /// Connection objects each loop preheats at most as it grows (overrides the preset).
-    #[arg(long, value_name = "N")]
-    pub pool_max_preheated_objects: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = Objects::parse)]
+    pub pool_max_preheated_objects: Option<Objects>,
 
-    /// Log level (logs go to stderr). Without it, RUST_LOG is used if it is a plain level,
-    /// else info.
-    #[arg(long, value_name = "LEVEL", value_enum)]
-    pub log_level: Option<LogLevel>,
+    /// Idle time after which spare pool objects are freed. [default: 300000]
+    #[arg(long, value_name = "N", value_parser = PositiveMillis::parse)]
+    pub pool_idle_ttl_ms: Option<PositiveMillis>,
+
+    /// Pool growth trigger, in percent of the preheated size in use. [default: 80]
+    #[arg(long, value_name = "N", value_parser = ThresholdPercent::parse)]
+    pub pool_growth_threshold_percent: Option<ThresholdPercent>,
+
+    /// Pool growth step, in percent of the preheated size. [default: 150]
+    #[arg(long, value_name = "N", value_parser = FactorPercent::parse)]
+    pub pool_growth_factor_percent: Option<FactorPercent>,
 }
 
-/// `--pool-preset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--pool-preset`, `pool.preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PoolPreset {
     /// 256 initial, 10 000 preheated at most.
     Small,
@@ -108,8 +149,9 @@ pub enum PoolPreset {
     Large,
 }
 
-/// `--log-level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--log-level`, `server.log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Errors only.
     Error,
@@ -142,97 +184,96 @@ impl LogLevel {
 }
 
 /// The default loop count: the cores this process may run on.
-pub fn default_event_loops() -> u16 {
+pub fn default_event_loops() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, usize::from(MAX_EVENT_LOOPS)) as u16
+        .clamp(1, usize::from(MAX_EVENT_LOOPS))
 }
 
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
+/// The log level when none is configured: `RUST_LOG` if it is a plain level, else info.
+pub fn env_log_level() -> LogLevel {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| LogLevel::parse_plain(&v))
+        .unwrap_or(LogLevel::Info)
 }
 
-fn packet_size(text: &str) -> Result<usize, String> {
-    let n = text.parse::<usize>().map_err(|e| e.to_string())?;
-    if (MIN_PACKET_SIZE_BYTES..=MAX_PACKET_SIZE_BYTES).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!(
-            "must be within {MIN_PACKET_SIZE_BYTES}..={MAX_PACKET_SIZE_BYTES} (a minimal CONNECT up to the largest MQTT packet)"
-        ))
+/// `--listen IP:PORT[,max_connections=N]`.
+fn parse_listener(text: &str) -> Result<ListenerSection, String> {
+    let mut parts = text.split(',');
+    let bind: SocketAddr = parts
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .map_err(|e| format!("{e}: expected IP:PORT[,max_connections=N]"))?;
+    let mut listener = ListenerSection {
+        protocol: Some(ListenerProtocol::Tcp),
+        bind,
+        max_connections: None,
+    };
+    for option in parts {
+        match option.split_once('=') {
+            Some(("max_connections", n)) => {
+                listener.max_connections = Some(OptionalConnections::parse(n)?);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown listener option `{option}`: allowed max_connections=N"
+                ));
+            }
+        }
     }
+    Ok(listener)
 }
 
 impl Cli {
-    /// The log level: the flag, else `RUST_LOG` if it is a plain level, else info.
-    pub fn log_level(&self) -> LogLevel {
-        self.log_level
-            .or_else(|| {
-                std::env::var("RUST_LOG")
-                    .ok()
-                    .and_then(|v| LogLevel::parse_plain(&v))
-            })
-            .unwrap_or(LogLevel::Info)
+    /// The flags as a configuration layer to put over the file.
+    pub fn flags(&self) -> FileConfig {
+        let mut c = FileConfig::default();
+        c.server.event_loops = self.event_loops;
+        c.server.log_level = self.log_level;
+        c.server.shutdown_timeout_ms = self.shutdown_timeout_ms;
+        if !self.listen.is_empty() {
+            c.listeners = Some(self.listen.clone());
+        }
+        let l = &mut c.limits;
+        l.max_connections = self.max_connections;
+        l.max_connections_per_ip = self.max_connections_per_ip;
+        l.connect_timeout_ms = self.connect_timeout_ms;
+        l.max_packet_size_bytes = self.max_packet_size_bytes;
+        l.max_keep_alive_secs = self.max_keep_alive_secs;
+        l.max_inflight_messages = self.max_inflight_messages;
+        l.max_queued_messages = self.max_queued_messages;
+        l.max_queued_bytes = self.max_queued_bytes;
+        l.max_subscriptions_per_client = self.max_subscriptions_per_client;
+        l.max_topic_length_bytes = self.max_topic_length_bytes;
+        l.max_topic_levels = self.max_topic_levels;
+        l.max_output_buffer_bytes = self.max_output_buffer_bytes;
+        let p = &mut c.pool;
+        p.preset = self.pool_preset;
+        p.initial_objects = self.pool_initial_objects;
+        p.max_preheated_objects = self.pool_max_preheated_objects;
+        p.idle_ttl_ms = self.pool_idle_ttl_ms;
+        p.growth_threshold_percent = self.pool_growth_threshold_percent;
+        p.growth_factor_percent = self.pool_growth_factor_percent;
+        c
     }
 
-    /// The event-loop count.
-    pub fn event_loops(&self) -> usize {
-        usize::from(self.event_loops)
-    }
-
-    /// The core's configuration with `max_connections` (the flag, possibly capped to the
-    /// open-file ceiling) and the per-loop pool. Returns whether preset values were lowered
-    /// to fit, or the reason the combination is invalid.
-    pub fn core_config(&self, max_connections: usize) -> Result<(CoreConfig, bool), String> {
-        let loops = self.event_loops();
-        let mut pool = match self.pool_preset {
-            None => PoolConfig::default(),
-            Some(PoolPreset::Small) => PoolConfig::preset(Preset::Small),
-            Some(PoolPreset::Medium) => PoolConfig::preset(Preset::Medium),
-            Some(PoolPreset::Large) => PoolConfig::preset(Preset::Large),
-        };
-        pool.max_live_objects = max_live_objects_per_loop(max_connections, loops);
-        // Only values that came from the preset are lowered; explicit ones are checked.
-        let clamped = clamp_preheating(&mut pool);
-        if let Some(n) = self.pool_max_preheated_objects {
-            pool.max_preheated_objects = n;
+    /// The settings from the file (if `--config`) with the flags over it.
+    pub fn settings(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        match &self.config {
+            Some(path) => crate::config::Settings::load(path, &self.flags()),
+            None => crate::config::Settings::resolve(&self.flags(), "command line", None),
         }
-        if let Some(n) = self.pool_initial_objects {
-            pool.initial_objects = n;
-        } else {
-            pool.initial_objects = pool.initial_objects.min(pool.max_preheated_objects);
-        }
-        pool.validate().map_err(|e| {
-            format!(
-                "invalid pool configuration per event loop (initial {}, max preheated {}, max live {} = \
-                 {max_connections} max connections / {loops} loops rounded up + slack): {e}",
-                pool.initial_objects,
-                pool.max_preheated_objects,
-                pool.max_live_objects,
-            )
-        })?;
-        let core = CoreConfig {
-            max_packet_size_bytes: self.max_packet_size_bytes,
-            connect_timeout_ms: self.connect_timeout_ms,
-            max_keep_alive_secs: self.max_keep_alive_secs,
-            max_inflight_messages: self.max_inflight_messages,
-            max_queued_messages: self.max_queued_messages,
-            max_connections,
-            max_subscriptions_per_client: self.max_subscriptions_per_client,
-            pool,
-            ..CoreConfig::default()
-        };
-        Ok((core, clamped))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_LISTEN;
+    use crate::core::CoreConfig;
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -247,21 +288,35 @@ mod tests {
     #[test]
     fn defaults_come_from_the_core() {
         let cli = parse(&[]).expect("no flags");
+        let settings = cli.settings().expect("defaults are valid");
         assert_eq!(
-            cli.listen,
-            vec![DEFAULT_LISTEN.parse::<SocketAddr>().expect("literal")]
+            settings.listeners[0].bind,
+            DEFAULT_LISTEN.parse::<SocketAddr>().expect("literal")
         );
-        let (core, _) = cli.core_config(cli.max_connections).expect("valid");
         let defaults = CoreConfig::default();
-        assert_eq!(core.max_packet_size_bytes, defaults.max_packet_size_bytes);
-        assert_eq!(core.max_inflight_messages, defaults.max_inflight_messages);
-        assert_eq!(core.pool.initial_objects, defaults.pool.initial_objects);
+        assert_eq!(
+            settings.core.max_packet_size_bytes,
+            defaults.max_packet_size_bytes
+        );
+        assert_eq!(
+            settings.core.max_inflight_messages,
+            defaults.max_inflight_messages
+        );
+        assert_eq!(
+            settings.core.pool.initial_objects,
+            defaults.pool.initial_objects
+        );
     }
 
     #[test]
     fn preset_values_shrink_to_a_small_limit_but_explicit_ones_are_checked() {
         let cli = parse(&["--event-loops", "2", "--pool-preset", "large"]).expect("flags");
-        let (core, clamped) = cli.core_config(10).expect("clamped preset is valid");
+        let settings = cli.settings().expect("valid");
+        assert_eq!(
+            settings.core.max_connections, 1_000_000,
+            "the preset's max connections"
+        );
+        let (core, clamped) = settings.core_config(10).expect("clamped preset is valid");
         assert!(clamped);
         assert_eq!(
             core.pool.max_live_objects,
@@ -270,9 +325,13 @@ mod tests {
         assert!(core.pool.initial_objects <= core.pool.max_live_objects);
 
         let cli = parse(&["--event-loops", "2", "--pool-initial-objects", "500"]).expect("flags");
-        let error = cli
+        let settings = cli
+            .settings()
+            .expect("valid at the default max connections");
+        let (key, error) = settings
             .core_config(10)
             .expect_err("500 initial objects exceed the clamped preheating");
+        assert_eq!(key, "pool.initial_objects");
         assert!(error.contains("initial_objects (500)"), "{error}");
     }
 
@@ -282,13 +341,23 @@ mod tests {
         assert!(parse(&["--max-connections", "0"]).is_err());
         assert!(parse(&["--max-packet-size-bytes", "3"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--listen", "127.0.0.1:1,bogus=1"]).is_err());
         assert!(parse(&["--pool-preset", "huge"]).is_err());
+        assert!(parse(&["--max-topic-levels", "257"]).is_err());
     }
 
     #[test]
-    fn several_listen_addresses() {
-        let cli = parse(&["--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"]).expect("flags");
-        assert_eq!(cli.listen.len(), 2);
+    fn several_listen_addresses_with_limits() {
+        let cli = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:2,max_connections=5",
+        ])
+        .expect("flags");
+        let settings = cli.settings().expect("valid");
+        assert_eq!(settings.listeners.len(), 2);
+        assert_eq!(settings.listeners[1].max_connections, 5);
     }
 
     #[test]

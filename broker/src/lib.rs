@@ -10,6 +10,7 @@
 //! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
 
 pub mod cli;
+pub mod config;
 pub mod core;
 pub mod protocol;
 pub mod server;

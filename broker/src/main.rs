@@ -1,23 +1,62 @@
-//! The `starling` binary: parse the flags, raise the open-file limit, start one event loop
-//! per core, and wait. `starling --help` lists the flags.
+//! The `starling` binary: read the configuration (file and flags), raise the open-file limit,
+//! start one event loop per core, then wait for signals (`server::supervisor`).
+//! `starling --help` lists the flags; `starling.example.toml` the file's keys.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
-use starling::cli::Cli;
+use clap::Parser;
+use starling::cli::{Cli, LogLevel};
+use starling::server::supervisor::Supervisor;
 use starling::server::{self, ServerConfig, rlimit};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::reload;
+
+/// Exit status for a configuration that does not validate.
+const EXIT_INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log_level().to_tracing())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    if let Some(path) = &cli.check_config {
+        return match starling::config::Settings::load(path, &cli.flags()) {
+            Ok(settings) => {
+                println!(
+                    "{}: valid ({} listener(s), {} event loop(s), max_connections {})",
+                    path.display(),
+                    settings.listeners.len(),
+                    settings.event_loops,
+                    settings.core.max_connections
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("starling: {error}");
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        };
+    }
+    let settings = match cli.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("starling: invalid configuration: {error}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
+    let (filter, handle) = reload::Layer::new(level_filter(settings.log_level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    if let Some(path) = &cli.config {
+        tracing::info!(file = %path.display(), "configuration file read");
+    }
 
-    let loops = cli.event_loops();
+    let loops = settings.event_loops;
     let soft_limit = match rlimit::raise_nofile() {
         Ok(limit) => {
             tracing::info!(
@@ -33,36 +72,36 @@ fn main() -> ExitCode {
             rlimit::current_nofile().ok().map(|(soft, _)| soft)
         }
     };
-    let mut max_connections = cli.max_connections;
+    let mut max_connections = settings.core.max_connections;
+    let mut ceiling = usize::MAX;
     if let Some(soft) = soft_limit {
-        let ceiling = rlimit::connection_ceiling(soft, loops, cli.listen.len());
+        ceiling = rlimit::connection_ceiling(soft, loops, settings.listeners.len());
         tracing::info!(
             open_files = soft,
             connection_ceiling = ceiling,
             "connection ceiling: open files minus a reserve for the loops and their slack"
         );
         if ceiling == 0 {
-            Cli::command()
-                .error(
-                    ErrorKind::ValueValidation,
-                    format!("the open-file limit ({soft}) leaves no room for connections with {loops} event loops"),
-                )
-                .exit();
+            eprintln!(
+                "starling: the open-file limit ({soft}) leaves no room for connections with {loops} event loops"
+            );
+            return ExitCode::from(EXIT_INVALID_CONFIG);
         }
         if ceiling < max_connections {
             tracing::warn!(
                 requested = max_connections,
                 ceiling,
-                "--max-connections lowered to the open-file ceiling"
+                "limits.max_connections lowered to the open-file ceiling"
             );
             max_connections = ceiling;
         }
     }
-    let (core, clamped) = match cli.core_config(max_connections) {
+    let (core, clamped) = match settings.core_config(max_connections) {
         Ok(config) => config,
-        Err(message) => Cli::command()
-            .error(ErrorKind::ArgumentConflict, message)
-            .exit(),
+        Err((key, message)) => {
+            eprintln!("starling: invalid configuration: key `{key}`: {message}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
     };
     if clamped {
         tracing::info!(
@@ -72,9 +111,10 @@ fn main() -> ExitCode {
     }
     let pool = core.pool.clone();
     let server = match server::start(ServerConfig {
-        listen: cli.listen.clone(),
+        listeners: settings.listeners.clone(),
+        max_connections_per_ip: settings.max_connections_per_ip,
         event_loops: loops,
-        core,
+        core: core.clone(),
     }) {
         Ok(server) => server,
         Err(error) => {
@@ -82,8 +122,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for addr in &server.local_addrs {
-        tracing::info!(%addr, event_loops = loops, "listening");
+    for (addr, listener) in server.local_addrs.iter().zip(&settings.listeners) {
+        tracing::info!(%addr, event_loops = loops, listener_max_connections = listener.max_connections, "listening (listener_max_connections 0: only the global limit)");
     }
     let preheated: usize = server.pool_stats.iter().map(|s| s.live).sum();
     tracing::info!(
@@ -95,7 +135,30 @@ fn main() -> ExitCode {
         preheated_objects_all_loops = preheated,
         "event loops running (pool sizes are per loop)"
     );
-    let (loop_index, why) = server.wait();
-    tracing::error!(loop_index, reason = %why, "an event loop stopped; exiting");
-    ExitCode::FAILURE
+    let mut running = settings;
+    running.core = core;
+    let supervisor = Supervisor {
+        server,
+        settings: running,
+        flags: cli.flags(),
+        config_path: cli.config.clone(),
+        connection_ceiling: ceiling,
+        start_max_connections: max_connections,
+        set_log_level: Box::new(move |level| {
+            if let Err(error) = handle.modify(|filter| *filter = level_filter(level)) {
+                tracing::warn!(%error, "could not change the log level");
+            }
+        }),
+    };
+    match supervisor.run() {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(%error, "signal handling failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    LevelFilter::from_level(level.to_tracing())
 }

@@ -14,6 +14,13 @@ pub const DEFAULT_MAX_KEEP_ALIVE_SECS: u16 = 0;
 pub const DEFAULT_MAX_INFLIGHT_MESSAGES: usize = 20;
 /// Default messages queued for one client beyond its in-flight window (Mosquitto: 1000).
 pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1000;
+/// Default bytes of messages (topic + payload) queued for one client: 1 000 messages of
+/// 16 KiB, so a slow client cannot pin the default queue's worst case (1 000 × 256 KiB).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// Default longest topic name or filter, in bytes: what MQTT can encode.
+pub const DEFAULT_MAX_TOPIC_LENGTH_BYTES: usize = crate::topic::MAX_TOPIC_LENGTH_BYTES;
+/// Default deepest topic name or filter, in levels: the topic index's own ceiling.
+pub const DEFAULT_MAX_TOPIC_LEVELS: usize = crate::topic::matching::MAX_TOPIC_LEVELS;
 /// Default connected clients across all event loops.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1_000_000;
 /// Default subscriptions one client may hold.
@@ -39,10 +46,17 @@ pub struct CoreConfig {
     pub max_inflight_messages: usize,
     /// Messages waiting for one client beyond the in-flight window.
     pub max_queued_messages: usize,
+    /// Bytes of messages (topic + payload) waiting for one client (0 = no byte limit).
+    pub max_queued_bytes: usize,
     /// Connected clients across all loops; the next CONNECT gets 0x03.
     pub max_connections: usize,
     /// Subscriptions one client may hold; more get 0x80 in SUBACK.
     pub max_subscriptions_per_client: usize,
+    /// Longest topic name or filter in bytes: a PUBLISH (or will) with a longer topic closes
+    /// the connection, a longer filter gets 0x80 in SUBACK.
+    pub max_topic_length_bytes: usize,
+    /// Deepest topic name or filter in levels, refused like a too-long one.
+    pub max_topic_levels: usize,
     /// Output bytes one connection may have waiting for its socket.
     pub max_output_buffer_bytes: usize,
     /// Size of one lent buffer.
@@ -59,8 +73,11 @@ impl Default for CoreConfig {
             max_keep_alive_secs: DEFAULT_MAX_KEEP_ALIVE_SECS,
             max_inflight_messages: DEFAULT_MAX_INFLIGHT_MESSAGES,
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions_per_client: DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT,
+            max_topic_length_bytes: DEFAULT_MAX_TOPIC_LENGTH_BYTES,
+            max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_output_buffer_bytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             pool: PoolConfig::default(),
@@ -69,6 +86,17 @@ impl Default for CoreConfig {
 }
 
 impl CoreConfig {
+    /// Why `topic` (a name or a filter) is over the topic limits, or `None` if it is within.
+    pub fn topic_refusal(&self, topic: &str) -> Option<TopicRefusal> {
+        if topic.len() > self.max_topic_length_bytes {
+            return Some(TopicRefusal::Length);
+        }
+        if crate::topic::matching::level_count(topic) > self.max_topic_levels {
+            return Some(TopicRefusal::Levels);
+        }
+        None
+    }
+
     /// The keep-alive deadline interval in ms for a client asking `keep_alive_secs`
     /// (after the cap), or `None` when keep-alive is off.
     pub fn keep_alive_timeout_ms(&self, keep_alive_secs: u16) -> Option<u64> {
@@ -78,5 +106,23 @@ impl CoreConfig {
             (asked, cap) => asked.min(cap),
         };
         Some(u64::from(secs) * 1000 * KEEP_ALIVE_GRACE_PERCENT / 100)
+    }
+}
+
+/// Which topic limit a topic crosses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRefusal {
+    /// Longer than `max_topic_length_bytes`.
+    Length,
+    /// Deeper than `max_topic_levels`.
+    Levels,
+}
+
+impl std::fmt::Display for TopicRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TopicRefusal::Length => "max_topic_length_bytes",
+            TopicRefusal::Levels => "max_topic_levels",
+        })
     }
 }

@@ -55,6 +55,9 @@ pub struct Conn {
     pub counted: bool,
     /// Whether the connection is on the loop's list of connections with new output.
     pub dirty: bool,
+    /// Whether a refusal (a subscription over a limit) was logged for this connection
+    /// already: refusals are counted every time but logged once per client.
+    pub refusal_logged: bool,
     /// The deadline this connection is filed under in the timer wheel (0: not filed).
     pub timer_due_ms: u64,
     /// Per-packet scratch.
@@ -75,6 +78,7 @@ impl Conn {
             will: None,
             dirty: false,
             counted: false,
+            refusal_logged: false,
             timer_due_ms: 0,
             arena: Bump::new(),
         }
@@ -110,6 +114,7 @@ impl Poolable for Conn {
         self.will = None;
         self.dirty = false;
         self.counted = false;
+        self.refusal_logged = false;
         self.timer_due_ms = 0;
         self.arena.reset();
     }

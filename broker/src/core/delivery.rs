@@ -173,27 +173,57 @@ fn send_inflight(
     }
 }
 
-/// Queues a message, dropping a queued QoS 0 message first when the queue is full.
+/// Queues a message. When the queue holds `max_queued_messages`, or the message would take
+/// it over `max_queued_bytes`, queued QoS 0 messages are dropped first (oldest first), else
+/// the new message is dropped. Every drop is counted; the first per session is logged.
 fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
-    let max = shard.config.max_queued_messages;
+    let max_messages = shard.config.max_queued_messages;
+    let max_bytes = match shard.config.max_queued_bytes {
+        0 => usize::MAX,
+        n => n,
+    };
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return;
     };
-    let queue = &mut session.traffic_mut().queue;
-    if queue.len() >= max {
-        match queue.iter().position(|q| q.qos == QoS::AtMostOnce) {
-            Some(at) => {
-                queue.remove(at);
-            }
-            None => {
-                shard.stats.dropped += 1;
-                tracing::debug!(client = %session.client_id, "queue full: message dropped");
-                return;
-            }
-        }
-        shard.stats.dropped += 1;
+    let traffic = session.traffic_mut();
+    let len = queued.bytes();
+    let mut dropped_for = None;
+    while traffic.queue.len() >= max_messages || traffic.queued_bytes + len > max_bytes {
+        let reason = if traffic.queue.len() >= max_messages {
+            "max_queued_messages"
+        } else {
+            "max_queued_bytes"
+        };
+        dropped_for = Some(reason);
+        let at = traffic.queue.iter().position(|q| q.qos == QoS::AtMostOnce);
+        let Some(old) = at.and_then(|at| traffic.queue.remove(at)) else {
+            count_drop(&mut shard.stats, reason);
+            log_drop(session, reason);
+            return;
+        };
+        traffic.queued_bytes -= old.bytes();
+        count_drop(&mut shard.stats, reason);
     }
-    queue.push_back(queued);
+    traffic.queued_bytes += len;
+    traffic.queue.push_back(queued);
+    if let Some(reason) = dropped_for {
+        log_drop(session, reason);
+    }
+}
+
+fn count_drop(stats: &mut crate::core::ShardStats, reason: &str) {
+    stats.dropped += 1;
+    if reason == "max_queued_messages" {
+        stats.dropped_queue_messages += 1;
+    } else {
+        stats.dropped_queue_bytes += 1;
+    }
+}
+
+fn log_drop(session: &mut Session, reason: &str) {
+    if !std::mem::replace(&mut session.drop_logged, true) {
+        tracing::info!(client = %session.client_id, reason, "queue full: message dropped (further drops for this client are counted, not logged)");
+    }
 }
 
 /// Moves queued messages to the client while its window and output allow.
@@ -223,11 +253,12 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         if !has_room(shard, key, len) || (front.qos != QoS::AtMostOnce && !window_open) {
             return;
         }
-        let Some(queued) = shard
-            .sessions
-            .get_mut(session_id)
-            .and_then(|s| s.traffic_mut().queue.pop_front())
-        else {
+        let Some(queued) = shard.sessions.get_mut(session_id).and_then(|s| {
+            let traffic = s.traffic_mut();
+            let queued = traffic.queue.pop_front()?;
+            traffic.queued_bytes -= queued.bytes();
+            Some(queued)
+        }) else {
             return;
         };
         if queued.qos == QoS::AtMostOnce {

@@ -75,6 +75,9 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
             Ok(header) => header,
             Err(FrameError::Incomplete { .. }) => break,
             Err(error) => {
+                if matches!(error, FrameError::TooLarge { .. }) {
+                    shard.stats.refused_packet_too_large += 1;
+                }
                 lifecycle::close_for(shard, key, "bad frame", &error, now_ms);
                 return buf.len();
             }

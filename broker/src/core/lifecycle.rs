@@ -180,6 +180,9 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
                 "keep-alive timeout (MQTT-3.1.2-24)"
             };
             shard.stats.closed_timeout += 1;
+            if conn.phase == Phase::AwaitingConnect {
+                shard.stats.closed_connect_timeout += 1;
+            }
             let client = client_name(shard, key);
             tracing::info!(client = %client, conn = %key, "closing connection: {what}");
             start_close(shard, key);

@@ -107,6 +107,36 @@ pub struct ShardStats {
     pub dropped: u64,
     /// Wills published.
     pub wills_published: u64,
+    // Refusals by reason (each also logged once per client). The first two are decided by
+    // the driver at accept, before the core sees the connection ([`Shard::record_refusal`]).
+    /// Connections closed at accept: the source IP holds `max_connections_per_ip`.
+    pub refused_per_ip: u64,
+    /// Connections closed at accept: their listener holds its `max_connections`.
+    pub refused_listener_max_connections: u64,
+    /// Connections closed for announcing a packet over `max_packet_size_bytes` (also in
+    /// `closed_bad_input`).
+    pub refused_packet_too_large: u64,
+    /// Connections closed by the connect timeout (also in `closed_timeout`).
+    pub closed_connect_timeout: u64,
+    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_length_bytes`.
+    pub refused_topic_length: u64,
+    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_levels`.
+    pub refused_topic_levels: u64,
+    /// Subscriptions refused at `max_subscriptions_per_client`.
+    pub refused_subscriptions: u64,
+    /// Messages dropped because a queue held `max_queued_messages` (also in `dropped`).
+    pub dropped_queue_messages: u64,
+    /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
+    pub dropped_queue_bytes: u64,
+}
+
+/// A refusal the driver decides before the core sees a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptRefusal {
+    /// The source IP is at `max_connections_per_ip`.
+    PerIp,
+    /// The listener is at its `max_connections`.
+    ListenerFull,
 }
 
 /// One event loop's broker state. Not `Send` (it holds the loop's pool): it is built on its
@@ -176,6 +206,39 @@ impl Shard {
     /// The configuration in force.
     pub fn config(&self) -> &CoreConfig {
         &self.config
+    }
+
+    /// Replaces the limits with `config`'s (a live reload). The pool keeps the configuration
+    /// it was built with (it cannot be resized in place); everything else applies to the next
+    /// packet, CONNECT or delivery, and no connection is closed by the change.
+    pub fn update_config(&mut self, config: &CoreConfig) {
+        let pool = self.config.pool.clone();
+        self.config = CoreConfig {
+            pool,
+            ..config.clone()
+        };
+    }
+
+    /// Counts a refusal the driver made at accept.
+    pub fn record_refusal(&mut self, refusal: AcceptRefusal) {
+        match refusal {
+            AcceptRefusal::PerIp => self.stats.refused_per_ip += 1,
+            AcceptRefusal::ListenerFull => self.stats.refused_listener_max_connections += 1,
+        }
+    }
+
+    /// What `conn` still has to send: output bytes waiting for the socket and messages in
+    /// its session's queue (a graceful shutdown waits for both to drain).
+    pub fn pending(&self, conn: ConnId) -> (usize, usize) {
+        let Ok(c) = self.pool.get(conn) else {
+            return (0, 0);
+        };
+        let queued = self
+            .sessions
+            .get(c.session)
+            .filter(|s| s.conn == Some(conn))
+            .map_or(0, |s| s.traffic().queue.len());
+        (c.output.len(), queued)
     }
 
     /// A new connection: draws its object from the pool and starts its connect timeout.

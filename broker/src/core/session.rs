@@ -50,6 +50,13 @@ pub struct Queued {
     pub message: SharedMessage,
 }
 
+impl Queued {
+    /// What the message counts against `max_queued_bytes`: its topic and payload.
+    pub fn bytes(&self) -> usize {
+        self.message.topic.len() + self.message.payload.len()
+    }
+}
+
 /// The message traffic of a session: allocated on its first QoS 1/2 message or queued
 /// message, so an idle session that only ever saw QoS 0 pays 8 bytes for it, not 80.
 #[derive(Debug, Default)]
@@ -60,6 +67,9 @@ pub struct Traffic {
     pub awaiting_rel: Vec<u16>,
     /// Messages waiting for the client, oldest first.
     pub queue: VecDeque<Queued>,
+    /// Topic and payload bytes of the messages in `queue`.
+    // Invariant: the sum of `Queued::bytes` over `queue`; only `delivery` changes the queue.
+    pub queued_bytes: usize,
 }
 
 /// What a session without traffic reads as.
@@ -67,6 +77,7 @@ static NO_TRAFFIC: Traffic = Traffic {
     inflight: Vec::new(),
     awaiting_rel: Vec::new(),
     queue: VecDeque::new(),
+    queued_bytes: 0,
 };
 
 /// One client's session.
@@ -82,6 +93,9 @@ pub struct Session {
     pub last_packet_id: u16,
     /// Its subscriptions (filter, granted QoS), mirrored in the loop's index.
     pub subscriptions: Vec<(Box<str>, QoS)>,
+    /// Whether a dropped message was logged for this session already (drops are counted
+    /// every time, logged once).
+    pub drop_logged: bool,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -93,6 +107,7 @@ impl Session {
             clean,
             last_packet_id: 0,
             subscriptions: Vec::new(),
+            drop_logged: false,
             traffic: None,
         }
     }

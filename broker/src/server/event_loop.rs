@@ -4,7 +4,7 @@
 //! reads until `WouldBlock` (at most [`MAX_READS_PER_EVENT`] reads, then the rest waits for
 //! the next turn so one busy client cannot starve the others); a writable event writes what
 //! the core still holds for the connection. After every batch of events the loop settles:
-//! it carries out the core's [`Action`]s and writes the output of every connection the core
+//! it carries out the core's [`Action`](crate::core::Action)s and writes the output of every connection the core
 //! marked dirty, until neither is left (writing can release queued messages, which makes
 //! more output).
 //!
@@ -16,7 +16,6 @@
 //! Time is milliseconds since the loop started, on the monotonic clock.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use starling_pool::PoolStats;
 
+use super::admission::{Admission, Origin};
+use super::control::{Draining, RefusalLog};
 use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
-use crate::core::{Action, ConnId, CoreConfig, Shard, Shared};
+use crate::core::{ConnId, CoreConfig, Shard, Shared};
 
 /// Size of the loop's one read buffer, shared by all its connections.
 pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
@@ -47,6 +48,8 @@ pub const ACCEPT_WARNING_INTERVAL_MS: u64 = 1000;
 /// Reads that discard unread input before a close: closing a socket with unread input
 /// makes the kernel send RST, which can destroy a refusing CONNACK the client has not read.
 pub const CLOSE_DRAIN_READS: usize = 4;
+/// How often the loop checks, while shutting down, whether its connections have drained.
+pub const SHUTDOWN_POLL_MS: u64 = 10;
 /// The most listeners one loop can have (the tokens below [`WAKER_TOKEN`] reserved for
 /// them).
 pub const MAX_LISTENERS: usize = 64;
@@ -81,16 +84,19 @@ pub struct Parts {
     pub peers: Peers,
     /// This loop's listeners (one per listen address).
     pub listeners: Vec<TcpListener>,
+    /// The per-IP and per-listener counts, shared by every loop.
+    pub admission: Arc<Admission>,
 }
 
 /// A connection's socket, stored at its pool slot.
-struct Slot {
-    key: ConnId,
+pub(super) struct Slot {
+    pub(super) key: ConnId,
     stream: TcpStream,
+    origin: Origin,
 }
 
 /// Shows a socket's peer address, asked from the kernel only when a log line is written.
-struct Peer<'a>(&'a TcpStream);
+pub(super) struct Peer<'a>(pub(super) &'a TcpStream);
 
 impl std::fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,22 +126,26 @@ impl std::fmt::Display for Gone<'_> {
 
 /// One event loop. Not `Send` (its shard is not): built and run on its own thread.
 pub struct EventLoop {
-    index: usize,
-    shard: Shard,
-    poll: Poll,
-    listeners: Vec<TcpListener>,
+    pub(super) index: usize,
+    pub(super) shard: Shard,
+    pub(super) poll: Poll,
+    pub(super) listeners: Vec<TcpListener>,
     inbox: Receiver<Inbound>,
-    peers: Peers,
-    conns: Vec<Option<Slot>>,
-    scratch: Box<[u8]>,
+    pub(super) peers: Peers,
+    pub(super) conns: Vec<Option<Slot>>,
+    pub(super) scratch: Box<[u8]>,
     dirty: Vec<ConnId>,
     read_again: Vec<ConnId>,
     read_again_spare: Vec<ConnId>,
-    wake: Vec<bool>,
-    accept_retry: bool,
-    last_accept_warning_ms: Option<u64>,
+    pub(super) wake: Vec<bool>,
+    pub(super) accept_retry: bool,
+    pub(super) last_accept_warning_ms: Option<u64>,
     start: Instant,
-    now_ms: u64,
+    pub(super) now_ms: u64,
+    pub(super) admission: Arc<Admission>,
+    pub(super) refusal_log: RefusalLog,
+    /// Set once a graceful shutdown has begun.
+    pub(super) draining: Option<Draining>,
 }
 
 impl EventLoop {
@@ -150,6 +160,7 @@ impl EventLoop {
             inbox,
             peers,
             mut listeners,
+            admission,
         } = parts;
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listen addresses").into());
@@ -180,6 +191,9 @@ impl EventLoop {
             last_accept_warning_ms: None,
             start: Instant::now(),
             now_ms: 0,
+            admission,
+            refusal_log: RefusalLog::default(),
+            draining: None,
         })
     }
 
@@ -188,7 +202,7 @@ impl EventLoop {
         self.shard.pool_stats()
     }
 
-    /// Runs until `poll` fails.
+    /// Runs until `poll` fails or a graceful shutdown is complete.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut inbox_backlog = false;
@@ -202,6 +216,9 @@ impl EventLoop {
             }
             if self.accept_retry {
                 timeout_ms = timeout_ms.min(ACCEPT_RETRY_MS);
+            }
+            if self.draining.is_some() {
+                timeout_ms = timeout_ms.min(SHUTDOWN_POLL_MS);
             }
             match self
                 .poll
@@ -224,6 +241,9 @@ impl EventLoop {
             }
             inbox_backlog = self.drain_inbox();
             self.settle();
+            if self.draining.is_some() && self.drain_step() {
+                return Ok(());
+            }
         }
     }
 
@@ -250,83 +270,14 @@ impl EventLoop {
         }
     }
 
-    // ---- accepting -----------------------------------------------------------------------
-
-    /// Accepts from listener `i` until it would block.
-    fn accept_all(&mut self, i: usize) {
-        loop {
-            let Some(listener) = self.listeners.get(i) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => self.adopt_new(stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => {
-                    // Out of descriptors or memory: leave the queued connections in the
-                    // backlog and try again shortly.
-                    self.accept_retry = true;
-                    let due = self
-                        .last_accept_warning_ms
-                        .is_none_or(|at| self.now_ms >= at + ACCEPT_WARNING_INTERVAL_MS);
-                    if due {
-                        self.last_accept_warning_ms = Some(self.now_ms);
-                        tracing::warn!(loop_index = self.index, error = %e, "accept failed; retrying");
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// A socket fresh from `accept`.
-    fn adopt_new(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let Some(key) = self.shard.accept(self.now_ms) else {
-            tracing::info!(loop_index = self.index, %peer, "connection refused: pool at its limit");
-            return;
-        };
-        match self.register(key, stream) {
-            Ok(()) => {
-                tracing::debug!(loop_index = self.index, conn = %key, %peer, "connection accepted");
-                // Read the CONNECT now if it is already here: a refused or handed-over
-                // connection then gives its pool object back at once, instead of a whole
-                // accept burst (up to the backlog) holding objects until the next poll.
-                self.read(key);
-            }
-            Err(e) => {
-                tracing::warn!(loop_index = self.index, %peer, error = %e, "could not register a connection");
-                self.shard.closed(key, self.now_ms);
-            }
-        }
-    }
-
-    /// A socket handed over by another loop, with the CONNECT (and what followed) to replay.
-    fn adopt_handover(&mut self, stream: TcpStream, bytes: &[u8]) {
-        let Some(key) = self.shard.accept(self.now_ms) else {
-            tracing::info!(loop_index = self.index, peer = %Peer(&stream), "handed-over connection refused: pool at its limit");
-            return;
-        };
-        let peer = Peer(&stream).to_string_if_debug();
-        if let Err(e) = self.register(key, stream) {
-            tracing::warn!(loop_index = self.index, error = %e, "could not register a handed-over connection");
-            self.shard.closed(key, self.now_ms);
-            return;
-        }
-        tracing::debug!(loop_index = self.index, conn = %key, peer = %peer, "connection received from another loop");
-        self.shard.receive(key, bytes, self.now_ms);
-        self.act();
-    }
-
     /// Registers `stream` under `key`'s token and stores it at `key`'s slot. Input that is
     /// already waiting is reported by the registration itself (epoll checks readiness).
-    fn register(&mut self, key: ConnId, mut stream: TcpStream) -> io::Result<()> {
+    pub(super) fn register(
+        &mut self,
+        key: ConnId,
+        mut stream: TcpStream,
+        origin: Origin,
+    ) -> io::Result<()> {
         self.poll.registry().register(
             &mut stream,
             conn_token(key),
@@ -336,25 +287,31 @@ impl EventLoop {
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        self.conns[index] = Some(Slot { key, stream });
+        self.conns[index] = Some(Slot {
+            key,
+            stream,
+            origin,
+        });
         Ok(())
     }
 
-    /// Takes `key`'s socket out of its slot and out of the poll.
-    fn unregister(&mut self, key: ConnId) -> Option<TcpStream> {
+    /// Takes `key`'s socket out of its slot and out of the poll, with its origin.
+    pub(super) fn unregister(&mut self, key: ConnId) -> Option<(TcpStream, Origin)> {
         let slot = self.conns.get_mut(key.index() as usize)?;
         if slot.as_ref().is_none_or(|s| s.key != key) {
             return None;
         }
-        let mut stream = slot.take()?.stream;
+        let Slot {
+            mut stream, origin, ..
+        } = slot.take()?;
         let _ = self.poll.registry().deregister(&mut stream);
-        Some(stream)
+        Some((stream, origin))
     }
 
     // ---- reading and writing ---------------------------------------------------------------
 
     /// Reads `key` until it would block (or its turn is over), feeding the core.
-    fn read(&mut self, key: ConnId) {
+    pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
             let Some(stream) = stream_mut(&mut self.conns, key) else {
@@ -426,85 +383,24 @@ impl EventLoop {
 
     /// The socket of `key` closed or failed: drop it and tell the core.
     fn gone(&mut self, key: ConnId, why: Gone<'_>) {
-        if let Some(stream) = self.unregister(key) {
+        if let Some((stream, origin)) = self.unregister(key) {
+            self.admission.release(origin);
             tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), reason = %why, "connection closed");
         }
         self.shard.closed(key, self.now_ms);
-    }
-
-    // ---- the core's requests -----------------------------------------------------------------
-
-    /// Carries out every action the core has queued.
-    fn act(&mut self) {
-        while let Some(action) = self.shard.poll_action() {
-            match action {
-                Action::Close(key) => self.close(key),
-                Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
-                Action::Forward { to, message } => self.send(to, Inbound::Forward(message)),
-            }
-        }
-    }
-
-    /// Close: best-effort write of the last output, FIN, discard unread input, close.
-    fn close(&mut self, key: ConnId) {
-        if let Some(mut stream) = self.unregister(key) {
-            let mut output = self.shard.output(key);
-            while !output.is_empty() {
-                match stream.write(output) {
-                    Ok(n) if n > 0 => {
-                        self.shard.consume_output(key, n, self.now_ms);
-                        output = self.shard.output(key);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    _ => break,
-                }
-            }
-            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
-            let _ = stream.shutdown(Shutdown::Write);
-            for _ in 0..CLOSE_DRAIN_READS {
-                match stream.read(&mut self.scratch) {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-        }
-        self.shard.closed(key, self.now_ms);
-    }
-
-    /// Handover: the socket moves to loop `to` (the core has already released `conn`).
-    fn hand_over(&mut self, conn: ConnId, to: usize, bytes: Vec<u8>) {
-        let Some(stream) = self.unregister(conn) else {
-            return;
-        };
-        tracing::debug!(loop_index = self.index, conn = %conn, peer = %Peer(&stream), to, "connection handed over");
-        self.send(to, Inbound::Handover { stream, bytes });
-    }
-
-    /// Queues a delivery for loop `to`; the wake is sent once per turn.
-    fn send(&mut self, to: usize, inbound: Inbound) {
-        let Some(peer) = self.peers.get(to) else {
-            tracing::error!(loop_index = self.index, to, "no such event loop");
-            return;
-        };
-        if peer.send(inbound).is_err() {
-            tracing::error!(
-                loop_index = self.index,
-                to,
-                "event loop is gone; delivery dropped"
-            );
-            return;
-        }
-        if let Some(flag) = self.wake.get_mut(to) {
-            *flag = true;
-        }
     }
 
     /// Handles up to [`INBOX_BATCH_DELIVERIES`] deliveries; returns whether more may wait.
     fn drain_inbox(&mut self) -> bool {
         for _ in 0..INBOX_BATCH_DELIVERIES {
             match self.inbox.try_recv() {
-                Ok(Inbound::Handover { stream, bytes }) => self.adopt_handover(stream, &bytes),
+                Ok(Inbound::Handover {
+                    stream,
+                    origin,
+                    bytes,
+                }) => self.adopt_handover(stream, origin, &bytes),
                 Ok(Inbound::Forward(message)) => self.shard.remote(message, self.now_ms),
+                Ok(Inbound::Control(control)) => self.control(control),
                 Err(_) => return false,
             }
         }
@@ -512,7 +408,7 @@ impl EventLoop {
     }
 
     /// Actions and output until neither is left, then the wakes this turn owes other loops.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             self.act();
             self.shard.drain_dirty(&mut self.dirty);
@@ -547,7 +443,7 @@ fn stream_mut(conns: &mut [Option<Slot>], key: ConnId) -> Option<&mut TcpStream>
 impl Peer<'_> {
     /// The peer address as text when debug logging is on (the socket moves before the log
     /// line is written), or an empty string.
-    fn to_string_if_debug(&self) -> String {
+    pub(super) fn to_string_if_debug(&self) -> String {
         if tracing::enabled!(tracing::Level::DEBUG) {
             self.to_string()
         } else {

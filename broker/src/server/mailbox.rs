@@ -1,12 +1,15 @@
 //! What one event loop sends another: a connection whose client id it owns (handover), or a
 //! message for its subscribers (forward). A channel send does not wake a blocked `poll`, so
-//! every mailbox pairs its channel with the destination loop's `mio::Waker`.
+//! every mailbox pairs its channel with the destination loop's `mio::Waker`. The main thread
+//! uses the same mailboxes for reloads and shutdown ([`Control`]).
 
 use std::io;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::admission::Origin;
+use super::control::Control;
 use crate::core::SharedMessage;
 
 /// The token of each loop's waker.
@@ -20,11 +23,15 @@ pub enum Inbound {
     Handover {
         /// The connection.
         stream: mio::net::TcpStream,
+        /// Where it came from (its admission counts move with it).
+        origin: Origin,
         /// The CONNECT and whatever followed it, to replay with `Shard::receive`.
         bytes: Vec<u8>,
     },
     /// A PUBLISH for the receiving loop's subscribers ([`crate::core::Action::Forward`]).
     Forward(SharedMessage),
+    /// From the main thread: a live reload or a graceful shutdown.
+    Control(Control),
 }
 
 /// The sending half of one loop's mailbox.

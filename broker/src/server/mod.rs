@@ -5,29 +5,45 @@
 //! - [`rlimit`]: raising the open-file limit and the connection ceiling it gives.
 //! - [`event_loop`]: the loop itself (accept, read, write, actions, timers).
 //! - [`mailbox`]: what loops send each other (handed-over sockets, forwarded messages).
+//! - [`admission`]: the per-IP and per-listener limits, checked at accept.
+//! - [`control`]: live reload and graceful shutdown, asked by the main thread.
+//! - [`accept`], [`actions`]: the loop's accepting and its carrying out of core actions.
+//! - [`supervisor`]: the main thread (signals, reload, shutdown summary).
 //!
 //! [`start`] binds, spawns the loops and waits until every one has built its shard, then
-//! returns a [`Server`] to wait on.
+//! returns a [`Server`] to reload, shut down or wait on.
 
+pub mod accept;
+pub mod actions;
+pub mod admission;
+pub mod control;
 pub mod event_loop;
 pub mod listener;
 pub mod mailbox;
 pub mod rlimit;
+pub mod supervisor;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use starling_pool::{PoolConfig, PoolStats};
 
+use crate::config::ListenerSettings;
 use crate::core::{CoreConfig, Shared};
+use admission::Admission;
+use control::{Control, ShutdownReport};
 use event_loop::EventLoop;
-use mailbox::{Mailbox, Peers};
+use mailbox::{Inbound, Mailbox, Peers};
 
 // Tokens carry a whole 64-bit pool key (see `event_loop`).
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("the mio driver packs 64-bit connection keys into tokens: 64-bit targets only");
+
+/// How long a reload waits for the loops to confirm the new limits.
+pub const RELOAD_ACK_TIMEOUT_MS: u64 = 1000;
 
 /// Slack objects every loop's pool has whatever its share (see [`pool_slack_objects`]).
 pub const POOL_SLACK_BASE_OBJECTS: usize = 64;
@@ -61,8 +77,10 @@ pub fn pool_slack_objects(share: usize) -> usize {
 /// `pool` is the per-loop pool, `max_live_objects` included).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Addresses to listen on (each loop gets one listener per address).
-    pub listen: Vec<SocketAddr>,
+    /// The listeners (each loop gets one socket per listener).
+    pub listeners: Vec<ListenerSettings>,
+    /// Connections one source IP may hold (0: no limit).
+    pub max_connections_per_ip: usize,
     /// Event-loop threads.
     pub event_loops: usize,
     /// The core's configuration, shared by every loop.
@@ -120,6 +138,8 @@ impl std::error::Error for StartError {}
 pub struct Server {
     handles: Vec<JoinHandle<()>>,
     exited: crossbeam_channel::Receiver<(usize, Result<(), String>)>,
+    peers: Peers,
+    admission: Arc<Admission>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     /// Each loop's pool numbers right after it was built.
@@ -127,6 +147,57 @@ pub struct Server {
 }
 
 impl Server {
+    /// A loop that has exited since the last call, which one and how.
+    pub fn try_exited(&self) -> Option<(usize, Result<(), String>)> {
+        self.exited.try_recv().ok()
+    }
+
+    /// Applies new limits to every loop (a live reload): the per-IP and per-listener ones
+    /// at once, the core's on each loop's next turn. Returns how many loops confirmed within
+    /// [`RELOAD_ACK_TIMEOUT_MS`] (all of them unless one is stuck or gone).
+    pub fn reload(
+        &self,
+        core: &CoreConfig,
+        listener_max: &[usize],
+        max_connections_per_ip: usize,
+    ) -> usize {
+        self.admission
+            .set_limits(listener_max, max_connections_per_ip);
+        let (applied, confirmations) = crossbeam_channel::unbounded();
+        for peer in self.peers.iter() {
+            let control = Control::Reload(Box::new(core.clone()), applied.clone());
+            let _ = peer.send(Inbound::Control(control));
+            let _ = peer.wake();
+        }
+        drop(applied);
+        let deadline = Instant::now() + std::time::Duration::from_millis(RELOAD_ACK_TIMEOUT_MS);
+        let mut confirmed = 0;
+        while confirmed < self.peers.len() && confirmations.recv_deadline(deadline).is_ok() {
+            confirmed += 1;
+        }
+        confirmed
+    }
+
+    /// Starts a graceful shutdown of every loop; each reports on the returned channel once
+    /// it has closed its last connection (at `deadline` at the latest).
+    pub fn shutdown(&self, deadline: Instant) -> crossbeam_channel::Receiver<ShutdownReport> {
+        let (report, reports) = crossbeam_channel::unbounded();
+        for peer in self.peers.iter() {
+            let control = Control::Shutdown {
+                deadline,
+                report: report.clone(),
+            };
+            let _ = peer.send(Inbound::Control(control));
+            let _ = peer.wake();
+        }
+        reports
+    }
+
+    /// The number of event loops.
+    pub fn loops(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Blocks until a loop exits (they only do on a fatal error) and returns which one and
     /// why.
     pub fn wait(self) -> (usize, String) {
@@ -144,7 +215,10 @@ impl Server {
 /// its shard (and preheated its pool).
 pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     let loops = config.event_loops.max(1);
-    let listeners = listener::bind_all(&config.listen, loops).map_err(StartError::Bind)?;
+    let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.bind).collect();
+    let listeners = listener::bind_all(&addrs, loops).map_err(StartError::Bind)?;
+    let listener_max: Vec<usize> = config.listeners.iter().map(|l| l.max_connections).collect();
+    let admission = Arc::new(Admission::new(&listener_max, config.max_connections_per_ip));
     let local_addrs = listeners
         .first()
         .map(|l| l.iter().filter_map(|l| l.local_addr().ok()).collect())
@@ -167,6 +241,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let core = config.core.clone();
         let shared = Arc::clone(&shared);
         let peers = Arc::clone(&peers);
+        let admission = Arc::clone(&admission);
         let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ready_tx = ready_tx.clone();
         let exit_tx = exit_tx.clone();
@@ -187,6 +262,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     inbox,
                     peers,
                     listeners,
+                    admission,
                 };
                 // A panicking loop must take the process down with it (through `wait`),
                 // not leave a broker with one dead loop behind.
@@ -234,6 +310,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     Ok(Server {
         handles,
         exited: exit_rx,
+        peers,
+        admission,
         local_addrs,
         pool_stats,
     })

@@ -41,6 +41,16 @@ impl Broker {
     /// chosen free loopback address (`--listen ADDR`, or `--config FILE` naming it), and
     /// `args`.
     pub fn start_with(args: &[&str], listen: impl Fn(SocketAddr) -> Vec<String>) -> Broker {
+        Broker::start_logging(args, listen, Some("debug"))
+    }
+
+    /// Like [`Broker::start_with`], with `--log-level LEVEL` only if `log_level` is given
+    /// (without it the configuration file decides, and a reload can change it).
+    pub fn start_logging(
+        args: &[&str],
+        listen: impl Fn(SocketAddr) -> Vec<String>,
+        log_level: Option<&str>,
+    ) -> Broker {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
@@ -48,7 +58,7 @@ impl Broker {
                 .expect("loopback address");
             let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
                 .args(listen(addr))
-                .args(["--log-level", "debug"])
+                .args(log_level.iter().flat_map(|level| ["--log-level", level]))
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

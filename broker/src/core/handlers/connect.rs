@@ -25,6 +25,17 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
             return Flow::Stop;
         }
     };
+    let will_refusal = connect
+        .will
+        .as_ref()
+        .and_then(|will| shard.config.topic_refusal(&will.topic));
+    if let Some(refusal) = will_refusal {
+        // Checked before the handover so that the refusal is counted once, here.
+        shard.count_topic_refusal(refusal);
+        shard.stats.refused_connect += 1;
+        lifecycle::close_for(shard, key, "will topic over a limit", &refusal, now_ms);
+        return Flow::Stop;
+    }
     let client_id = if connect.client_id.is_empty() {
         // MQTT-3.1.3-6: assign a unique id, one that this loop owns.
         shard.assign_client_id()

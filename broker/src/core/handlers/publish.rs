@@ -1,5 +1,6 @@
 //! PUBLISH from a client (QoS 0, 1, 2) and PUBREL (the second half of an incoming QoS 2).
 
+use crate::core::config::TopicRefusal;
 use crate::core::input::Flow;
 use crate::core::{ConnId, Shard, lifecycle, routing};
 use crate::protocol::{PublishRef, QoS, encode_puback, encode_pubcomp, encode_pubrec};
@@ -18,6 +19,12 @@ pub(crate) fn handle_publish(
     now_ms: u64,
 ) -> Flow {
     shard.stats.publish_received += 1;
+    if let Some(refusal) = shard.config.topic_refusal(publish.topic) {
+        // 3.1.1 has no way to refuse one PUBLISH: the connection is closed (logged once).
+        shard.count_topic_refusal(refusal);
+        lifecycle::close_for(shard, key, "PUBLISH topic over a limit", &refusal, now_ms);
+        return Flow::Stop;
+    }
     let session_id = match shard.pool.get(key) {
         Ok(conn) => conn.session,
         Err(_) => return Flow::Stop,
@@ -71,4 +78,14 @@ pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
     }
     shard.write(key, |out, v| encode_pubcomp(out, v, id));
     Flow::Continue
+}
+
+impl Shard {
+    /// Counts a topic over `max_topic_length_bytes` or `max_topic_levels`.
+    pub(crate) fn count_topic_refusal(&mut self, refusal: TopicRefusal) {
+        match refusal {
+            TopicRefusal::Length => self.stats.refused_topic_length += 1,
+            TopicRefusal::Levels => self.stats.refused_topic_levels += 1,
+        }
+    }
 }

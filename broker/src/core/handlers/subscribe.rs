@@ -25,7 +25,7 @@ pub(crate) fn handle_subscribe(
         // The return codes are per-packet scratch in the connection's arena.
         let mut codes = bumpalo::collections::Vec::with_capacity_in(filters.len(), &arena);
         for (filter, asked) in filters {
-            codes.push(subscribe_one(shard, session_id, filter, *asked));
+            codes.push(subscribe_one(shard, key, session_id, filter, *asked));
         }
         shard
             .shared
@@ -41,9 +41,20 @@ pub(crate) fn handle_subscribe(
     Flow::Continue
 }
 
-/// One filter of a SUBSCRIBE.
-fn subscribe_one(shard: &mut Shard, session_id: u32, filter: &str, asked: QoS) -> SubackReturnCode {
+/// One filter of a SUBSCRIBE. A refusal is counted every time and logged once per client.
+fn subscribe_one(
+    shard: &mut Shard,
+    key: ConnId,
+    session_id: u32,
+    filter: &str,
+    asked: QoS,
+) -> SubackReturnCode {
     let granted = asked.min(MAX_GRANTED_QOS);
+    if let Some(refusal) = shard.config.topic_refusal(filter) {
+        shard.count_topic_refusal(refusal);
+        log_refusal(shard, key, session_id, filter, &refusal);
+        return SubackReturnCode::Failure;
+    }
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return SubackReturnCode::Failure;
     };
@@ -54,7 +65,14 @@ fn subscribe_one(shard: &mut Shard, session_id: u32, filter: &str, asked: QoS) -
     if existing.is_none()
         && session.subscriptions.len() >= shard.config.max_subscriptions_per_client
     {
-        tracing::info!(client = %session.client_id, filter, "subscription refused: max_subscriptions_per_client");
+        shard.stats.refused_subscriptions += 1;
+        log_refusal(
+            shard,
+            key,
+            session_id,
+            filter,
+            &"max_subscriptions_per_client",
+        );
         return SubackReturnCode::Failure;
     }
     match shard.index.subscribe(filter, session_id, granted) {
@@ -66,10 +84,29 @@ fn subscribe_one(shard: &mut Shard, session_id: u32, filter: &str, asked: QoS) -
             SubackReturnCode::Granted(granted)
         }
         Err(error) => {
-            tracing::info!(client = %session.client_id, filter, %error, "subscription refused");
+            log_refusal(shard, key, session_id, filter, &error);
             SubackReturnCode::Failure
         }
     }
+}
+
+/// Logs a refused subscription, the first one of this connection only (no log flood from a
+/// client that keeps asking).
+fn log_refusal(
+    shard: &mut Shard,
+    key: ConnId,
+    session_id: u32,
+    filter: &str,
+    reason: &dyn std::fmt::Display,
+) {
+    let Ok(conn) = shard.pool.get_mut(key) else {
+        return;
+    };
+    if std::mem::replace(&mut conn.refusal_logged, true) {
+        return;
+    }
+    let client = shard.sessions.get(session_id).map_or("", |s| &s.client_id);
+    tracing::info!(client, filter, %reason, "subscription refused (further refusals for this client are counted, not logged)");
 }
 
 /// UNSUBSCRIBE: remove each subscription the session has (MQTT-3.10.4-1), then UNSUBACK

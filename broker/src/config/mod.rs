@@ -1,0 +1,265 @@
+//! The broker's configuration: a TOML file ([`mod@file`]), the command line (`crate::cli`, which
+//! produces the same shape and overrides the file key by key), documented defaults, and the
+//! resolved [`Settings`] the binary runs with. [`reload`] compares two resolutions for a live
+//! reload (SIGHUP).
+//!
+//! Every key is `section.name` in the file and `--name` (pool keys: `--pool-name`) on the
+//! command line; `starling.example.toml` at the repository root lists them all.
+
+pub mod error;
+pub mod file;
+pub mod reload;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use starling_pool::{PoolConfig, Preset};
+
+pub use error::ConfigError;
+pub use file::{FileConfig, ListenerProtocol};
+
+use crate::cli::{LogLevel, PoolPreset};
+use crate::core::CoreConfig;
+use crate::core::config::DEFAULT_MAX_CONNECTIONS;
+use crate::server::event_loop::MAX_LISTENERS;
+use crate::server::{clamp_preheating, max_live_objects_per_loop};
+
+/// The MQTT port (IANA), on every IPv4 interface: the listener when none is configured.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
+/// Default time a graceful shutdown may take to flush what clients have queued.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5_000;
+/// Default connections from one source IP address (0 = no limit).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 0;
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// What it speaks.
+    pub protocol: ListenerProtocol,
+    /// Where it listens.
+    pub bind: SocketAddr,
+    /// Connections open through it at once (0: only the global limit).
+    pub max_connections: usize,
+}
+
+/// Everything the binary runs with, resolved from defaults, file and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Event-loop threads.
+    pub event_loops: usize,
+    /// The log level.
+    pub log_level: LogLevel,
+    /// Time a graceful shutdown may take.
+    pub shutdown_timeout_ms: u64,
+    /// The listeners.
+    pub listeners: Vec<ListenerSettings>,
+    /// Connections one source IP may hold (0: no limit).
+    pub max_connections_per_ip: usize,
+    /// The core's limits and the per-loop pool for `core.max_connections`.
+    pub core: CoreConfig,
+    /// The pool preset, if any.
+    pub pool_preset: Option<PoolPreset>,
+    /// `pool.initial_objects` if set (else the preset's, lowered to fit).
+    pub pool_initial_objects: Option<usize>,
+    /// `pool.max_preheated_objects` if set (else the preset's, lowered to fit).
+    pub pool_max_preheated_objects: Option<usize>,
+}
+
+impl Settings {
+    /// Resolves `config` (file overlaid with flags); `text` is the file's contents, used to
+    /// point errors found after parsing at the key's line.
+    pub fn resolve(
+        config: &FileConfig,
+        origin: &str,
+        text: Option<&str>,
+    ) -> Result<Settings, ConfigError> {
+        let err = |key: &str, message: String| ConfigError::key(origin, key, message).located(text);
+        let listeners: Vec<ListenerSettings> = match &config.listeners {
+            None => vec![ListenerSettings {
+                protocol: ListenerProtocol::Tcp,
+                bind: DEFAULT_LISTEN
+                    .parse()
+                    .map_err(|e| err("listeners", format!("{e}")))?,
+                max_connections: 0,
+            }],
+            Some(list) => list
+                .iter()
+                .map(|l| ListenerSettings {
+                    protocol: l.protocol.unwrap_or(ListenerProtocol::Tcp),
+                    bind: l.bind,
+                    max_connections: l.max_connections.map_or(0, |n| n.get()),
+                })
+                .collect(),
+        };
+        if listeners.is_empty() || listeners.len() > MAX_LISTENERS {
+            return Err(err(
+                "listeners",
+                format!("{} listeners: allowed 1..={MAX_LISTENERS}", listeners.len()),
+            ));
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if listeners[..i].iter().any(|other| other.bind == l.bind) {
+                return Err(err(
+                    &format!("listeners[{i}].bind"),
+                    format!(
+                        "{} is bound by an earlier listener: each bind address once",
+                        l.bind
+                    ),
+                ));
+            }
+        }
+        let (s, l, p) = (&config.server, &config.limits, &config.pool);
+        let preset_connections = p
+            .preset
+            .map(|preset| PoolConfig::preset(preset.to_pool()).max_live_objects);
+        let defaults = CoreConfig::default();
+        let core = CoreConfig {
+            max_packet_size_bytes: l
+                .max_packet_size_bytes
+                .map_or(defaults.max_packet_size_bytes, |v| v.get()),
+            connect_timeout_ms: l
+                .connect_timeout_ms
+                .map_or(defaults.connect_timeout_ms, |v| v.0),
+            max_keep_alive_secs: l
+                .max_keep_alive_secs
+                .map_or(defaults.max_keep_alive_secs, |v| {
+                    u16::try_from(v.0).unwrap_or(u16::MAX)
+                }),
+            max_inflight_messages: l
+                .max_inflight_messages
+                .map_or(defaults.max_inflight_messages, |v| v.get()),
+            max_queued_messages: l
+                .max_queued_messages
+                .map_or(defaults.max_queued_messages, |v| v.get()),
+            max_queued_bytes: l
+                .max_queued_bytes
+                .map_or(defaults.max_queued_bytes, |v| v.get()),
+            max_connections: l
+                .max_connections
+                .map(|v| v.get())
+                .or(preset_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_subscriptions_per_client: l
+                .max_subscriptions_per_client
+                .map_or(defaults.max_subscriptions_per_client, |v| v.get()),
+            max_topic_length_bytes: l
+                .max_topic_length_bytes
+                .map_or(defaults.max_topic_length_bytes, |v| v.get()),
+            max_topic_levels: l
+                .max_topic_levels
+                .map_or(defaults.max_topic_levels, |v| v.get()),
+            max_output_buffer_bytes: l
+                .max_output_buffer_bytes
+                .map_or(defaults.max_output_buffer_bytes, |v| v.get()),
+            buffer_bytes: defaults.buffer_bytes,
+            pool: PoolConfig {
+                idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),
+                growth_threshold_percent: p
+                    .growth_threshold_percent
+                    .map_or(defaults.pool.growth_threshold_percent, |v| v.0 as u32),
+                growth_factor_percent: p
+                    .growth_factor_percent
+                    .map_or(defaults.pool.growth_factor_percent, |v| v.0 as u32),
+                ..defaults.pool
+            },
+        };
+        let mut settings = Settings {
+            event_loops: s
+                .event_loops
+                .map_or_else(crate::cli::default_event_loops, |v| v.get()),
+            log_level: s.log_level.unwrap_or_else(crate::cli::env_log_level),
+            shutdown_timeout_ms: s
+                .shutdown_timeout_ms
+                .map_or(DEFAULT_SHUTDOWN_TIMEOUT_MS, |v| v.0),
+            listeners,
+            max_connections_per_ip: l
+                .max_connections_per_ip
+                .map_or(DEFAULT_MAX_CONNECTIONS_PER_IP, |v| v.get()),
+            core,
+            pool_preset: p.preset,
+            pool_initial_objects: p.initial_objects.map(|v| v.get()),
+            pool_max_preheated_objects: p.max_preheated_objects.map(|v| v.get()),
+        };
+        let (core, _) = settings
+            .core_config(settings.core.max_connections)
+            .map_err(|(key, message)| err(key, message))?;
+        settings.core = core;
+        Ok(settings)
+    }
+
+    /// Reads and resolves the file at `path` with `flags` over it.
+    pub fn load(path: &Path, flags: &FileConfig) -> Result<Settings, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            key: None,
+            position: None,
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        let file = FileConfig::parse(&text, &origin)?;
+        Settings::resolve(&file.overlay(flags), &origin, Some(&text))
+    }
+
+    /// The core's configuration for `max_connections` (the configured value, or that value
+    /// lowered to the open-file ceiling): the per-loop pool is sized for it. Returns whether
+    /// preset values were lowered to fit, or the key to blame and why the pool is invalid.
+    pub fn core_config(
+        &self,
+        max_connections: usize,
+    ) -> Result<(CoreConfig, bool), (&'static str, String)> {
+        let loops = self.event_loops;
+        let base = self.core.pool.clone();
+        let mut pool = match self.pool_preset {
+            None => PoolConfig::default(),
+            Some(preset) => PoolConfig::preset(preset.to_pool()),
+        };
+        pool.idle_ttl_ms = base.idle_ttl_ms;
+        pool.growth_threshold_percent = base.growth_threshold_percent;
+        pool.growth_factor_percent = base.growth_factor_percent;
+        pool.max_live_objects = max_live_objects_per_loop(max_connections, loops);
+        // Only values that came from the preset are lowered; explicit ones are checked.
+        let clamped = clamp_preheating(&mut pool);
+        if let Some(n) = self.pool_max_preheated_objects {
+            pool.max_preheated_objects = n;
+        }
+        match self.pool_initial_objects {
+            Some(n) => pool.initial_objects = n,
+            None => pool.initial_objects = pool.initial_objects.min(pool.max_preheated_objects),
+        }
+        pool.validate().map_err(|e| {
+            let key = match e {
+                starling_pool::ConfigError::InitialAboveCap { .. }
+                | starling_pool::ConfigError::InitialZero => "pool.initial_objects",
+                _ => "pool.max_preheated_objects",
+            };
+            let message = format!(
+                "{e} (per event loop: initial {}, max preheated {}, max live {} = \
+                 {max_connections} max connections / {loops} loops rounded up + slack)",
+                pool.initial_objects, pool.max_preheated_objects, pool.max_live_objects,
+            );
+            (key, message)
+        })?;
+        Ok((
+            CoreConfig {
+                max_connections,
+                pool,
+                ..self.core.clone()
+            },
+            clamped,
+        ))
+    }
+}
+
+impl PoolPreset {
+    /// The pool crate's preset.
+    pub fn to_pool(self) -> Preset {
+        match self {
+            PoolPreset::Small => Preset::Small,
+            PoolPreset::Medium => Preset::Medium,
+            PoolPreset::Large => Preset::Large,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! A live reload (SIGHUP): which keys changed between two resolutions, and which of them can
+//! take effect without a restart.
+//!
+//! Live: the log level, the shutdown timeout, every `limits.*` key and each listener's
+//! `max_connections`. They apply to the next accept, CONNECT, packet or delivery; nobody is
+//! disconnected by a change (a lowered limit refuses newcomers, it does not evict).
+//! Restart: the event-loop count, the listeners' addresses and protocols, and the pool (its
+//! objects are built at start and per loop; the pool cannot be resized in place).
+
+use super::Settings;
+
+/// One key whose value differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The dotted key.
+    pub key: String,
+    /// The value in force.
+    pub old: String,
+    /// The value in the file.
+    pub new: String,
+    /// Whether it takes effect now (else it needs a restart).
+    pub live: bool,
+}
+
+/// Every key and its value, as text.
+pub fn entries(s: &Settings) -> Vec<(String, String)> {
+    let c = &s.core;
+    let optional = |v: Option<usize>| v.map_or_else(|| "(preset)".to_string(), |v| v.to_string());
+    let mut out: Vec<(String, String)> = vec![
+        ("server.event_loops".into(), s.event_loops.to_string()),
+        (
+            "server.log_level".into(),
+            format!("{:?}", s.log_level).to_lowercase(),
+        ),
+        (
+            "server.shutdown_timeout_ms".into(),
+            s.shutdown_timeout_ms.to_string(),
+        ),
+        ("listeners.count".into(), s.listeners.len().to_string()),
+        (
+            "limits.max_connections".into(),
+            c.max_connections.to_string(),
+        ),
+        (
+            "limits.max_connections_per_ip".into(),
+            s.max_connections_per_ip.to_string(),
+        ),
+        (
+            "limits.connect_timeout_ms".into(),
+            c.connect_timeout_ms.to_string(),
+        ),
+        (
+            "limits.max_packet_size_bytes".into(),
+            c.max_packet_size_bytes.to_string(),
+        ),
+        (
+            "limits.max_keep_alive_secs".into(),
+            c.max_keep_alive_secs.to_string(),
+        ),
+        (
+            "limits.max_inflight_messages".into(),
+            c.max_inflight_messages.to_string(),
+        ),
+        (
+            "limits.max_queued_messages".into(),
+            c.max_queued_messages.to_string(),
+        ),
+        (
+            "limits.max_queued_bytes".into(),
+            c.max_queued_bytes.to_string(),
+        ),
+        (
+            "limits.max_subscriptions_per_client".into(),
+            c.max_subscriptions_per_client.to_string(),
+        ),
+        (
+            "limits.max_topic_length_bytes".into(),
+            c.max_topic_length_bytes.to_string(),
+        ),
+        (
+            "limits.max_topic_levels".into(),
+            c.max_topic_levels.to_string(),
+        ),
+        (
+            "limits.max_output_buffer_bytes".into(),
+            c.max_output_buffer_bytes.to_string(),
+        ),
+        (
+            "pool.preset".into(),
+            s.pool_preset
+                .map_or_else(|| "(none)".to_string(), |p| format!("{p:?}").to_lowercase()),
+        ),
+        (
+            "pool.initial_objects".into(),
+            optional(s.pool_initial_objects),
+        ),
+        (
+            "pool.max_preheated_objects".into(),
+            optional(s.pool_max_preheated_objects),
+        ),
+        ("pool.idle_ttl_ms".into(), c.pool.idle_ttl_ms.to_string()),
+        (
+            "pool.growth_threshold_percent".into(),
+            c.pool.growth_threshold_percent.to_string(),
+        ),
+        (
+            "pool.growth_factor_percent".into(),
+            c.pool.growth_factor_percent.to_string(),
+        ),
+    ];
+    for (i, l) in s.listeners.iter().enumerate() {
+        out.push((
+            format!("listeners[{i}].protocol"),
+            format!("{:?}", l.protocol).to_lowercase(),
+        ));
+        out.push((format!("listeners[{i}].bind"), l.bind.to_string()));
+        out.push((
+            format!("listeners[{i}].max_connections"),
+            l.max_connections.to_string(),
+        ));
+    }
+    out
+}
+
+/// Whether `key` can change while the broker runs.
+pub fn is_live(key: &str) -> bool {
+    key.starts_with("limits.")
+        || key == "server.log_level"
+        || key == "server.shutdown_timeout_ms"
+        || (key.starts_with("listeners[") && key.ends_with("].max_connections"))
+}
+
+/// The keys whose values differ between `old` and `new`, in the order of [`entries`].
+/// A listener's `max_connections` is live only if that listener keeps its address.
+pub fn diff(old: &Settings, new: &Settings) -> Vec<Change> {
+    let before = entries(old);
+    let after = entries(new);
+    let mut changes = Vec::new();
+    for (key, new_value) in &after {
+        let old_value = before
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or_else(|| "(none)".to_string(), |(_, v)| v.clone());
+        if &old_value == new_value {
+            continue;
+        }
+        let mut live = is_live(key);
+        if live && key.starts_with("listeners[") {
+            let index = key["listeners[".len()..]
+                .split(']')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok());
+            live = index.is_some_and(|i| {
+                old.listeners.get(i).map(|l| l.bind) == new.listeners.get(i).map(|l| l.bind)
+            });
+        }
+        changes.push(Change {
+            key: key.clone(),
+            old: old_value,
+            new: new_value.clone(),
+            live,
+        });
+    }
+    for (key, old_value) in &before {
+        if !after.iter().any(|(k, _)| k == key) {
+            changes.push(Change {
+                key: key.clone(),
+                old: old_value.clone(),
+                new: "(none)".to_string(),
+                live: false,
+            });
+        }
+    }
+    changes
+}
+
+/// `old` with every live change of `new` applied: what runs after a reload. Keys that need
+/// a restart keep their old values (so a later reload reports them again).
+pub fn apply_live(old: &Settings, new: &Settings) -> Settings {
+    let mut next = old.clone();
+    next.log_level = new.log_level;
+    next.shutdown_timeout_ms = new.shutdown_timeout_ms;
+    next.max_connections_per_ip = new.max_connections_per_ip;
+    let pool = old.core.pool.clone();
+    next.core = crate::core::CoreConfig {
+        pool,
+        ..new.core.clone()
+    };
+    for (i, listener) in next.listeners.iter_mut().enumerate() {
+        if let Some(updated) = new.listeners.get(i)
+            && updated.bind == listener.bind
+        {
+            listener.max_connections = updated.max_connections;
+        }
+    }
+    next
+}

@@ -1,0 +1,121 @@
+use super::reload::{apply_live, diff};
+use super::*;
+
+fn resolve(text: &str) -> Result<Settings, ConfigError> {
+    let file = FileConfig::parse(text, "test.toml")?;
+    Settings::resolve(&file, "test.toml", Some(text))
+}
+
+#[test]
+fn an_empty_file_is_the_defaults() {
+    let settings = resolve("").expect("empty is valid");
+    assert_eq!(settings.listeners.len(), 1);
+    assert_eq!(settings.shutdown_timeout_ms, DEFAULT_SHUTDOWN_TIMEOUT_MS);
+    assert_eq!(settings.core.max_connections, DEFAULT_MAX_CONNECTIONS);
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let text = include_str!("../../../starling.example.toml");
+    let settings = resolve(text).expect("the example is valid");
+    assert_eq!(settings.listeners.len(), 2);
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_position() {
+    let error = resolve("[limits]\nmax_conections = 5\n").expect_err("typo");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("limits.max_conections"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some((2, 1)), "{error}");
+    assert!(error.message.contains("max_connections"), "{error}");
+    let error = resolve("bogus = 1\n").expect_err("unknown top-level key");
+    assert_eq!(error.key.as_deref(), Some("bogus"), "{error}");
+}
+
+#[test]
+fn type_and_range_errors_say_what_is_allowed() {
+    let error = resolve("[limits]\nmax_connections = \"many\"\n").expect_err("type");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("limits.max_connections"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some((2, 19)), "{error}");
+    let error = resolve("[limits]\nmax_connections = 0\n").expect_err("range");
+    assert!(error.message.contains("1..=4294967295"), "{error}");
+    let error = resolve("[limits]\nmax_topic_levels = -3\n").expect_err("negative");
+    assert!(error.message.contains("1..=256"), "{error}");
+}
+
+#[test]
+fn bad_listeners_are_refused() {
+    let error = resolve("[[listeners]]\nbind = \"localhost:1883\"\n").expect_err("not an IP");
+    assert_eq!(error.key.as_deref(), Some("listeners[0].bind"), "{error}");
+    assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+    let error = resolve("[[listeners]]\nbind = \"127.0.0.1:1\"\nprotocol = \"tls\"\n")
+        .expect_err("TLS is not there yet");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("listeners[0].protocol"),
+        "{error}"
+    );
+    let twice = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[[listeners]]\nbind = \"127.0.0.1:1\"\n";
+    let error = resolve(twice).expect_err("duplicate");
+    assert_eq!(error.position, Some((4, 1)), "{error}");
+}
+
+#[test]
+fn pool_relations_point_at_the_key() {
+    let text = "[pool]\ninitial_objects = 500\nmax_preheated_objects = 100\n";
+    let error = resolve(text).expect_err("initial above the cap");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("pool.initial_objects"),
+        "{error}"
+    );
+    assert_eq!(error.position, Some((2, 1)), "{error}");
+}
+
+#[test]
+fn presets_are_overridden_key_by_key() {
+    let settings = resolve("[pool]\npreset = \"small\"\n").expect("valid");
+    assert_eq!(settings.core.max_connections, 10_000);
+    assert_eq!(settings.core.pool.initial_objects, 256);
+    let settings = resolve(
+        "[pool]\npreset = \"small\"\ninitial_objects = 300\n[limits]\nmax_connections = 20000\n",
+    )
+    .expect("valid");
+    assert_eq!(settings.core.max_connections, 20_000);
+    assert_eq!(settings.core.pool.initial_objects, 300);
+    assert_eq!(settings.core.pool.max_preheated_objects, 10_000);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = FileConfig::parse("[limits]\nmax_connections = 5\nmax_topic_levels = 9\n", "f")
+        .expect("valid");
+    let mut flags = FileConfig::default();
+    flags.limits.max_connections = Some(file::Connections::new(7).expect("in range"));
+    let settings = Settings::resolve(&file.overlay(&flags), "f", None).expect("valid");
+    assert_eq!(settings.core.max_connections, 7);
+    assert_eq!(settings.core.max_topic_levels, 9);
+}
+
+#[test]
+fn a_reload_applies_limits_and_reports_restart_keys() {
+    let old =
+        resolve("[server]\nevent_loops = 2\n[limits]\nmax_connections = 100\n").expect("valid");
+    let new =
+        resolve("[server]\nevent_loops = 3\n[limits]\nmax_connections = 50\n").expect("valid");
+    let changes = diff(&old, &new);
+    let keys: Vec<(&str, bool)> = changes.iter().map(|c| (c.key.as_str(), c.live)).collect();
+    assert!(keys.contains(&("server.event_loops", false)), "{keys:?}");
+    assert!(keys.contains(&("limits.max_connections", true)), "{keys:?}");
+    let next = apply_live(&old, &new);
+    assert_eq!(next.core.max_connections, 50);
+    assert_eq!(next.event_loops, 2);
+    assert_eq!(next.core.pool, old.core.pool);
+}

@@ -1,0 +1,90 @@
+//! Carrying out the core's requests: closing a socket, handing one to another loop, and
+//! queueing deliveries for other loops.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use super::event_loop::{CLOSE_DRAIN_READS, EventLoop, Peer};
+use super::mailbox::Inbound;
+use crate::core::{Action, ConnId};
+
+impl EventLoop {
+    /// Carries out every action the core has queued.
+    pub(super) fn act(&mut self) {
+        while let Some(action) = self.shard.poll_action() {
+            match action {
+                Action::Close(key) => self.close(key),
+                Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
+                Action::Forward { to, message } => {
+                    let _ = self.send(to, Inbound::Forward(message));
+                }
+            }
+        }
+    }
+
+    /// Close: best-effort write of the last output, FIN, discard unread input, close.
+    pub(super) fn close(&mut self, key: ConnId) {
+        if let Some((mut stream, origin)) = self.unregister(key) {
+            self.admission.release(origin);
+            let mut output = self.shard.output(key);
+            while !output.is_empty() {
+                match stream.write(output) {
+                    Ok(n) if n > 0 => {
+                        self.shard.consume_output(key, n, self.now_ms);
+                        output = self.shard.output(key);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
+            let _ = stream.shutdown(Shutdown::Write);
+            for _ in 0..CLOSE_DRAIN_READS {
+                match stream.read(&mut self.scratch) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        self.shard.closed(key, self.now_ms);
+    }
+
+    /// Handover: the socket moves to loop `to` (the core has already released `conn`).
+    pub(super) fn hand_over(&mut self, conn: ConnId, to: usize, bytes: Vec<u8>) {
+        let Some((stream, origin)) = self.unregister(conn) else {
+            return;
+        };
+        tracing::debug!(loop_index = self.index, conn = %conn, peer = %Peer(&stream), to, "connection handed over");
+        if let Err(Inbound::Handover { origin, .. }) = self.send(
+            to,
+            Inbound::Handover {
+                stream,
+                origin,
+                bytes,
+            },
+        ) {
+            self.admission.release(origin);
+        }
+    }
+
+    /// Queues a delivery for loop `to`; the wake is sent once per turn. Gives the delivery
+    /// back if the loop is gone (it has shut down, or failed).
+    pub(super) fn send(&mut self, to: usize, inbound: Inbound) -> Result<(), Inbound> {
+        let Some(peer) = self.peers.get(to) else {
+            tracing::error!(loop_index = self.index, to, "no such event loop");
+            return Err(inbound);
+        };
+        if let Err(inbound) = peer.send(inbound) {
+            tracing::debug!(
+                loop_index = self.index,
+                to,
+                "event loop is gone; delivery dropped"
+            );
+            return Err(inbound);
+        }
+        if let Some(flag) = self.wake.get_mut(to) {
+            *flag = true;
+        }
+        Ok(())
+    }
+}

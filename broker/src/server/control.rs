@@ -1,0 +1,175 @@
+//! What the main thread asks of a running loop (a live reload, a graceful shutdown), and the
+//! loop's side of both.
+//!
+//! A graceful shutdown, per loop: the listeners are closed (no new connections; the kernel
+//! refuses them), then every connection is closed as soon as it has nothing left to send
+//! (output written and session queue empty; the loop keeps reading, so acknowledgements
+//! still open in-flight windows). At the deadline whatever is left is closed and its queued
+//! messages counted as dropped. MQTT 3.1.1 has no server DISCONNECT: clients are told by the
+//! close. The loop then reports its numbers and its thread ends.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use super::event_loop::EventLoop;
+use crate::core::{AcceptRefusal, ConnId, CoreConfig, ShardStats};
+
+/// At most one log line per refusal reason per loop in this interval; the others are counted
+/// in the next line.
+pub const REFUSAL_LOG_INTERVAL_MS: u64 = 1000;
+
+/// A request from the main thread.
+#[derive(Debug)]
+pub enum Control {
+    /// New limits (`Shard::update_config`); the loop answers on the channel once they are in
+    /// force.
+    Reload(Box<CoreConfig>, Sender<usize>),
+    /// Stop accepting, drain, close everything by `deadline`, then report and end.
+    Shutdown {
+        /// When whatever is left is closed.
+        deadline: Instant,
+        /// Where the loop reports.
+        report: Sender<ShutdownReport>,
+    },
+}
+
+/// What one loop did during a graceful shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The loop.
+    pub loop_index: usize,
+    /// Connections closed (drained or not).
+    pub clients_closed: u64,
+    /// Of those, closed at the deadline with something still to send.
+    pub clients_forced: u64,
+    /// PUBLISH packets written to clients while draining.
+    pub messages_flushed: u64,
+    /// Messages still queued at the deadline, or dropped while draining.
+    pub messages_dropped: u64,
+    /// The loop's counters over its whole life (refusals by reason among them).
+    pub stats: ShardStats,
+}
+
+/// A loop's shutdown in progress.
+#[derive(Debug)]
+pub struct Draining {
+    deadline: Instant,
+    report: Sender<ShutdownReport>,
+    summary: ShutdownReport,
+    sent_before: u64,
+    dropped_before: u64,
+}
+
+/// Rate-limits the log lines of refusals decided at accept.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    last_ms: [Option<u64>; 2],
+    suppressed: [u64; 2],
+}
+
+impl RefusalLog {
+    /// A connection from `peer` was refused: logs it unless a line for this reason was
+    /// written less than [`REFUSAL_LOG_INTERVAL_MS`] ago (then it is only counted).
+    pub fn refused(
+        &mut self,
+        loop_index: usize,
+        now_ms: u64,
+        refusal: AcceptRefusal,
+        peer: SocketAddr,
+    ) {
+        let (slot, limit) = match refusal {
+            AcceptRefusal::PerIp => (0, "max_connections_per_ip"),
+            AcceptRefusal::ListenerFull => (1, "listener max_connections"),
+        };
+        let due = self.last_ms[slot].is_none_or(|at| now_ms >= at + REFUSAL_LOG_INTERVAL_MS);
+        if !due {
+            self.suppressed[slot] += 1;
+            return;
+        }
+        self.last_ms[slot] = Some(now_ms);
+        let also = std::mem::take(&mut self.suppressed[slot]);
+        tracing::info!(
+            loop_index,
+            %peer,
+            limit,
+            refused_since_last_line = also,
+            "connection refused at accept"
+        );
+    }
+}
+
+impl EventLoop {
+    /// Carries out a request from the main thread.
+    pub(super) fn control(&mut self, control: Control) {
+        match control {
+            Control::Reload(core, applied) => {
+                self.shard.update_config(&core);
+                tracing::debug!(loop_index = self.index, "limits reloaded");
+                let _ = applied.send(self.index);
+            }
+            Control::Shutdown { deadline, report } => {
+                if self.draining.is_some() {
+                    return;
+                }
+                for mut listener in self.listeners.drain(..) {
+                    let _ = self.poll.registry().deregister(&mut listener);
+                }
+                let stats = self.shard.stats();
+                self.draining = Some(Draining {
+                    deadline,
+                    report,
+                    summary: ShutdownReport {
+                        loop_index: self.index,
+                        ..ShutdownReport::default()
+                    },
+                    sent_before: stats.publish_sent,
+                    dropped_before: stats.dropped,
+                });
+            }
+        }
+    }
+
+    /// One round of a graceful shutdown: closes every connection with nothing left to send
+    /// (all of them at the deadline). Returns true once none is left and the report is sent.
+    pub(super) fn drain_step(&mut self) -> bool {
+        let Some(deadline) = self.draining.as_ref().map(|d| d.deadline) else {
+            return false;
+        };
+        let overdue = Instant::now() >= deadline;
+        let keys: Vec<ConnId> = self.conns.iter().flatten().map(|slot| slot.key).collect();
+        let (mut closed, mut forced, mut dropped) = (0u64, 0u64, 0u64);
+        for key in keys {
+            let (output, queued) = self.shard.pending(key);
+            let drained = output == 0 && queued == 0;
+            if !drained && !overdue {
+                continue;
+            }
+            if !drained {
+                forced += 1;
+                dropped += queued as u64;
+            }
+            closed += 1;
+            self.close(key);
+        }
+        self.settle();
+        let stats = self.shard.stats();
+        let left = self.conns.iter().flatten().count();
+        let Some(draining) = self.draining.as_mut() else {
+            return false;
+        };
+        draining.summary.clients_closed += closed;
+        draining.summary.clients_forced += forced;
+        draining.summary.messages_dropped += dropped;
+        if left > 0 {
+            return false;
+        }
+        let mut summary = draining.summary;
+        summary.stats = stats;
+        summary.messages_flushed = stats.publish_sent - draining.sent_before;
+        summary.messages_dropped += stats.dropped - draining.dropped_before;
+        let _ = draining.report.send(summary);
+        true
+    }
+}

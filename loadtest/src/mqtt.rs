@@ -1,0 +1,269 @@
+//! A minimal client-side MQTT 3.1.1 codec: what a load client sends, and a streaming parser
+//! for what a broker sends back. Independent of Starling's own codec, so the harness holds
+//! any broker to the standard rather than to Starling's reading of it.
+
+/// MQTT 3.1.1 protocol level.
+const PROTOCOL_LEVEL_V311: u8 = 4;
+/// CONNECT flag: clean session.
+const CLEAN_SESSION_FLAG: u8 = 0x02;
+/// Largest remaining length MQTT can express (four length bytes).
+pub const MAX_REMAINING_LEN: usize = 268_435_455;
+
+/// Packet type bytes (first byte of the fixed header, flags included where fixed).
+mod first {
+    pub const CONNECT: u8 = 0x10;
+    pub const PUBLISH: u8 = 0x30;
+    pub const PUBACK: u8 = 0x40;
+    pub const PUBREC: u8 = 0x50;
+    pub const PUBREL: u8 = 0x62;
+    pub const PUBCOMP: u8 = 0x70;
+    pub const SUBSCRIBE: u8 = 0x82;
+    pub const PINGREQ: u8 = 0xC0;
+    pub const DISCONNECT: u8 = 0xE0;
+}
+
+fn put_len(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            return;
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    // Callers pass client ids and topics far below 64 KiB.
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s);
+}
+
+/// Appends a CONNECT (3.1.1, no will, no credentials).
+pub fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive_secs: u16, clean_session: bool) {
+    let remaining = 10 + 2 + client_id.len();
+    out.push(first::CONNECT);
+    put_len(out, remaining);
+    put_str(out, b"MQTT");
+    out.push(PROTOCOL_LEVEL_V311);
+    out.push(if clean_session { CLEAN_SESSION_FLAG } else { 0 });
+    out.extend_from_slice(&keep_alive_secs.to_be_bytes());
+    put_str(out, client_id.as_bytes());
+}
+
+/// Appends a SUBSCRIBE to one filter.
+pub fn subscribe(out: &mut Vec<u8>, packet_id: u16, filter: &str, qos: u8) {
+    out.push(first::SUBSCRIBE);
+    put_len(out, 2 + 2 + filter.len() + 1);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    put_str(out, filter.as_bytes());
+    out.push(qos);
+}
+
+/// Appends a PUBLISH. `packet_id` is ignored at QoS 0.
+pub fn publish(out: &mut Vec<u8>, topic: &str, qos: u8, packet_id: u16, payload: &[u8]) {
+    let id_len = if qos > 0 { 2 } else { 0 };
+    out.push(first::PUBLISH | (qos << 1));
+    put_len(out, 2 + topic.len() + id_len + payload.len());
+    put_str(out, topic.as_bytes());
+    if qos > 0 {
+        out.extend_from_slice(&packet_id.to_be_bytes());
+    }
+    out.extend_from_slice(payload);
+}
+
+/// Appends a two-byte acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP).
+pub fn ack(out: &mut Vec<u8>, kind: Ack, packet_id: u16) {
+    let byte = match kind {
+        Ack::PubAck => first::PUBACK,
+        Ack::PubRec => first::PUBREC,
+        Ack::PubRel => first::PUBREL,
+        Ack::PubComp => first::PUBCOMP,
+    };
+    out.extend_from_slice(&[byte, 2]);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+}
+
+/// Appends a PINGREQ.
+pub fn pingreq(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[first::PINGREQ, 0]);
+}
+
+/// Appends a DISCONNECT.
+pub fn disconnect(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[first::DISCONNECT, 0]);
+}
+
+/// The acknowledgements of the QoS 1/2 flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// QoS 1 acknowledgement.
+    PubAck,
+    /// QoS 2, step 1.
+    PubRec,
+    /// QoS 2, step 2.
+    PubRel,
+    /// QoS 2, step 3.
+    PubComp,
+}
+
+/// A packet from the broker. PUBLISH borrows topic and payload from the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// CONNACK with its return code (0 = accepted).
+    ConnAck {
+        /// Return code.
+        code: u8,
+    },
+    /// SUBACK with its return codes.
+    SubAck {
+        /// Packet id.
+        packet_id: u16,
+        /// First return code (0x80 = refused).
+        code: u8,
+    },
+    /// PUBLISH.
+    Publish {
+        /// Topic.
+        topic: &'a [u8],
+        /// QoS.
+        qos: u8,
+        /// Packet id (0 at QoS 0).
+        packet_id: u16,
+        /// Payload.
+        payload: &'a [u8],
+    },
+    /// PUBACK / PUBREC / PUBREL / PUBCOMP.
+    Ack(Ack, u16),
+    /// UNSUBACK.
+    UnsubAck,
+    /// PINGRESP.
+    PingResp,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// More bytes are needed.
+    Incomplete,
+    /// The broker sent something a 3.1.1 server must not.
+    Malformed(String),
+}
+
+/// Parses the frame at the start of `buf`: the packet and the bytes it took.
+pub fn parse(buf: &[u8]) -> Result<(Incoming<'_>, usize), ParseError> {
+    let Some(&byte0) = buf.first() else {
+        return Err(ParseError::Incomplete);
+    };
+    let mut remaining = 0usize;
+    let mut at = 1;
+    let mut shift = 0;
+    loop {
+        let Some(&b) = buf.get(at) else {
+            return Err(ParseError::Incomplete);
+        };
+        remaining |= usize::from(b & 0x7F) << shift;
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if at > 4 {
+            return Err(ParseError::Malformed(
+                "remaining length over 4 bytes".into(),
+            ));
+        }
+    }
+    let total = at + remaining;
+    if buf.len() < total {
+        return Err(ParseError::Incomplete);
+    }
+    let body = &buf[at..total];
+    let id = |b: &[u8]| -> Result<u16, ParseError> {
+        match b {
+            [hi, lo, ..] => Ok(u16::from_be_bytes([*hi, *lo])),
+            _ => Err(ParseError::Malformed(format!(
+                "packet 0x{byte0:02x} too short"
+            ))),
+        }
+    };
+    let packet = match byte0 >> 4 {
+        2 => Incoming::ConnAck {
+            code: *body
+                .get(1)
+                .ok_or_else(|| ParseError::Malformed("short CONNACK".into()))?,
+        },
+        3 => {
+            let qos = (byte0 >> 1) & 3;
+            let topic_len = usize::from(id(body)?);
+            let mut p = 2 + topic_len;
+            let topic = body
+                .get(2..p)
+                .ok_or_else(|| ParseError::Malformed("PUBLISH topic overruns".into()))?;
+            let mut packet_id = 0;
+            if qos > 0 {
+                packet_id = id(body.get(p..).unwrap_or_default())?;
+                p += 2;
+            }
+            Incoming::Publish {
+                topic,
+                qos,
+                packet_id,
+                payload: &body[p.min(body.len())..],
+            }
+        }
+        4 => Incoming::Ack(Ack::PubAck, id(body)?),
+        5 => Incoming::Ack(Ack::PubRec, id(body)?),
+        6 => Incoming::Ack(Ack::PubRel, id(body)?),
+        7 => Incoming::Ack(Ack::PubComp, id(body)?),
+        9 => Incoming::SubAck {
+            packet_id: id(body)?,
+            code: *body
+                .get(2)
+                .ok_or_else(|| ParseError::Malformed("SUBACK without codes".into()))?,
+        },
+        11 => Incoming::UnsubAck,
+        13 => Incoming::PingResp,
+        other => {
+            return Err(ParseError::Malformed(format!(
+                "a server does not send packet type {other}"
+            )));
+        }
+    };
+    Ok((packet, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_round_trips_through_the_parser() {
+        let mut buf = Vec::new();
+        publish(&mut buf, "a/b", 1, 7, &[1, 2, 3]);
+        let (packet, used) = parse(&buf).expect("complete");
+        assert_eq!(used, buf.len());
+        assert_eq!(
+            packet,
+            Incoming::Publish {
+                topic: b"a/b",
+                qos: 1,
+                packet_id: 7,
+                payload: &[1, 2, 3]
+            }
+        );
+        assert_eq!(parse(&buf[..3]), Err(ParseError::Incomplete));
+    }
+
+    #[test]
+    fn long_lengths_use_several_bytes() {
+        let mut buf = Vec::new();
+        publish(&mut buf, "t", 0, 0, &[0u8; 300]);
+        assert_eq!(buf[1] & 0x80, 0x80);
+        let (_, used) = parse(&buf).expect("complete");
+        assert_eq!(used, buf.len());
+    }
+}

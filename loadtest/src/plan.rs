@@ -1,0 +1,134 @@
+//! Who does what in a scenario: every client's id, what it subscribes to and what it
+//! publishes, and how many subscribers each publisher's messages should reach.
+
+use std::collections::HashMap;
+
+use crate::cli::{Args, Scenario};
+
+/// One client's part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPlan {
+    /// MQTT client id.
+    pub client_id: String,
+    /// Filter it subscribes to before the message phase.
+    pub subscribe: Option<String>,
+    /// Topic it publishes to in the message phase.
+    pub publish: Option<String>,
+    /// Its publisher number (the payload's), when it publishes.
+    pub publisher_no: u32,
+    /// Its subscriber number (the tracker's), when it subscribes.
+    pub subscriber_no: u32,
+    /// Subscribers each of its messages should reach.
+    pub audience: u64,
+}
+
+/// Every client of a scenario, in connect order (subscribers before publishers, so no
+/// message is published before its subscribers are in place).
+pub fn clients(args: &Args) -> Vec<ClientPlan> {
+    // The PID keeps this run's topics and ids apart from a previous run's leftovers (a
+    // broker may still be routing them).
+    let run = std::process::id();
+    let p = &format!("{}/{run}", args.topic_prefix);
+    let c = &format!("{}-{run}", args.client_prefix);
+    let mut out = Vec::new();
+    let mut push = |client_id: String, subscribe: Option<String>, publish: Option<String>| {
+        let n = out.len() as u32;
+        out.push(ClientPlan {
+            client_id,
+            subscribe,
+            publish,
+            publisher_no: n,
+            subscriber_no: n,
+            audience: 0,
+        });
+    };
+    match args.scenario {
+        Scenario::Conn | Scenario::Churn | Scenario::Shared => {
+            let messages = args.scenario == Scenario::Conn && args.messages > 0;
+            for i in 0..args.clients {
+                let topic = format!("{p}/c/{i}");
+                push(
+                    format!("{c}-c-{i}"),
+                    (args.subscribe || messages).then(|| topic.clone()),
+                    messages.then_some(topic),
+                );
+            }
+        }
+        Scenario::Fanin => {
+            push(format!("{c}-sub"), Some(format!("{p}/fanin/+")), None);
+            for i in 0..args.publishers {
+                push(format!("{c}-pub-{i}"), None, Some(format!("{p}/fanin/{i}")));
+            }
+        }
+        Scenario::Fanout => {
+            for i in 0..args.subscribers {
+                push(format!("{c}-sub-{i}"), Some(format!("{p}/fanout")), None);
+            }
+            push(format!("{c}-pub"), None, Some(format!("{p}/fanout")));
+        }
+        Scenario::P2p => {
+            for i in 0..args.pairs {
+                push(format!("{c}-sub-{i}"), Some(format!("{p}/p2p/{i}")), None);
+            }
+            for i in 0..args.pairs {
+                push(format!("{c}-pub-{i}"), None, Some(format!("{p}/p2p/{i}")));
+            }
+        }
+    }
+    set_audiences(&mut out);
+    out
+}
+
+/// Counts, for each publisher, the subscribers whose filter matches its topic (exact
+/// filters by lookup, wildcard filters one by one).
+fn set_audiences(plans: &mut [ClientPlan]) {
+    let mut exact: HashMap<&str, u64> = HashMap::new();
+    let mut wildcards: Vec<&str> = Vec::new();
+    for filter in plans.iter().filter_map(|c| c.subscribe.as_deref()) {
+        if filter.contains(['+', '#']) {
+            wildcards.push(filter);
+        } else {
+            *exact.entry(filter).or_default() += 1;
+        }
+    }
+    let audiences: Vec<u64> = plans
+        .iter()
+        .map(|c| {
+            c.publish.as_deref().map_or(0, |topic| {
+                exact.get(topic).copied().unwrap_or(0)
+                    + wildcards
+                        .iter()
+                        .filter(|f| starling::topic::matches(f, topic))
+                        .count() as u64
+            })
+        })
+        .collect();
+    for (plan, audience) in plans.iter_mut().zip(audiences) {
+        plan.audience = audience;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn plan(argv: &[&str]) -> Vec<ClientPlan> {
+        let mut full = vec!["starling-loadtest"];
+        full.extend_from_slice(argv);
+        clients(&Args::parse_from(full))
+    }
+
+    #[test]
+    fn audiences_follow_the_scenario_shape() {
+        let fanin = plan(&["fanin", "--publishers", "3"]);
+        assert_eq!(fanin.len(), 4);
+        assert!(fanin[1..].iter().all(|c| c.audience == 1));
+        let fanout = plan(&["fanout", "--subscribers", "5"]);
+        assert_eq!(fanout.last().map(|c| c.audience), Some(5));
+        let p2p = plan(&["p2p", "--pairs", "4"]);
+        assert!(p2p[4..].iter().all(|c| c.audience == 1));
+        let conn = plan(&["conn", "--clients", "3", "--messages", "2"]);
+        assert!(conn.iter().all(|c| c.audience == 1));
+    }
+}

@@ -1,0 +1,311 @@
+//! The run's report: a human-readable table and the same figures as JSON.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::cli::{Scenario, Transport};
+use crate::procstat::Sample;
+use crate::track::Tally;
+
+/// Nanoseconds per millisecond.
+const NS_PER_MS: f64 = 1_000_000.0;
+/// Bytes per MiB.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Percentiles of a latency histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Summarises a nanosecond histogram.
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |v: u64| v as f64 / NS_PER_MS;
+        Latency {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// Connection set-up figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Connects {
+    /// Clients that tried.
+    pub attempted: u64,
+    /// Clients that got CONNACK 0.
+    pub connected: u64,
+    /// Clients refused (CONNACK code ≠ 0) or whose socket failed.
+    pub failed: u64,
+    /// From the first connect to the last CONNACK, seconds.
+    pub elapsed_secs: f64,
+    /// connected / elapsed.
+    pub per_sec: f64,
+    /// Socket connect start → CONNACK.
+    pub connack_latency: Latency,
+}
+
+/// One churn cycle.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cycle {
+    /// 1-based cycle number (1 is cold).
+    pub cycle: usize,
+    /// Its connects.
+    pub connects: Connects,
+    /// sim: acquisitions served by an object that already existed, percent.
+    pub pool_reuse_percent: Option<f64>,
+}
+
+/// Message flow figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Messages {
+    /// QoS used by publishers and subscriptions.
+    pub qos: u8,
+    /// PUBLISH packets sent.
+    pub published: u64,
+    /// Publishing phase, seconds.
+    pub publish_secs: f64,
+    /// published / publish_secs.
+    pub published_per_sec: f64,
+    /// From the first publish to the last delivery, seconds.
+    pub deliver_secs: f64,
+    /// delivered / deliver_secs.
+    pub delivered_per_sec: f64,
+    /// Distinct deliveries expected (published × matching subscribers).
+    pub expected: u64,
+    /// Delivery accounting.
+    pub tally: Tally,
+    /// Publish → delivery, from the timestamp in the payload.
+    pub latency: Latency,
+}
+
+/// The broker process, sampled from /proc.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Broker {
+    /// Its PID.
+    pub pid: u32,
+    /// Before the run.
+    pub start: Option<Sample>,
+    /// With every client connected (and subscribed).
+    pub loaded: Option<Sample>,
+    /// At the end.
+    pub end: Option<Sample>,
+    /// Largest RSS seen, bytes.
+    pub peak_rss_bytes: u64,
+    /// (loaded − start) RSS / connected clients.
+    pub rss_bytes_per_client: Option<f64>,
+    /// CPU used during the message phase, percent of one core.
+    pub cpu_percent_messages: Option<f64>,
+}
+
+/// What the sim transport measured inside the process.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sim {
+    /// Shards (one thread each).
+    pub shards: usize,
+    /// Broker heap after the shards were built, bytes.
+    pub heap_start_bytes: i64,
+    /// Broker heap with every client connected (and subscribed), bytes.
+    pub heap_loaded_bytes: i64,
+    /// (loaded − start) / clients.
+    pub heap_bytes_per_client: f64,
+    /// Broker heap after every client disconnected, bytes.
+    pub heap_after_disconnect_bytes: i64,
+    /// Broker heap after the idle sweep, bytes (with `--sweep`).
+    pub heap_after_sweep_bytes: Option<i64>,
+    /// Process RSS at the same points (includes the harness's own client table).
+    pub rss_start_bytes: u64,
+    /// Process RSS loaded.
+    pub rss_loaded_bytes: u64,
+    /// Process RSS at the end.
+    pub rss_end_bytes: u64,
+    /// The harness's own heap when loaded, bytes (not the broker's).
+    pub harness_heap_loaded_bytes: i64,
+    /// `[POOL] Expand` lines logged by each shard's pool, in order.
+    pub expansions: Vec<Vec<String>>,
+    /// Whether each shard's expansions follow the pool's ladder (×1.5 up to the cap).
+    pub expansions_match_ladder: bool,
+    /// Pool numbers per shard at the end.
+    pub pool_live_end: Vec<usize>,
+    /// Pool numbers per shard when loaded.
+    pub pool_live_loaded: Vec<usize>,
+    /// What the sim transport leaves out.
+    pub excludes: String,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// `--label`.
+    pub label: String,
+    /// Transport.
+    pub transport: Option<Transport>,
+    /// Scenario.
+    pub scenario: Option<Scenario>,
+    /// The broker address (tcp).
+    pub target: Option<String>,
+    /// Clients the scenario uses in all.
+    pub clients: u64,
+    /// Payload bytes.
+    pub payload_bytes: usize,
+    /// Connect phase.
+    pub connects: Option<Connects>,
+    /// Churn cycles.
+    pub cycles: Vec<Cycle>,
+    /// Message phase.
+    pub messages: Option<Messages>,
+    /// The broker process.
+    pub broker: Option<Broker>,
+    /// Sim-only figures.
+    pub sim: Option<Sim>,
+    /// Warnings and remarks.
+    pub notes: Vec<String>,
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / MIB)
+}
+
+fn lat(l: &Latency) -> String {
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (n={})",
+        l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count
+    )
+}
+
+fn connects_rows(out: &mut String, prefix: &str, c: &Connects) {
+    let _ = writeln!(
+        out,
+        "{prefix}connected        {} of {} ({} failed) in {:.2} s: {:.0} clients/s",
+        c.connected, c.attempted, c.failed, c.elapsed_secs, c.per_sec
+    );
+    let _ = writeln!(out, "{prefix}CONNACK latency  {}", lat(&c.connack_latency));
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "== starling-loadtest {:?} {:?} {} {}",
+            self.transport.unwrap_or(Transport::Tcp),
+            self.scenario.unwrap_or(Scenario::Conn),
+            self.target.as_deref().unwrap_or(""),
+            self.label
+        );
+        if let Some(c) = &self.connects {
+            connects_rows(&mut out, "", c);
+        }
+        for cycle in &self.cycles {
+            let _ = writeln!(
+                out,
+                "cycle {:>3} {}: {:.0} clients/s, CONNACK {}{}",
+                cycle.cycle,
+                if cycle.cycle == 1 { "(cold)" } else { "(warm)" },
+                cycle.connects.per_sec,
+                lat(&cycle.connects.connack_latency),
+                cycle
+                    .pool_reuse_percent
+                    .map(|p| format!(", pool reuse {p:.1} %"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(m) = &self.messages {
+            let t = &m.tally;
+            let _ = writeln!(
+                out,
+                "published        {} at QoS {} in {:.2} s: {:.0} msg/s",
+                m.published, m.qos, m.publish_secs, m.published_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "delivered        {} in {:.2} s: {:.0} msg/s (expected {})",
+                t.delivered, m.deliver_secs, m.delivered_per_sec, m.expected
+            );
+            let _ = writeln!(
+                out,
+                "QoS {} accounting lost {}, duplicated {}, out of order {}",
+                m.qos, t.lost, t.duplicates, t.out_of_order
+            );
+            let _ = writeln!(out, "end-to-end       {}", lat(&m.latency));
+        }
+        if let Some(b) = &self.broker {
+            let rss = |s: &Option<Sample>| s.map_or("-".into(), |s| mib(s.rss_bytes as f64));
+            let _ = writeln!(
+                out,
+                "broker pid {}   RSS start {}, loaded {}, end {}, peak {}",
+                b.pid,
+                rss(&b.start),
+                rss(&b.loaded),
+                rss(&b.end),
+                mib(b.peak_rss_bytes as f64)
+            );
+            if let Some(per) = b.rss_bytes_per_client {
+                let _ = writeln!(out, "broker RSS/client {per:.0} B");
+            }
+            if let Some(cpu) = b.cpu_percent_messages {
+                let _ = writeln!(
+                    out,
+                    "broker CPU       {cpu:.0} % of one core (message phase)"
+                );
+            }
+        }
+        if let Some(s) = &self.sim {
+            let _ = writeln!(
+                out,
+                "sim broker heap  start {}, loaded {} ({:.0} B/client), after disconnect {}{}",
+                mib(s.heap_start_bytes as f64),
+                mib(s.heap_loaded_bytes as f64),
+                s.heap_bytes_per_client,
+                mib(s.heap_after_disconnect_bytes as f64),
+                s.heap_after_sweep_bytes
+                    .map(|b| format!(", after sweep {}", mib(b as f64)))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "sim process RSS  start {}, loaded {}, end {} (harness heap loaded {})",
+                mib(s.rss_start_bytes as f64),
+                mib(s.rss_loaded_bytes as f64),
+                mib(s.rss_end_bytes as f64),
+                mib(s.harness_heap_loaded_bytes as f64)
+            );
+            let _ = writeln!(
+                out,
+                "sim pool live    loaded {:?}, end {:?}; expansions follow the ladder: {}",
+                s.pool_live_loaded, s.pool_live_end, s.expansions_match_ladder
+            );
+            for (shard, lines) in s.expansions.iter().enumerate() {
+                for line in lines {
+                    let _ = writeln!(out, "  shard {shard}: {line}");
+                }
+            }
+            let _ = writeln!(out, "NOT INCLUDED     {}", s.excludes);
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        out
+    }
+
+    /// The JSON form.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}

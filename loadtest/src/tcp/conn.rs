@@ -1,0 +1,276 @@
+//! One real client connection: its socket, buffers, MQTT state and what it received.
+
+use std::io::{self, Read, Write};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+
+use crate::mqtt::{self, Ack, Incoming, ParseError};
+use crate::track::{self, Tracker};
+
+/// Packet id of the one SUBSCRIBE each client sends.
+pub const SUBSCRIBE_PACKET_ID: u16 = 1;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not opened yet.
+    Idle,
+    /// TCP connect in progress.
+    Connecting,
+    /// CONNECT sent.
+    AwaitConnAck,
+    /// SUBSCRIBE sent.
+    AwaitSubAck,
+    /// Connected (and subscribed).
+    Ready,
+    /// DISCONNECT queued: closes once written.
+    Closing,
+    /// Gone (closed or failed).
+    Closed,
+}
+
+/// What a connection's worker needs to know about its latest events.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// It reached `Ready` (with the CONNACK latency recorded).
+    pub became_ready: bool,
+    /// It failed (refused, malformed input, socket error) with this reason.
+    pub failed: Option<String>,
+}
+
+/// Per-worker sinks a connection reports into.
+pub struct Sinks<'a> {
+    /// Deliveries.
+    pub tracker: &'a mut Tracker,
+    /// End-to-end latency.
+    pub e2e: &'a mut Histogram<u64>,
+    /// CONNACK latency.
+    pub connack: &'a mut Histogram<u64>,
+    /// New unique deliveries in this batch.
+    pub unique_delta: &'a mut u64,
+    /// Latest delivery time.
+    pub last_delivery_ns: &'a mut u64,
+}
+
+/// One client.
+pub struct Conn {
+    /// Index into the plan.
+    pub plan: usize,
+    /// Its socket, once opened.
+    pub stream: Option<TcpStream>,
+    /// Its state.
+    pub state: State,
+    /// When the TCP connect started.
+    pub started_ns: u64,
+    /// When it last wrote (for keep-alive).
+    pub last_write_ns: u64,
+    /// Bytes waiting for the socket.
+    pub wbuf: Vec<u8>,
+    /// The tail of an incomplete frame.
+    pub rbuf: Vec<u8>,
+    /// The socket accepted everything so far (edge-triggered: wait for a writable event
+    /// once it said WouldBlock).
+    pub writable: bool,
+    /// The filter it subscribes to, if any.
+    pub filter: Option<String>,
+    /// Its subscriber number.
+    pub subscriber_no: u32,
+    /// Publisher: next sequence number.
+    pub next_seq: u64,
+    /// Publisher: next packet id.
+    pub next_packet_id: u16,
+    /// Publisher: QoS 1/2 messages not yet acknowledged.
+    pub inflight: usize,
+}
+
+impl Conn {
+    /// A connection for plan entry `plan`, not opened yet.
+    pub fn new(plan: usize, filter: Option<String>, subscriber_no: u32) -> Conn {
+        Conn {
+            plan,
+            stream: None,
+            state: State::Idle,
+            started_ns: 0,
+            last_write_ns: 0,
+            wbuf: Vec::new(),
+            rbuf: Vec::new(),
+            writable: false,
+            filter,
+            subscriber_no,
+            next_seq: 0,
+            next_packet_id: 1,
+            inflight: 0,
+        }
+    }
+
+    /// A fresh packet id (never 0).
+    pub fn packet_id(&mut self) -> u16 {
+        let id = self.next_packet_id;
+        self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// Writes as much of `wbuf` as the socket takes. `Err` on a socket error.
+    pub fn flush(&mut self, now_ns: u64) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut written = 0;
+        while written < self.wbuf.len() && self.writable {
+            match stream.write(&self.wbuf[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if written > 0 {
+            self.wbuf.drain(..written);
+            self.last_write_ns = now_ns;
+        }
+        Ok(())
+    }
+
+    /// Reads everything available and handles each complete packet.
+    pub fn read(&mut self, scratch: &mut [u8], qos: u8, sinks: &mut Sinks<'_>) -> Outcome {
+        let mut outcome = Outcome::default();
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return outcome;
+            };
+            let n = match stream.read(scratch) {
+                Ok(0) => {
+                    if self.state != State::Closing {
+                        outcome.failed = Some("the broker closed the connection".into());
+                    }
+                    self.state = State::Closed;
+                    return outcome;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return outcome,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    outcome.failed = Some(format!("read: {e}"));
+                    self.state = State::Closed;
+                    return outcome;
+                }
+            };
+            let mut rbuf = std::mem::take(&mut self.rbuf);
+            if rbuf.is_empty() {
+                let used = self.handle_all(&scratch[..n], qos, sinks, &mut outcome);
+                rbuf.extend_from_slice(&scratch[used..n]);
+            } else {
+                rbuf.extend_from_slice(&scratch[..n]);
+                let used = self.handle_all(&rbuf, qos, sinks, &mut outcome);
+                rbuf.drain(..used);
+            }
+            self.rbuf = rbuf;
+            if outcome.failed.is_some() {
+                self.state = State::Closed;
+                return outcome;
+            }
+        }
+    }
+
+    /// Handles the complete frames at the start of `buf`; returns the bytes they took.
+    fn handle_all(
+        &mut self,
+        buf: &[u8],
+        qos: u8,
+        sinks: &mut Sinks<'_>,
+        outcome: &mut Outcome,
+    ) -> usize {
+        let mut at = 0;
+        let mut now_ns = 0;
+        loop {
+            match mqtt::parse(&buf[at..]) {
+                Ok((packet, used)) => {
+                    at += used;
+                    if now_ns == 0 {
+                        now_ns = track::now_ns();
+                    }
+                    self.handle(packet, qos, now_ns, sinks, outcome);
+                    if outcome.failed.is_some() {
+                        return at;
+                    }
+                }
+                Err(ParseError::Incomplete) => return at,
+                Err(ParseError::Malformed(why)) => {
+                    outcome.failed = Some(format!("malformed packet from the broker: {why}"));
+                    return at;
+                }
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        packet: Incoming<'_>,
+        qos: u8,
+        now_ns: u64,
+        sinks: &mut Sinks<'_>,
+        outcome: &mut Outcome,
+    ) {
+        match packet {
+            Incoming::ConnAck { code } if self.state == State::AwaitConnAck => {
+                if code != 0 {
+                    outcome.failed = Some(format!("CONNACK refused with code {code}"));
+                    return;
+                }
+                track::record(sinks.connack, now_ns.saturating_sub(self.started_ns));
+                if let Some(filter) = &self.filter {
+                    mqtt::subscribe(&mut self.wbuf, SUBSCRIBE_PACKET_ID, filter, qos);
+                    self.state = State::AwaitSubAck;
+                } else {
+                    self.state = State::Ready;
+                    outcome.became_ready = true;
+                }
+            }
+            Incoming::SubAck { code, .. } if self.state == State::AwaitSubAck => {
+                if code == 0x80 {
+                    outcome.failed = Some("SUBACK refused the subscription".into());
+                    return;
+                }
+                self.state = State::Ready;
+                outcome.became_ready = true;
+            }
+            Incoming::Publish {
+                qos: got_qos,
+                packet_id,
+                payload,
+                ..
+            } => {
+                match got_qos {
+                    1 => mqtt::ack(&mut self.wbuf, Ack::PubAck, packet_id),
+                    2 => mqtt::ack(&mut self.wbuf, Ack::PubRec, packet_id),
+                    _ => {}
+                }
+                let Some((sent_ns, publisher, seq)) = track::read_stamp(payload) else {
+                    sinks.tracker.foreign += 1;
+                    return;
+                };
+                let before = sinks.tracker.duplicates;
+                sinks.tracker.receive(self.subscriber_no, publisher, seq);
+                if sinks.tracker.duplicates == before {
+                    *sinks.unique_delta += 1;
+                }
+                *sinks.last_delivery_ns = now_ns;
+                track::record(sinks.e2e, now_ns.saturating_sub(sent_ns));
+            }
+            Incoming::Ack(Ack::PubAck, _) if qos == 1 => {
+                self.inflight = self.inflight.saturating_sub(1);
+            }
+            Incoming::Ack(Ack::PubRec, id) => mqtt::ack(&mut self.wbuf, Ack::PubRel, id),
+            Incoming::Ack(Ack::PubRel, id) => mqtt::ack(&mut self.wbuf, Ack::PubComp, id),
+            Incoming::Ack(Ack::PubComp, _) => {
+                self.inflight = self.inflight.saturating_sub(1);
+            }
+            Incoming::PingResp | Incoming::UnsubAck | Incoming::Ack(..) => {}
+            other => {
+                outcome.failed = Some(format!("unexpected {other:?} in state {:?}", self.state));
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The `tcp` transport: real MQTT clients over real sockets, spread over worker threads
+//! ([`worker`]), each client a [`conn::Conn`]. The main thread runs the phases: everyone
+//! connects (and subscribes), the clients are held, publishers publish, the harness waits
+//! for the last deliveries, everyone disconnects.
+
+pub mod conn;
+pub mod worker;
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::RunError;
+use crate::cli::{Args, Scenario};
+use crate::plan::{self, ClientPlan};
+use crate::procstat::{self, PeakSampler};
+use crate::progress::Progress;
+use crate::report::{Broker, Connects, Cycle, Latency, Messages, Report};
+use crate::track::{self, Tracker};
+
+/// Phase: connect and subscribe.
+pub const PHASE_CONNECT: u8 = 0;
+/// Phase: publish.
+pub const PHASE_PUBLISH: u8 = 1;
+/// Phase: disconnect and return.
+pub const PHASE_STOP: u8 = 2;
+
+/// How long the reachability probe waits.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the main thread looks at the counters.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// Descriptors the process keeps for itself beyond client sockets (epoll, stdio, threads).
+const FD_RESERVE: u64 = 64;
+/// Seconds without a single new CONNACK after which the connect phase gives up.
+const CONNECT_STALL_SECS: u64 = 30;
+
+/// What the main thread and the workers share.
+#[derive(Default)]
+pub struct Control {
+    /// The phase.
+    pub phase: AtomicU8,
+    /// When publishing stops (ns on the harness clock).
+    pub publish_deadline_ns: AtomicU64,
+    /// Clients ready.
+    pub connected: AtomicU64,
+    /// Workers whose clients are all ready or failed.
+    pub ready_workers: AtomicUsize,
+    /// Workers whose publishers are done.
+    pub publishers_done: AtomicUsize,
+    /// PUBLISH packets generated.
+    pub published: AtomicU64,
+    /// Distinct deliveries expected so far.
+    pub expected: AtomicU64,
+    /// Distinct deliveries so far.
+    pub unique: AtomicU64,
+    /// A reason the run cannot go on.
+    pub fatal: Mutex<Option<String>>,
+}
+
+impl Control {
+    /// Records a fatal reason (the first wins).
+    pub fn set_fatal(&self, why: &str) {
+        if let Ok(mut fatal) = self.fatal.lock()
+            && fatal.is_none()
+        {
+            *fatal = Some(why.to_string());
+        }
+    }
+}
+
+/// Runs the scenario against `--target`.
+pub fn run(args: &Args) -> Result<Report, RunError> {
+    if let Err(e) = TcpStream::connect_timeout(&args.target, PROBE_TIMEOUT) {
+        return Err(RunError::TargetDown(format!(
+            "cannot reach the broker at {}: {e} (is it running and listening there?)",
+            args.target
+        )));
+    }
+    let plans = plan::clients(args);
+    let (soft, hard) = procstat::raise_open_file_limit();
+    let needed = plans.len() as u64 + FD_RESERVE;
+    if soft > 0 && needed > soft {
+        return Err(RunError::FdLimit(format!(
+            "this run needs {} client sockets, but the process may open only {soft} files \
+             (RLIMIT_NOFILE soft {soft}, hard {hard}; {FD_RESERVE} kept for the harness). \
+             Lower the client count to at most {}, or split the load over several harness \
+             processes.",
+            plans.len(),
+            soft.saturating_sub(FD_RESERVE)
+        )));
+    }
+    let mut report = Report {
+        label: args.label.clone(),
+        transport: Some(args.transport),
+        scenario: Some(args.scenario),
+        target: Some(args.target.to_string()),
+        clients: plans.len() as u64,
+        payload_bytes: args.payload_bytes,
+        ..Report::default()
+    };
+    let sampler = args.broker_pid.map(PeakSampler::start);
+    let mut broker = args.broker_pid.map(|pid| Broker {
+        pid,
+        start: procstat::sample(pid),
+        ..Broker::default()
+    });
+    let plans = Arc::new(plans);
+    if args.scenario == Scenario::Churn {
+        for cycle in 1..=args.cycles.max(1) {
+            let (connects, _, _) = run_once(args, &plans, broker.as_mut(), false)?;
+            report.cycles.push(Cycle {
+                cycle,
+                connects,
+                pool_reuse_percent: None,
+            });
+        }
+    } else {
+        let publish = plans.iter().any(|p| p.publish.is_some());
+        let (connects, messages, notes) = run_once(args, &plans, broker.as_mut(), publish)?;
+        if let Some(b) = broker.as_mut()
+            && let (Some(start), Some(loaded)) = (b.start, b.loaded)
+            && connects.connected > 0
+        {
+            b.rss_bytes_per_client = Some(
+                (loaded.rss_bytes as f64 - start.rss_bytes as f64) / connects.connected as f64,
+            );
+        }
+        report.connects = Some(connects);
+        report.messages = messages;
+        report.notes.extend(notes);
+    }
+    if let (Some(b), Some(s)) = (broker.as_mut(), sampler.as_ref()) {
+        b.end = procstat::sample(b.pid);
+        b.peak_rss_bytes = s.peak_bytes();
+    }
+    report.broker = broker;
+    Ok(report)
+}
+
+type Once = (Connects, Option<Messages>, Vec<String>);
+
+/// One connect → (hold → publish → drain) → disconnect pass.
+fn run_once(
+    args: &Args,
+    plans: &Arc<Vec<ClientPlan>>,
+    mut broker: Option<&mut Broker>,
+    publish: bool,
+) -> Result<Once, RunError> {
+    let workers = args.worker_threads().min(plans.len()).max(1);
+    let control = Arc::new(Control::default());
+    let publishers = plans.iter().filter(|p| p.publish.is_some()).count().max(1);
+    let mut handles = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let setup = worker::Setup {
+            index,
+            workers,
+            plan: Arc::clone(plans),
+            mine: (index..plans.len()).step_by(workers).collect(),
+            target: args.target,
+            sources: args.source_addrs.0.clone(),
+            control: Arc::clone(&control),
+            qos: args.qos,
+            payload_bytes: args.payload_bytes,
+            rate_per_publisher: args.rate as f64 / publishers as f64,
+            messages: args.messages,
+            inflight: args.inflight.max(1),
+            connect_rate: args.connect_rate as f64 / workers as f64,
+            connect_concurrency: (args.connect_concurrency / workers).max(1),
+            keep_alive_secs: args.keep_alive_secs,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("loadtest-worker-{index}"))
+            .spawn(move || worker::run(setup))
+            .map_err(|e| RunError::Io(format!("spawning a worker: {e}")))?;
+        handles.push(handle);
+    }
+    let progress = Progress::new("connect", plans.len() as u64);
+    let mut last_connected = 0;
+    let mut last_progress = Instant::now();
+    while control.ready_workers.load(Ordering::Acquire) < workers {
+        std::thread::sleep(WATCH_INTERVAL);
+        let connected = control.connected.load(Ordering::Relaxed);
+        progress.set(connected);
+        if connected != last_connected {
+            last_connected = connected;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > Duration::from_secs(CONNECT_STALL_SECS) {
+            control.set_fatal(&format!(
+                "no CONNACK for {CONNECT_STALL_SECS} s with {connected} of {} connected",
+                plans.len()
+            ));
+            break;
+        }
+        if fatal(&control).is_some() {
+            break;
+        }
+    }
+    progress.finish();
+    if args.hold_secs > 0 {
+        let hold = Progress::new("hold (s)", args.hold_secs);
+        for s in 0..args.hold_secs {
+            hold.set(s);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        hold.finish();
+    }
+    if let Some(b) = broker.as_deref_mut() {
+        b.loaded = procstat::sample(b.pid);
+    }
+    let mut publish_window = (0u64, 0u64);
+    if publish && fatal(&control).is_none() {
+        let cpu_before = broker.as_deref().and_then(|b| procstat::cpu_secs(b.pid));
+        let start = track::now_ns();
+        let deadline = start + args.duration_secs * 1_000_000_000;
+        control
+            .publish_deadline_ns
+            .store(deadline, Ordering::Relaxed);
+        control.phase.store(PHASE_PUBLISH, Ordering::Release);
+        let bar = Progress::new("publish (s)", args.duration_secs);
+        while control.publishers_done.load(Ordering::Acquire) < workers {
+            std::thread::sleep(WATCH_INTERVAL);
+            bar.set(track::now_ns().saturating_sub(start) / 1_000_000_000);
+        }
+        bar.finish();
+        let end = track::now_ns();
+        publish_window = (start, end);
+        let drain = Progress::new("drain", control.expected.load(Ordering::Relaxed));
+        let drain_deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+        while Instant::now() < drain_deadline {
+            let unique = control.unique.load(Ordering::Relaxed);
+            drain.set(unique);
+            if unique >= control.expected.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(WATCH_INTERVAL);
+        }
+        drain.finish();
+        if let (Some(b), Some(before)) = (broker, cpu_before)
+            && let Some(after) = procstat::cpu_secs(b.pid)
+        {
+            let wall = track::now_ns().saturating_sub(start) as f64 / 1e9;
+            b.cpu_percent_messages = Some(100.0 * (after - before) / wall.max(1e-9));
+        }
+    }
+    control.phase.store(PHASE_STOP, Ordering::Release);
+    let mut connack = track::latency_histogram();
+    let mut e2e = track::latency_histogram();
+    let mut tracker = Tracker::default();
+    let (mut connected, mut failed, mut published) = (0u64, 0u64, 0u64);
+    let (mut first_connect, mut last_ready, mut last_delivery) = (u64::MAX, 0u64, 0u64);
+    let mut notes = Vec::new();
+    for handle in handles {
+        let out = handle
+            .join()
+            .map_err(|_| RunError::Io("a worker thread panicked".into()))?
+            .map_err(|e| RunError::Io(format!("worker event loop: {e}")))?;
+        connack.add(&out.connack).ok();
+        e2e.add(&out.e2e).ok();
+        tracker.merge(out.tracker);
+        connected += out.connected;
+        failed += out.failed;
+        published += out.published;
+        if out.first_connect_ns > 0 {
+            first_connect = first_connect.min(out.first_connect_ns);
+        }
+        last_ready = last_ready.max(out.last_ready_ns);
+        last_delivery = last_delivery.max(out.last_delivery_ns);
+        for e in out.errors {
+            if !notes.contains(&e) {
+                notes.push(e);
+            }
+        }
+    }
+    if let Some(why) = fatal(&control) {
+        return Err(RunError::Aborted(why));
+    }
+    if connected == 0 && failed > 0 {
+        return Err(RunError::TargetDown(format!(
+            "no client could connect to {}: {}",
+            args.target,
+            notes.first().map_or("", String::as_str)
+        )));
+    }
+    let elapsed = last_ready.saturating_sub(first_connect) as f64 / 1e9;
+    let connects = Connects {
+        attempted: plans.len() as u64,
+        connected,
+        failed,
+        elapsed_secs: elapsed,
+        per_sec: connected as f64 / elapsed.max(1e-9),
+        connack_latency: Latency::of(&connack),
+    };
+    let messages = publish.then(|| {
+        let (start, end) = publish_window;
+        let publish_secs = end.saturating_sub(start) as f64 / 1e9;
+        let deliver_secs = last_delivery.saturating_sub(start) as f64 / 1e9;
+        let expected = control.expected.load(Ordering::Relaxed);
+        let tally = tracker.tally(expected);
+        Messages {
+            qos: args.qos,
+            published,
+            publish_secs,
+            published_per_sec: published as f64 / publish_secs.max(1e-9),
+            deliver_secs,
+            delivered_per_sec: tally.delivered as f64 / deliver_secs.max(1e-9),
+            expected,
+            tally,
+            latency: Latency::of(&e2e),
+        }
+    });
+    Ok((connects, messages, notes))
+}
+
+fn fatal(control: &Control) -> Option<String> {
+    control.fatal.lock().ok().and_then(|f| f.clone())
+}

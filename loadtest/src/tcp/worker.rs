@@ -1,0 +1,407 @@
+//! One worker thread: a mio event loop driving its share of the clients through the phases
+//! the coordinator sets (connect, publish, stop).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::conn::{Conn, Sinks, State};
+use super::{Control, PHASE_CONNECT, PHASE_PUBLISH, PHASE_STOP};
+use crate::mqtt;
+use crate::plan::ClientPlan;
+use crate::track::{self, Tracker};
+
+/// Bytes read from a socket at once.
+const READ_SCRATCH_BYTES: usize = 64 * 1024;
+/// An unlimited-rate publisher stops generating while this much output waits.
+const WRITE_HIGH_WATER_BYTES: usize = 64 * 1024;
+/// Messages one publisher generates per loop iteration at most.
+const PUBLISH_BATCH_MESSAGES: u64 = 256;
+/// Poll timeout while there is nothing to generate.
+const IDLE_POLL: Duration = Duration::from_millis(1);
+/// How often keep-alive is checked.
+const KEEP_ALIVE_CHECK_NS: u64 = 1_000_000_000;
+/// How long the stop phase waits for DISCONNECTs to be written.
+const STOP_FLUSH_NS: u64 = 1_000_000_000;
+/// Events taken from one poll.
+const EVENTS_CAPACITY: usize = 1024;
+/// Errors kept per worker (the rest are counted).
+const MAX_ERRORS_KEPT: usize = 5;
+
+/// What the worker needs.
+pub struct Setup {
+    /// Worker index.
+    pub index: usize,
+    /// Workers in all.
+    pub workers: usize,
+    /// The whole plan.
+    pub plan: Arc<Vec<ClientPlan>>,
+    /// Its clients (plan indices).
+    pub mine: Vec<usize>,
+    /// Broker address.
+    pub target: SocketAddr,
+    /// Source addresses.
+    pub sources: Vec<IpAddr>,
+    /// Coordination with the main thread.
+    pub control: Arc<Control>,
+    /// Flags that matter here.
+    pub qos: u8,
+    /// Payload size.
+    pub payload_bytes: usize,
+    /// Per-publisher rate, messages/s (0 = unlimited).
+    pub rate_per_publisher: f64,
+    /// Per-publisher message cap (0 = none).
+    pub messages: u64,
+    /// QoS 1/2 window.
+    pub inflight: usize,
+    /// This worker's connect rate, clients/s (0 = unlimited).
+    pub connect_rate: f64,
+    /// This worker's concurrent CONNECTs.
+    pub connect_concurrency: usize,
+    /// Keep-alive, seconds.
+    pub keep_alive_secs: u16,
+}
+
+/// What the worker measured.
+pub struct Outcome {
+    /// CONNACK latency.
+    pub connack: Histogram<u64>,
+    /// End-to-end latency.
+    pub e2e: Histogram<u64>,
+    /// Deliveries.
+    pub tracker: Tracker,
+    /// PUBLISH packets generated.
+    pub published: u64,
+    /// Clients connected.
+    pub connected: u64,
+    /// Clients that failed.
+    pub failed: u64,
+    /// First socket opened.
+    pub first_connect_ns: u64,
+    /// Last client ready.
+    pub last_ready_ns: u64,
+    /// Last delivery.
+    pub last_delivery_ns: u64,
+    /// The first few errors.
+    pub errors: Vec<String>,
+}
+
+/// Runs the worker to the stop phase.
+pub fn run(setup: Setup) -> io::Result<Outcome> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let plan = Arc::clone(&setup.plan);
+    let control = Arc::clone(&setup.control);
+    let mut conns: Vec<Conn> = setup
+        .mine
+        .iter()
+        .map(|&i| Conn::new(i, plan[i].subscribe.clone(), plan[i].subscriber_no))
+        .collect();
+    let publishers: Vec<usize> = (0..conns.len())
+        .filter(|&c| plan[conns[c].plan].publish.is_some())
+        .collect();
+    let mut out = Outcome {
+        connack: track::latency_histogram(),
+        e2e: track::latency_histogram(),
+        tracker: Tracker::default(),
+        published: 0,
+        connected: 0,
+        failed: 0,
+        first_connect_ns: 0,
+        last_ready_ns: 0,
+        last_delivery_ns: 0,
+        errors: Vec::new(),
+    };
+    let mut scratch = vec![0u8; READ_SCRATCH_BYTES];
+    let mut payload = vec![0u8; setup.payload_bytes.max(track::MIN_PAYLOAD_BYTES)];
+    let mut touched: Vec<usize> = Vec::new();
+    let mut next_open = 0usize;
+    let mut pending = 0usize;
+    let mut reported_ready = false;
+    let mut reported_published = false;
+    let mut publish_start_ns = 0u64;
+    let mut next_keep_alive_ns = 0u64;
+    let mut stop_started_ns = 0u64;
+    let mut busy = false;
+    let started_ns = track::now_ns();
+    loop {
+        poll.poll(
+            &mut events,
+            Some(if busy { Duration::ZERO } else { IDLE_POLL }),
+        )
+        .or_else(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        busy = false;
+        let now = track::now_ns();
+        let mut unique_delta = 0u64;
+        for event in events.iter() {
+            let c = event.token().0;
+            let Some(conn) = conns.get_mut(c) else {
+                continue;
+            };
+            touched.push(c);
+            if conn.state == State::Connecting {
+                let error = conn
+                    .stream
+                    .as_ref()
+                    .and_then(|s| s.take_error().ok().flatten());
+                let connected = conn.stream.as_ref().is_some_and(|s| s.peer_addr().is_ok());
+                if let Some(e) = error {
+                    fail(conn, &mut out, &format!("connect to {}: {e}", setup.target));
+                    pending -= 1;
+                    continue;
+                }
+                if !connected {
+                    continue;
+                }
+                mqtt::connect(
+                    &mut conn.wbuf,
+                    &plan[conn.plan].client_id,
+                    setup.keep_alive_secs,
+                    true,
+                );
+                conn.state = State::AwaitConnAck;
+            }
+            if event.is_writable() {
+                conn.writable = true;
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
+                let mut sinks = Sinks {
+                    tracker: &mut out.tracker,
+                    e2e: &mut out.e2e,
+                    connack: &mut out.connack,
+                    unique_delta: &mut unique_delta,
+                    last_delivery_ns: &mut out.last_delivery_ns,
+                };
+                let result = conn.read(&mut scratch, setup.qos, &mut sinks);
+                if result.became_ready {
+                    pending -= 1;
+                    out.connected += 1;
+                    out.last_ready_ns = track::now_ns();
+                    control.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(why) = result.failed {
+                    if was_waiting {
+                        pending -= 1;
+                    }
+                    if conn.state != State::Closing {
+                        fail(conn, &mut out, &why);
+                    }
+                    conn.stream = None;
+                }
+            }
+        }
+        if unique_delta > 0 {
+            control.unique.fetch_add(unique_delta, Ordering::Relaxed);
+        }
+        let phase = control.phase.load(Ordering::Acquire);
+        if phase == PHASE_CONNECT {
+            let cap = if setup.connect_rate > 0.0 {
+                let secs = now.saturating_sub(started_ns) as f64 / 1e9;
+                ((secs * setup.connect_rate) as usize + 1).min(conns.len())
+            } else {
+                conns.len()
+            };
+            while next_open < cap && pending < setup.connect_concurrency {
+                if out.first_connect_ns == 0 {
+                    out.first_connect_ns = track::now_ns();
+                }
+                let c = next_open;
+                next_open += 1;
+                let source = setup.sources[(setup.index + c * setup.workers) % setup.sources.len()];
+                match open(&poll, setup.target, source, c) {
+                    Ok(stream) => {
+                        let conn = &mut conns[c];
+                        conn.stream = Some(stream);
+                        conn.state = State::Connecting;
+                        conn.started_ns = track::now_ns();
+                        pending += 1;
+                    }
+                    Err(e) => {
+                        let why = if e.raw_os_error() == Some(libc::EMFILE) {
+                            let msg = format!(
+                                "the open-file limit of this process was reached after {} \
+                                 sockets: lower --clients or run several harness processes",
+                                out.connected + pending as u64
+                            );
+                            control.set_fatal(&msg);
+                            msg
+                        } else {
+                            format!("socket: {e}")
+                        };
+                        fail(&mut conns[c], &mut out, &why);
+                    }
+                }
+            }
+            if !reported_ready && next_open == conns.len() && pending == 0 {
+                reported_ready = true;
+                control.ready_workers.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if phase == PHASE_PUBLISH {
+            if publish_start_ns == 0 {
+                publish_start_ns = now;
+            }
+            let deadline = control.publish_deadline_ns.load(Ordering::Relaxed);
+            let mut all_done = true;
+            for &c in &publishers {
+                let conn = &mut conns[c];
+                if conn.state != State::Ready {
+                    continue;
+                }
+                let cap_reached = setup.messages > 0 && conn.next_seq >= setup.messages;
+                if now >= deadline || cap_reached {
+                    continue;
+                }
+                all_done = false;
+                let mut allowed = PUBLISH_BATCH_MESSAGES;
+                if setup.rate_per_publisher > 0.0 {
+                    let secs = now.saturating_sub(publish_start_ns) as f64 / 1e9;
+                    let due = (secs * setup.rate_per_publisher) as u64 + 1;
+                    allowed = allowed.min(due.saturating_sub(conn.next_seq));
+                } else if conn.wbuf.len() >= WRITE_HIGH_WATER_BYTES {
+                    allowed = 0;
+                }
+                if setup.messages > 0 {
+                    allowed = allowed.min(setup.messages - conn.next_seq);
+                }
+                if setup.qos > 0 {
+                    allowed = allowed.min(setup.inflight.saturating_sub(conn.inflight) as u64);
+                }
+                if allowed == 0 {
+                    continue;
+                }
+                let p = &plan[conn.plan];
+                let topic = p.publish.as_deref().unwrap_or_default();
+                let sent_ns = track::now_ns();
+                for _ in 0..allowed {
+                    track::stamp(&mut payload, sent_ns, p.publisher_no, conn.next_seq);
+                    let id = if setup.qos > 0 { conn.packet_id() } else { 0 };
+                    mqtt::publish(&mut conn.wbuf, topic, setup.qos, id, &payload);
+                    conn.next_seq += 1;
+                    if setup.qos > 0 {
+                        conn.inflight += 1;
+                    }
+                }
+                out.published += allowed;
+                control.published.fetch_add(allowed, Ordering::Relaxed);
+                control
+                    .expected
+                    .fetch_add(allowed * p.audience, Ordering::Relaxed);
+                touched.push(c);
+                if setup.rate_per_publisher <= 0.0 {
+                    busy = true;
+                }
+            }
+            if all_done && !reported_published {
+                reported_published = true;
+                control.publishers_done.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if phase == PHASE_STOP {
+            if stop_started_ns == 0 {
+                stop_started_ns = now;
+                for (c, conn) in conns.iter_mut().enumerate() {
+                    if conn.stream.is_some() && conn.state != State::Closed {
+                        mqtt::disconnect(&mut conn.wbuf);
+                        conn.state = State::Closing;
+                        touched.push(c);
+                    }
+                }
+            }
+            let unwritten = conns
+                .iter()
+                .any(|c| c.stream.is_some() && !c.wbuf.is_empty());
+            if !unwritten || now.saturating_sub(stop_started_ns) > STOP_FLUSH_NS {
+                return Ok(out);
+            }
+        }
+        if setup.keep_alive_secs > 0 && now >= next_keep_alive_ns {
+            next_keep_alive_ns = now + KEEP_ALIVE_CHECK_NS;
+            let idle_ns = u64::from(setup.keep_alive_secs) * 1_000_000_000;
+            for (c, conn) in conns.iter_mut().enumerate() {
+                if conn.state == State::Ready && now.saturating_sub(conn.last_write_ns) >= idle_ns {
+                    mqtt::pingreq(&mut conn.wbuf);
+                    touched.push(c);
+                }
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &c in &touched {
+            let conn = &mut conns[c];
+            if conn.wbuf.is_empty() || conn.stream.is_none() {
+                continue;
+            }
+            if let Err(e) = conn.flush(now) {
+                let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
+                if was_waiting {
+                    pending -= 1;
+                }
+                if conn.state != State::Closing {
+                    fail(conn, &mut out, &format!("write: {e}"));
+                }
+                conn.stream = None;
+            }
+        }
+        touched.clear();
+    }
+}
+
+/// Marks a client failed and keeps the first few reasons.
+fn fail(conn: &mut Conn, out: &mut Outcome, why: &str) {
+    conn.state = State::Closed;
+    conn.stream = None;
+    out.failed += 1;
+    if out.errors.len() < MAX_ERRORS_KEPT {
+        out.errors.push(why.to_string());
+    }
+}
+
+/// Opens a non-blocking socket from `source` (port chosen at connect time) toward `target`.
+fn open(poll: &Poll, target: SocketAddr, source: IpAddr, token: usize) -> io::Result<TcpStream> {
+    let domain = Domain::for_address(target);
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if source.is_ipv4() == target.is_ipv4() {
+        if source.is_ipv4() {
+            let on: libc::c_int = 1;
+            // SAFETY: a valid socket and a c_int option value of the right size. Failure only
+            // means the port is picked at bind time instead of at connect time.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&on as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let mut stream = TcpStream::from_std(socket.into());
+    poll.registry().register(
+        &mut stream,
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(stream)
+}

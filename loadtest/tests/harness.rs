@@ -1,0 +1,219 @@
+//! Tests of the harness itself: it counts deliveries exactly against the real broker, it
+//! detects loss and duplication (a fake broker that drops and duplicates on purpose), and it
+//! exits non-zero with a clear message when the target is down. Loopback only, seconds each.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use starling::config::{ListenerProtocol, ListenerSettings};
+use starling::core::CoreConfig;
+use starling::server::{ServerConfig, start};
+use starling_loadtest::cli::Args;
+
+fn args(argv: &[&str]) -> Args {
+    let mut full = vec!["starling-loadtest"];
+    full.extend_from_slice(argv);
+    Args::parse_from(full)
+}
+
+/// Starling in this process on a free loopback port (its loops live until the test ends).
+fn starling() -> SocketAddr {
+    let server = start(ServerConfig {
+        listeners: vec![ListenerSettings {
+            protocol: ListenerProtocol::Tcp,
+            bind: "127.0.0.1:0".parse().expect("address"),
+            max_connections: 0,
+        }],
+        max_connections_per_ip: 0,
+        event_loops: 2,
+        core: CoreConfig::default(),
+    })
+    .expect("the broker starts");
+    let addr = server.local_addrs[0];
+    std::thread::spawn(move || server.wait());
+    addr
+}
+
+#[test]
+fn counts_every_delivery_against_starling() {
+    let target = starling().to_string();
+    for (scenario, qos) in [("fanin", "1"), ("p2p", "0"), ("fanout", "2")] {
+        let report = starling_loadtest::run(&args(&[
+            scenario,
+            "--target",
+            &target,
+            "--publishers",
+            "4",
+            "--pairs",
+            "4",
+            "--subscribers",
+            "4",
+            "--qos",
+            qos,
+            "--messages",
+            "250",
+            "--rate",
+            "20000",
+            "--duration-secs",
+            "10",
+            "--drain-secs",
+            "5",
+        ]))
+        .expect("the run completes");
+        let m = report.messages.expect("a message phase");
+        let per_publisher = if scenario == "fanout" { 4 } else { 1 };
+        let publishers = if scenario == "fanout" { 1 } else { 4 };
+        assert_eq!(m.published, 250 * publishers, "{scenario}");
+        assert_eq!(
+            m.expected, 1000,
+            "{scenario}: {per_publisher} subscribers per message"
+        );
+        assert_eq!(m.tally.delivered, 1000, "{scenario}");
+        assert_eq!(m.tally.unique, 1000, "{scenario}");
+        assert_eq!(
+            (m.tally.lost, m.tally.duplicates, m.tally.out_of_order),
+            (0, 0, 0),
+            "{scenario}"
+        );
+        assert_eq!(m.latency.count, 1000, "{scenario}");
+    }
+}
+
+/// Drops every `DROP_EVERY`th PUBLISH and sends every `DUP_EVERY`th (not dropped) twice.
+const DROP_EVERY: u64 = 10;
+const DUP_EVERY: u64 = 7;
+
+/// A broker that forwards every PUBLISH to every subscriber, badly on purpose.
+fn faulty_broker() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let subscribers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let seen = Arc::new(AtomicU64::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (subscribers, seen) = (Arc::clone(&subscribers), Arc::clone(&seen));
+            std::thread::spawn(move || serve(stream, &subscribers, &seen));
+        }
+    });
+    addr
+}
+
+fn serve(mut stream: TcpStream, subscribers: &Mutex<Vec<TcpStream>>, seen: &AtomicU64) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut chunk) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((first, header, total)) = frame(&buf) {
+            let packet: Vec<u8> = buf.drain(..total).collect();
+            let body = &packet[header..];
+            let reply: Option<Vec<u8>> = match first >> 4 {
+                1 => Some(vec![0x20, 2, 0, 0]),
+                8 => Some(vec![0x90, 3, body[0], body[1], 0]),
+                3 => {
+                    let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+                    let copies = if n.is_multiple_of(DROP_EVERY) {
+                        0
+                    } else if n.is_multiple_of(DUP_EVERY) {
+                        2
+                    } else {
+                        1
+                    };
+                    let mut subs = subscribers.lock().expect("lock");
+                    for sub in subs.iter_mut() {
+                        for _ in 0..copies {
+                            sub.write_all(&packet).expect("forward");
+                        }
+                    }
+                    None
+                }
+                12 => Some(vec![0xD0, 0]),
+                14 => return,
+                _ => None,
+            };
+            if first >> 4 == 8 {
+                let clone = stream.try_clone().expect("clone");
+                subscribers.lock().expect("lock").push(clone);
+            }
+            if let Some(reply) = reply {
+                stream.write_all(&reply).expect("reply");
+            }
+        }
+    }
+}
+
+/// (first byte, header length, frame length) of a complete frame at the start of `buf`.
+fn frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    let (mut len, mut shift, mut at) = (0usize, 0, 1);
+    loop {
+        let b = *buf.get(at)?;
+        len |= usize::from(b & 0x7F) << shift;
+        shift += 7;
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    (buf.len() >= at + len).then_some((buf[0], at, at + len))
+}
+
+#[test]
+fn detects_loss_and_duplication() {
+    let target = faulty_broker().to_string();
+    let report = starling_loadtest::run(&args(&[
+        "fanin",
+        "--target",
+        &target,
+        "--publishers",
+        "2",
+        "--messages",
+        "100",
+        "--rate",
+        "2000",
+        "--duration-secs",
+        "10",
+        "--drain-secs",
+        "1",
+        "--threads",
+        "1",
+    ]))
+    .expect("the run completes");
+    let m = report.messages.expect("a message phase");
+    let dropped = (1..=200u64)
+        .filter(|n| n.is_multiple_of(DROP_EVERY))
+        .count() as u64;
+    let doubled = (1..=200u64)
+        .filter(|n| !n.is_multiple_of(DROP_EVERY) && n.is_multiple_of(DUP_EVERY))
+        .count() as u64;
+    assert_eq!(m.expected, 200);
+    assert_eq!(m.tally.lost, dropped);
+    assert_eq!(m.tally.duplicates, doubled);
+    assert_eq!(m.tally.delivered, 200 - dropped + doubled);
+}
+
+#[test]
+fn exits_non_zero_with_a_clear_message_when_the_target_is_down() {
+    // A port that was free a moment ago, so nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_starling-loadtest"))
+        .args(["conn", "--target", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the broker"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
