@@ -195,17 +195,14 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
             "max_queued_bytes"
         };
         dropped_for = Some(reason);
-        let at = traffic.queue.iter().position(|q| q.qos == QoS::AtMostOnce);
-        let Some(old) = at.and_then(|at| traffic.queue.remove(at)) else {
+        if traffic.drop_queued_qos0().is_none() {
             count_drop(&mut shard.stats, reason);
             log_drop(session, reason);
             return;
-        };
-        traffic.queued_bytes -= old.bytes();
+        }
         count_drop(&mut shard.stats, reason);
     }
-    traffic.queued_bytes += len;
-    traffic.queue.push_back(queued);
+    traffic.push_queued(queued);
     if let Some(reason) = dropped_for {
         log_drop(session, reason);
     }
@@ -253,12 +250,11 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         if !has_room(shard, key, len) || (front.qos != QoS::AtMostOnce && !window_open) {
             return;
         }
-        let Some(queued) = shard.sessions.get_mut(session_id).and_then(|s| {
-            let traffic = s.traffic_mut();
-            let queued = traffic.queue.pop_front()?;
-            traffic.queued_bytes -= queued.bytes();
-            Some(queued)
-        }) else {
+        let Some(queued) = shard
+            .sessions
+            .get_mut(session_id)
+            .and_then(|s| s.traffic_mut().pop_queued())
+        else {
             return;
         };
         if queued.qos == QoS::AtMostOnce {

@@ -65,11 +65,53 @@ pub struct Traffic {
     pub inflight: Vec<Inflight>,
     /// Incoming QoS 2 packet ids awaiting PUBREL.
     pub awaiting_rel: Vec<u16>,
-    /// Messages waiting for the client, oldest first.
+    /// Messages waiting for the client, oldest first. Change it only through
+    /// [`Traffic::push_queued`], [`Traffic::pop_queued`] and [`Traffic::drop_queued_qos0`],
+    /// which keep the counts below.
     pub queue: VecDeque<Queued>,
     /// Topic and payload bytes of the messages in `queue`.
-    // Invariant: the sum of `Queued::bytes` over `queue`; only `delivery` changes the queue.
+    // Invariant: the sum of `Queued::bytes` over `queue`.
     pub queued_bytes: usize,
+    /// QoS 0 messages in `queue`, so a full queue of QoS 1/2 messages is not scanned for one
+    /// on every new message.
+    // Invariant: the number of entries of `queue` with QoS 0.
+    pub queued_qos0: usize,
+}
+
+impl Traffic {
+    /// Appends a message to the queue.
+    pub fn push_queued(&mut self, queued: Queued) {
+        self.queued_bytes += queued.bytes();
+        self.queued_qos0 += usize::from(queued.qos == QoS::AtMostOnce);
+        self.queue.push_back(queued);
+    }
+
+    /// Takes the oldest queued message.
+    pub fn pop_queued(&mut self) -> Option<Queued> {
+        let queued = self.queue.pop_front()?;
+        self.forget(&queued);
+        Some(queued)
+    }
+
+    /// Drops the oldest queued QoS 0 message, if there is one.
+    pub fn drop_queued_qos0(&mut self) -> Option<Queued> {
+        if self.queued_qos0 == 0 {
+            return None;
+        }
+        let at = self.queue.iter().position(|q| q.qos == QoS::AtMostOnce)?;
+        let queued = self.queue.remove(at)?;
+        self.forget(&queued);
+        Some(queued)
+    }
+
+    fn forget(&mut self, queued: &Queued) {
+        self.queued_bytes -= queued.bytes();
+        self.queued_qos0 -= usize::from(queued.qos == QoS::AtMostOnce);
+        debug_assert_eq!(
+            self.queued_qos0 == 0,
+            self.queue.iter().all(|q| q.qos != QoS::AtMostOnce)
+        );
+    }
 }
 
 /// What a session without traffic reads as.
@@ -78,6 +120,7 @@ static NO_TRAFFIC: Traffic = Traffic {
     awaiting_rel: Vec::new(),
     queue: VecDeque::new(),
     queued_bytes: 0,
+    queued_qos0: 0,
 };
 
 /// One client's session.

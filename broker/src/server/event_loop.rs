@@ -36,6 +36,14 @@ pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
 pub const EVENTS_CAPACITY: usize = 1024;
 /// The longest the loop sleeps in `poll`, whatever the core's next deadline.
 pub const MAX_POLL_TIMEOUT_MS: u64 = 100;
+/// Deliveries waiting in another loop's mailbox beyond which this loop stops reading its
+/// sockets until that loop catches up. The mailboxes are unbounded (a bounded one could
+/// deadlock two loops sending to each other), so this is what bounds them: publishers on
+/// this loop are held back by TCP, as a single-threaded broker holds them back by not
+/// reading faster than it routes.
+pub const MAILBOX_HIGH_WATER_DELIVERIES: usize = 16 * 1024;
+/// Poll timeout while reads are held back for a peer's backlog.
+pub const BACKPRESSURE_POLL_MS: u64 = 1;
 /// Reads of one connection per readiness event before it yields to the others.
 pub const MAX_READS_PER_EVENT: usize = 16;
 /// Mailbox deliveries handled per turn before the loop polls its sockets again.
@@ -137,6 +145,8 @@ pub struct EventLoop {
     dirty: Vec<ConnId>,
     read_again: Vec<ConnId>,
     read_again_spare: Vec<ConnId>,
+    /// Reads were held back this turn because a peer's mailbox is over its high-water mark.
+    reads_held: bool,
     pub(super) wake: Vec<bool>,
     pub(super) accept_retry: bool,
     pub(super) last_accept_warning_ms: Option<u64>,
@@ -187,6 +197,7 @@ impl EventLoop {
             dirty: Vec::new(),
             read_again: Vec::new(),
             read_again_spare: Vec::new(),
+            reads_held: false,
             accept_retry: false,
             last_accept_warning_ms: None,
             start: Instant::now(),
@@ -211,9 +222,12 @@ impl EventLoop {
             let next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
             self.settle();
             let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
-            if inbox_backlog || !self.read_again.is_empty() {
+            if inbox_backlog || (!self.read_again.is_empty() && !self.reads_held) {
                 timeout_ms = 0;
+            } else if self.reads_held {
+                timeout_ms = timeout_ms.min(BACKPRESSURE_POLL_MS);
             }
+            self.reads_held = false;
             if self.accept_retry {
                 timeout_ms = timeout_ms.min(ACCEPT_RETRY_MS);
             }
@@ -314,6 +328,11 @@ impl EventLoop {
     pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
+            if self.peer_backlogged() {
+                // Resume when the peer has drained its mailbox (see MAILBOX_HIGH_WATER_DELIVERIES).
+                self.reads_held = true;
+                break;
+            }
             let Some(stream) = stream_mut(&mut self.conns, key) else {
                 return;
             };
@@ -338,6 +357,14 @@ impl EventLoop {
             }
         }
         self.read_again.push(key);
+    }
+
+    /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] waiting.
+    fn peer_backlogged(&self) -> bool {
+        self.peers
+            .iter()
+            .enumerate()
+            .any(|(i, peer)| i != self.index && peer.backlog() > MAILBOX_HIGH_WATER_DELIVERIES)
     }
 
     /// Connections that used their whole turn: read them again.

@@ -59,6 +59,11 @@ impl Mailbox {
         self.sender.send(inbound).map_err(|e| e.0)
     }
 
+    /// Deliveries waiting in the mailbox.
+    pub fn backlog(&self) -> usize {
+        self.sender.len()
+    }
+
     /// Wakes the loop so that it drains its mailbox.
     pub fn wake(&self) -> io::Result<()> {
         self.waker.wake()
