@@ -1,12 +1,18 @@
 //! Starling, the broker.
 //!
-//! Layout (work in progress; see `ARCHITECTURE.md` at the repository root):
+//! Layout (see `ARCHITECTURE.md` at the repository root for how it fits together):
 //!
 //! - [`topic`]: topic-name and topic-filter validation (MQTT 3.1.1 §4.7, 5.0 §4.7),
-//!   matching, and the subscription index.
+//!   matching, the subscription index and the retained store.
 //! - [`protocol`]: the codec boundary: frame checking, validation, decoding into packets and
-//!   encoding them, with errors that keep "need more bytes" apart from "malformed".
-//! - [`server`]: the thin mio driver: one pinned event-loop thread per core around a shard.
+//!   encoding them (MQTT 3.1, 3.1.1 and the 5.0 wire format), with errors that keep "need more
+//!   bytes" apart from "malformed" and carry their reason codes.
+//! - [`core`]: the sans-IO broker, one [`core::Shard`] per event loop: sessions, the QoS
+//!   state machines, routing, retained messages, wills, keep-alive. Bytes in, bytes and
+//!   actions out; no sockets, no clock.
+//! - [`server`]: the thin mio driver: one pinned event-loop thread per core around a shard,
+//!   admission limits, signals (graceful shutdown, live reload).
+//! - [`config`]: the TOML file, its validation and the resolved settings; reload diffing.
 //! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
 
 pub mod cli;
