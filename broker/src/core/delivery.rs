@@ -88,55 +88,58 @@ pub(crate) fn deliver(
     let Some(session) = shard.sessions.get(session_id) else {
         return;
     };
-    let conn = online(session, &shard.pool);
-    let queue_empty = session.traffic().queue.is_empty();
-    let window_open = session.traffic().inflight.len() < shard.config.max_inflight_messages;
-    let Some(key) = conn else {
+    let send_now = match online(session, &shard.pool) {
+        Some(key) => {
+            let len = publish_len(
+                ProtocolVersion::V311,
+                message.view.topic.len(),
+                message.view.payload.len(),
+                qos,
+            )
+            .unwrap_or(usize::MAX);
+            let traffic = session.traffic();
+            let window_open = traffic.inflight.len() < shard.config.max_inflight_messages;
+            let can_send = traffic.queue.is_empty()
+                && has_room(shard, key, len)
+                && (qos == QoS::AtMostOnce || window_open);
+            can_send.then_some(key)
+        }
         // Offline: QoS 0 is not kept (MQTT-3.1.2-5 allows either; Mosquitto does not keep it).
-        if qos == QoS::AtMostOnce {
+        None if qos == QoS::AtMostOnce => {
             shard.stats.dropped += 1;
-        } else {
-            let queued = Queued {
+            return;
+        }
+        None => None,
+    };
+    match send_now {
+        None => {
+            let message = message.shared();
+            enqueue(
+                shard,
+                session_id,
+                Queued {
+                    qos,
+                    retain,
+                    message,
+                },
+            );
+        }
+        Some(key) if qos == QoS::AtMostOnce => {
+            let view = PublishRef {
                 qos,
                 retain,
-                message: message.shared(),
+                dup: false,
+                packet_id: None,
+                ..message.view
             };
-            enqueue(shard, session_id, queued);
+            if shard.write(key, |out, v| encode_publish(out, v, &view)) {
+                shard.stats.publish_sent += 1;
+            }
         }
-        return;
-    };
-    let len = publish_len(
-        ProtocolVersion::V311,
-        message.view.topic.len(),
-        message.view.payload.len(),
-        qos,
-    )
-    .unwrap_or(usize::MAX);
-    let can_send =
-        queue_empty && has_room(shard, key, len) && (qos == QoS::AtMostOnce || window_open);
-    if !can_send {
-        let queued = Queued {
-            qos,
-            retain,
-            message: message.shared(),
-        };
-        enqueue(shard, session_id, queued);
-        return;
-    }
-    if qos == QoS::AtMostOnce {
-        let view = PublishRef {
-            qos,
-            retain,
-            dup: false,
-            packet_id: None,
-            ..message.view
-        };
-        if shard.write(key, |out, v| encode_publish(out, v, &view)) {
-            shard.stats.publish_sent += 1;
+        Some(key) => {
+            let shared = message.shared();
+            send_inflight(shard, session_id, key, shared, qos, retain);
         }
-    } else {
-        let shared = message.shared();
-        send_inflight(shard, session_id, key, shared, qos, retain);
     }
 }
 

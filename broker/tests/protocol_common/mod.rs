@@ -2,21 +2,26 @@
 //! they are told (including invalid values), so tests can build malformed packets too.
 #![allow(dead_code)]
 
-/// A frame: first byte, remaining-length varint, body.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
+/// A variable byte integer (the remaining length, and MQTT 5 lengths), minimally encoded.
+pub fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
             byte |= 0x80;
         }
         out.push(byte);
-        if len == 0 {
-            break;
+        if n == 0 {
+            return out;
         }
     }
+}
+
+/// A frame: first byte, remaining-length varint, body.
+pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    out.extend(varint(body.len()));
     out.extend_from_slice(body);
     out
 }

@@ -4,19 +4,8 @@
 use super::{field, frame};
 
 /// A variable byte integer, minimally encoded.
-pub fn varint(mut n: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if n == 0 {
-            return out;
-        }
-    }
+pub fn varint(n: u32) -> Vec<u8> {
+    super::varint(n as usize)
 }
 
 /// A property block: varint length, then the concatenated properties.

@@ -242,31 +242,10 @@ impl Drop for Broker {
 
 // ---- packets ------------------------------------------------------------------------------
 
-/// A frame: first byte, remaining-length varint, body.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
-
-/// A length-prefixed string.
-pub fn field(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out
-}
+// The packet builders are shared with the protocol tests.
+#[path = "../protocol_common/mod.rs"]
+mod packets;
+pub use packets::{field, frame};
 
 /// CONNECT (3.1.1, clean session, keep-alive 60 s).
 pub fn connect(client_id: &str) -> Vec<u8> {
