@@ -143,7 +143,6 @@ fn main() -> ExitCode {
         flags: cli.flags(),
         config_path: cli.config.clone(),
         connection_ceiling: ceiling,
-        start_max_connections: max_connections,
         set_log_level: Box::new(move |level| {
             if let Err(error) = handle.modify(|filter| *filter = level_filter(level)) {
                 tracing::warn!(%error, "could not change the log level");

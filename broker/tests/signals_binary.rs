@@ -195,3 +195,31 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(code, Some(1), "{}", broker.log_text());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn sighup_reconfigures_the_pools_in_place() {
+    let pool_file = |addr: &str, initial: usize| {
+        format!(
+            "{}[pool]\ninitial_objects = {initial}\nmax_preheated_objects = 140\nidle_ttl_ms = 60000\n",
+            limits_file(addr, 100)
+        )
+    };
+    let (broker, file, addr) = start_from_file(&[], move |addr| pool_file(addr, 64));
+    let mut client = Client::connected(&broker, "stays");
+    file.write(&pool_file(&addr, 128).replace("idle_ttl_ms = 60000", "idle_ttl_ms = 1000"));
+    broker.signal("HUP");
+    broker.wait_log(
+        "configuration key changed: applied key=pool.initial_objects",
+        1,
+    );
+    broker.wait_log("configuration key changed: applied key=pool.idle_ttl_ms", 1);
+    // Each loop's pool moved to the new ladder (64 -> 128) without a restart.
+    broker.wait_log("[POOL] Reconfigured", 2);
+    assert!(
+        !broker.log_text().contains("needs a restart"),
+        "{}",
+        broker.log_text()
+    );
+    client.ping();
+    client.disconnect();
+}

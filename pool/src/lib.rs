@@ -8,7 +8,8 @@
 //! - [`growth`]: the growth rule as pure functions: the trigger (`active >= preheated * 80 /
 //!   100`), the next size (`min(preheated * 3 / 2, cap)`) and the ladder of sizes.
 //! - [`pool`]: [`Pool`] itself: acquire / release / get, incremental
-//!   [`Pool::preheat_step`], the idle [`Pool::sweep`], and the [`Poolable`] hook trait.
+//!   [`Pool::preheat_step`], the idle [`Pool::sweep`], live [`Pool::reconfigure`], and the
+//!   [`Poolable`] hook trait.
 //! - [`key`]: generation-checked [`Key`]s ([`StaleKey`] when one outlives its object) and
 //!   [`AcquireError`].
 //! - [`stats`], [`health`], [`event`]: what the pool reports: [`PoolStats`] (with the reuse

@@ -133,6 +133,34 @@ impl<T: Poolable> Pool<T> {
         &self.config
     }
 
+    /// Changes the configuration of a running pool (a live reload). An invalid `config` is
+    /// refused and the old one stays. Nothing active is touched: the preheated size moves to
+    /// the new ladder's rung at or above `min(preheated, new cap)` (built by the following
+    /// `preheat_step`s, or freed by later sweeps); a lower `max_live_objects` refuses new
+    /// acquisitions until enough are released; the TTL, floor and budget apply from the next
+    /// call that uses them.
+    pub fn reconfigure(&mut self, config: PoolConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let from = self.preheated;
+        self.preheated = rung_at_least(&config, from.min(config.max_preheated_objects));
+        // Invariant: `preheated` is a rung of the ladder of the configuration in force.
+        debug_assert!(crate::growth::ladder(&config).any(|rung| rung == self.preheated));
+        self.stats.max_live = config.max_live_objects;
+        self.config = config;
+        if self.active() < self.config.max_live_objects {
+            self.at_live_limit = false;
+        }
+        self.update_health();
+        tracing::info!(
+            preheated_from = from,
+            preheated_to = self.preheated,
+            max_preheated_objects = self.config.max_preheated_objects,
+            max_live_objects = self.config.max_live_objects,
+            "[POOL] Reconfigured"
+        );
+        Ok(())
+    }
+
     /// Objects in use.
     pub fn active(&self) -> usize {
         self.slots.len() - self.available.len()

@@ -292,3 +292,60 @@ fn invalid_configs_are_refused_with_a_clear_error() {
         "growth_factor_percent (100) must be above 100 (a factor above 1)"
     );
 }
+
+#[test]
+fn a_running_pool_can_be_reconfigured_without_touching_active_objects() {
+    let mut pool = pool(PoolConfig::default());
+    let keys: Vec<_> = (0..1000).map(|_| pool.acquire().expect("room")).collect();
+    assert_eq!(pool.preheated(), 1536);
+    let invalid = PoolConfig {
+        growth_factor_percent: 100,
+        ..PoolConfig::default()
+    };
+    assert_eq!(
+        pool.reconfigure(invalid),
+        Err(ConfigError::FactorNotAboveOne(100))
+    );
+    assert_eq!(
+        pool.config(),
+        &PoolConfig::default(),
+        "a refused config changes nothing"
+    );
+    // A lower hard limit refuses newcomers but keeps every active object.
+    let lower = PoolConfig {
+        initial_objects: 512,
+        max_preheated_objects: 1000,
+        max_live_objects: 1000,
+        ..PoolConfig::default()
+    };
+    pool.reconfigure(lower).expect("valid");
+    assert_eq!(pool.preheated(), 1000, "capped to the new cap");
+    assert!(matches!(
+        pool.acquire(),
+        Err(AcquireError::AtCapacity { .. })
+    ));
+    for &key in &keys {
+        assert!(pool.get(key).is_ok(), "{key} still active");
+    }
+    assert_eq!(pool.stats().health, Health::Unavailable);
+    pool.release(keys[0], 0).expect("live");
+    assert!(pool.acquire().is_ok());
+    // A new growth rule applies from the next acquisition.
+    let faster = PoolConfig {
+        growth_factor_percent: 200,
+        max_live_objects: 100_000,
+        ..PoolConfig::default()
+    };
+    pool.reconfigure(faster).expect("valid");
+    assert_eq!(
+        pool.preheated(),
+        1024,
+        "1000 moves to the new ladder's 1024 rung"
+    );
+    let _more: Vec<_> = (0..700).map(|_| pool.acquire().expect("room")).collect();
+    assert_eq!(
+        pool.preheated(),
+        4096,
+        "grew x2 at 80 % of 1024, then of 2048"
+    );
+}

@@ -1,11 +1,12 @@
 //! A live reload (SIGHUP): which keys changed between two resolutions, and which of them can
 //! take effect without a restart.
 //!
-//! Live: the log level, the shutdown timeout, every `limits.*` key and each listener's
-//! `max_connections`. They apply to the next accept, CONNECT, packet or delivery; nobody is
-//! disconnected by a change (a lowered limit refuses newcomers, it does not evict).
-//! Restart: the event-loop count, the listeners' addresses and protocols, and the pool (its
-//! objects are built at start and per loop; the pool cannot be resized in place).
+//! Live: the log level, the shutdown timeout, every `limits.*` key, each listener's
+//! `max_connections`, and every `pool.*` key (each loop's pool is reconfigured in place:
+//! `starling_pool::Pool::reconfigure`). They apply to the next accept, CONNECT, packet,
+//! delivery, preheat step or sweep; nobody is disconnected by a change (a lowered limit
+//! refuses newcomers, it does not evict).
+//! Restart: the event-loop count and the listeners' addresses and protocols.
 
 use super::Settings;
 
@@ -125,6 +126,7 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
 /// Whether `key` can change while the broker runs.
 pub fn is_live(key: &str) -> bool {
     key.starts_with("limits.")
+        || key.starts_with("pool.")
         || key == "server.log_level"
         || key == "server.shutdown_timeout_ms"
         || (key.starts_with("listeners[") && key.ends_with("].max_connections"))
@@ -181,10 +183,17 @@ pub fn apply_live(old: &Settings, new: &Settings) -> Settings {
     next.log_level = new.log_level;
     next.shutdown_timeout_ms = new.shutdown_timeout_ms;
     next.max_connections_per_ip = new.max_connections_per_ip;
-    let pool = old.core.pool.clone();
-    next.core = crate::core::CoreConfig {
-        pool,
-        ..new.core.clone()
+    next.core = new.core.clone();
+    next.pool_preset = new.pool_preset;
+    next.pool_initial_objects = new.pool_initial_objects;
+    next.pool_max_preheated_objects = new.pool_max_preheated_objects;
+    // The pools are per loop: size them for the loops that run, not a new loop count.
+    next.core = match next.core_config(next.core.max_connections) {
+        Ok((core, _)) => core,
+        Err(_) => crate::core::CoreConfig {
+            pool: old.core.pool.clone(),
+            ..next.core
+        },
     };
     for (i, listener) in next.listeners.iter_mut().enumerate() {
         if let Some(updated) = new.listeners.get(i)

@@ -117,5 +117,13 @@ fn a_reload_applies_limits_and_reports_restart_keys() {
     let next = apply_live(&old, &new);
     assert_eq!(next.core.max_connections, 50);
     assert_eq!(next.event_loops, 2);
-    assert_eq!(next.core.pool, old.core.pool);
+    assert_eq!(
+        next.core.pool.max_live_objects,
+        crate::server::max_live_objects_per_loop(50, 2),
+        "the pools follow max_connections, sized for the loops that run"
+    );
+    assert!(
+        keys.iter()
+            .all(|(k, live)| !k.starts_with("pool.") || *live)
+    );
 }

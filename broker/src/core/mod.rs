@@ -212,11 +212,13 @@ impl Shard {
     /// it was built with (it cannot be resized in place); everything else applies to the next
     /// packet, CONNECT or delivery, and no connection is closed by the change.
     pub fn update_config(&mut self, config: &CoreConfig) {
-        let pool = self.config.pool.clone();
-        self.config = CoreConfig {
-            pool,
-            ..config.clone()
-        };
+        let mut next = config.clone();
+        if let Err(error) = self.pool.reconfigure(config.pool.clone()) {
+            // The configuration layer validated it; keep the pool as it is if not.
+            tracing::error!(%error, "pool settings refused on reload; the pool keeps its old ones");
+            next.pool = self.config.pool.clone();
+        }
+        self.config = next;
     }
 
     /// Counts a refusal the driver made at accept.

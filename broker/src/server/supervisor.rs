@@ -39,8 +39,6 @@ pub struct Supervisor {
     pub config_path: Option<PathBuf>,
     /// `max_connections` is capped to this (the open-file ceiling).
     pub connection_ceiling: usize,
-    /// `max_connections` the pools were sized for at start.
-    pub start_max_connections: usize,
     /// Changes the log level.
     pub set_log_level: Box<dyn Fn(LogLevel)>,
 }
@@ -135,7 +133,18 @@ impl Supervisor {
                 ceiling = self.connection_ceiling,
                 "limits.max_connections lowered to the open-file ceiling"
             );
-            new.core.max_connections = self.connection_ceiling;
+            // The per-loop pools are sized from max_connections: size them for the ceiling.
+            match new.core_config(self.connection_ceiling) {
+                Ok((core, _)) => new.core = core,
+                Err((key, message)) => {
+                    tracing::error!(
+                        key,
+                        message,
+                        "SIGHUP: configuration rejected; the running configuration stays"
+                    );
+                    return;
+                }
+            }
         }
         let changes = reload::diff(&self.settings, &new);
         if changes.is_empty() {
@@ -143,14 +152,6 @@ impl Supervisor {
             return;
         }
         let next = reload::apply_live(&self.settings, &new);
-        if next.core.max_connections > self.start_max_connections {
-            tracing::warn!(
-                max_connections = next.core.max_connections,
-                pools_sized_for = self.start_max_connections,
-                "max_connections raised above its value at start: the pools were sized then, \
-                 so connections beyond that may be refused at accept until a restart"
-            );
-        }
         let listener_max: Vec<usize> = next.listeners.iter().map(|l| l.max_connections).collect();
         let confirmed = self
             .server
