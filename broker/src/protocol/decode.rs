@@ -190,8 +190,19 @@ pub(crate) fn expect_flags(
     }
 }
 
-/// The hot path: flags, topic, packet id, payload. No allocation.
-fn decode_publish(flags: u8, body: &[u8]) -> Result<PublishRef<'_>, DecodeError> {
+/// The flags of a PUBLISH fixed header, the same in 3.1.1 and 5.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PublishFlags {
+    /// QoS (3 is refused, MQTT-3.3.1-4).
+    pub qos: QoS,
+    /// DUP (refused with QoS 0, MQTT-3.3.1-2).
+    pub dup: bool,
+    /// RETAIN.
+    pub retain: bool,
+}
+
+/// Reads and checks the flags nibble of a PUBLISH.
+pub(crate) fn publish_flags(flags: u8) -> Result<PublishFlags, DecodeError> {
     const CONTEXT: &str = "PUBLISH fixed header";
     let qos_bits = (flags & PUBLISH_QOS_MASK) >> PUBLISH_QOS_SHIFT;
     let qos = QoS::from_u8(qos_bits).ok_or(DecodeError::new(
@@ -202,6 +213,16 @@ fn decode_publish(flags: u8, body: &[u8]) -> Result<PublishRef<'_>, DecodeError>
     if dup && qos == QoS::AtMostOnce {
         return Err(DecodeError::new(DecodeErrorKind::DupWithQoS0, CONTEXT));
     }
+    Ok(PublishFlags {
+        qos,
+        dup,
+        retain: flags & PUBLISH_RETAIN != 0,
+    })
+}
+
+/// The hot path: flags, topic, packet id, payload. No allocation.
+fn decode_publish(flags: u8, body: &[u8]) -> Result<PublishRef<'_>, DecodeError> {
+    let PublishFlags { qos, dup, retain } = publish_flags(flags)?;
     let mut r = Reader::new(body);
     let topic = r.utf8("PUBLISH topic")?;
     validate_topic_name(topic)
@@ -214,7 +235,7 @@ fn decode_publish(flags: u8, body: &[u8]) -> Result<PublishRef<'_>, DecodeError>
         topic,
         payload: r.rest(),
         qos,
-        retain: flags & PUBLISH_RETAIN != 0,
+        retain,
         dup,
         packet_id,
     })

@@ -7,7 +7,7 @@ use bytes::BufMut;
 
 use super::out::{measure, write_frame};
 use super::wire::{Sink, SubscriptionIds, UserProperties, prop_bytes, prop_u8, prop_u16, prop_u32};
-use crate::protocol::decode::PublishRef;
+use crate::protocol::decode::{PublishFlags, PublishRef, publish_flags};
 use crate::protocol::error::{DecodeError, DecodeErrorKind, EncodeError};
 use crate::protocol::frame::PacketType;
 use crate::protocol::properties::{
@@ -18,10 +18,6 @@ use crate::protocol::{MAX_STRING_LEN_BYTES, QoS};
 use crate::topic::validate_topic_name;
 
 const PUBLISH: u8 = 0x30;
-const PUBLISH_DUP: u8 = 0b1000;
-const PUBLISH_QOS_MASK: u8 = 0b0110;
-const PUBLISH_QOS_SHIFT: u8 = 1;
-const PUBLISH_RETAIN: u8 = 0b0001;
 
 /// The Payload Format Indicator (MQTT 5.0 §3.3.2.3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,16 +159,7 @@ impl<'a> PublishV5<'a> {
         body: &'a [u8],
         direction: Direction,
     ) -> Result<Self, DecodeError> {
-        const CONTEXT: &str = "PUBLISH fixed header";
-        let qos_bits = (flags & PUBLISH_QOS_MASK) >> PUBLISH_QOS_SHIFT;
-        let qos = QoS::from_u8(qos_bits).ok_or(DecodeError::new(
-            DecodeErrorKind::InvalidQoS(qos_bits),
-            CONTEXT,
-        ))?;
-        let dup = flags & PUBLISH_DUP != 0;
-        if dup && qos == QoS::AtMostOnce {
-            return Err(DecodeError::new(DecodeErrorKind::DupWithQoS0, CONTEXT));
-        }
+        let PublishFlags { qos, dup, retain } = publish_flags(flags)?;
         let mut r = Reader::new(body);
         let topic = r.utf8("PUBLISH topic")?;
         if !topic.is_empty() {
@@ -222,7 +209,7 @@ impl<'a> PublishV5<'a> {
             topic,
             payload: r.rest(),
             qos,
-            retain: flags & PUBLISH_RETAIN != 0,
+            retain,
             dup,
             packet_id,
             properties: props,
