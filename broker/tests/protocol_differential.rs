@@ -30,7 +30,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use mqtt5_protocol::packet::suback::SubAckReasonCode;
 use mqtt5_protocol::{
     FixedHeader as OracleHeader, Packet as OraclePacket, PacketType as OracleType,
-    ReasonCode as OracleReason, validate_topic_filter, validate_topic_name,
+    ReasonCode as OracleReason,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -77,20 +77,7 @@ fn oracle_decode(bytes: &[u8]) -> Result<OraclePacket, String> {
     if !buf.is_empty() {
         return Err(format!("{} trailing bytes", buf.len()));
     }
-    match &packet {
-        OraclePacket::Publish(p) => validate_topic_name(&p.topic_name),
-        OraclePacket::Subscribe(s) => s
-            .filters
-            .iter()
-            .try_for_each(|f| validate_topic_filter(&f.filter)),
-        OraclePacket::Unsubscribe(u) => u.filters.iter().try_for_each(|f| validate_topic_filter(f)),
-        OraclePacket::Connect(c) => c
-            .will
-            .as_ref()
-            .map_or(Ok(()), |w| validate_topic_name(&w.topic)),
-        _ => Ok(()),
-    }
-    .map_err(|e| e.to_string())?;
+    protocol_common::oracle_topics_valid(&packet, false)?;
     Ok(packet)
 }
 

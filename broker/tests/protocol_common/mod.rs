@@ -153,3 +153,28 @@ pub fn ack(first: u8, packet_id: u16) -> Vec<u8> {
 }
 
 pub mod v5;
+
+/// The topic checks the differential oracle (`mqtt5-protocol`) leaves to its caller: every
+/// topic name and filter in a decoded packet must pass its own validators. An empty PUBLISH
+/// topic passes when `empty_publish_topic_ok` (MQTT 5: a Topic Alias stands for it).
+pub fn oracle_topics_valid(
+    packet: &mqtt5_protocol::Packet,
+    empty_publish_topic_ok: bool,
+) -> Result<(), String> {
+    use mqtt5_protocol::{Packet, validate_topic_filter, validate_topic_name};
+    match packet {
+        Packet::Publish(p) if empty_publish_topic_ok && p.topic_name.is_empty() => Ok(()),
+        Packet::Publish(p) => validate_topic_name(&p.topic_name),
+        Packet::Subscribe(s) => s
+            .filters
+            .iter()
+            .try_for_each(|f| validate_topic_filter(&f.filter)),
+        Packet::Unsubscribe(u) => u.filters.iter().try_for_each(|f| validate_topic_filter(f)),
+        Packet::Connect(c) => c
+            .will
+            .as_ref()
+            .map_or(Ok(()), |w| validate_topic_name(&w.topic)),
+        _ => Ok(()),
+    }
+    .map_err(|e| e.to_string())
+}
