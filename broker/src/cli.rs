@@ -109,6 +109,16 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = OutputBytes::parse)]
     pub max_output_buffer_bytes: Option<OutputBytes>,
 
+    /// MQTT 5: Topic Alias Maximum announced to clients (0: clients may not use topic
+    /// aliases). [default: 10]
+    #[arg(long, value_name = "N", value_parser = KeepAliveSecs::parse)]
+    pub topic_alias_maximum: Option<KeepAliveSecs>,
+
+    /// Receive Maximum: QoS 1/2 PUBLISHes a client may have unacknowledged toward the
+    /// broker (MQTT 5 announces it; one more is DISCONNECT 0x93, 3.1.1 closes). [default: 1024]
+    #[arg(long, value_name = "N", value_parser = Inflight::parse)]
+    pub receive_maximum: Option<Inflight>,
+
     /// Pool sizes per loop (seed 004): small (256 initial, 10 000 preheated at most, 10 000
     /// connections), medium (2 048 / 100 000 / 100 000), large (10 000 / 100 000 /
     /// 1 000 000). Without it: 1 024 / 100 000. Preset values are lowered to the loop's max
@@ -250,6 +260,8 @@ impl Cli {
         l.max_topic_length_bytes = self.max_topic_length_bytes;
         l.max_topic_levels = self.max_topic_levels;
         l.max_output_buffer_bytes = self.max_output_buffer_bytes;
+        l.topic_alias_maximum = self.topic_alias_maximum;
+        l.receive_maximum = self.receive_maximum;
         let p = &mut c.pool;
         p.preset = self.pool_preset;
         p.initial_objects = self.pool_initial_objects;

@@ -49,7 +49,7 @@ fn unacceptable_protocol_level_gets_0x01_mqtt_3_1_2_2() {
     let (client, connack) = net.connect(
         0,
         ConnectSpec {
-            level: 5,
+            level: 6,
             ..ConnectSpec::default()
         },
     );

@@ -188,6 +188,8 @@ pub struct LimitsSection {
     pub max_topic_length_bytes: Option<TopicLength>,
     pub max_topic_levels: Option<TopicLevels>,
     pub max_output_buffer_bytes: Option<OutputBytes>,
+    pub topic_alias_maximum: Option<KeepAliveSecs>,
+    pub receive_maximum: Option<Inflight>,
 }
 
 /// `[pool]`.
@@ -228,7 +230,8 @@ impl FileConfig {
         take!(limits: max_connections, max_connections_per_ip, connect_timeout_ms,
             max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,
-            max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes);
+            max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
+            topic_alias_maximum, receive_maximum);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
         if over.listeners.is_some() {

@@ -151,6 +151,14 @@ impl Settings {
             max_output_buffer_bytes: l
                 .max_output_buffer_bytes
                 .map_or(defaults.max_output_buffer_bytes, |v| v.get()),
+            topic_alias_maximum: l
+                .topic_alias_maximum
+                .map_or(defaults.topic_alias_maximum, |v| {
+                    u16::try_from(v.0).unwrap_or(u16::MAX)
+                }),
+            receive_maximum: l.receive_maximum.map_or(defaults.receive_maximum, |v| {
+                u16::try_from(v.get()).unwrap_or(u16::MAX)
+            }),
             buffer_bytes: defaults.buffer_bytes,
             pool: PoolConfig {
                 idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),

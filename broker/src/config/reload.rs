@@ -87,6 +87,14 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             c.max_output_buffer_bytes.to_string(),
         ),
         (
+            "limits.topic_alias_maximum".into(),
+            c.topic_alias_maximum.to_string(),
+        ),
+        (
+            "limits.receive_maximum".into(),
+            c.receive_maximum.to_string(),
+        ),
+        (
             "pool.preset".into(),
             s.pool_preset
                 .map_or_else(|| "(none)".to_string(), |p| format!("{p:?}").to_lowercase()),

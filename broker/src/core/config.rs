@@ -30,6 +30,10 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 1024;
 pub const DEFAULT_MAX_OUTPUT_BUFFER_BYTES: usize = 256 * 1024;
 /// Default size of the fixed buffers a loop lends to connections with bytes pending.
 pub const DEFAULT_BUFFER_BYTES: usize = 4096;
+/// Topic aliases a client may map on one connection (MQTT 5 Topic Alias Maximum).
+pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 10;
+/// QoS 1/2 PUBLISHes a client may have unacknowledged toward the broker.
+pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 1024;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -59,6 +63,11 @@ pub struct CoreConfig {
     pub max_topic_levels: usize,
     /// Output bytes one connection may have waiting for its socket.
     pub max_output_buffer_bytes: usize,
+    /// MQTT 5 Topic Alias Maximum announced to clients (0: clients may not use aliases).
+    pub topic_alias_maximum: u16,
+    /// Receive Maximum: QoS 1/2 PUBLISHes a client may have unacknowledged toward us (in
+    /// practice QoS 2 ones awaiting PUBREL: QoS 1 is acknowledged at once).
+    pub receive_maximum: u16,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
     /// The per-loop connection pool.
@@ -79,6 +88,8 @@ impl Default for CoreConfig {
             max_topic_length_bytes: DEFAULT_MAX_TOPIC_LENGTH_BYTES,
             max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_output_buffer_bytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
+            topic_alias_maximum: DEFAULT_TOPIC_ALIAS_MAXIMUM,
+            receive_maximum: DEFAULT_RECEIVE_MAXIMUM,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             pool: PoolConfig::default(),
         }

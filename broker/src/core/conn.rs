@@ -15,6 +15,8 @@
 use bumpalo::Bump;
 use starling_pool::Poolable;
 
+use crate::core::message::MessageProps;
+use crate::protocol::v5::UNLIMITED_PACKET_SIZE_BYTES;
 use crate::protocol::{ProtocolVersion, Will};
 
 /// An arena holding more than this when its connection is released (a burst of huge
@@ -31,6 +33,46 @@ pub enum Phase {
     Connected,
     /// The core decided to close it (or hand it over); waiting for the driver to confirm.
     Closing,
+}
+
+/// A will message with what MQTT 5 adds to it: properties, its Message Expiry Interval
+/// (counted from when it is published) and the Will Delay Interval.
+#[derive(Debug)]
+pub struct PendingWill {
+    /// Topic, payload, QoS, RETAIN.
+    pub will: Will,
+    /// The will properties that travel with the message.
+    pub props: Option<Box<MessageProps>>,
+    /// Message Expiry Interval in seconds, counted from publication.
+    pub expiry_secs: Option<u32>,
+    /// Will Delay Interval in seconds (0: published when the connection ends).
+    pub delay_secs: u32,
+    /// When a delayed will is due, in loop ms (0 while the connection lives).
+    pub due_ms: u64,
+}
+
+/// What only an MQTT 5 connection needs (boxed: 3.1.1 connections pay one pointer).
+#[derive(Debug)]
+pub struct ConnV5 {
+    /// The client's Receive Maximum: QoS 1/2 messages we may have in flight toward it.
+    pub receive_maximum: u16,
+    /// The client's Maximum Packet Size (a larger message is not sent to it, MQTT-3.1.2-25).
+    pub max_packet_size_bytes: usize,
+    /// Topic aliases the client set on this connection (index: alias − 1), grown on use.
+    pub topic_aliases: Vec<Option<Box<str>>>,
+    /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
+    pub problem_information: bool,
+}
+
+impl Default for ConnV5 {
+    fn default() -> Self {
+        ConnV5 {
+            receive_maximum: u16::MAX,
+            max_packet_size_bytes: UNLIMITED_PACKET_SIZE_BYTES,
+            topic_aliases: Vec::new(),
+            problem_information: true,
+        }
+    }
 }
 
 /// One connection's state.
@@ -50,7 +92,9 @@ pub struct Conn {
     /// Encoded packets the socket has not taken yet (lent buffer, or empty when idle).
     pub output: Vec<u8>,
     /// The will to publish if the connection ends without DISCONNECT.
-    pub will: Option<Box<Will>>,
+    pub will: Option<Box<PendingWill>>,
+    /// MQTT 5 state, for v5 connections.
+    pub v5: Option<Box<ConnV5>>,
     /// Whether the connection holds a slot of the global connection count.
     pub counted: bool,
     /// Whether the connection is on the loop's list of connections with new output.
@@ -76,12 +120,20 @@ impl Conn {
             input: Vec::new(),
             output: Vec::new(),
             will: None,
+            v5: None,
             dirty: false,
             counted: false,
             refusal_logged: false,
             timer_due_ms: 0,
             arena: Bump::new(),
         }
+    }
+
+    /// The client's Maximum Packet Size (unlimited for 3.x).
+    pub fn peer_max_packet_size_bytes(&self) -> usize {
+        self.v5
+            .as_ref()
+            .map_or(UNLIMITED_PACKET_SIZE_BYTES, |v| v.max_packet_size_bytes)
     }
 
     /// Whether nothing is buffered in either direction.
@@ -112,6 +164,7 @@ impl Poolable for Conn {
         self.session = u32::MAX;
         self.keep_alive_timeout_ms = 0;
         self.will = None;
+        self.v5 = None;
         self.dirty = false;
         self.counted = false;
         self.refusal_logged = false;

@@ -8,20 +8,28 @@
 //! `max_output_buffer_bytes` gets its messages queued. The queue holds at most
 //! `max_queued_messages`; when full, a queued QoS 0 message is dropped first, else the new
 //! message is dropped, and every drop is counted.
+//!
+//! MQTT 5 adds three reasons not to send: the message expired (MQTT-3.3.2-5; checked
+//! again when a queued message moves up), it is larger than the client's Maximum Packet
+//! Size (MQTT-3.1.2-25: dropped for that client only), and the client's Receive Maximum,
+//! which narrows the in-flight window (MQTT-3.3.4-9).
 
 use crate::core::conn::{Conn, Phase};
 use crate::core::message::SharedMessage;
+use crate::core::outbound::for_subscriber;
 use crate::core::session::{Inflight, InflightState, Queued, Session};
-use crate::core::{ConnId, Message, Shard};
-use crate::protocol::{
-    EncodeError, ProtocolVersion, PublishRef, QoS, encode_publish, encode_pubrel, publish_len,
-};
+use crate::core::subscription::SubIds;
+use crate::core::{ConnId, Message, Shard, groups};
+use crate::protocol::v5::{PublishV5, UNLIMITED_PACKET_SIZE_BYTES, publish_v5_len};
+use crate::protocol::{PacketType, ProtocolVersion, QoS, ReasonCode, publish_len};
 
 /// A message to deliver: borrowed from a frame (with a slot for its shared copy, made only
 /// if some delivery needs one), or already shared.
 pub(crate) struct Outgoing<'a, 'm> {
-    /// Topic and payload.
-    pub view: PublishRef<'a>,
+    /// Topic (resolved), payload and properties.
+    pub view: PublishV5<'a>,
+    /// When the message expires, in loop ms.
+    pub expires_at_ms: Option<u64>,
     /// The shared copy, if made.
     pub shared: &'m mut Option<SharedMessage>,
 }
@@ -30,37 +38,22 @@ impl Outgoing<'_, '_> {
     /// The shared copy, made on first use.
     pub(crate) fn shared(&mut self) -> SharedMessage {
         self.shared
-            .get_or_insert_with(|| Message::from_publish(&self.view))
+            .get_or_insert_with(|| Message::from_publish_v5(&self.view, self.expires_at_ms))
             .clone()
     }
 }
 
-impl Shard {
-    /// Encodes one packet into `key`'s output (lending it a buffer if it has none) and marks
-    /// it for the driver. Returns whether it was written.
-    pub(crate) fn write(
-        &mut self,
-        key: ConnId,
-        encode: impl FnOnce(&mut Vec<u8>, ProtocolVersion) -> Result<usize, EncodeError>,
-    ) -> bool {
-        let Ok(conn) = self.pool.get_mut(key) else {
-            return false;
-        };
-        if conn.output.capacity() == 0 {
-            conn.output = self.buffers.take();
-        }
-        let version = conn.version;
-        match encode(&mut conn.output, version) {
-            Ok(_) => {
-                self.mark_dirty(key);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not encode a packet");
-                false
-            }
-        }
-    }
+/// One delivery's own settings: QoS, RETAIN flag and Subscription Identifiers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grant<'s> {
+    /// The delivery QoS (the lower of the published and the granted one).
+    pub qos: QoS,
+    /// The RETAIN flag to send.
+    pub retain: bool,
+    /// The Subscription Identifiers to send (MQTT 5).
+    pub sub_ids: &'s [u32],
+    /// The shared-subscription group that chose this session, if any.
+    pub group: Option<u32>,
 }
 
 /// The connection of `session` if it is online and not closing.
@@ -77,17 +70,66 @@ fn has_room(shard: &Shard, key: ConnId, len: usize) -> bool {
     })
 }
 
-/// Delivers `message` to session `session_id` at `qos` with the RETAIN flag `retain`.
+/// The in-flight window toward `key`'s client: ours, narrowed by its Receive Maximum.
+fn window(shard: &Shard, key: ConnId) -> usize {
+    let client = shard
+        .pool
+        .get(key)
+        .ok()
+        .and_then(|c| c.v5.as_ref())
+        .map_or(usize::MAX, |v| usize::from(v.receive_maximum));
+    shard.config.max_inflight_messages.min(client)
+}
+
+/// Whether the message is past its Message Expiry Interval.
+fn expired(expires_at_ms: Option<u64>, now_ms: u64) -> bool {
+    expires_at_ms.is_some_and(|at| at <= now_ms)
+}
+
+/// Whether a v5 client's Maximum Packet Size is too small for this delivery.
+fn too_large_for(
+    shard: &Shard,
+    session: &Session,
+    message: &Outgoing<'_, '_>,
+    grant: &Grant<'_>,
+) -> bool {
+    let Some(max) = session
+        .conn
+        .and_then(|key| shard.pool.get(key).ok())
+        .map(|c| c.peer_max_packet_size_bytes())
+        .filter(|&max| max != UNLIMITED_PACKET_SIZE_BYTES)
+    else {
+        return false;
+    };
+    // The largest form: with a packet id, and an expiry interval if it has one.
+    let mut probe = for_subscriber(&message.view, grant.sub_ids, message.expires_at_ms, 0);
+    probe.qos = grant.qos;
+    probe.packet_id = (grant.qos != QoS::AtMostOnce).then_some(1);
+    !publish_v5_len(&probe).is_ok_and(|len| len <= max)
+}
+
+/// Delivers `message` to session `session_id` as `grant` says.
 pub(crate) fn deliver(
     shard: &mut Shard,
     session_id: u32,
     message: &mut Outgoing<'_, '_>,
-    qos: QoS,
-    retain: bool,
+    grant: Grant<'_>,
+    now_ms: u64,
 ) {
     let Some(session) = shard.sessions.get(session_id) else {
         return;
     };
+    if expired(message.expires_at_ms, now_ms) {
+        shard.stats.dropped_expired += 1;
+        shard.stats.dropped += 1;
+        return;
+    }
+    if too_large_for(shard, session, message, &grant) {
+        shard.stats.dropped_too_large += 1;
+        shard.stats.dropped += 1;
+        return;
+    }
+    let qos = grant.qos;
     let send_now = match online(session, &shard.pool) {
         Some(key) => {
             let len = publish_len(
@@ -98,7 +140,7 @@ pub(crate) fn deliver(
             )
             .unwrap_or(usize::MAX);
             let traffic = session.traffic();
-            let window_open = traffic.inflight.len() < shard.config.max_inflight_messages;
+            let window_open = traffic.inflight.len() < window(shard, key);
             let can_send = traffic.queue.is_empty()
                 && has_room(shard, key, len)
                 && (qos == QoS::AtMostOnce || window_open);
@@ -119,39 +161,42 @@ pub(crate) fn deliver(
                 session_id,
                 Queued {
                     qos,
-                    retain,
+                    retain: grant.retain,
                     message,
+                    sub_ids: SubIds::from_slice(grant.sub_ids),
+                    group: grant.group,
                 },
             );
         }
         Some(key) if qos == QoS::AtMostOnce => {
-            let view = PublishRef {
+            let view = PublishV5 {
                 qos,
-                retain,
+                retain: grant.retain,
                 dup: false,
                 packet_id: None,
                 ..message.view
             };
-            if shard.write(key, |out, v| encode_publish(out, v, &view)) {
+            if shard.write_publish(key, &view, grant.sub_ids, message.expires_at_ms, now_ms) {
                 shard.stats.publish_sent += 1;
             }
         }
         Some(key) => {
             let shared = message.shared();
-            send_inflight(shard, session_id, key, shared, qos, retain);
+            let queued = Queued {
+                qos,
+                retain: grant.retain,
+                message: shared,
+                sub_ids: SubIds::from_slice(grant.sub_ids),
+                group: grant.group,
+            };
+            send_inflight(shard, session_id, key, queued, now_ms);
         }
     }
+    groups::sync_presence(shard, session_id);
 }
 
 /// Sends a QoS 1/2 message under a fresh packet id and records it in flight.
-fn send_inflight(
-    shard: &mut Shard,
-    session_id: u32,
-    key: ConnId,
-    message: SharedMessage,
-    qos: QoS,
-    retain: bool,
-) {
+fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued, now_ms: u64) {
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return;
     };
@@ -159,20 +204,37 @@ fn send_inflight(
         shard.stats.dropped += 1;
         return;
     };
-    let state = if qos == QoS::AtLeastOnce {
+    let state = if queued.qos == QoS::AtLeastOnce {
         InflightState::AwaitPubAck
     } else {
         InflightState::AwaitPubRec
     };
-    session.traffic_mut().inflight.push(Inflight {
-        packet_id,
+    let Queued {
         qos,
-        state,
-        message: message.clone(),
-    });
+        retain,
+        message,
+        sub_ids,
+        group,
+    } = queued;
     let view = message.as_publish(qos, retain, false, Some(packet_id));
-    if shard.write(key, |out, v| encode_publish(out, v, &view)) {
+    if shard.write_publish(
+        key,
+        &view,
+        sub_ids.as_slice(),
+        message.expires_at_ms(),
+        now_ms,
+    ) {
         shard.stats.publish_sent += 1;
+    }
+    if let Some(session) = shard.sessions.get_mut(session_id) {
+        session.traffic_mut().inflight.push(Inflight {
+            packet_id,
+            qos,
+            state,
+            message,
+            sub_ids,
+            group,
+        });
     }
 }
 
@@ -226,8 +288,9 @@ fn log_drop(session: &mut Session, reason: &str) {
     }
 }
 
-/// Moves queued messages to the client while its window and output allow.
-pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
+/// Moves queued messages to the client while its window and output allow; expired ones
+/// are dropped on the way (MQTT-3.3.2-5).
+pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
     let Ok(conn) = shard.pool.get(key) else {
         return;
     };
@@ -235,6 +298,7 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         return;
     }
     let session_id = conn.session;
+    let window = window(shard, key);
     loop {
         let Some(session) = shard.sessions.get(session_id) else {
             return;
@@ -242,7 +306,8 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         let Some(front) = session.traffic().queue.front() else {
             return;
         };
-        let window_open = session.traffic().inflight.len() < shard.config.max_inflight_messages;
+        let stale = expired(front.message.expires_at_ms(), now_ms);
+        let window_open = session.traffic().inflight.len() < window;
         let len = publish_len(
             ProtocolVersion::V311,
             front.message.topic.len(),
@@ -250,7 +315,8 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
             front.qos,
         )
         .unwrap_or(usize::MAX);
-        if !has_room(shard, key, len) || (front.qos != QoS::AtMostOnce && !window_open) {
+        if !stale && (!has_room(shard, key, len) || (front.qos != QoS::AtMostOnce && !window_open))
+        {
             return;
         }
         let Some(queued) = shard
@@ -260,23 +326,21 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, _now_ms: u64) {
         else {
             return;
         };
-        if queued.qos == QoS::AtMostOnce {
+        if stale {
+            shard.stats.dropped_expired += 1;
+            shard.stats.dropped += 1;
+        } else if queued.qos == QoS::AtMostOnce {
             let view = queued
                 .message
                 .as_publish(QoS::AtMostOnce, queued.retain, false, None);
-            if shard.write(key, |out, v| encode_publish(out, v, &view)) {
+            let expires = queued.message.expires_at_ms();
+            if shard.write_publish(key, &view, queued.sub_ids.as_slice(), expires, now_ms) {
                 shard.stats.publish_sent += 1;
             }
         } else {
-            send_inflight(
-                shard,
-                session_id,
-                key,
-                queued.message,
-                queued.qos,
-                queued.retain,
-            );
+            send_inflight(shard, session_id, key, queued, now_ms);
         }
+        groups::sync_presence(shard, session_id);
     }
 }
 
@@ -293,12 +357,13 @@ pub(crate) fn resume(shard: &mut Shard, key: ConnId, now_ms: u64) {
     for message in inflight {
         let id = message.packet_id;
         if message.state == InflightState::AwaitPubComp {
-            shard.write(key, |out, v| encode_pubrel(out, v, id));
+            shard.write_ack(key, PacketType::PubRel, id, ReasonCode::Success);
         } else {
             let view = message
                 .message
                 .as_publish(message.qos, false, true, Some(id));
-            if shard.write(key, |out, v| encode_publish(out, v, &view)) {
+            let expires = message.message.expires_at_ms();
+            if shard.write_publish(key, &view, message.sub_ids.as_slice(), expires, now_ms) {
                 shard.stats.publish_sent += 1;
             }
         }
@@ -312,8 +377,8 @@ pub(crate) fn send_retained(
     shard: &mut Shard,
     key: ConnId,
     filter: &str,
-    granted: QoS,
-    _now_ms: u64,
+    grant: Grant<'_>,
+    now_ms: u64,
 ) {
     let Ok(conn) = shard.pool.get(key) else {
         return;
@@ -324,13 +389,20 @@ pub(crate) fn send_retained(
         retained.for_each_match(filter, |_, message| matching.push(message.clone()));
     }
     for message in matching {
-        let qos = message.qos.min(granted);
+        let qos = message.qos.min(grant.qos);
         let view = message.as_publish(qos, true, false, None);
+        let expires_at_ms = message.expires_at_ms();
         let mut shared = Some(message.clone());
         let mut outgoing = Outgoing {
             view,
+            expires_at_ms,
             shared: &mut shared,
         };
-        deliver(shard, session_id, &mut outgoing, qos, true);
+        let grant = Grant {
+            qos,
+            retain: true,
+            ..grant
+        };
+        deliver(shard, session_id, &mut outgoing, grant, now_ms);
     }
 }

@@ -6,7 +6,9 @@
 
 use crate::core::conn::Phase;
 use crate::core::{ConnId, Shard, handlers, lifecycle};
-use crate::protocol::{FrameError, PacketType, check_frame, decode};
+use crate::protocol::{
+    AnyPacket, FrameError, PacketType, ProtocolVersion, ReasonCode, check_frame_for, decode_any,
+};
 
 /// What the frame loop does after a packet.
 pub(crate) enum Flow {
@@ -71,14 +73,20 @@ fn keep_rest(shard: &mut Shard, key: ConnId, rest: &[u8]) {
 fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
     let mut at = 0;
     while at < buf.len() {
-        let header = match check_frame(&buf[at..], shard.config.max_packet_size_bytes) {
+        let version = shard
+            .pool
+            .get(key)
+            .map_or(ProtocolVersion::V311, |c| c.version);
+        let header = match check_frame_for(version, &buf[at..], shard.config.max_packet_size_bytes)
+        {
             Ok(header) => header,
             Err(FrameError::Incomplete { .. }) => break,
             Err(error) => {
                 if matches!(error, FrameError::TooLarge { .. }) {
                     shard.stats.refused_packet_too_large += 1;
                 }
-                lifecycle::close_for(shard, key, "bad frame", &error, now_ms);
+                let code = error.reason_code().unwrap_or(ReasonCode::MalformedPacket);
+                lifecycle::close_for(shard, key, "bad frame", code, &error, now_ms);
                 return buf.len();
             }
         };
@@ -120,6 +128,7 @@ fn dispatch(
                 shard,
                 key,
                 "first packet is not CONNECT (MQTT-3.1.0-1)",
+                ReasonCode::ProtocolError,
                 &packet_type_name(packet_type),
                 now_ms,
             );
@@ -127,10 +136,12 @@ fn dispatch(
         }
         Phase::Connected => {
             let version = conn.version;
-            match decode(version, frame) {
-                Ok(packet) => handlers::handle_packet(shard, key, packet, now_ms),
+            match decode_any(version, frame) {
+                Ok(AnyPacket::V3(packet)) => handlers::handle_packet(shard, key, packet, now_ms),
+                Ok(AnyPacket::V5(packet)) => handlers::handle_packet_v5(shard, key, packet, now_ms),
                 Err(error) => {
-                    lifecycle::close_for(shard, key, "bad packet", &error, now_ms);
+                    let code = error.reason_code();
+                    lifecycle::close_for(shard, key, "bad packet", code, &error, now_ms);
                     Flow::Stop
                 }
             }

@@ -1,18 +1,35 @@
 //! The end of connections and sessions: closing for a reason, DISCONNECT, takeover, handover
 //! to another loop, the will, and the timers that close silent connections.
+//!
+//! MQTT 5 adds: a DISCONNECT with a reason code from the server wherever it closes a v5
+//! connection (MQTT-3.14.0-? §4.13: 0x81, 0x82, 0x8D, 0x8E, 0x93, 0x94, 0x95, 0x99 …);
+//! the Session Expiry Interval (a session outlives its connection by that long, or for
+//! ever); and the Will Delay Interval (the will waits that long, and a reconnect within it
+//! cancels it, MQTT-3.1.3-9). Both deadlines are kept in [`SessionTimers`].
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt::Display;
 
-use crate::core::conn::Phase;
+use crate::core::conn::{PendingWill, Phase};
 use crate::core::input::Flow;
-use crate::core::{Action, ConnId, Shard, routing};
-use crate::protocol::PublishRef;
+use crate::core::message::Message;
+use crate::core::{Action, ConnId, Shard, groups, routing};
+use crate::protocol::v5::{DisconnectV5, PublishV5};
+use crate::protocol::{ProtocolVersion, ReasonCode};
+
+/// Deadlines of offline sessions (expiry, delayed will): (due ms, session index). An entry
+/// is only a reminder: what is due is read from the session itself, so an entry made
+/// stale by a reconnect (or a reused slot) finds nothing due and is dropped.
+pub type SessionTimers = BinaryHeap<Reverse<(u64, u32)>>;
 
 /// Closes `key` because of bad input or a limit, logging the client and the reason once.
+/// A v5 client that got its CONNACK is told why with a DISCONNECT carrying `code`.
 pub(crate) fn close_for(
     shard: &mut Shard,
     key: ConnId,
     what: &str,
+    code: ReasonCode,
     reason: &dyn Display,
     _now_ms: u64,
 ) {
@@ -22,9 +39,13 @@ pub(crate) fn close_for(
     if conn.phase == Phase::Closing {
         return;
     }
+    let connected = conn.phase == Phase::Connected;
     let client = client_name(shard, key);
-    tracing::info!(client = %client, conn = %key, reason = %reason, "closing connection: {what}");
+    tracing::info!(client = %client, conn = %key, reason = %reason, code = code.as_u8(), "closing connection: {what}");
     shard.stats.closed_bad_input += 1;
+    if connected {
+        shard.write_disconnect(key, code);
+    }
     start_close(shard, key);
 }
 
@@ -39,7 +60,7 @@ fn start_close(shard: &mut Shard, key: ConnId) {
 }
 
 /// The client id of `key`, or its handle before CONNECT.
-fn client_name(shard: &Shard, key: ConnId) -> String {
+pub(crate) fn client_name(shard: &Shard, key: ConnId) -> String {
     let session = shard.pool.get(key).map(|c| c.session).unwrap_or(u32::MAX);
     shard
         .sessions
@@ -48,19 +69,46 @@ fn client_name(shard: &Shard, key: ConnId) -> String {
         .map_or_else(|| format!("<conn {key}>"), |s| s.client_id.to_string())
 }
 
-/// DISCONNECT: the will is discarded (MQTT-3.14.4-3) and the connection closed.
-pub(crate) fn handle_disconnect(shard: &mut Shard, key: ConnId) -> Flow {
-    if let Ok(conn) = shard.pool.get_mut(key) {
+/// DISCONNECT: the will is discarded (MQTT-3.14.4-3) unless a v5 client asked for it
+/// (0x04); a v5 client may change its Session Expiry Interval, but not from 0
+/// (MQTT-3.14.2-? §3.14.2.2.2: a protocol error).
+pub(crate) fn handle_disconnect(
+    shard: &mut Shard,
+    key: ConnId,
+    disconnect: Option<&DisconnectV5<'_>>,
+    now_ms: u64,
+) -> Flow {
+    let Ok(conn) = shard.pool.get(key) else {
+        return Flow::Stop;
+    };
+    let session_id = conn.session;
+    if let Some(expiry) = disconnect.and_then(|d| d.session_expiry_interval_secs) {
+        let Some(session) = shard.sessions.get_mut(session_id) else {
+            return Flow::Stop;
+        };
+        if session.expiry_secs == 0 && expiry != 0 {
+            let what = "DISCONNECT sets a Session Expiry Interval after CONNECT's 0";
+            close_for(shard, key, what, ReasonCode::ProtocolError, &expiry, now_ms);
+            return Flow::Stop;
+        }
+        session.expiry_secs = expiry;
+    }
+    let keep_will = disconnect.is_some_and(|d| d.reason == ReasonCode::DisconnectWithWillMessage);
+    if let Ok(conn) = shard.pool.get_mut(key)
+        && !keep_will
+    {
         conn.will = None;
     }
     start_close(shard, key);
     Flow::Stop
 }
 
-/// A second connection with the same client id: the old one is closed (MQTT-3.1.4-2) and
-/// detached from the session, which the new connection then takes.
+/// A second connection with the same client id: the old one is closed (MQTT-3.1.4-2; a v5
+/// one told 0x8E Session taken over) and detached from the session, which the new
+/// connection then takes.
 pub(crate) fn take_over(shard: &mut Shard, old: ConnId, client_id: &str, _now_ms: u64) {
     tracing::info!(client = %client_id, conn = %old, "session taken over by a new connection");
+    shard.write_disconnect(old, ReasonCode::SessionTakenOver);
     if let Ok(conn) = shard.pool.get(old) {
         let session = conn.session;
         if let Some(s) = shard.sessions.get_mut(session) {
@@ -85,7 +133,8 @@ pub(crate) fn hand_over(shard: &mut Shard, key: ConnId, to: usize, bytes: &[u8],
 }
 
 /// The socket is gone: publish the will if there is one (not after DISCONNECT,
-/// MQTT-3.1.2-10), unbind the session and end it if it was clean, release the object.
+/// MQTT-3.1.2-10; after its delay, for v5), unbind the session and end it if it does not
+/// outlive its connection, release the object.
 pub(crate) fn finalize(shard: &mut Shard, key: ConnId, now_ms: u64) {
     let Ok(conn) = shard.pool.get_mut(key) else {
         return;
@@ -96,49 +145,120 @@ pub(crate) fn finalize(shard: &mut Shard, key: ConnId, now_ms: u64) {
     if counted {
         shard.shared.disconnected();
     }
-    if let Some(will) = will {
-        publish_will(shard, &will, now_ms);
-    }
+    let mut will = will.map(|w| *w);
     if session_id != u32::MAX {
-        let clean = match shard.sessions.get_mut(session_id) {
-            Some(session) if session.conn == Some(key) => {
-                session.conn = None;
-                session.clean
-            }
-            _ => false,
-        };
-        if clean {
-            end_session(shard, session_id);
+        let owned = shard
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.conn == Some(key));
+        if owned {
+            will = unbind(shard, session_id, will, now_ms);
+        } else if will.as_ref().is_some_and(|w| w.delay_secs > 0) {
+            // Taken over within the will's delay: a new connection to the session came
+            // first (MQTT-3.1.3-9).
+            will = None;
         }
+    }
+    if let Some(will) = will {
+        publish_will(shard, will, now_ms);
     }
     release(shard, key, now_ms);
 }
 
-/// Publishes a will as if its client had sent it.
-fn publish_will(shard: &mut Shard, will: &crate::protocol::Will, now_ms: u64) {
-    shard.stats.wills_published += 1;
-    let view = PublishRef {
-        topic: &will.topic,
-        payload: &will.payload,
-        qos: will.qos,
-        retain: will.retain,
-        dup: false,
-        packet_id: None,
+/// Detaches a session from its ended connection: ends it (expiry 0), or files its expiry
+/// and a delayed will. Returns the will to publish now, if any.
+fn unbind(
+    shard: &mut Shard,
+    session_id: u32,
+    will: Option<PendingWill>,
+    now_ms: u64,
+) -> Option<PendingWill> {
+    let Some(session) = shard.sessions.get_mut(session_id) else {
+        return will;
     };
-    routing::route_local_publish(shard, &view, now_ms);
+    session.conn = None;
+    let expiry_secs = session.expiry_secs;
+    if expiry_secs == 0 {
+        end_session(shard, session_id, now_ms);
+        return will;
+    }
+    groups::sync_presence(shard, session_id);
+    if expiry_secs != u32::MAX {
+        let due = now_ms.saturating_add(u64::from(expiry_secs) * 1000).max(1);
+        if let Some(session) = shard.sessions.get_mut(session_id) {
+            session.expiry_due_ms = due;
+        }
+        shard.session_timers.push(Reverse((due, session_id)));
+    }
+    match will {
+        Some(mut will) if will.delay_secs > 0 => {
+            // Published when the delay or the session ends, whichever is first (§3.1.3.2.2).
+            let delay_secs = will.delay_secs.min(expiry_secs);
+            will.due_ms = now_ms.saturating_add(u64::from(delay_secs) * 1000);
+            let due = will.due_ms;
+            if let Some(session) = shard.sessions.get_mut(session_id) {
+                session.extras_mut().delayed_will = Some(will);
+            }
+            shard.session_timers.push(Reverse((due, session_id)));
+            None
+        }
+        will => will,
+    }
 }
 
-/// Ends a session: its subscriptions leave the index and its messages are dropped.
-pub(crate) fn end_session(shard: &mut Shard, session_id: u32) {
+/// Publishes a will as if its client had sent it (its Message Expiry Interval counted from
+/// now, its properties passed on).
+fn publish_will(shard: &mut Shard, will: PendingWill, now_ms: u64) {
+    shard.stats.wills_published += 1;
+    let PendingWill {
+        will,
+        props,
+        expiry_secs,
+        ..
+    } = will;
+    let expires_at_ms = expiry_secs.map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
+    let message = Message {
+        topic: will.topic.into(),
+        payload: will.payload.into(),
+        qos: will.qos,
+        retain: will.retain,
+        props,
+    };
+    let mut view: PublishV5<'_> = message.as_publish(message.qos, message.retain, false, None);
+    view.properties.message_expiry_interval_secs = expiry_secs;
+    routing::route_local_publish(shard, None, &view, expires_at_ms, now_ms);
+}
+
+/// Ends a session: a delayed will is published now (§3.1.3.2.2), its subscriptions leave
+/// the index and the groups, the QoS 1/2 messages shared groups gave it go to other
+/// members, and the rest is dropped.
+pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
     if shard.sessions.get(session_id).is_none() {
         return;
     }
-    let session = shard.sessions.remove(session_id);
-    let filters = session.subscriptions.iter().map(|(f, _)| &**f);
-    shard.index.unsubscribe_all(session_id, filters);
+    let mut session = shard.sessions.remove(session_id);
+    let mut plain = Vec::with_capacity(session.subscriptions.len());
+    for (filter, _) in &session.subscriptions {
+        match crate::protocol::v5::parse_shared_filter(filter) {
+            Ok(Some(shared)) => groups::leave(shard, session_id, shared),
+            _ => plain.push(&**filter),
+        }
+    }
+    shard.index.unsubscribe_all(session_id, plain.into_iter());
     shard
         .shared
         .set_subscriptions(shard.loop_index, shard.index.len());
+    let traffic = session.take_traffic();
+    let inflight = traffic.inflight.into_iter().map(|m| (m.group, m.message));
+    let queued = traffic.queue.into_iter().map(|q| (q.group, q.message));
+    for (group, message) in inflight.chain(queued) {
+        if let Some(group) = group {
+            groups::redispatch(shard, group, message, now_ms);
+        }
+    }
+    if let Some(will) = session.extras.take().and_then(|e| e.delayed_will) {
+        publish_will(shard, will, now_ms);
+    }
 }
 
 /// Returns the connection's buffers to the loop and its object to the pool.
@@ -150,6 +270,35 @@ fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
         shard.buffers.give(output);
     }
     let _ = shard.pool.release(key, now_ms);
+}
+
+/// Publishes delayed wills and ends expired sessions whose deadlines have come.
+pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
+    while let Some(&Reverse((due, session_id))) = shard.session_timers.peek() {
+        if due > now_ms {
+            break;
+        }
+        shard.session_timers.pop();
+        let Some(session) = shard.sessions.get_mut(session_id) else {
+            continue;
+        };
+        if session.conn.is_some() {
+            continue; // the client came back: both deadlines are void
+        }
+        let will = session
+            .extras
+            .as_mut()
+            .filter(|e| e.delayed_will.as_ref().is_some_and(|w| w.due_ms <= now_ms))
+            .and_then(|e| e.delayed_will.take());
+        let expired = session.expiry_due_ms != 0 && session.expiry_due_ms <= now_ms;
+        if let Some(will) = will {
+            publish_will(shard, will, now_ms);
+        }
+        if expired {
+            tracing::debug!(session = session_id, "session expired");
+            end_session(shard, session_id, now_ms);
+        }
+    }
 }
 
 /// Closes connections whose connect timeout or keep-alive (1.5 × the interval,
@@ -174,14 +323,17 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
             Phase::Connected | Phase::Closing => continue,
         };
         if now_ms >= deadline {
-            let what = if conn.phase == Phase::AwaitingConnect {
+            let connecting = conn.phase == Phase::AwaitingConnect;
+            let what = if connecting {
                 "connect timeout"
             } else {
                 "keep-alive timeout (MQTT-3.1.2-24)"
             };
             shard.stats.closed_timeout += 1;
-            if conn.phase == Phase::AwaitingConnect {
+            if connecting {
                 shard.stats.closed_connect_timeout += 1;
+            } else if conn.version == ProtocolVersion::V5 {
+                shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
             }
             let client = client_name(shard, key);
             tracing::info!(client = %client, conn = %key, "closing connection: {what}");
@@ -191,4 +343,15 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
         }
     }
     shard.timer_scratch = due;
+}
+
+/// A graceful shutdown: v5 clients are told 0x8B Server shutting down.
+pub(crate) fn notify_shutdown(shard: &mut Shard, key: ConnId) {
+    if shard
+        .pool
+        .get(key)
+        .is_ok_and(|c| c.phase == Phase::Connected)
+    {
+        shard.write_disconnect(key, ReasonCode::ServerShuttingDown);
+    }
 }

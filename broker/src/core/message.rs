@@ -2,7 +2,84 @@
 
 use std::sync::Arc;
 
+use crate::protocol::v5::{
+    PayloadFormat, PublishProperties, PublishV5, SubscriptionIds, UserProperties, UserProperty,
+};
 use crate::protocol::{PublishRef, QoS};
+
+/// The MQTT 5 properties a message carries from its publisher to its subscribers
+/// unchanged (MQTT-3.3.2-17/18/20: User Properties, Response Topic, Correlation Data,
+/// Content Type, Payload Format Indicator), and its expiry. Only messages that have any
+/// pay for it: a message from a 3.1.1 publisher holds `None`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MessageProps {
+    /// Payload Format Indicator.
+    pub payload_format: Option<PayloadFormat>,
+    /// When the message expires, in loop ms (from its Message Expiry Interval).
+    pub expires_at_ms: Option<u64>,
+    /// Content Type.
+    pub content_type: Option<Box<str>>,
+    /// Response Topic.
+    pub response_topic: Option<Box<str>>,
+    /// Correlation Data.
+    pub correlation_data: Option<Box<[u8]>>,
+    /// User Properties, in order.
+    pub user_properties: Box<[UserProperty]>,
+}
+
+impl MessageProps {
+    /// The owned copy of `props` (the publisher's), with the expiry deadline `expires_at_ms`;
+    /// `None` when there is nothing to carry.
+    pub fn from_publish(
+        props: &PublishProperties<'_>,
+        expires_at_ms: Option<u64>,
+    ) -> Option<Box<MessageProps>> {
+        let none = props.payload_format.is_none()
+            && expires_at_ms.is_none()
+            && props.content_type.is_none()
+            && props.response_topic.is_none()
+            && props.correlation_data.is_none()
+            && props.user_properties.is_empty();
+        (!none).then(|| {
+            Box::new(MessageProps {
+                payload_format: props.payload_format,
+                expires_at_ms,
+                content_type: props.content_type.map(Into::into),
+                response_topic: props.response_topic.map(Into::into),
+                correlation_data: props.correlation_data.map(Into::into),
+                user_properties: props.user_properties.to_vec().into_boxed_slice(),
+            })
+        })
+    }
+
+    /// The borrowed properties to encode (no expiry interval, alias or identifiers yet:
+    /// those are per delivery).
+    pub fn view(&self) -> PublishProperties<'_> {
+        PublishProperties {
+            payload_format: self.payload_format,
+            message_expiry_interval_secs: None,
+            topic_alias: None,
+            response_topic: self.response_topic.as_deref(),
+            correlation_data: self.correlation_data.as_deref(),
+            user_properties: UserProperties::from_owned(&self.user_properties),
+            subscription_identifiers: SubscriptionIds::NONE,
+            content_type: self.content_type.as_deref(),
+        }
+    }
+
+    /// Heap bytes held (for accounting).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<MessageProps>()
+            + self.content_type.as_ref().map_or(0, |s| s.len())
+            + self.response_topic.as_ref().map_or(0, |s| s.len())
+            + self.correlation_data.as_ref().map_or(0, |s| s.len())
+            + self
+                .user_properties
+                .iter()
+                .map(|p| std::mem::size_of::<UserProperty>() + p.name.len() + p.value.len())
+                .sum::<usize>()
+    }
+}
 
 /// A message kept beyond the read buffer: queued for a slow or offline client, in flight at
 /// QoS 1/2, retained, or forwarded to another event loop. Immutable and shared: one copy for
@@ -18,19 +95,28 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
+    /// MQTT 5 properties and expiry, if it has any.
+    pub props: Option<Box<MessageProps>>,
 }
 
 /// A message shared between queues, loops and the retained store.
 pub type SharedMessage = Arc<Message>;
 
 impl Message {
-    /// Copies a borrowed PUBLISH into an owned, shareable message.
+    /// Copies a borrowed 3.x PUBLISH into an owned, shareable message.
     pub fn from_publish(publish: &PublishRef<'_>) -> SharedMessage {
+        Message::from_publish_v5(&PublishV5::from_v3(publish), None)
+    }
+
+    /// Copies a borrowed PUBLISH (its topic resolved, if it came by alias) into an owned,
+    /// shareable message expiring at `expires_at_ms`.
+    pub fn from_publish_v5(publish: &PublishV5<'_>, expires_at_ms: Option<u64>) -> SharedMessage {
         Arc::new(Message {
             topic: publish.topic.into(),
             payload: publish.payload.into(),
             qos: publish.qos,
             retain: publish.retain,
+            props: MessageProps::from_publish(&publish.properties, expires_at_ms),
         })
     }
 
@@ -42,19 +128,28 @@ impl Message {
         retain: bool,
         dup: bool,
         packet_id: Option<u16>,
-    ) -> PublishRef<'_> {
-        PublishRef {
+    ) -> PublishV5<'_> {
+        PublishV5 {
             topic: &self.topic,
             payload: &self.payload,
             qos,
             retain,
             dup,
             packet_id,
+            properties: self.props.as_ref().map(|p| p.view()).unwrap_or_default(),
         }
     }
 
-    /// Heap bytes this message holds (topic and payload), for accounting.
+    /// When the message expires, in loop ms, if it does.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.props.as_ref().and_then(|p| p.expires_at_ms)
+    }
+
+    /// Heap bytes this message holds (topic, payload, properties), for accounting.
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Message>() + self.topic.len() + self.payload.len()
+        std::mem::size_of::<Message>()
+            + self.topic.len()
+            + self.payload.len()
+            + self.props.as_ref().map_or(0, |p| p.heap_bytes())
     }
 }

@@ -24,13 +24,16 @@ pub mod buffers;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod groups;
 mod handlers;
 pub mod input;
 pub mod lifecycle;
 pub mod message;
+mod outbound;
 pub mod routing;
 pub mod session;
 pub mod shared;
+pub mod subscription;
 pub mod timers;
 
 use std::collections::VecDeque;
@@ -40,14 +43,15 @@ use std::sync::Arc;
 use starling_pool::{Key, Pool, PoolStats};
 
 pub use config::CoreConfig;
+pub use handlers::auth::{AuthStep, Authenticator};
 pub use message::{Message, SharedMessage};
 pub use shared::Shared;
 
-use crate::protocol::QoS;
 use crate::topic::SubscriptionIndex;
 use buffers::{BufferPool, DEFAULT_MAX_FREE_BUFFERS};
 use conn::Conn;
 use session::Sessions;
+use subscription::SubOpts;
 use timers::Timers;
 
 /// A connection's handle: the key of its pooled object. Stale once the connection is closed.
@@ -77,6 +81,16 @@ pub enum Action {
     Forward {
         /// The destination loop.
         to: usize,
+        /// The message.
+        message: SharedMessage,
+    },
+    /// Give `message` to the one shared-subscription member `pick` chose on loop `to`
+    /// ([`Shard::remote_shared`]).
+    ForwardShared {
+        /// The destination loop.
+        to: usize,
+        /// The member.
+        pick: groups::Pick,
         /// The message.
         message: SharedMessage,
     },
@@ -128,6 +142,12 @@ pub struct ShardStats {
     pub dropped_queue_messages: u64,
     /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
     pub dropped_queue_bytes: u64,
+    /// Messages dropped for a subscriber because their Message Expiry Interval ran out
+    /// (also in `dropped`).
+    pub dropped_expired: u64,
+    /// Messages dropped for a subscriber because they exceed its Maximum Packet Size
+    /// (also in `dropped`).
+    pub dropped_too_large: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -147,13 +167,15 @@ pub struct Shard {
     config: CoreConfig,
     pool: Pool<Conn>,
     sessions: Sessions,
-    index: SubscriptionIndex<u32, QoS>,
+    index: SubscriptionIndex<u32, SubOpts>,
     buffers: BufferPool,
     timers: Timers,
+    session_timers: lifecycle::SessionTimers,
     shared: Arc<Shared>,
     actions: VecDeque<Action>,
     dirty: Vec<ConnId>,
-    route_scratch: Vec<(u32, QoS)>,
+    route_scratch: Vec<(u32, SubOpts)>,
+    id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
     next_sweep_ms: u64,
     next_assigned_id: u64,
@@ -186,10 +208,12 @@ impl Shard {
             index: SubscriptionIndex::new(),
             buffers,
             timers: Timers::default(),
+            session_timers: lifecycle::SessionTimers::new(),
             shared,
             actions: VecDeque::new(),
             dirty: Vec::new(),
             route_scratch: Vec::new(),
+            id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
             next_sweep_ms: 0,
             next_assigned_id: 0,
@@ -267,6 +291,12 @@ impl Shard {
         input::receive(self, conn, bytes, now_ms);
     }
 
+    /// A graceful shutdown is closing `conn`: an MQTT 5 client is told 0x8B Server
+    /// shutting down (written into its output before the driver's last write).
+    pub fn notify_shutdown(&mut self, conn: ConnId) {
+        lifecycle::notify_shutdown(self, conn);
+    }
+
     /// The socket of `conn` is gone (peer closed, I/O error, or after [`Action::Close`]).
     pub fn closed(&mut self, conn: ConnId, now_ms: u64) {
         lifecycle::finalize(self, conn, now_ms);
@@ -277,9 +307,15 @@ impl Shard {
         routing::route_remote(self, &message, now_ms);
     }
 
+    /// A message another loop gave to a shared-subscription member of this loop.
+    pub fn remote_shared(&mut self, pick: groups::Pick, message: SharedMessage, now_ms: u64) {
+        routing::route_remote_shared(self, pick, &message, now_ms);
+    }
+
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
         lifecycle::expire_timers(self, now_ms);
+        lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;
         self.pool.preheat_step(budget, now_ms);
         if now_ms >= self.next_sweep_ms {
@@ -287,6 +323,9 @@ impl Shard {
             self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
         }
         let mut next = self.timers.next_deadline_ms().unwrap_or(u64::MAX);
+        if let Some(std::cmp::Reverse((due, _))) = self.session_timers.peek() {
+            next = next.min(*due);
+        }
         next = next.min(self.next_sweep_ms);
         if self.pool.preheat_pending() > 0 {
             next = now_ms;

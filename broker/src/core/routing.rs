@@ -1,23 +1,41 @@
 //! A PUBLISH to everyone who wants it: the retained store, this loop's matching sessions
-//! (one delivery per session at the highest matching QoS, MQTT-3.3.5-1), and the other loops
-//! that hold any subscription.
+//! (one delivery per session at the highest matching QoS, MQTT-3.3.5-1, carrying every
+//! matching Subscription Identifier, MQTT-3.3.4-3), and the other loops that hold any
+//! subscription.
 
-use crate::core::delivery::{self, Outgoing};
+use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::message::SharedMessage;
-use crate::core::{Action, Shard};
-use crate::protocol::{PublishRef, QoS};
+use crate::core::subscription::SubOpts;
+use crate::core::{Action, Shard, groups};
+use crate::protocol::QoS;
+use crate::protocol::v5::PublishV5;
 
-/// A PUBLISH received on this loop.
-pub(crate) fn route_local_publish(shard: &mut Shard, publish: &PublishRef<'_>, now_ms: u64) {
+/// Who published a message, for No Local (MQTT-3.8.3-3): the session on this loop.
+pub(crate) type Publisher = Option<u32>;
+
+/// A PUBLISH received on this loop (its topic resolved, its expiry computed).
+pub(crate) fn route_local_publish(
+    shard: &mut Shard,
+    publisher: Publisher,
+    publish: &PublishV5<'_>,
+    expires_at_ms: Option<u64>,
+    now_ms: u64,
+) {
     let mut shared: Option<SharedMessage> = None;
     let mut outgoing = Outgoing {
         view: *publish,
+        expires_at_ms,
         shared: &mut shared,
     };
+    // What reaches subscribers never carries the publisher's alias or expiry interval
+    // as sent: those are recomputed per delivery.
+    outgoing.view.properties.topic_alias = None;
+    outgoing.view.properties.message_expiry_interval_secs = None;
     if publish.retain {
         retain(shard, &mut outgoing);
     }
-    deliver_to_matches(shard, &mut outgoing, now_ms);
+    deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
+    groups::route(shard, &mut outgoing, now_ms);
     for to in 0..shard.loops {
         if to != shard.loop_index && shard.shared.has_subscribers(to) {
             let message = outgoing.shared();
@@ -32,9 +50,27 @@ pub(crate) fn route_remote(shard: &mut Shard, message: &SharedMessage, now_ms: u
     let view = message.as_publish(message.qos, message.retain, false, None);
     let mut outgoing = Outgoing {
         view,
+        expires_at_ms: message.expires_at_ms(),
         shared: &mut shared,
     };
-    deliver_to_matches(shard, &mut outgoing, now_ms);
+    deliver_to_matches(shard, None, &mut outgoing, now_ms);
+}
+
+/// A message another loop's shared-subscription group gave to a member here.
+pub(crate) fn route_remote_shared(
+    shard: &mut Shard,
+    pick: groups::Pick,
+    message: &SharedMessage,
+    now_ms: u64,
+) {
+    let mut shared = Some(message.clone());
+    let view = message.as_publish(message.qos, message.retain, false, None);
+    let mut outgoing = Outgoing {
+        view,
+        expires_at_ms: message.expires_at_ms(),
+        shared: &mut shared,
+    };
+    groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
 }
 
 /// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11).
@@ -58,22 +94,54 @@ fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>) {
 }
 
 /// Delivers to every session of this loop with a matching subscription, once each.
-fn deliver_to_matches(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, _now_ms: u64) {
+fn deliver_to_matches(
+    shard: &mut Shard,
+    publisher: Publisher,
+    outgoing: &mut Outgoing<'_, '_>,
+    now_ms: u64,
+) {
     let mut matches = std::mem::take(&mut shard.route_scratch);
+    let mut ids = std::mem::take(&mut shard.id_scratch);
     matches.clear();
     shard
         .index
-        .for_each_match(outgoing.view.topic, |session, &qos| {
-            matches.push((session, qos))
+        .for_each_match(outgoing.view.topic, |session, &opts| {
+            // No Local: never back to the publishing session (MQTT-3.8.3-3).
+            if !(opts.no_local() && Some(session) == publisher) {
+                matches.push((session, opts));
+            }
         });
-    // Overlapping subscriptions of one session: keep the highest QoS (MQTT-3.3.5-1).
-    matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    matches.dedup_by_key(|m| m.0);
+    matches.sort_unstable_by_key(|m| m.0);
     let published = outgoing.view.qos;
-    for &(session, granted) in &matches {
-        let qos: QoS = published.min(granted);
-        // Live deliveries carry RETAIN 0 (MQTT-3.3.1-9).
-        delivery::deliver(shard, session, outgoing, qos, false);
+    let mut at = 0;
+    while at < matches.len() {
+        let session = matches[at].0;
+        let end = at + matches[at..].iter().take_while(|m| m.0 == session).count();
+        let group = &matches[at..end];
+        // Overlapping subscriptions of one session: one delivery at the highest QoS
+        // (MQTT-3.3.5-1) with all their identifiers (MQTT-3.3.4-3).
+        let granted = group
+            .iter()
+            .map(|m| m.1.qos())
+            .max()
+            .unwrap_or(QoS::AtMostOnce);
+        ids.clear();
+        ids.extend(group.iter().filter_map(|m| m.1.id()));
+        let grant = Grant {
+            qos: published.min(granted),
+            retain: live_retain(outgoing.view.retain, group.iter().map(|m| m.1)),
+            sub_ids: &ids,
+            group: None,
+        };
+        delivery::deliver(shard, session, outgoing, grant, now_ms);
+        at = end;
     }
     shard.route_scratch = matches;
+    shard.id_scratch = ids;
+}
+
+/// The RETAIN flag of a live delivery: 0 (MQTT-3.3.1-12), or the publisher's where a
+/// matching subscription asked for Retain As Published (MQTT-3.3.1-13).
+fn live_retain(published: bool, mut subscriptions: impl Iterator<Item = SubOpts>) -> bool {
+    published && subscriptions.any(|opts| opts.retain_as_published())
 }

@@ -12,8 +12,12 @@ use hashbrown::HashTable;
 use slab::Slab;
 use starling_pool::Key;
 
+use crate::core::conn::PendingWill;
+use crate::core::groups::Presence;
 use crate::core::message::SharedMessage;
+use crate::core::subscription::{SubIds, SubOpts};
 use crate::protocol::QoS;
+use std::sync::Arc;
 
 /// Where an outgoing QoS 1/2 message is in its flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,11 @@ pub struct Inflight {
     pub state: InflightState,
     /// The message, kept for redelivery.
     pub message: SharedMessage,
+    /// The Subscription Identifiers it is delivered with (MQTT 5).
+    pub sub_ids: SubIds,
+    /// The shared-subscription group it was given to this session by, if any (handed to
+    /// another member if this session ends first).
+    pub group: Option<u32>,
 }
 
 /// One message waiting to be sent.
@@ -48,6 +57,10 @@ pub struct Queued {
     pub retain: bool,
     /// The message.
     pub message: SharedMessage,
+    /// The Subscription Identifiers it is delivered with (MQTT 5).
+    pub sub_ids: SubIds,
+    /// The shared-subscription group it was given to this session by, if any.
+    pub group: Option<u32>,
 }
 
 impl Queued {
@@ -123,6 +136,16 @@ static NO_TRAFFIC: Traffic = Traffic {
     queued_qos0: 0,
 };
 
+/// The rarely used parts of a session, allocated when first needed.
+#[derive(Debug, Default)]
+pub struct SessionExtras {
+    /// A will waiting out its Will Delay Interval while the client is away (MQTT 5).
+    pub delayed_will: Option<PendingWill>,
+    /// The session's load and presence as the members of its shared subscriptions'
+    /// groups see it (set once the session joins a group).
+    pub presence: Option<Arc<Presence>>,
+}
+
 /// One client's session.
 #[derive(Debug)]
 pub struct Session {
@@ -130,24 +153,31 @@ pub struct Session {
     pub client_id: Box<str>,
     /// The connection bound to it, if the client is online.
     pub conn: Option<Key>,
-    /// Whether the session ends with its connection (clean session 1).
-    pub clean: bool,
+    /// Session Expiry Interval in seconds: 0 ends the session with its connection (3.1.1
+    /// clean session 1), `u32::MAX` never expires (3.1.1 clean session 0).
+    pub expiry_secs: u32,
+    /// When the offline session expires, in loop ms (0: online, or never).
+    pub expiry_due_ms: u64,
     /// The last packet id used toward the client.
     pub last_packet_id: u16,
-    /// Its subscriptions (filter, granted QoS), mirrored in the loop's index.
-    pub subscriptions: Vec<(Box<str>, QoS)>,
+    /// Its subscriptions (filter, options), mirrored in the loop's index.
+    pub subscriptions: Vec<(Box<str>, SubOpts)>,
     /// Whether a dropped message was logged for this session already (drops are counted
     /// every time, logged once).
     pub drop_logged: bool,
+    /// What few sessions need (a delayed will, shared-subscription presence).
+    pub extras: Option<Box<SessionExtras>>,
     traffic: Option<Box<Traffic>>,
 }
 
 impl Session {
-    fn new(client_id: Box<str>, clean: bool) -> Session {
+    fn new(client_id: Box<str>, expiry_secs: u32) -> Session {
         Session {
             client_id,
             conn: None,
-            clean,
+            expiry_secs,
+            expiry_due_ms: 0,
+            extras: None,
             last_packet_id: 0,
             subscriptions: Vec::new(),
             drop_logged: false,
@@ -155,9 +185,25 @@ impl Session {
         }
     }
 
+    /// The session's extras, allocated on first use.
+    pub fn extras_mut(&mut self) -> &mut SessionExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Messages in flight or queued toward the client (what a shared-subscription group
+    /// balances on).
+    pub fn load(&self) -> usize {
+        self.traffic().inflight.len() + self.traffic().queue.len()
+    }
+
     /// The session's traffic (empty if it never had any).
     pub fn traffic(&self) -> &Traffic {
         self.traffic.as_deref().unwrap_or(&NO_TRAFFIC)
+    }
+
+    /// Takes the session's traffic out (what an ended session still held).
+    pub fn take_traffic(&mut self) -> Traffic {
+        self.traffic.take().map(|t| *t).unwrap_or_default()
     }
 
     /// The session's traffic, allocated on first use.
@@ -167,11 +213,16 @@ impl Session {
 
     /// Adds a subscription to the session's list, growing it one entry at a time for the
     /// first few (most clients hold one or two; `Vec`'s first growth would reserve four).
-    pub fn add_subscription(&mut self, filter: &str, qos: QoS) {
+    pub fn add_subscription(&mut self, filter: &str, opts: SubOpts) {
         if self.subscriptions.len() < SUBSCRIPTIONS_EXACT_GROWTH_UNTIL {
             self.subscriptions.reserve_exact(1);
         }
-        self.subscriptions.push((filter.into(), qos));
+        self.subscriptions.push((filter.into(), opts));
+    }
+
+    /// Whether the session ends when its connection does.
+    pub fn ends_with_connection(&self) -> bool {
+        self.expiry_secs == 0
     }
 
     /// The next packet id not in flight (1..=65535, wrapping), or `None` if all are.
@@ -217,10 +268,10 @@ impl Sessions {
     }
 
     /// Creates a session for a client id that has none.
-    pub fn create(&mut self, client_id: Box<str>, clean: bool) -> u32 {
+    pub fn create(&mut self, client_id: Box<str>, expiry_secs: u32) -> u32 {
         debug_assert!(self.find(&client_id).is_none(), "one session per client id");
         let hash = self.hasher.hash_one(&*client_id);
-        let id = self.slab.insert(Session::new(client_id, clean)) as u32;
+        let id = self.slab.insert(Session::new(client_id, expiry_secs)) as u32;
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.by_client_id.insert_unique(hash, id, |&other| {
             hasher.hash_one(&*slab[other as usize].client_id)

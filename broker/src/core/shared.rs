@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::core::groups::SharedGroups;
 use crate::core::message::SharedMessage;
 use crate::topic::RetainedStore;
 
@@ -16,6 +17,10 @@ pub struct Shared {
     pub connected: AtomicUsize,
     /// Subscriptions held on each loop.
     pub subscriptions_per_loop: Vec<AtomicUsize>,
+    /// Shared-subscription groups (locked only while `group_count` is non-zero).
+    pub groups: Mutex<SharedGroups>,
+    /// Groups in `groups`.
+    pub group_count: AtomicUsize,
 }
 
 impl Shared {
@@ -25,6 +30,8 @@ impl Shared {
             retained: Mutex::new(RetainedStore::new()),
             connected: AtomicUsize::new(0),
             subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
+            groups: Mutex::new(SharedGroups::default()),
+            group_count: AtomicUsize::new(0),
         }
     }
 
@@ -40,6 +47,16 @@ impl Shared {
     /// Frees a slot claimed by [`Shared::try_connect`].
     pub fn disconnected(&self) {
         self.connected.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether any shared-subscription group exists.
+    pub fn has_groups(&self) -> bool {
+        self.group_count.load(Ordering::Acquire) > 0
+    }
+
+    /// Records the number of groups.
+    pub fn set_group_count(&self, count: usize) {
+        self.group_count.store(count, Ordering::Release);
     }
 
     /// Whether loop `index` holds any subscription.

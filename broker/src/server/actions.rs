@@ -18,6 +18,9 @@ impl EventLoop {
                 Action::Forward { to, message } => {
                     let _ = self.send(to, Inbound::Forward(message));
                 }
+                Action::ForwardShared { to, pick, message } => {
+                    let _ = self.send(to, Inbound::ForwardShared(pick, message));
+                }
             }
         }
     }

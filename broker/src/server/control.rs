@@ -151,6 +151,7 @@ impl EventLoop {
                 dropped += queued as u64;
             }
             closed += 1;
+            self.shard.notify_shutdown(key);
             self.close(key);
         }
         self.settle();

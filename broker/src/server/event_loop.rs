@@ -427,6 +427,9 @@ impl EventLoop {
                     bytes,
                 }) => self.adopt_handover(stream, origin, &bytes),
                 Ok(Inbound::Forward(message)) => self.shard.remote(message, self.now_ms),
+                Ok(Inbound::ForwardShared(pick, message)) => {
+                    self.shard.remote_shared(pick, message, self.now_ms)
+                }
                 Ok(Inbound::Control(control)) => self.control(control),
                 Err(_) => return false,
             }

@@ -30,6 +30,9 @@ pub enum Inbound {
     },
     /// A PUBLISH for the receiving loop's subscribers ([`crate::core::Action::Forward`]).
     Forward(SharedMessage),
+    /// A PUBLISH for one shared-subscription member of the receiving loop
+    /// ([`crate::core::Action::ForwardShared`]).
+    ForwardShared(crate::core::groups::Pick, SharedMessage),
     /// From the main thread: a live reload or a graceful shutdown.
     Control(Control),
 }

@@ -263,6 +263,9 @@ impl Net {
                 self.shards[to].receive(new_conn, &bytes, self.now_ms);
             }
             Action::Forward { to, message } => self.shards[to].remote(message, self.now_ms),
+            Action::ForwardShared { to, pick, message } => {
+                self.shards[to].remote_shared(pick, message, self.now_ms)
+            }
         }
     }
 }

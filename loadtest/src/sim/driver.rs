@@ -209,6 +209,12 @@ impl Driver {
                     let _ = peer.send(message);
                 }
             }
+            Action::ForwardShared { to, .. } => {
+                // The sim scenarios subscribe without `$share/`: a group message is a bug.
+                self.error(&format!(
+                    "unexpected shared-subscription forward to shard {to}"
+                ));
+            }
         }
     }
 

@@ -4,9 +4,10 @@
 use crate::core::input::Flow;
 use crate::core::session::InflightState;
 use crate::core::{ConnId, Shard, delivery};
-use crate::protocol::encode_pubrel;
+use crate::protocol::{PacketType, ReasonCode};
 
-/// PUBACK: the QoS 1 message is delivered.
+/// PUBACK: the QoS 1 message is delivered (whatever its reason code: MQTT 5 §4.3.2, the
+/// message is no longer ours to resend).
 pub(crate) fn handle_puback(shard: &mut Shard, key: ConnId, id: u16, now_ms: u64) -> Flow {
     if complete(shard, key, id, InflightState::AwaitPubAck) {
         delivery::pump(shard, key, now_ms);
@@ -14,8 +15,21 @@ pub(crate) fn handle_puback(shard: &mut Shard, key: ConnId, id: u16, now_ms: u64
     Flow::Continue
 }
 
-/// PUBREC: the QoS 2 message arrived; answer PUBREL and await PUBCOMP.
-pub(crate) fn handle_pubrec(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
+/// PUBREC: the QoS 2 message arrived; answer PUBREL and await PUBCOMP. A PUBREC with an
+/// error code (MQTT 5, 0x80 and above) ends the flow instead (MQTT-4.3.3-4: no PUBREL).
+pub(crate) fn handle_pubrec(
+    shard: &mut Shard,
+    key: ConnId,
+    id: u16,
+    reason: ReasonCode,
+    now_ms: u64,
+) -> Flow {
+    if reason.is_error() {
+        if complete(shard, key, id, InflightState::AwaitPubRec) {
+            delivery::pump(shard, key, now_ms);
+        }
+        return Flow::Continue;
+    }
     let Ok(conn) = shard.pool.get(key) else {
         return Flow::Stop;
     };
@@ -29,7 +43,7 @@ pub(crate) fn handle_pubrec(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
         .find(|m| m.packet_id == id && m.state != InflightState::AwaitPubAck);
     if let Some(message) = known {
         message.state = InflightState::AwaitPubComp;
-        shard.write(key, |out, v| encode_pubrel(out, v, id));
+        shard.write_ack(key, PacketType::PubRel, id, ReasonCode::Success);
     } else {
         tracing::debug!(packet_id = id, "PUBREC for an unknown packet id ignored");
     }
@@ -60,6 +74,8 @@ fn complete(shard: &mut Shard, key: ConnId, id: u16, state: InflightState) -> bo
     match at {
         Some(at) => {
             session.traffic_mut().inflight.remove(at);
+            let session_id = conn.session;
+            crate::core::groups::sync_presence(shard, session_id);
             true
         }
         None => {

@@ -1,31 +1,66 @@
 //! CONNECT: version, client id, limits, takeover, session resumption, CONNACK.
+//!
+//! Both protocol families end in the same [`accept`]: a 3.1.1 CONNECT is an MQTT 5 one
+//! with Clean Session standing for "Clean Start, and a Session Expiry Interval of 0 (clean)
+//! or for ever (not clean)", no properties and a CONNACK without them.
 
-use crate::core::conn::Phase;
+use crate::core::conn::{ConnV5, PendingWill, Phase};
 use crate::core::input::Flow;
+use crate::core::message::MessageProps;
 use crate::core::{ConnId, Shard, delivery, lifecycle, owner_loop};
-use crate::protocol::{
-    Connect, ConnectReturnCode, ProtocolVersion, decode_connect, encode_connack,
-    peek_connect_version,
+use crate::protocol::v5::{
+    ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
+    UserProperties, WillProperties, encode_connack_v5,
 };
+use crate::protocol::{
+    AnyConnect, Connect, ConnectReturnCode, DecodeError, ProtocolVersion, ReasonCode,
+    decode_connect_any, encode_connack, peek_connect_version,
+};
+
+/// What a CONNECT asks for, in MQTT 5 terms.
+struct Request {
+    connect: Connect,
+    /// Session Expiry Interval in seconds (3.1.1: 0 when clean, for ever when not).
+    expiry_secs: u32,
+    /// MQTT 5 properties (none for 3.1.1).
+    v5: Option<(ConnectProperties, Option<WillProperties>)>,
+}
 
 /// The first packet of a connection.
 pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) -> Flow {
-    let connect = match decode_connect(frame) {
-        Ok(connect) => connect,
-        Err(error) => {
-            shard.stats.refused_connect += 1;
-            if let Some(code) = error.connack_return_code() {
-                let version = match peek_connect_version(frame) {
-                    Ok(v) if v.is_v3() => v,
-                    _ => ProtocolVersion::V311,
-                };
-                refuse(shard, key, version, code);
+    let request = match decode_connect_any(frame) {
+        Ok(AnyConnect::V3(connect)) => Request {
+            expiry_secs: if connect.clean_session { 0 } else { u32::MAX },
+            connect,
+            v5: None,
+        },
+        Ok(AnyConnect::V5(boxed)) => {
+            let ConnectV5 {
+                connect,
+                properties,
+                will_properties,
+            } = *boxed;
+            Request {
+                expiry_secs: properties.session_expiry_interval_secs.unwrap_or(0),
+                connect,
+                v5: Some((properties, will_properties)),
             }
-            lifecycle::close_for(shard, key, "CONNECT refused", &error, now_ms);
-            return Flow::Stop;
         }
+        Err(error) => return refuse_undecodable(shard, key, frame, &error, now_ms),
     };
-    let will_refusal = connect
+    let version = request.connect.version;
+    if let Some((props, _)) = &request.v5
+        && let Some(method) = &props.authentication_method
+    {
+        // No enhanced-authentication method is configured (see `handlers::auth`).
+        shard.stats.refused_connect += 1;
+        let code = ReasonCode::BadAuthenticationMethod;
+        refuse(shard, key, version, code);
+        lifecycle::close_for(shard, key, "CONNECT refused", code, method, now_ms);
+        return Flow::Stop;
+    }
+    let will_refusal = request
+        .connect
         .will
         .as_ref()
         .and_then(|will| shard.config.topic_refusal(&will.topic));
@@ -33,30 +68,73 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
         // Checked before the handover so that the refusal is counted once, here.
         shard.count_topic_refusal(refusal);
         shard.stats.refused_connect += 1;
-        lifecycle::close_for(shard, key, "will topic over a limit", &refusal, now_ms);
+        let code = ReasonCode::TopicNameInvalid;
+        refuse(shard, key, version, code);
+        lifecycle::close_for(
+            shard,
+            key,
+            "will topic over a limit",
+            code,
+            &refusal,
+            now_ms,
+        );
         return Flow::Stop;
     }
-    let client_id = if connect.client_id.is_empty() {
+    let (client_id, assigned) = if request.connect.client_id.is_empty() {
         // MQTT-3.1.3-6: assign a unique id, one that this loop owns.
-        shard.assign_client_id()
+        (shard.assign_client_id(), true)
     } else {
-        let owner = owner_loop(&connect.client_id, shard.loops);
+        let owner = owner_loop(&request.connect.client_id, shard.loops);
         if owner != shard.loop_index {
             return Flow::Handover(owner);
         }
-        connect.client_id.clone().into_boxed_str()
+        (request.connect.client_id.clone().into_boxed_str(), false)
     };
-    accept(shard, key, connect, client_id, now_ms)
+    accept(shard, key, request, client_id, assigned, now_ms)
+}
+
+/// A CONNECT that does not decode: CONNACK with the reason where the protocol has one
+/// (3.1.1 return codes 0x01/0x02; MQTT 5 reason codes 0x81, 0x82, 0x84, 0x85 …), then close.
+fn refuse_undecodable(
+    shard: &mut Shard,
+    key: ConnId,
+    frame: &[u8],
+    error: &DecodeError,
+    now_ms: u64,
+) -> Flow {
+    shard.stats.refused_connect += 1;
+    if error.is_v5() {
+        refuse(shard, key, ProtocolVersion::V5, error.reason_code());
+    } else if let Some(code) = error.connack_return_code() {
+        let version = match peek_connect_version(frame) {
+            Ok(v) if v.is_v3() => v,
+            _ => ProtocolVersion::V311,
+        };
+        if let Ok(conn) = shard.pool.get_mut(key) {
+            conn.version = version;
+        }
+        shard.write(key, |out, v| encode_connack(out, v, false, code));
+    }
+    lifecycle::close_for(
+        shard,
+        key,
+        "CONNECT refused",
+        error.reason_code(),
+        error,
+        now_ms,
+    );
+    Flow::Stop
 }
 
 fn accept(
     shard: &mut Shard,
     key: ConnId,
-    connect: Connect,
+    request: Request,
     client_id: Box<str>,
+    assigned: bool,
     now_ms: u64,
 ) -> Flow {
-    let version = connect.version;
+    let version = request.connect.version;
     let existing = shard.sessions.find(&client_id);
     let old_conn = existing
         .and_then(|id| shard.sessions.get(id))
@@ -74,51 +152,59 @@ fn accept(
     };
     if !claimed {
         shard.stats.refused_at_max_connections += 1;
-        refuse(shard, key, version, ConnectReturnCode::ServerUnavailable);
-        lifecycle::close_for(
-            shard,
-            key,
-            "CONNECT refused",
-            &"max_connections reached (CONNACK 0x03)",
-            now_ms,
-        );
+        // 3.1.1: 0x03 Server unavailable; MQTT 5: 0x97 Quota exceeded (an administrative
+        // limit, §3.2.2.2).
+        let code = ReasonCode::QuotaExceeded;
+        refuse(shard, key, version, code);
+        let why = &"max_connections reached (CONNACK 0x03 / 0x97)";
+        lifecycle::close_for(shard, key, "CONNECT refused", code, why, now_ms);
         return Flow::Stop;
     }
     if let Some(old) = old_conn {
         lifecycle::take_over(shard, old, &client_id, now_ms);
     }
-    // A clean session lasts as long as its connection: one that was just taken over ends.
-    let resumable = existing.filter(|&id| shard.sessions.get(id).is_some_and(|s| !s.clean));
-    let (session_id, session_present) = match existing {
-        Some(id) if !connect.clean_session && resumable.is_some() => (id, true),
-        Some(id) => {
-            lifecycle::end_session(shard, id);
-            (shard.sessions.create(client_id, true), false)
+    let clean_start = request.connect.clean_session;
+    let session_id = match existing {
+        // A session that ends with its connection was ended by the takeover's close
+        // already, or is about to be: it is never resumed.
+        Some(id)
+            if !clean_start
+                && shard
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| !s.ends_with_connection()) =>
+        {
+            resume_session(shard, id);
+            Some(id)
         }
-        None => (
-            shard.sessions.create(client_id, connect.clean_session),
-            false,
-        ),
+        Some(id) => {
+            lifecycle::end_session(shard, id, now_ms);
+            None
+        }
+        None => None,
     };
+    let session_present = session_id.is_some();
+    let session_id =
+        session_id.unwrap_or_else(|| shard.sessions.create(client_id, request.expiry_secs));
     if let Some(session) = shard.sessions.get_mut(session_id) {
         session.conn = Some(key);
-        session.clean = connect.clean_session;
+        session.expiry_secs = request.expiry_secs;
+        session.expiry_due_ms = 0;
     }
-    let keep_alive_timeout_ms = shard.config.keep_alive_timeout_ms(connect.keep_alive_secs);
-    if let Ok(conn) = shard.pool.get_mut(key) {
-        conn.counted = true;
-        conn.phase = Phase::Connected;
-        conn.version = version;
-        conn.session = session_id;
-        conn.keep_alive_timeout_ms = keep_alive_timeout_ms.unwrap_or(0);
-        conn.will = connect.will.map(Box::new);
-    }
-    if let Some(timeout_ms) = keep_alive_timeout_ms {
+    crate::core::groups::sync_presence(shard, session_id);
+    let keep_alive_secs = effective_keep_alive(shard, &request);
+    bind(shard, key, session_id, request, keep_alive_secs.0);
+    if let Some(timeout_ms) = shard.config.keep_alive_timeout_ms(keep_alive_secs.0) {
         shard.arm_timer(key, now_ms + timeout_ms);
     }
-    shard.write(key, |out, v| {
-        encode_connack(out, v, session_present, ConnectReturnCode::Accepted)
-    });
+    write_connack(
+        shard,
+        key,
+        session_id,
+        session_present,
+        assigned,
+        keep_alive_secs.1,
+    );
     tracing::debug!(
         client = %shard.sessions.get(session_id).map_or("", |s| &s.client_id),
         ?version,
@@ -131,12 +217,161 @@ fn accept(
     Flow::Continue
 }
 
-/// Sends a refusing CONNACK (the connection is closed right after).
-fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, code: ConnectReturnCode) {
+/// A session resumed by a new connection: its delayed will is cancelled (MQTT-3.1.3-9).
+fn resume_session(shard: &mut Shard, session_id: u32) {
+    if let Some(extras) = shard
+        .sessions
+        .get_mut(session_id)
+        .and_then(|s| s.extras.as_mut())
+    {
+        extras.delayed_will = None;
+    }
+}
+
+/// The keep-alive in force, and the Server Keep Alive to announce (MQTT 5, when it differs
+/// from what the client asked: MQTT-3.2.2-21). 3.1.1 cannot announce one: its keep-alive
+/// is only capped.
+fn effective_keep_alive(shard: &Shard, request: &Request) -> (u16, Option<u16>) {
+    let asked = request.connect.keep_alive_secs;
+    let cap = shard.config.max_keep_alive_secs;
+    if request.v5.is_none() || cap == 0 {
+        return (asked, None);
+    }
+    if asked == 0 || asked > cap {
+        (cap, Some(cap))
+    } else {
+        (asked, None)
+    }
+}
+
+/// Fills the connection's object from the CONNECT.
+fn bind(shard: &mut Shard, key: ConnId, session_id: u32, request: Request, keep_alive_secs: u16) {
+    let keep_alive_timeout_ms = shard.config.keep_alive_timeout_ms(keep_alive_secs);
+    let Request { connect, v5, .. } = request;
+    let (v5, will_props) = match v5 {
+        Some((props, will_props)) => (Some(conn_v5(&props)), will_props),
+        None => (None, None),
+    };
+    let will = connect.will.map(|will| {
+        let w = will_props.unwrap_or_default();
+        Box::new(PendingWill {
+            props: will_message_props(&w),
+            expiry_secs: w.message_expiry_interval_secs,
+            delay_secs: w.will_delay_interval_secs.unwrap_or(0),
+            due_ms: 0,
+            will,
+        })
+    });
+    if let Ok(conn) = shard.pool.get_mut(key) {
+        conn.counted = true;
+        conn.phase = Phase::Connected;
+        conn.version = connect.version;
+        conn.session = session_id;
+        conn.keep_alive_timeout_ms = keep_alive_timeout_ms.unwrap_or(0);
+        conn.will = will;
+        conn.v5 = v5;
+    }
+}
+
+/// The per-connection MQTT 5 state a CONNECT's properties set.
+fn conn_v5(props: &ConnectProperties) -> Box<ConnV5> {
+    Box::new(ConnV5 {
+        receive_maximum: props.receive_maximum.map_or(u16::MAX, |n| n.get()),
+        max_packet_size_bytes: props.max_packet_size_bytes(),
+        topic_aliases: Vec::new(),
+        problem_information: props.request_problem_information.unwrap_or(true),
+    })
+}
+
+/// The will properties that travel with the will message (MQTT-3.1.3-? §3.1.3.2).
+fn will_message_props(w: &WillProperties) -> Option<Box<MessageProps>> {
+    let view = PublishProperties {
+        payload_format: w.payload_format,
+        message_expiry_interval_secs: None,
+        topic_alias: None,
+        response_topic: w.response_topic.as_deref(),
+        correlation_data: w.correlation_data.as_deref(),
+        user_properties: UserProperties::from_owned(&w.user_properties),
+        subscription_identifiers: SubscriptionIds::NONE,
+        content_type: w.content_type.as_deref(),
+    };
+    MessageProps::from_publish(&view, None)
+}
+
+/// CONNACK 0x00; for MQTT 5 with what the server allows (§3.2.2.3).
+fn write_connack(
+    shard: &mut Shard,
+    key: ConnId,
+    session_id: u32,
+    session_present: bool,
+    assigned: bool,
+    server_keep_alive_secs: Option<u16>,
+) {
+    let version = shard
+        .pool
+        .get(key)
+        .map_or(ProtocolVersion::V311, |c| c.version);
+    if version != ProtocolVersion::V5 {
+        shard.write(key, |out, v| {
+            encode_connack(out, v, session_present, ConnectReturnCode::Accepted)
+        });
+        return;
+    }
+    let config = &shard.config;
+    let assigned_id: Option<Box<str>> = assigned
+        .then(|| shard.sessions.get(session_id).map(|s| s.client_id.clone()))
+        .flatten();
+    let properties = ConnAckProperties {
+        receive_maximum: (config.receive_maximum != u16::MAX).then_some(config.receive_maximum),
+        retain_available: Some(true),
+        maximum_packet_size: u32::try_from(config.max_packet_size_bytes).ok(),
+        assigned_client_identifier: assigned_id.as_deref(),
+        topic_alias_maximum: (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum),
+        wildcard_subscription_available: Some(true),
+        subscription_identifiers_available: Some(true),
+        shared_subscription_available: Some(true),
+        server_keep_alive_secs,
+        ..ConnAckProperties::default()
+    };
+    let connack = ConnAckV5 {
+        session_present,
+        reason: ReasonCode::Success,
+        properties,
+    };
+    shard.write_with(key, |out, _, peer_max| {
+        encode_connack_v5(out, &connack, peer_max)
+    });
+}
+
+/// Sends a refusing CONNACK (the connection is closed right after): for 3.x the return
+/// code nearest `code`.
+fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, code: ReasonCode) {
     if let Ok(conn) = shard.pool.get_mut(key) {
         conn.version = version;
     }
-    shard.write(key, |out, v| encode_connack(out, v, false, code));
+    if version == ProtocolVersion::V5 {
+        let connack = ConnAckV5 {
+            session_present: false,
+            reason: code,
+            properties: ConnAckProperties::default(),
+        };
+        shard.write_with(key, |out, _, peer_max| {
+            encode_connack_v5(out, &connack, peer_max)
+        });
+        return;
+    }
+    let v3 = match code {
+        ReasonCode::UnsupportedProtocolVersion => ConnectReturnCode::UnacceptableProtocolVersion,
+        ReasonCode::ClientIdentifierNotValid => ConnectReturnCode::IdentifierRejected,
+        ReasonCode::BadUserNameOrPassword => ConnectReturnCode::BadUsernameOrPassword,
+        ReasonCode::NotAuthorized => ConnectReturnCode::NotAuthorized,
+        ReasonCode::QuotaExceeded | ReasonCode::ServerUnavailable => {
+            ConnectReturnCode::ServerUnavailable
+        }
+        // 3.1.1 has no return code for the rest: close without CONNACK (MQTT-3.2.2-? §3.2.2.3).
+        _ => return,
+    };
+    shard.write(key, |out, v| encode_connack(out, v, false, v3));
 }
 
 impl Shard {

@@ -1,13 +1,14 @@
 //! PUBLISH from a client (QoS 0, 1, 2) and PUBREL (the second half of an incoming QoS 2).
+//!
+//! For MQTT 5 the PUBLISH is checked before it is routed: its Topic Alias resolved against
+//! the connection's table (MQTT-3.3.2-7 … 12), its payload against a UTF-8 Payload Format
+//! Indicator (0x99), and a QoS 2 one against the Receive Maximum we announced (0x93).
 
 use crate::core::config::TopicRefusal;
 use crate::core::input::Flow;
 use crate::core::{ConnId, Shard, lifecycle, routing};
-use crate::protocol::{PublishRef, QoS, encode_puback, encode_pubcomp, encode_pubrec};
-
-/// Incoming QoS 2 packet ids awaiting PUBREL, per client, beyond which the client is
-/// misbehaving (it ignores our PUBRECs) and is disconnected.
-pub const MAX_AWAITING_PUBREL: usize = 1024;
+use crate::protocol::v5::{PayloadFormat, PublishV5};
+use crate::protocol::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
 /// PUBLISH: route it, then acknowledge at its QoS. A QoS 2 PUBLISH whose id is still
 /// awaiting PUBREL is a duplicate: acknowledged again, not routed again (MQTT-4.3.3-2, the
@@ -15,25 +16,66 @@ pub const MAX_AWAITING_PUBREL: usize = 1024;
 pub(crate) fn handle_publish(
     shard: &mut Shard,
     key: ConnId,
-    publish: &PublishRef<'_>,
+    publish: PublishV5<'_>,
     now_ms: u64,
 ) -> Flow {
     shard.stats.publish_received += 1;
+    // The aliased topic is taken out of the connection's table while the PUBLISH is
+    // handled (no copy) and put back after.
+    let aliased = match resolve_alias(shard, key, &publish, now_ms) {
+        Ok(aliased) => aliased,
+        Err(flow) => return flow,
+    };
+    let flow = match &aliased {
+        Some((_, topic)) => {
+            let resolved = PublishV5 { topic, ..publish };
+            handle_resolved(shard, key, &resolved, now_ms)
+        }
+        None => handle_resolved(shard, key, &publish, now_ms),
+    };
+    if let Some((alias, topic)) = aliased {
+        restore_alias(shard, key, alias, topic);
+    }
+    flow
+}
+
+fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_ms: u64) -> Flow {
     if let Some(refusal) = shard.config.topic_refusal(publish.topic) {
-        // 3.1.1 has no way to refuse one PUBLISH: the connection is closed (logged once).
+        // No way to refuse one PUBLISH in 3.1.1: the connection is closed (logged once).
         shard.count_topic_refusal(refusal);
-        lifecycle::close_for(shard, key, "PUBLISH topic over a limit", &refusal, now_ms);
+        let code = ReasonCode::TopicNameInvalid;
+        lifecycle::close_for(
+            shard,
+            key,
+            "PUBLISH topic over a limit",
+            code,
+            &refusal,
+            now_ms,
+        );
         return Flow::Stop;
     }
-    let session_id = match shard.pool.get(key) {
-        Ok(conn) => conn.session,
-        Err(_) => return Flow::Stop,
+    let Ok(conn) = shard.pool.get(key) else {
+        return Flow::Stop;
     };
+    let (session_id, version) = (conn.session, conn.version);
+    if version == ProtocolVersion::V5
+        && publish.properties.payload_format == Some(PayloadFormat::Utf8)
+        && !PayloadFormat::Utf8.accepts(publish.payload)
+    {
+        return refuse_payload(shard, key, publish, now_ms);
+    }
+    let expires_at_ms = publish
+        .properties
+        .message_expiry_interval_secs
+        .map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
+    let publisher = Some(session_id);
     match (publish.qos, publish.packet_id) {
-        (QoS::AtMostOnce, _) => routing::route_local_publish(shard, publish, now_ms),
+        (QoS::AtMostOnce, _) => {
+            routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
+        }
         (QoS::AtLeastOnce, Some(id)) => {
-            routing::route_local_publish(shard, publish, now_ms);
-            shard.write(key, |out, v| encode_puback(out, v, id));
+            routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
+            shard.write_ack(key, PacketType::PubAck, id, ReasonCode::Success);
         }
         (QoS::ExactlyOnce, Some(id)) => {
             let Some(session) = shard.sessions.get_mut(session_id) else {
@@ -41,20 +83,22 @@ pub(crate) fn handle_publish(
             };
             let awaiting_rel = &mut session.traffic_mut().awaiting_rel;
             if !awaiting_rel.contains(&id) {
-                if awaiting_rel.len() >= MAX_AWAITING_PUBREL {
+                let maximum = shard.config.receive_maximum;
+                if awaiting_rel.len() >= usize::from(maximum) {
                     lifecycle::close_for(
                         shard,
                         key,
-                        "too many QoS 2 messages awaiting PUBREL",
-                        &MAX_AWAITING_PUBREL,
+                        "more QoS 2 messages awaiting PUBREL than Receive Maximum (MQTT-3.3.4-8)",
+                        ReasonCode::ReceiveMaximumExceeded,
+                        &maximum,
                         now_ms,
                     );
                     return Flow::Stop;
                 }
                 awaiting_rel.push(id);
-                routing::route_local_publish(shard, publish, now_ms);
+                routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
             }
-            shard.write(key, |out, v| encode_pubrec(out, v, id));
+            shard.write_ack(key, PacketType::PubRec, id, ReasonCode::Success);
         }
         // Invariant: the decoder gives QoS 1/2 a packet id (MQTT-2.3.1-1).
         (_, None) => debug_assert!(false, "QoS > 0 PUBLISH without packet id"),
@@ -62,21 +106,101 @@ pub(crate) fn handle_publish(
     Flow::Continue
 }
 
+/// A payload that claims to be UTF-8 and is not: not routed; answered with 0x99 in the
+/// acknowledgement (QoS 1/2) or a DISCONNECT (QoS 0) (§3.3.2.3.2).
+fn refuse_payload(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_ms: u64) -> Flow {
+    let code = ReasonCode::PayloadFormatInvalid;
+    let ack = match publish.qos {
+        QoS::AtMostOnce => None,
+        QoS::AtLeastOnce => Some(PacketType::PubAck),
+        QoS::ExactlyOnce => Some(PacketType::PubRec),
+    };
+    match (ack, publish.packet_id) {
+        (Some(packet_type), Some(id)) => {
+            tracing::info!(conn = %key, topic = publish.topic, "PUBLISH refused: payload is not the UTF-8 its Payload Format Indicator claims (0x99)");
+            shard.write_ack(key, packet_type, id, code);
+            Flow::Continue
+        }
+        _ => {
+            let what = "payload is not the UTF-8 its Payload Format Indicator claims";
+            lifecycle::close_for(shard, key, what, code, &publish.topic, now_ms);
+            Flow::Stop
+        }
+    }
+}
+
+/// Applies the PUBLISH's Topic Alias (MQTT 5): a topic with an alias sets the mapping
+/// (MQTT-3.3.2-12), an empty topic uses it. Returns the alias and topic taken out of the
+/// table to use for this PUBLISH, or the flow after a protocol error.
+fn resolve_alias(
+    shard: &mut Shard,
+    key: ConnId,
+    publish: &PublishV5<'_>,
+    now_ms: u64,
+) -> Result<Option<(u16, Box<str>)>, Flow> {
+    let Some(alias) = publish.properties.topic_alias.map(|a| a.get()) else {
+        return Ok(None);
+    };
+    let maximum = shard.config.topic_alias_maximum;
+    if alias > maximum {
+        // MQTT-3.3.2-9: above the Topic Alias Maximum we announced (0: none allowed).
+        let code = ReasonCode::TopicAliasInvalid;
+        let what = "Topic Alias above Topic Alias Maximum (MQTT-3.3.2-9)";
+        lifecycle::close_for(shard, key, what, code, &alias, now_ms);
+        return Err(Flow::Stop);
+    }
+    let Ok(conn) = shard.pool.get_mut(key) else {
+        return Err(Flow::Stop);
+    };
+    let table = &mut conn.v5.get_or_insert_with(Default::default).topic_aliases;
+    let slot = usize::from(alias) - 1;
+    if table.len() <= slot {
+        table.resize(slot + 1, None);
+    }
+    if !publish.topic.is_empty() {
+        table[slot] = Some(publish.topic.into());
+    }
+    match table[slot].take() {
+        Some(topic) => Ok(Some((alias, topic))),
+        None => {
+            let what = "empty topic with an unknown Topic Alias";
+            lifecycle::close_for(shard, key, what, ReasonCode::ProtocolError, &alias, now_ms);
+            Err(Flow::Stop)
+        }
+    }
+}
+
+/// Puts an alias's topic back after its PUBLISH was handled.
+fn restore_alias(shard: &mut Shard, key: ConnId, alias: u16, topic: Box<str>) {
+    if let Ok(conn) = shard.pool.get_mut(key)
+        && let Some(v5) = conn.v5.as_mut()
+        && let Some(slot) = v5.topic_aliases.get_mut(usize::from(alias) - 1)
+    {
+        *slot = Some(topic);
+    }
+}
+
 /// PUBREL: forget the id, answer PUBCOMP (also for an id we do not know: the client may be
-/// retrying after our PUBCOMP was lost).
+/// retrying after our PUBCOMP was lost; MQTT 5 then says 0x92 Packet Identifier not found).
 pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
     let Ok(conn) = shard.pool.get(key) else {
         return Flow::Stop;
     };
+    let mut known = false;
     if let Some(session) = shard.sessions.get_mut(conn.session)
         && !session.traffic().awaiting_rel.is_empty()
     {
-        session
-            .traffic_mut()
-            .awaiting_rel
-            .retain(|&pending| pending != id);
+        let awaiting = &mut session.traffic_mut().awaiting_rel;
+        let before = awaiting.len();
+        awaiting.retain(|&pending| pending != id);
+        known = awaiting.len() != before;
     }
-    shard.write(key, |out, v| encode_pubcomp(out, v, id));
+    let code = if known {
+        ReasonCode::Success
+    } else {
+        ReasonCode::PacketIdentifierNotFound
+    };
+    shard.write_ack(key, PacketType::PubComp, id, code);
     Flow::Continue
 }
 

@@ -1,39 +1,60 @@
 //! SUBSCRIBE (with retained messages delivered after the SUBACK) and UNSUBSCRIBE.
+//!
+//! MQTT 5 adds per-subscription options (No Local, Retain As Published, Retain Handling),
+//! a Subscription Identifier for the whole packet, reason codes per filter in SUBACK and
+//! UNSUBACK, and shared subscriptions (`$share/{group}/{filter}`, `core::groups`).
 
 use bumpalo::Bump;
 
+use crate::core::delivery::{self, Grant};
 use crate::core::input::Flow;
-use crate::core::{ConnId, Shard, delivery};
-use crate::protocol::{QoS, SubackReturnCode, encode_suback, encode_unsuback};
+use crate::core::subscription::SubOpts;
+use crate::core::{ConnId, Shard, groups};
+use crate::protocol::v5::{RetainHandling, SubscriptionV5, parse_shared_filter};
+use crate::protocol::{QoS, ReasonCode};
 
 /// The highest QoS this broker grants.
 pub const MAX_GRANTED_QOS: QoS = QoS::ExactlyOnce;
 
 /// SUBSCRIBE: add or replace each subscription (MQTT-3.8.4-3), answer one return code per
-/// filter in order (MQTT-3.8.4-5), then send the retained messages that match (MQTT-3.3.1-6).
+/// filter in order (MQTT-3.8.4-5), then send the retained messages that match
+/// (MQTT-3.3.1-6) as each subscription's Retain Handling allows (MQTT-3.3.1-9/10/11).
 pub(crate) fn handle_subscribe(
     shard: &mut Shard,
     key: ConnId,
     packet_id: u16,
-    filters: &[(String, QoS)],
+    subscription_id: Option<u32>,
+    subscriptions: &[SubscriptionV5],
     now_ms: u64,
 ) -> Flow {
     let Some((session_id, arena)) = borrow_arena(shard, key) else {
         return Flow::Stop;
     };
     {
-        // The return codes are per-packet scratch in the connection's arena.
-        let mut codes = bumpalo::collections::Vec::with_capacity_in(filters.len(), &arena);
-        for (filter, asked) in filters {
-            codes.push(subscribe_one(shard, key, session_id, filter, *asked));
+        // The reason codes are per-packet scratch in the connection's arena.
+        let mut codes = bumpalo::collections::Vec::with_capacity_in(subscriptions.len(), &arena);
+        let mut send_retained =
+            bumpalo::collections::Vec::with_capacity_in(subscriptions.len(), &arena);
+        for s in subscriptions {
+            let (code, new) = subscribe_one(shard, key, session_id, s, subscription_id);
+            codes.push(code);
+            let wanted = new.is_some_and(|new| wants_retained(s.options.retain_handling, new));
+            send_retained.push(!code.is_error() && wanted);
         }
         shard
             .shared
             .set_subscriptions(shard.loop_index, shard.index.len());
-        shard.write(key, |out, v| encode_suback(out, v, packet_id, &codes));
-        for (code, (filter, _)) in codes.iter().zip(filters) {
-            if let SubackReturnCode::Granted(granted) = code {
-                delivery::send_retained(shard, key, filter, *granted, now_ms);
+        shard.write_suback(key, packet_id, &codes, &arena);
+        for ((code, s), send) in codes.iter().zip(subscriptions).zip(send_retained.iter()) {
+            if let (Some(qos), true) = (QoS::from_u8(code.as_u8()), *send) {
+                let ids = subscription_id.as_slice();
+                let grant = Grant {
+                    qos,
+                    retain: true,
+                    sub_ids: ids,
+                    group: None,
+                };
+                delivery::send_retained(shard, key, &s.filter, grant, now_ms);
             }
         }
     }
@@ -41,22 +62,40 @@ pub(crate) fn handle_subscribe(
     Flow::Continue
 }
 
-/// One filter of a SUBSCRIBE. A refusal is counted every time and logged once per client.
+/// Retain Handling: 0 always, 1 only for a new subscription, 2 never (§3.8.3.1).
+fn wants_retained(handling: RetainHandling, new: bool) -> bool {
+    match handling {
+        RetainHandling::SendOnSubscribe => true,
+        RetainHandling::SendOnNewSubscription => new,
+        RetainHandling::DoNotSend => false,
+    }
+}
+
+/// One filter of a SUBSCRIBE: its reason code and whether the subscription is new (`None`
+/// for a shared subscription, which never gets retained messages, §4.8.2). A refusal is
+/// counted every time and logged once per client.
 fn subscribe_one(
     shard: &mut Shard,
     key: ConnId,
     session_id: u32,
-    filter: &str,
-    asked: QoS,
-) -> SubackReturnCode {
-    let granted = asked.min(MAX_GRANTED_QOS);
+    s: &SubscriptionV5,
+    subscription_id: Option<u32>,
+) -> (ReasonCode, Option<bool>) {
+    let filter = s.filter.as_str();
+    let granted = s.options.qos.min(MAX_GRANTED_QOS);
+    let opts = SubOpts::new(
+        granted,
+        s.options.no_local,
+        s.options.retain_as_published,
+        subscription_id,
+    );
     if let Some(refusal) = shard.config.topic_refusal(filter) {
         shard.count_topic_refusal(refusal);
         log_refusal(shard, key, session_id, filter, &refusal);
-        return SubackReturnCode::Failure;
+        return (ReasonCode::TopicFilterInvalid, None);
     }
     let Some(session) = shard.sessions.get_mut(session_id) else {
-        return SubackReturnCode::Failure;
+        return (ReasonCode::UnspecifiedError, None);
     };
     let existing = session
         .subscriptions
@@ -66,27 +105,56 @@ fn subscribe_one(
         && session.subscriptions.len() >= shard.config.max_subscriptions_per_client
     {
         shard.stats.refused_subscriptions += 1;
-        log_refusal(
-            shard,
-            key,
-            session_id,
-            filter,
-            &"max_subscriptions_per_client",
-        );
-        return SubackReturnCode::Failure;
+        let why = &"max_subscriptions_per_client";
+        log_refusal(shard, key, session_id, filter, why);
+        return (ReasonCode::QuotaExceeded, None);
     }
-    match shard.index.subscribe(filter, session_id, granted) {
-        Ok(_) => {
-            match existing {
-                Some(at) => session.subscriptions[at].1 = granted,
-                None => session.add_subscription(filter, granted),
-            }
-            SubackReturnCode::Granted(granted)
+    let result = match parse_shared_filter(filter) {
+        Ok(None) => shard.index.subscribe(filter, session_id, opts).map(|_| ()),
+        Ok(Some(shared)) => {
+            groups::join(shard, session_id, filter, shared, opts);
+            record(shard, session_id, existing, filter, opts);
+            return (granted_code(granted), None);
+        }
+        Err(error) => {
+            log_refusal(shard, key, session_id, filter, &format_args!("{error:?}"));
+            return (ReasonCode::TopicFilterInvalid, None);
+        }
+    };
+    match result {
+        Ok(()) => {
+            record(shard, session_id, existing, filter, opts);
+            (granted_code(granted), Some(existing.is_none()))
         }
         Err(error) => {
             log_refusal(shard, key, session_id, filter, &error);
-            SubackReturnCode::Failure
+            (ReasonCode::TopicFilterInvalid, None)
         }
+    }
+}
+
+/// Records a subscription in the session's own list (added or replaced).
+fn record(
+    shard: &mut Shard,
+    session_id: u32,
+    existing: Option<usize>,
+    filter: &str,
+    opts: SubOpts,
+) {
+    if let Some(session) = shard.sessions.get_mut(session_id) {
+        match existing {
+            Some(at) => session.subscriptions[at].1 = opts,
+            None => session.add_subscription(filter, opts),
+        }
+    }
+}
+
+/// The SUBACK code granting `qos`.
+fn granted_code(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::Success,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
     }
 }
 
@@ -110,29 +178,55 @@ fn log_refusal(
 }
 
 /// UNSUBSCRIBE: remove each subscription the session has (MQTT-3.10.4-1), then UNSUBACK
-/// (MQTT-3.10.4-4), also when none matched (MQTT-3.10.4-5).
+/// (MQTT-3.10.4-4), also when none matched (MQTT-3.10.4-5; MQTT 5 says 0x11 for those).
 pub(crate) fn handle_unsubscribe(
     shard: &mut Shard,
     key: ConnId,
     packet_id: u16,
     filters: &[String],
 ) -> Flow {
-    let Ok(conn) = shard.pool.get(key) else {
+    let Some((session_id, arena)) = borrow_arena(shard, key) else {
         return Flow::Stop;
     };
-    let session_id = conn.session;
-    if let Some(session) = shard.sessions.get_mut(session_id) {
+    {
+        let mut codes = bumpalo::collections::Vec::with_capacity_in(filters.len(), &arena);
         for filter in filters {
-            if shard.index.unsubscribe(filter, session_id).is_some() {
-                session.subscriptions.retain(|(f, _)| **f != **filter);
-            }
+            let removed = unsubscribe_one(shard, session_id, filter);
+            codes.push(if removed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        shard
+            .shared
+            .set_subscriptions(shard.loop_index, shard.index.len());
+        shard.write_unsuback(key, packet_id, &codes);
+    }
+    return_arena(shard, key, arena);
+    Flow::Continue
+}
+
+/// Removes one subscription of a session (plain or shared); whether it existed.
+pub(crate) fn unsubscribe_one(shard: &mut Shard, session_id: u32, filter: &str) -> bool {
+    let Some(session) = shard.sessions.get_mut(session_id) else {
+        return false;
+    };
+    let Some(at) = session
+        .subscriptions
+        .iter()
+        .position(|(f, _)| &**f == filter)
+    else {
+        return false;
+    };
+    session.subscriptions.remove(at);
+    match parse_shared_filter(filter) {
+        Ok(Some(shared)) => groups::leave(shard, session_id, shared),
+        _ => {
+            shard.index.unsubscribe(filter, session_id);
         }
     }
-    shard
-        .shared
-        .set_subscriptions(shard.loop_index, shard.index.len());
-    shard.write(key, |out, v| encode_unsuback(out, v, packet_id));
-    Flow::Continue
+    true
 }
 
 /// Takes the connection's arena out (leaving an empty one, which allocates nothing) so it

@@ -1,0 +1,189 @@
+//! Writing packets into a connection's output in the connection's own protocol version:
+//! one writer per packet kind, each choosing the 3.1.1 or the MQTT 5 encoder, so handlers
+//! never branch on the version themselves.
+//!
+//! MQTT 5 packets are encoded under the client's Maximum Packet Size: acknowledgements
+//! leave out Reason Strings and User Properties to fit (the encoders' `Trim` ladder), and
+//! a PUBLISH that does not fit is not written at all (MQTT-3.1.2-25; the caller counts
+//! the drop).
+
+use bumpalo::Bump;
+
+use crate::core::{ConnId, Shard};
+use crate::protocol::v5::{
+    AckV5, DisconnectV5, PublishV5, SubAckV5, SubscriptionIds, UserProperties, encode_ack_v5,
+    encode_disconnect_v5, encode_publish_v5, encode_suback_v5, encode_unsuback_v5,
+};
+use crate::protocol::{
+    EncodeError, PacketType, ProtocolVersion, QoS, ReasonCode, SubackReturnCode, encode_puback,
+    encode_pubcomp, encode_publish, encode_pubrec, encode_pubrel, encode_suback, encode_unsuback,
+};
+
+impl Shard {
+    /// Encodes one packet into `key`'s output (lending it a buffer if it has none) and marks
+    /// it for the driver. `encode` gets the output, the connection's version and the
+    /// client's Maximum Packet Size. Returns whether it was written.
+    pub(crate) fn write_with(
+        &mut self,
+        key: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>, ProtocolVersion, usize) -> Result<usize, EncodeError>,
+    ) -> bool {
+        let Ok(conn) = self.pool.get_mut(key) else {
+            return false;
+        };
+        if conn.output.capacity() == 0 {
+            conn.output = self.buffers.take();
+        }
+        let version = conn.version;
+        let peer_max = conn.peer_max_packet_size_bytes();
+        match encode(&mut conn.output, version, peer_max) {
+            Ok(_) => {
+                self.mark_dirty(key);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not encode a packet");
+                false
+            }
+        }
+    }
+
+    /// [`Shard::write_with`] for an encoder that needs only the version.
+    pub(crate) fn write(
+        &mut self,
+        key: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>, ProtocolVersion) -> Result<usize, EncodeError>,
+    ) -> bool {
+        self.write_with(key, |out, version, _| encode(out, version))
+    }
+
+    /// PUBACK, PUBREC, PUBREL or PUBCOMP with `reason` (3.x: the reason is not on the wire).
+    pub(crate) fn write_ack(
+        &mut self,
+        key: ConnId,
+        packet_type: PacketType,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> bool {
+        self.write_with(key, |out, version, peer_max| {
+            if version == ProtocolVersion::V5 {
+                let ack = AckV5 {
+                    packet_id,
+                    reason,
+                    reason_string: None,
+                    user_properties: UserProperties::NONE,
+                };
+                return encode_ack_v5(out, packet_type, &ack, peer_max);
+            }
+            match packet_type {
+                PacketType::PubAck => encode_puback(out, version, packet_id),
+                PacketType::PubRec => encode_pubrec(out, version, packet_id),
+                PacketType::PubRel => encode_pubrel(out, version, packet_id),
+                _ => encode_pubcomp(out, version, packet_id),
+            }
+        })
+    }
+
+    /// SUBACK with one code per filter (3.x: granted QoS or 0x80 Failure).
+    pub(crate) fn write_suback(
+        &mut self,
+        key: ConnId,
+        packet_id: u16,
+        codes: &[ReasonCode],
+        scratch: &Bump,
+    ) -> bool {
+        self.write_with(key, |out, version, peer_max| {
+            if version == ProtocolVersion::V5 {
+                return encode_suback_v5(out, &suback(packet_id, codes), peer_max);
+            }
+            let mut v3 = bumpalo::collections::Vec::with_capacity_in(codes.len(), scratch);
+            v3.extend(codes.iter().map(|&code| match QoS::from_u8(code.as_u8()) {
+                Some(qos) => SubackReturnCode::Granted(qos),
+                None => SubackReturnCode::Failure,
+            }));
+            encode_suback(out, version, packet_id, &v3)
+        })
+    }
+
+    /// UNSUBACK (3.x has no reason codes).
+    pub(crate) fn write_unsuback(
+        &mut self,
+        key: ConnId,
+        packet_id: u16,
+        codes: &[ReasonCode],
+    ) -> bool {
+        self.write_with(key, |out, version, peer_max| {
+            if version == ProtocolVersion::V5 {
+                return encode_unsuback_v5(out, &suback(packet_id, codes), peer_max);
+            }
+            encode_unsuback(out, version, packet_id)
+        })
+    }
+
+    /// A server DISCONNECT with `reason`, for MQTT 5 connections (3.x has none: the
+    /// connection is just closed). Returns whether one was written.
+    pub(crate) fn write_disconnect(&mut self, key: ConnId, reason: ReasonCode) -> bool {
+        let is_v5 = self
+            .pool
+            .get(key)
+            .is_ok_and(|c| c.version == ProtocolVersion::V5);
+        is_v5
+            && self.write_with(key, |out, _, peer_max| {
+                encode_disconnect_v5(out, &DisconnectV5::new(reason), peer_max)
+            })
+    }
+
+    /// A PUBLISH to the client of `key`: for MQTT 5 with this delivery's Subscription
+    /// Identifiers and the Message Expiry Interval left at `now_ms`; for 3.x without
+    /// properties. `false` when it was not written (for v5, too large for the client).
+    pub(crate) fn write_publish(
+        &mut self,
+        key: ConnId,
+        publish: &PublishV5<'_>,
+        sub_ids: &[u32],
+        expires_at_ms: Option<u64>,
+        now_ms: u64,
+    ) -> bool {
+        self.write_with(key, |out, version, peer_max| {
+            if version != ProtocolVersion::V5 {
+                let v3 = publish.to_v3().ok_or(EncodeError::EmptyTopicWithoutAlias)?;
+                return encode_publish(out, version, &v3);
+            }
+            let view = for_subscriber(publish, sub_ids, expires_at_ms, now_ms);
+            encode_publish_v5(out, &view, peer_max)
+        })
+    }
+}
+
+/// The PUBLISH a v5 subscriber sees: no Topic Alias of the publisher's, its own
+/// Subscription Identifiers (MQTT-3.3.4-3), and the expiry interval that is left
+/// (MQTT-3.3.2-6).
+pub(crate) fn for_subscriber<'a>(
+    publish: &PublishV5<'a>,
+    sub_ids: &'a [u32],
+    expires_at_ms: Option<u64>,
+    now_ms: u64,
+) -> PublishV5<'a> {
+    let mut view = *publish;
+    view.properties.topic_alias = None;
+    view.properties.subscription_identifiers = SubscriptionIds::from_slice(sub_ids);
+    view.properties.message_expiry_interval_secs =
+        expires_at_ms.map(|at| remaining_secs(at, now_ms));
+    view
+}
+
+/// Whole seconds left until `expires_at_ms`, rounded up (a message delivered in its last
+/// second still says 1, never 0 which would read as "no expiry left").
+pub(crate) fn remaining_secs(expires_at_ms: u64, now_ms: u64) -> u32 {
+    let ms = expires_at_ms.saturating_sub(now_ms);
+    u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX).max(1)
+}
+
+fn suback<'a>(packet_id: u16, codes: &'a [ReasonCode]) -> SubAckV5<'a> {
+    SubAckV5 {
+        packet_id,
+        reason_codes: codes,
+        reason_string: None,
+        user_properties: UserProperties::NONE,
+    }
+}
