@@ -8,7 +8,7 @@
 //! and the member is chosen on the loop where the message was published: the online member
 //! with the fewest unacknowledged messages (in flight or queued; seed 000's "load by
 //! unacknowledged messages"), round-robin among equals. A member on another loop gets the
-//! message by [`Action::ForwardShared`](super::Action::ForwardShared).
+//! message by [`Action::ForwardShared`].
 //!
 //! Each member's load is a [`Presence`] shared between the registry and the member's
 //! session: the owning loop stores the true load whenever the session's traffic changes,

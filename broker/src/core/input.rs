@@ -1,6 +1,6 @@
 //! Framing: turning the byte stream of one connection into packets, and dispatching each to
-//! its handler. Check, then parse, then allocate: [`check_frame`] reads only the fixed
-//! header (and refuses an oversized packet before its body is buffered), [`decode`] borrows
+//! its handler. Check, then parse, then allocate: [`check_frame_for`] reads only the fixed
+//! header (and refuses an oversized packet before its body is buffered), [`decode_any`] borrows
 //! from the frame, and only a partial packet at the end of a read is copied (into a buffer
 //! lent by the loop).
 

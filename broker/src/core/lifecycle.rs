@@ -2,7 +2,7 @@
 //! to another loop, the will, and the timers that close silent connections.
 //!
 //! MQTT 5 adds: a DISCONNECT with a reason code from the server wherever it closes a v5
-//! connection (MQTT-3.14.0-? §4.13: 0x81, 0x82, 0x8D, 0x8E, 0x93, 0x94, 0x95, 0x99 …);
+//! connection (§4.13: 0x81, 0x82, 0x8D, 0x8E, 0x93, 0x94, 0x95, 0x99 …);
 //! the Session Expiry Interval (a session outlives its connection by that long, or for
 //! ever); and the Will Delay Interval (the will waits that long, and a reconnect within it
 //! cancels it, MQTT-3.1.3-9). Both deadlines are kept in [`SessionTimers`].
@@ -71,7 +71,7 @@ pub(crate) fn client_name(shard: &Shard, key: ConnId) -> String {
 
 /// DISCONNECT: the will is discarded (MQTT-3.14.4-3) unless a v5 client asked for it
 /// (0x04); a v5 client may change its Session Expiry Interval, but not from 0
-/// (MQTT-3.14.2-? §3.14.2.2.2: a protocol error).
+/// (§3.14.2.2.2: a protocol error).
 pub(crate) fn handle_disconnect(
     shard: &mut Shard,
     key: ConnId,
@@ -244,7 +244,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
             _ => plain.push(&**filter),
         }
     }
-    shard.index.unsubscribe_all(session_id, plain.into_iter());
+    shard.index.unsubscribe_all(session_id, plain);
     shard
         .shared
         .set_subscriptions(shard.loop_index, shard.index.len());

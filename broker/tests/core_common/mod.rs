@@ -36,6 +36,25 @@ pub enum Received {
     },
     UnsubAck(u16),
     PingResp,
+    /// An MQTT 5 PUBLISH (to a v5 client), with the properties the tests look at.
+    Publish5 {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+        dup: bool,
+        packet_id: Option<u16>,
+        sub_ids: Vec<u32>,
+        expiry_secs: Option<u32>,
+        user_properties: Vec<(String, String)>,
+    },
+    /// An MQTT 5 UNSUBACK with its reason codes.
+    UnsubAck5 {
+        packet_id: u16,
+        codes: Vec<u8>,
+    },
+    /// An MQTT 5 DISCONNECT from the server, with its reason code.
+    Disconnect(u8),
 }
 
 /// A simulated client.
@@ -45,6 +64,8 @@ pub struct Client {
     pub bytes: Vec<u8>,
     pub received: Vec<Received>,
     pub closed: bool,
+    /// Whether the client spoke MQTT 5 in its CONNECT.
+    pub v5: bool,
 }
 
 /// Shards and clients.
@@ -99,6 +120,7 @@ impl Net {
             bytes: Vec::new(),
             received: Vec::new(),
             closed: false,
+            v5: false,
         });
         self.by_conn.insert((loop_index, conn), id);
         id
@@ -106,7 +128,12 @@ impl Net {
 
     /// Sends raw bytes from a client and runs the network until it is quiet.
     pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
-        let c = &self.clients[client];
+        let c = &mut self.clients[client];
+        if bytes.first() == Some(&0x10) && c.conn.is_some() && c.received.is_empty() {
+            // A CONNECT: its protocol level (after the fixed header and "MQTT") says v5.
+            let header = check_frame(bytes, usize::MAX).map_or(2, |h| h.header_len);
+            c.v5 = bytes.get(header + 6) == Some(&5);
+        }
         if let (Some(conn), false) = (c.conn, c.closed) {
             let loop_index = c.loop_index;
             self.shards[loop_index].receive(conn, bytes, self.now_ms);
@@ -278,6 +305,12 @@ fn parse(client: &mut Client) {
             Err(error) => panic!("the broker sent a bad frame: {error:?}"),
         };
         let frame: Vec<u8> = client.bytes.drain(..header.frame_len()).collect();
+        if client.v5 {
+            client
+                .received
+                .push(parse_v5(&frame, header.header_len, header.packet_type));
+            continue;
+        }
         let body = &frame[header.header_len..];
         let id = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
         let packet = match header.packet_type {
@@ -324,12 +357,78 @@ fn parse(client: &mut Client) {
     }
 }
 
+/// A packet to an MQTT 5 client.
+fn parse_v5(frame: &[u8], header_len: usize, packet_type: PacketType) -> Received {
+    use starling::protocol::v5::decode_publish_from_server;
+    let body = &frame[header_len..];
+    let id = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    // After a packet id: a property length (a varint), the properties, then the payload.
+    let after_props = |at: usize| -> usize {
+        let (mut len, mut shift, mut i) = (0usize, 0, at);
+        loop {
+            let b = body[i];
+            len |= usize::from(b & 0x7F) << shift;
+            i += 1;
+            shift += 7;
+            if b & 0x80 == 0 {
+                return i + len;
+            }
+        }
+    };
+    match packet_type {
+        PacketType::ConnAck => Received::ConnAck {
+            session_present: body[0] & 1 == 1,
+            code: body[1],
+        },
+        PacketType::Publish => {
+            let p = decode_publish_from_server(frame).expect("a valid v5 PUBLISH");
+            Received::Publish5 {
+                topic: p.topic.to_string(),
+                payload: p.payload.to_vec(),
+                qos: p.qos.as_u8(),
+                retain: p.retain,
+                dup: p.dup,
+                packet_id: p.packet_id,
+                sub_ids: p.properties.subscription_identifiers.iter().collect(),
+                expiry_secs: p.properties.message_expiry_interval_secs,
+                user_properties: p
+                    .properties
+                    .user_properties
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            }
+        }
+        PacketType::PubAck => Received::PubAck(id(body)),
+        PacketType::PubRec => Received::PubRec(id(body)),
+        PacketType::PubRel => Received::PubRel(id(body)),
+        PacketType::PubComp => Received::PubComp(id(body)),
+        PacketType::SubAck => Received::SubAck {
+            packet_id: id(body),
+            codes: body[after_props(2)..].to_vec(),
+        },
+        PacketType::UnsubAck => Received::UnsubAck5 {
+            packet_id: id(body),
+            codes: body[after_props(2)..].to_vec(),
+        },
+        PacketType::PingResp => Received::PingResp,
+        PacketType::Disconnect => Received::Disconnect(body.first().copied().unwrap_or(0)),
+        other => panic!("a server does not send {other:?}"),
+    }
+}
+
 /// The PUBLISH packets among `received`.
 pub fn publishes(received: &[Received]) -> Vec<(String, Vec<u8>, u8)> {
     received
         .iter()
         .filter_map(|r| match r {
             Received::Publish {
+                topic,
+                payload,
+                qos,
+                ..
+            } => Some((topic.clone(), payload.clone(), *qos)),
+            Received::Publish5 {
                 topic,
                 payload,
                 qos,

@@ -283,7 +283,7 @@ fn conn_v5(props: &ConnectProperties) -> Box<ConnV5> {
     })
 }
 
-/// The will properties that travel with the will message (MQTT-3.1.3-? §3.1.3.2).
+/// The will properties that travel with the will message (§3.1.3.2).
 fn will_message_props(w: &WillProperties) -> Option<Box<MessageProps>> {
     let view = PublishProperties {
         payload_format: w.payload_format,
@@ -368,7 +368,7 @@ fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, code: Reason
         ReasonCode::QuotaExceeded | ReasonCode::ServerUnavailable => {
             ConnectReturnCode::ServerUnavailable
         }
-        // 3.1.1 has no return code for the rest: close without CONNACK (MQTT-3.2.2-? §3.2.2.3).
+        // 3.1.1 has no return code for the rest: close without CONNACK (§3.2.2.3).
         _ => return,
     };
     shard.write(key, |out, v| encode_connack(out, v, false, v3));
