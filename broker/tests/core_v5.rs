@@ -651,3 +651,33 @@ fn a_v3_connect_still_works_next_to_v5() {
     );
     assert!(!net.is_closed(c));
 }
+
+#[test]
+fn an_expired_retained_message_is_not_sent_and_is_deleted_3_3_2_3_3() {
+    let mut net = net(1);
+    let (p, _) = connect_v5(&mut net, "p", true, &[], None);
+    let expiry = props(&[p_u32(MESSAGE_EXPIRY, 2)]);
+    net.send(p, &publish5(0x01, b"r/short", None, &expiry, b"x"));
+    net.send(p, &publish5(0x01, b"r/kept", None, &no_props(), b"y"));
+    net.advance(1_000);
+    let (early, _) = connect_v5(&mut net, "early", true, &[], None);
+    subscribe_v5(&mut net, early, "r/#", 0, None);
+    match net.take(early).as_slice() {
+        [a, b] => {
+            let expiries: Vec<_> = [a, b]
+                .iter()
+                .map(|r| match r {
+                    Received::Publish5 { expiry_secs, .. } => *expiry_secs,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert!(expiries.contains(&Some(1)), "1 s of 2 left: {expiries:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    net.advance(1_500);
+    let (late, _) = connect_v5(&mut net, "late", true, &[], None);
+    subscribe_v5(&mut net, late, "r/#", 0, None);
+    assert_eq!(payloads(&net.take(late)), vec![b"y".to_vec()]);
+    assert_eq!(net.shared.retained.lock().map(|r| r.len()).unwrap_or(0), 1);
+}

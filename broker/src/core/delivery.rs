@@ -385,8 +385,19 @@ pub(crate) fn send_retained(
     };
     let session_id = conn.session;
     let mut matching: Vec<SharedMessage> = Vec::new();
-    if let Ok(retained) = shard.shared.retained.lock() {
-        retained.for_each_match(filter, |_, message| matching.push(message.clone()));
+    let mut stale: Vec<Box<str>> = Vec::new();
+    if let Ok(mut retained) = shard.shared.retained.lock() {
+        retained.for_each_match(filter, |topic, message| {
+            if expired(message.expires_at_ms(), now_ms) {
+                stale.push(topic.into());
+            } else {
+                matching.push(message.clone());
+            }
+        });
+        // A retained message past its Message Expiry Interval is deleted (§3.3.2.3.3).
+        for topic in &stale {
+            retained.remove(topic);
+        }
     }
     for message in matching {
         let qos = message.qos.min(grant.qos);
