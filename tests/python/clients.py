@@ -1,4 +1,4 @@
-"""A small synchronous wrapper around paho-mqtt 2.x (MQTT 3.1.1) for the tests.
+"""A small synchronous wrapper around paho-mqtt 2.x (MQTT 3.1.1, or 5.0 with ``protocol=5``).
 
 paho runs its network loop in a thread (``loop_start``); this wrapper turns its callbacks
 into blocking calls with timeouts: ``connect`` waits for the CONNACK, ``subscribe`` for the
@@ -16,6 +16,18 @@ from typing import Optional
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+
+def v5_properties(packet_type: int, values: Optional[dict]) -> Optional[Properties]:
+    """paho ``Properties`` for ``packet_type`` from a dict of paho property names."""
+    if not values:
+        return None
+    props = Properties(packet_type)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
 
 
 class PahoClient:
@@ -29,18 +41,31 @@ class PahoClient:
         will: Optional[dict] = None,
         username: Optional[str] = None,
         password: Optional[str] = None,
+        protocol: int = 4,
+        clean_start: bool = True,
+        connect_properties: Optional[dict] = None,
     ):
+        """``protocol`` is the protocol level: 4 (MQTT 3.1.1) or 5 (MQTT 5.0). For 5,
+        ``clean_start`` replaces ``clean_session`` and ``connect_properties`` are CONNECT
+        properties by paho's names (e.g. ``{"SessionExpiryInterval": 60}``); ``will`` may
+        carry ``properties`` the same way."""
         self.host = host
         self.port = port
         self.keepalive = keepalive
+        self.v5 = protocol == 5
+        self.clean_start = clean_start
+        self.connect_properties = connect_properties
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=clean_session,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self.v5 else clean_session,
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
             reconnect_on_failure=False,
         )
         if will:
+            will = dict(will)
+            if "properties" in will:
+                will["properties"] = v5_properties(PacketTypes.WILLMESSAGE, will["properties"])
             self.client.will_set(**will)
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -48,6 +73,8 @@ class PahoClient:
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.connack_rc: Optional[int] = None
+        self.connack_properties = None
+        self.disconnect_rc: Optional[int] = None
         self.session_present: Optional[bool] = None
         self._suback: dict = {}
         self._suback_cv = threading.Condition()
@@ -64,9 +91,11 @@ class PahoClient:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.connack_rc = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
         self.session_present = bool(flags.session_present)
+        self.connack_properties = properties
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.disconnect_rc = reason_code.value if hasattr(reason_code, "value") else int(reason_code)
         self.disconnected.set()
 
     def _on_message(self, client, userdata, message):
@@ -85,7 +114,12 @@ class PahoClient:
     # -- blocking API ----------------------------------------------------------------------
 
     def connect(self, timeout: float = 5.0, expect_rc: Optional[int] = 0) -> "PahoClient":
-        self.client.connect(self.host, self.port, keepalive=self.keepalive)
+        if self.v5:
+            props = v5_properties(PacketTypes.CONNECT, self.connect_properties)
+            self.client.connect(self.host, self.port, keepalive=self.keepalive,
+                                clean_start=self.clean_start, properties=props)
+        else:
+            self.client.connect(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self._loop_running = True
         if not self.connected.wait(timeout):
@@ -94,12 +128,20 @@ class PahoClient:
             assert self.connack_rc == expect_rc, f"CONNACK rc {self.connack_rc} != {expect_rc}"
         return self
 
-    def subscribe(self, topic, qos: int = 0, timeout: float = 5.0) -> list:
-        """Subscribes (``topic`` may be a list of (filter, qos)); returns the granted QoS list."""
+    def subscribe(self, topic, qos: int = 0, timeout: float = 5.0, options=None,
+                  properties: Optional[dict] = None) -> list:
+        """Subscribes (``topic`` may be a list of (filter, qos)); returns the granted QoS list
+        (v5: the SUBACK reason codes). v5: ``options`` is a paho ``SubscribeOptions``,
+        ``properties`` e.g. ``{"SubscriptionIdentifier": 7}``."""
+        kw = {}
+        if properties:
+            kw["properties"] = v5_properties(PacketTypes.SUBSCRIBE, properties)
         if isinstance(topic, list):
-            rc, mid = self.client.subscribe(topic)
+            rc, mid = self.client.subscribe(topic, **kw)
+        elif options is not None:
+            rc, mid = self.client.subscribe(topic, options=options, **kw)
         else:
-            rc, mid = self.client.subscribe(topic, qos)
+            rc, mid = self.client.subscribe(topic, qos, **kw)
         assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe failed locally: {rc}"
         deadline = time.monotonic() + timeout
         with self._suback_cv:
@@ -122,9 +164,14 @@ class PahoClient:
                 self._suback_cv.wait(left)
 
     def publish(self, topic: str, payload=b"", qos: int = 0, retain: bool = False,
-                timeout: float = 5.0) -> None:
-        """Publishes and waits until paho has finished the QoS handshake (sent, for QoS 0)."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+                timeout: float = 5.0, properties: Optional[dict] = None) -> None:
+        """Publishes and waits until paho has finished the QoS handshake (sent, for QoS 0).
+        v5: ``properties`` by paho's names, e.g. ``{"ResponseTopic": "r", "UserProperty":
+        [("k", "v")]}``."""
+        kw = {}
+        if properties:
+            kw["properties"] = v5_properties(PacketTypes.PUBLISH, properties)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, **kw)
         info.wait_for_publish(timeout)
         assert info.is_published(), f"publish to {topic!r} (QoS {qos}) not completed in {timeout}s"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mqtt_packets import RawClient, decode_publish
+from mqtt_packets import RawClient
 
 
 def assert_healthy(broker, topic: str = "health/check") -> None:
@@ -40,9 +40,7 @@ def publishes_before_sentinel(pub: RawClient, sub: RawClient, topic: str, qos: i
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"sentinel on {topic!r} never arrived; got {before!r}")
-        msg = decode_publish(sub.recv_packet(left))
-        if ack:
-            sub.ack(msg)
+        msg = sub.recv_publish(left, ack=ack)  # RawClient (3.1.1) or Client5 (5.0) decoding
         if msg.topic == topic and msg.payload == marker:
             return before
         before.append(msg)

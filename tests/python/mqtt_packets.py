@@ -159,13 +159,17 @@ def connect(
     reserved_flag: bool = False,
     fixed_flags: int = 0,
     extra: bytes = b"",
+    properties: Optional[bytes] = None,
+    will_properties: Optional[bytes] = None,
 ) -> bytes:
     """CONNECT (3.1).
 
     The connect-flags byte is derived from the arguments unless ``flags`` gives it raw; the
     payload still follows the arguments, so the two can be made to disagree on purpose.
     ``reserved_flag`` sets bit 0 (MQTT-3.1.2-3); ``fixed_flags`` the low nibble of the fixed
-    header; ``extra`` appends bytes after the payload.
+    header; ``extra`` appends bytes after the payload. ``properties`` / ``will_properties``
+    are encoded MQTT 5 property blocks (``mqtt5_packets`` builds them), written after the
+    keep-alive / before the will topic when given.
     """
     if flags is None:
         flags = 0
@@ -183,8 +187,12 @@ def connect(
             flags |= 0x80
     variable = encode_string(protocol_name) + bytes([protocol_level & 0xFF, flags & 0xFF])
     variable += struct.pack("!H", keepalive)
+    if properties is not None:
+        variable += properties
     payload = encode_string(client_id)
     if will_topic is not None:
+        if will_properties is not None:
+            payload += will_properties
         payload += encode_string(will_topic) + encode_binary(will_message)
     if username is not None:
         payload += encode_string(username)
@@ -202,9 +210,11 @@ def publish(
     dup: bool = False,
     packet_id: Optional[int] = None,
     flags: Optional[int] = None,
+    properties: Optional[bytes] = None,
 ) -> bytes:
     """PUBLISH (3.3). ``qos`` may be 3 (malformed); ``packet_id`` is written whenever it is
-    given or ``qos`` > 0 (default 1). ``flags`` overrides the whole low nibble."""
+    given or ``qos`` > 0 (default 1). ``flags`` overrides the whole low nibble.
+    ``properties``: an encoded MQTT 5 property block, written after the packet id."""
     if flags is None:
         flags = (0x08 if dup else 0) | ((qos & 0x03) << 1) | (0x01 if retain else 0)
     body = encode_string(topic)
@@ -212,6 +222,8 @@ def publish(
         packet_id = 1
     if packet_id is not None:
         body += struct.pack("!H", packet_id)
+    if properties is not None:
+        body += properties
     return packet(PUBLISH, flags, body + payload)
 
 
@@ -368,6 +380,8 @@ class ConnectionClosed(Exception):
 
 class RawClient:
     """A plain TCP socket speaking bytes, with a packet parser for what comes back."""
+
+    decode_publish = staticmethod(decode_publish)  # the protocol version's PUBLISH decoder
 
     def __init__(self, host: str, port: int, timeout: float = 5.0):
         self.host = host
@@ -595,7 +609,7 @@ class RawClient:
     def recv_publish(self, timeout: Optional[float] = None, ack: bool = False) -> Publish:
         """Reads the next packet, which must be a PUBLISH; optionally acknowledges it
         (PUBACK for QoS 1; PUBREC, PUBREL and PUBCOMP for QoS 2)."""
-        msg = decode_publish(self.recv_packet(timeout))
+        msg = self.decode_publish(self.recv_packet(timeout))
         if ack:
             self.ack(msg)
         return msg
