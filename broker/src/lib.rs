@@ -5,11 +5,12 @@
 //! - [`topic`]: topic-name and topic-filter validation (MQTT 3.1.1 §4.7, 5.0 §4.7),
 //!   matching, the subscription index and the retained store.
 //! - [`protocol`]: the codec boundary: frame checking, validation, decoding into packets and
-//!   encoding them (MQTT 3.1, 3.1.1 and the 5.0 wire format), with errors that keep "need more
+//!   encoding them (MQTT 3.1, 3.1.1 and 5.0), with errors that keep "need more
 //!   bytes" apart from "malformed" and carry their reason codes.
-//! - [`core`]: the sans-IO broker, one [`core::Shard`] per event loop: sessions, the QoS
-//!   state machines, routing, retained messages, wills, keep-alive. Bytes in, bytes and
-//!   actions out; no sockets, no clock.
+//! - [`core`]: the sans-IO broker, one [`core::Shard`] per event loop: sessions (MQTT 3.1.1
+//!   and 5.0: expiry, delayed wills), the QoS state machines, routing (subscription options
+//!   and identifiers, shared subscriptions, topic aliases, message expiry), retained
+//!   messages, keep-alive. Bytes in, bytes and actions out; no sockets, no clock.
 //! - [`server`]: the thin mio driver: one pinned event-loop thread per core around a shard,
 //!   admission limits, signals (graceful shutdown, live reload).
 //! - [`config`]: the TOML file, its validation and the resolved settings; reload diffing.

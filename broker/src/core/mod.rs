@@ -14,7 +14,15 @@
 //!   window, bounded queue, redelivery.
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
+//! - `outbound`: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders).
+//! - [`groups`]: shared subscriptions, one registry for all loops.
+//! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
+//!   Subscription Identifiers of a delivery.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
+//!
+//! The handlers are written once, against the MQTT 5 shapes of the packets; a 3.1.1
+//! connection is served by the same code with its packets converted (no properties) and a
+//! session model where Clean Session means a Session Expiry Interval of 0 or for ever.
 //!
 //! A client's session lives on the loop its client id hashes to ([`owner_loop`]); a CONNECT
 //! that arrives on another loop is handed over there ([`Action::Handover`]), so takeover and

@@ -94,6 +94,9 @@ pub struct Parts {
     pub listeners: Vec<TcpListener>,
     /// The per-IP and per-listener counts, shared by every loop.
     pub admission: Arc<Admission>,
+    /// Time zero of every loop's clock: one instant for all, so a deadline one loop sets
+    /// (a message's expiry) means the same on the loop it is forwarded to.
+    pub epoch: Instant,
 }
 
 /// A connection's socket, stored at its pool slot.
@@ -171,6 +174,7 @@ impl EventLoop {
             peers,
             mut listeners,
             admission,
+            epoch,
         } = parts;
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listen addresses").into());
@@ -200,7 +204,7 @@ impl EventLoop {
             reads_held: false,
             accept_retry: false,
             last_accept_warning_ms: None,
-            start: Instant::now(),
+            start: epoch,
             now_ms: 0,
             admission,
             refusal_log: RefusalLog::default(),

@@ -219,6 +219,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     let listeners = listener::bind_all(&addrs, loops).map_err(StartError::Bind)?;
     let listener_max: Vec<usize> = config.listeners.iter().map(|l| l.max_connections).collect();
     let admission = Arc::new(Admission::new(&listener_max, config.max_connections_per_ip));
+    let epoch = Instant::now();
     let local_addrs = listeners
         .first()
         .map(|l| l.iter().filter_map(|l| l.local_addr().ok()).collect())
@@ -263,6 +264,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     peers,
                     listeners,
                     admission,
+                    epoch,
                 };
                 // A panicking loop must take the process down with it (through `wait`),
                 // not leave a broker with one dead loop behind.
