@@ -302,3 +302,19 @@ def test_subscriber_pubrec_error_ends_qos2_flow_MQTT_4_3_3_4(clients):
     sub.expect_no_packet(0.5)
     pub.publish("v5/acks/pubrec", b"after", qos=2)
     assert sub.recv_publish(ack=True).payload == b"after"
+
+
+def test_subscriber_qos2_acks_with_properties_accepted(clients):
+    """PUBREC / PUBCOMP from the client may carry a reason code and properties (3.5.2, 3.7.2)."""
+    sub = clients.v5()
+    sub.subscribe([("v5/acks/props", 2)])
+    pub = clients.v5()
+    for payload in (b"one", b"two"):
+        pub.publish("v5/acks/props", payload, qos=2)
+        m = sub.recv_publish()
+        assert m.payload == payload
+        sub.send(m5.ack(m5.PUBREC, m.packet_id, m5.RC_SUCCESS, {m5.PROP_USER_PROPERTY: [("seen", "yes")]}))
+        rel = m5.decode_ack(sub.expect(m5.PUBREL, m.packet_id))
+        assert rel.reason_code == m5.RC_SUCCESS
+        sub.send(m5.ack(m5.PUBCOMP, m.packet_id, m5.RC_SUCCESS, {m5.PROP_REASON_STRING: "done"}))
+    assert sub.is_open()

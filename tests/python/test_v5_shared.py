@@ -176,3 +176,33 @@ def test_queued_messages_of_departing_member_not_lost(clients):
     got = b.recv_publishes(4, timeout=4, ack=True)
     assert sorted(m.payload for m in got) == [b"0", b"1", b"2", b"3"]
     assert held.payload in [m.payload for m in got]
+
+
+_ACCEPTS_SHARE = "grants a SUBSCRIBE to this invalid shared filter"
+
+
+@pytest.mark.parametrize("filt", [
+    pytest.param("$share/g", marks=pytest.mark.xfail_mosquitto(_ACCEPTS_SHARE + " (no filter after the ShareName)")),
+    pytest.param("$share//v5/share/t", marks=pytest.mark.xfail_mosquitto(_ACCEPTS_SHARE + " (empty ShareName)")),
+    "$share/g+/v5/share/t",
+    "$share/g#/t",
+])
+def test_invalid_shared_filter_refused_MQTT_4_8_2_1_MQTT_4_8_2_2(clients, filt):
+    """A ShareName of at least one character without '/', '+' or '#', then a filter: else the
+    filter is invalid (SUBACK 0x8F, or a DISCONNECT for the malformed filter)."""
+    c = clients.v5()
+    c.send(m5.subscribe(1, [(filt, 1)]))
+    p = c.recv_packet(timeout=3)
+    if p.type == m5.SUBACK:
+        assert m5.decode_suback(p).reason_codes == [m5.RC_TOPIC_FILTER_INVALID]
+    else:
+        assert m5.decode_disconnect(p).reason_code in (m5.RC_MALFORMED_PACKET, m5.RC_PROTOCOL_ERROR,
+                                                       m5.RC_TOPIC_FILTER_INVALID)
+        c.expect_closed()
+
+
+def test_subscription_identifier_on_shared_delivery(clients):
+    c = clients.v5()
+    c.subscribe([("$share/g/v5/share/t", 1)], subscription_id=77)
+    clients.v5().publish("v5/share/t", b"id", qos=1)
+    assert c.recv_publish(ack=True).subscription_ids == [77]
