@@ -681,3 +681,20 @@ fn an_expired_retained_message_is_not_sent_and_is_deleted_3_3_2_3_3() {
     assert_eq!(payloads(&net.take(late)), vec![b"y".to_vec()]);
     assert_eq!(net.shared.retained.lock().map(|r| r.len()).unwrap_or(0), 1);
 }
+
+#[test]
+fn a_qos2_message_in_flight_to_a_member_is_not_given_to_another_mqtt_4_8_2_5() {
+    let mut net = net(1);
+    let (a, _) = connect_v5(&mut net, "a", true, &[], None);
+    subscribe_v5(&mut net, a, "$share/g/t", 2, None);
+    let (p, _) = connect_v5(&mut net, "p", true, &[], None);
+    publish_v5(&mut net, p, "t", 2, &[], b"once");
+    assert_eq!(payloads(&net.take(a)), vec![b"once".to_vec()]);
+    let (b, _) = connect_v5(&mut net, "b", true, &[], None);
+    subscribe_v5(&mut net, b, "$share/g/t", 2, None);
+    net.drop_connection(a); // its session ends (expiry 0) with the QoS 2 message in flight
+    assert!(
+        payloads(&net.take(b)).is_empty(),
+        "never sent to a second member"
+    );
+}

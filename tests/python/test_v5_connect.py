@@ -190,3 +190,19 @@ def test_request_problem_information_0_no_reason_string_on_acks_MQTT_3_1_2_29(cl
     suback = m5.decode_suback(c.expect(m5.SUBACK))
     for props in [a.properties for a in acks] + [suback.properties]:
         assert m5.PROP_REASON_STRING not in props and m5.PROP_USER_PROPERTY not in props, props
+
+
+@pytest.mark.starling_only
+@pytest.mark.broker_options(max_connections=1)
+def test_connection_limit_refused_with_0x97_quota_exceeded_MQTT_3_2_2_7(clients):
+    """At ``max_connections`` a v5 client gets CONNACK 0x97 Quota exceeded (an
+    administrative limit, 3.2.2.2; a 3.1.1 client gets 0x03) and the connection is closed;
+    the client already connected is unaffected."""
+    first = clients.raw5()
+    first.connect(clients.unique_id("first"))
+    second = clients.raw5()
+    ack = second.connect(clients.unique_id("second"), expect_rc=None)
+    assert ack.reason_code == 0x97
+    assert ack.session_present is False
+    second.expect_closed(timeout=3)
+    first.ping()

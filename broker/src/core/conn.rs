@@ -84,7 +84,7 @@ pub struct Conn {
     /// The session index, valid while `Connected`.
     pub session: u32,
     /// Keep-alive timeout in ms (1.5 × the interval), 0 when off.
-    pub keep_alive_timeout_ms: u64,
+    pub keep_alive_timeout_ms: u32,
     /// When the connection was accepted, or last sent a packet, in loop ms.
     pub last_seen_ms: u64,
     /// Bytes of a partial packet (lent buffer, or empty with no capacity when idle).

@@ -296,7 +296,7 @@ pub(crate) fn deliver_local(
     let is_member = shard
         .sessions
         .get(pick.session)
-        .and_then(|s| s.extras.as_ref())
+        .and_then(|s| s.extras())
         .and_then(|e| e.presence.as_ref())
         .is_some_and(|p| Arc::ptr_eq(p, &pick.presence));
     if !is_member {
@@ -319,7 +319,7 @@ pub(crate) fn sync_presence(shard: &Shard, session_id: u32) {
     let Some(session) = shard.sessions.get(session_id) else {
         return;
     };
-    if let Some(presence) = session.extras.as_ref().and_then(|e| e.presence.as_ref()) {
+    if let Some(presence) = session.extras().and_then(|e| e.presence.as_ref()) {
         let load = u32::try_from(session.load()).unwrap_or(u32::MAX);
         presence.load.store(load, Ordering::Relaxed);
         presence

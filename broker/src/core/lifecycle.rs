@@ -186,7 +186,7 @@ fn unbind(
     if expiry_secs != u32::MAX {
         let due = now_ms.saturating_add(u64::from(expiry_secs) * 1000).max(1);
         if let Some(session) = shard.sessions.get_mut(session_id) {
-            session.expiry_due_ms = due;
+            session.extras_mut().expiry_due_ms = due;
         }
         shard.session_timers.push(Reverse((due, session_id)));
     }
@@ -230,8 +230,9 @@ fn publish_will(shard: &mut Shard, will: PendingWill, now_ms: u64) {
 }
 
 /// Ends a session: a delayed will is published now (§3.1.3.2.2), its subscriptions leave
-/// the index and the groups, the QoS 1/2 messages shared groups gave it go to other
-/// members, and the rest is dropped.
+/// the index and the groups, the messages shared groups gave it go to other members
+/// (queued ones, and QoS 1 in flight; QoS 2 in flight never, MQTT-4.8.2-5), and the rest is
+/// dropped.
 pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
     if shard.sessions.get(session_id).is_none() {
         return;
@@ -248,15 +249,21 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
     shard
         .shared
         .set_subscriptions(shard.loop_index, shard.index.len());
-    let traffic = session.take_traffic();
-    let inflight = traffic.inflight.into_iter().map(|m| (m.group, m.message));
+    let mut traffic = session.take_traffic();
+    let delayed_will = traffic.extras.delayed_will.take();
+    // A QoS 2 message already sent must not go to another member (MQTT-4.8.2-5).
+    let inflight = traffic
+        .inflight
+        .into_iter()
+        .filter(|m| m.qos != crate::protocol::QoS::ExactlyOnce)
+        .map(|m| (m.group, m.message));
     let queued = traffic.queue.into_iter().map(|q| (q.group, q.message));
     for (group, message) in inflight.chain(queued) {
         if let Some(group) = group {
             groups::redispatch(shard, group, message, now_ms);
         }
     }
-    if let Some(will) = session.extras.take().and_then(|e| e.delayed_will) {
+    if let Some(will) = delayed_will {
         publish_will(shard, will, now_ms);
     }
 }
@@ -286,11 +293,10 @@ pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
             continue; // the client came back: both deadlines are void
         }
         let will = session
-            .extras
-            .as_mut()
+            .extras_if_any()
             .filter(|e| e.delayed_will.as_ref().is_some_and(|w| w.due_ms <= now_ms))
             .and_then(|e| e.delayed_will.take());
-        let expired = session.expiry_due_ms != 0 && session.expiry_due_ms <= now_ms;
+        let expired = session.expiry_due_ms() != 0 && session.expiry_due_ms() <= now_ms;
         if let Some(will) = will {
             publish_will(shard, will, now_ms);
         }
@@ -318,7 +324,7 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
         let deadline = match conn.phase {
             Phase::AwaitingConnect => conn.last_seen_ms + shard.config.connect_timeout_ms,
             Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
-                conn.last_seen_ms + conn.keep_alive_timeout_ms
+                conn.last_seen_ms + u64::from(conn.keep_alive_timeout_ms)
             }
             Phase::Connected | Phase::Closing => continue,
         };

@@ -89,6 +89,8 @@ pub struct Traffic {
     /// on every new message.
     // Invariant: the number of entries of `queue` with QoS 0.
     pub queued_qos0: usize,
+    /// What few sessions need (kept here so a session without traffic pays nothing for it).
+    pub extras: SessionExtras,
 }
 
 impl Traffic {
@@ -134,13 +136,20 @@ static NO_TRAFFIC: Traffic = Traffic {
     queue: VecDeque::new(),
     queued_bytes: 0,
     queued_qos0: 0,
+    extras: SessionExtras {
+        delayed_will: None,
+        expiry_due_ms: 0,
+        presence: None,
+    },
 };
 
-/// The rarely used parts of a session, allocated when first needed.
+/// The rarely used parts of a session, allocated with its traffic when first needed.
 #[derive(Debug, Default)]
 pub struct SessionExtras {
     /// A will waiting out its Will Delay Interval while the client is away (MQTT 5).
     pub delayed_will: Option<PendingWill>,
+    /// When the offline session expires, in loop ms (0: online, or never).
+    pub expiry_due_ms: u64,
     /// The session's load and presence as the members of its shared subscriptions'
     /// groups see it (set once the session joins a group).
     pub presence: Option<Arc<Presence>>,
@@ -156,8 +165,6 @@ pub struct Session {
     /// Session Expiry Interval in seconds: 0 ends the session with its connection (3.1.1
     /// clean session 1), `u32::MAX` never expires (3.1.1 clean session 0).
     pub expiry_secs: u32,
-    /// When the offline session expires, in loop ms (0: online, or never).
-    pub expiry_due_ms: u64,
     /// The last packet id used toward the client.
     pub last_packet_id: u16,
     /// Its subscriptions (filter, options), mirrored in the loop's index.
@@ -165,8 +172,6 @@ pub struct Session {
     /// Whether a dropped message was logged for this session already (drops are counted
     /// every time, logged once).
     pub drop_logged: bool,
-    /// What few sessions need (a delayed will, shared-subscription presence).
-    pub extras: Option<Box<SessionExtras>>,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -176,8 +181,6 @@ impl Session {
             client_id,
             conn: None,
             expiry_secs,
-            expiry_due_ms: 0,
-            extras: None,
             last_packet_id: 0,
             subscriptions: Vec::new(),
             drop_logged: false,
@@ -185,9 +188,19 @@ impl Session {
         }
     }
 
-    /// The session's extras, allocated on first use.
+    /// The session's extras, if its traffic was ever allocated.
+    pub fn extras(&self) -> Option<&SessionExtras> {
+        self.traffic.as_deref().map(|t| &t.extras)
+    }
+
+    /// The session's extras, mutably, if its traffic was ever allocated.
+    pub fn extras_if_any(&mut self) -> Option<&mut SessionExtras> {
+        self.traffic.as_deref_mut().map(|t| &mut t.extras)
+    }
+
+    /// The session's extras, allocated on first use (with its traffic).
     pub fn extras_mut(&mut self) -> &mut SessionExtras {
-        self.extras.get_or_insert_with(Box::default)
+        &mut self.traffic_mut().extras
     }
 
     /// Messages in flight or queued toward the client (what a shared-subscription group
@@ -218,6 +231,11 @@ impl Session {
             self.subscriptions.reserve_exact(1);
         }
         self.subscriptions.push((filter.into(), opts));
+    }
+
+    /// When the offline session expires (0: online, or never).
+    pub fn expiry_due_ms(&self) -> u64 {
+        self.extras().map_or(0, |e| e.expiry_due_ms)
     }
 
     /// Whether the session ends when its connection does.

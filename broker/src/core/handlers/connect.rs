@@ -189,7 +189,9 @@ fn accept(
     if let Some(session) = shard.sessions.get_mut(session_id) {
         session.conn = Some(key);
         session.expiry_secs = request.expiry_secs;
-        session.expiry_due_ms = 0;
+        if let Some(extras) = session.extras_if_any() {
+            extras.expiry_due_ms = 0;
+        }
     }
     crate::core::groups::sync_presence(shard, session_id);
     let keep_alive_secs = effective_keep_alive(shard, &request);
@@ -222,7 +224,7 @@ fn resume_session(shard: &mut Shard, session_id: u32) {
     if let Some(extras) = shard
         .sessions
         .get_mut(session_id)
-        .and_then(|s| s.extras.as_mut())
+        .and_then(|s| s.extras_if_any())
     {
         extras.delayed_will = None;
     }
@@ -267,7 +269,9 @@ fn bind(shard: &mut Shard, key: ConnId, session_id: u32, request: Request, keep_
         conn.phase = Phase::Connected;
         conn.version = connect.version;
         conn.session = session_id;
-        conn.keep_alive_timeout_ms = keep_alive_timeout_ms.unwrap_or(0);
+        // At most 65 535 s × 1.5 = 98 302 500 ms: a u32 holds it.
+        conn.keep_alive_timeout_ms =
+            keep_alive_timeout_ms.map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX));
         conn.will = will;
         conn.v5 = v5;
     }
