@@ -698,3 +698,46 @@ fn a_qos2_message_in_flight_to_a_member_is_not_given_to_another_mqtt_4_8_2_5() {
         "never sent to a second member"
     );
 }
+
+#[test]
+fn a_takeover_that_continues_the_session_cancels_a_delayed_will_but_a_clean_one_sends_it() {
+    let mut net = net(1);
+    let watcher = net.connect_ok("watcher", true);
+    net.subscribe(watcher, 1, "will/#", 0);
+    let will = || WillSpec {
+        topic: "will/w",
+        payload: b"gone",
+        delay_secs: 30,
+    };
+    let expiry = [p_u32(SESSION_EXPIRY, 600)];
+    let (_old, _) = connect_v5(&mut net, "w", true, &expiry, Some(will()));
+    let (_new, present) = connect_v5(&mut net, "w", false, &expiry, Some(will()));
+    assert!(present);
+    net.advance(60_000);
+    assert!(publishes(&net.take(watcher)).is_empty(), "MQTT-3.1.3-9");
+    // Clean Start 1: the old session ends, and its will with it (§3.1.3.2.2).
+    let (_newest, present) = connect_v5(&mut net, "w", true, &expiry, None);
+    assert!(!present);
+    assert_eq!(publishes(&net.take(watcher)).len(), 1);
+}
+
+#[test]
+fn topic_aliases_can_be_remapped_and_are_per_connection_mqtt_3_3_2_12() {
+    let mut net = net(1);
+    let (sub, _) = connect_v5(&mut net, "sub", true, &[], None);
+    subscribe_v5(&mut net, sub, "#", 0, None);
+    let (p, _) = connect_v5(&mut net, "p", true, &[], None);
+    let alias = |n| props(&[p_u16(TOPIC_ALIAS, n)]);
+    net.send(p, &publish5(0, b"one", None, &alias(3), b"1"));
+    net.send(p, &publish5(0, b"two", None, &alias(3), b"2"));
+    net.send(p, &publish5(0, b"", None, &alias(3), b"3"));
+    let topics: Vec<_> = publishes(&net.take(sub)).into_iter().map(|p| p.0).collect();
+    assert_eq!(topics, ["one", "two", "two"]);
+    let (p2, _) = connect_v5(&mut net, "p2", true, &[], None);
+    net.send(p2, &publish5(0, b"", None, &alias(3), b"4"));
+    assert_eq!(
+        net.take(p2),
+        vec![Received::Disconnect(0x82)],
+        "not another connection's"
+    );
+}

@@ -58,8 +58,10 @@ pub struct ConnV5 {
     pub receive_maximum: u16,
     /// The client's Maximum Packet Size (a larger message is not sent to it, MQTT-3.1.2-25).
     pub max_packet_size_bytes: usize,
-    /// Topic aliases the client set on this connection (index: alias − 1), grown on use.
-    pub topic_aliases: Vec<Option<Box<str>>>,
+    /// Topic aliases the client set on this connection: (alias, topic), one entry per
+    /// alias in use, so memory follows the aliases used, not the maximum allowed (at most
+    /// `topic_alias_maximum` entries of at most `max_topic_length_bytes` each).
+    pub topic_aliases: Vec<(u16, Box<str>)>,
     /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
     pub problem_information: bool,
 }

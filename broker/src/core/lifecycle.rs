@@ -105,10 +105,23 @@ pub(crate) fn handle_disconnect(
 
 /// A second connection with the same client id: the old one is closed (MQTT-3.1.4-2; a v5
 /// one told 0x8E Session taken over) and detached from the session, which the new
-/// connection then takes.
-pub(crate) fn take_over(shard: &mut Shard, old: ConnId, client_id: &str, _now_ms: u64) {
+/// connection then takes. If the new connection `continues` the session, a will with a
+/// Will Delay Interval is not sent (MQTT-3.1.3-9); one without a delay is, as on any close.
+pub(crate) fn take_over(
+    shard: &mut Shard,
+    old: ConnId,
+    client_id: &str,
+    continues: bool,
+    _now_ms: u64,
+) {
     tracing::info!(client = %client_id, conn = %old, "session taken over by a new connection");
     shard.write_disconnect(old, ReasonCode::SessionTakenOver);
+    if let Ok(conn) = shard.pool.get_mut(old)
+        && continues
+        && conn.will.as_ref().is_some_and(|w| w.delay_secs > 0)
+    {
+        conn.will = None;
+    }
     if let Ok(conn) = shard.pool.get(old) {
         let session = conn.session;
         if let Some(s) = shard.sessions.get_mut(session) {
@@ -153,10 +166,6 @@ pub(crate) fn finalize(shard: &mut Shard, key: ConnId, now_ms: u64) {
             .is_some_and(|s| s.conn == Some(key));
         if owned {
             will = unbind(shard, session_id, will, now_ms);
-        } else if will.as_ref().is_some_and(|w| w.delay_secs > 0) {
-            // Taken over within the will's delay: a new connection to the session came
-            // first (MQTT-3.1.3-9).
-            will = None;
         }
     }
     if let Some(will) = will {

@@ -160,10 +160,16 @@ fn accept(
         lifecycle::close_for(shard, key, "CONNECT refused", code, why, now_ms);
         return Flow::Stop;
     }
-    if let Some(old) = old_conn {
-        lifecycle::take_over(shard, old, &client_id, now_ms);
-    }
     let clean_start = request.connect.clean_session;
+    if let Some(old) = old_conn {
+        // The new connection continues the session unless it starts clean or the session
+        // ends with its connection: only then is a delayed will of the old one due.
+        let continues = !clean_start
+            && existing
+                .and_then(|id| shard.sessions.get(id))
+                .is_some_and(|s| !s.ends_with_connection());
+        lifecycle::take_over(shard, old, &client_id, continues, now_ms);
+    }
     let session_id = match existing {
         // A session that ends with its connection was ended by the takeover's close
         // already, or is about to be: it is never resumed.

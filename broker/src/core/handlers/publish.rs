@@ -153,14 +153,18 @@ fn resolve_alias(
         return Err(Flow::Stop);
     };
     let table = &mut conn.v5.get_or_insert_with(Default::default).topic_aliases;
-    let slot = usize::from(alias) - 1;
-    if table.len() <= slot {
-        table.resize(slot + 1, None);
-    }
-    if !publish.topic.is_empty() {
-        table[slot] = Some(publish.topic.into());
-    }
-    match table[slot].take() {
+    let at = table.iter().position(|(a, _)| *a == alias);
+    let topic = match (at, publish.topic.is_empty()) {
+        // A topic with an alias sets (or replaces) the mapping (MQTT-3.3.2-12).
+        (Some(at), false) => {
+            table.swap_remove(at);
+            Some(publish.topic.into())
+        }
+        (None, false) => Some(publish.topic.into()),
+        (Some(at), true) => Some(table.swap_remove(at).1),
+        (None, true) => None,
+    };
+    match topic {
         Some(topic) => Ok(Some((alias, topic))),
         None => {
             let what = "empty topic with an unknown Topic Alias";
@@ -174,9 +178,8 @@ fn resolve_alias(
 fn restore_alias(shard: &mut Shard, key: ConnId, alias: u16, topic: Box<str>) {
     if let Ok(conn) = shard.pool.get_mut(key)
         && let Some(v5) = conn.v5.as_mut()
-        && let Some(slot) = v5.topic_aliases.get_mut(usize::from(alias) - 1)
     {
-        *slot = Some(topic);
+        v5.topic_aliases.push((alias, topic));
     }
 }
 
