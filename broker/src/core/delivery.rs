@@ -169,14 +169,21 @@ pub(crate) fn deliver(
             );
         }
         Some(key) if qos == QoS::AtMostOnce => {
-            let view = PublishV5 {
-                qos,
-                retain: grant.retain,
-                dup: false,
-                packet_id: None,
-                ..message.view
-            };
-            if shard.write_publish(key, &view, grant.sub_ids, message.expires_at_ms, now_ms) {
+            // The delivery's own header on the borrowed view (no copy of the view), put
+            // back after: the shared copy, if made later, keeps the published flags.
+            let published = (message.view.qos, message.view.retain, message.view.dup);
+            let packet_id = message.view.packet_id.take();
+            (message.view.qos, message.view.retain, message.view.dup) = (qos, grant.retain, false);
+            let written = shard.write_publish(
+                key,
+                &message.view,
+                grant.sub_ids,
+                message.expires_at_ms,
+                now_ms,
+            );
+            (message.view.qos, message.view.retain, message.view.dup) = published;
+            message.view.packet_id = packet_id;
+            if written {
                 shard.stats.publish_sent += 1;
             }
         }

@@ -22,15 +22,14 @@ pub(crate) fn route_local_publish(
     now_ms: u64,
 ) {
     let mut shared: Option<SharedMessage> = None;
+    // What reaches subscribers never carries the publisher's alias or expiry interval as
+    // sent: those are set per delivery (`outbound::for_subscriber`), and the shared copy
+    // keeps neither.
     let mut outgoing = Outgoing {
         view: *publish,
         expires_at_ms,
         shared: &mut shared,
     };
-    // What reaches subscribers never carries the publisher's alias or expiry interval
-    // as sent: those are recomputed per delivery.
-    outgoing.view.properties.topic_alias = None;
-    outgoing.view.properties.message_expiry_interval_secs = None;
     if publish.retain {
         retain(shard, &mut outgoing);
     }
@@ -113,6 +112,21 @@ fn deliver_to_matches(
         });
     matches.sort_unstable_by_key(|m| m.0);
     let published = outgoing.view.qos;
+    if let [(session, opts)] = matches[..] {
+        // The common case: one matching subscription.
+        ids.clear();
+        ids.extend(opts.id());
+        let grant = Grant {
+            qos: published.min(opts.qos()),
+            retain: live_retain(outgoing.view.retain, std::iter::once(opts)),
+            sub_ids: &ids,
+            group: None,
+        };
+        delivery::deliver(shard, session, outgoing, grant, now_ms);
+        shard.route_scratch = matches;
+        shard.id_scratch = ids;
+        return;
+    }
     let mut at = 0;
     while at < matches.len() {
         let session = matches[at].0;
