@@ -93,6 +93,23 @@ fn publish_v5(
     );
 }
 
+/// A net with a 3.1.1 client watching `will/#`.
+fn net_with_will_watcher() -> (Net, ClientId) {
+    let mut net = net(1);
+    let watcher = net.connect_ok("watcher", true);
+    net.subscribe(watcher, 1, "will/#", 0);
+    (net, watcher)
+}
+
+/// A will on `will/w` with `delay_secs`.
+fn will_w(delay_secs: u32) -> WillSpec<'static> {
+    WillSpec {
+        topic: "will/w",
+        payload: b"gone",
+        delay_secs,
+    }
+}
+
 fn net(loops: usize) -> Net {
     Net::new(loops, Net::small_config())
 }
@@ -187,14 +204,8 @@ fn a_disconnect_may_shorten_the_expiry_but_not_raise_it_from_zero_3_14_2_2_2() {
 
 #[test]
 fn a_delayed_will_waits_for_its_delay_3_1_3_2_2() {
-    let mut net = net(1);
-    let watcher = net.connect_ok("watcher", true);
-    net.subscribe(watcher, 1, "will/#", 0);
-    let will = WillSpec {
-        topic: "will/w",
-        payload: b"gone",
-        delay_secs: 5,
-    };
+    let (mut net, watcher) = net_with_will_watcher();
+    let will = will_w(5);
     let (w, _) = connect_v5(
         &mut net,
         "w",
@@ -217,14 +228,8 @@ fn a_delayed_will_waits_for_its_delay_3_1_3_2_2() {
 
 #[test]
 fn a_reconnect_within_the_delay_cancels_the_will_mqtt_3_1_3_9() {
-    let mut net = net(1);
-    let watcher = net.connect_ok("watcher", true);
-    net.subscribe(watcher, 1, "will/#", 0);
-    let will = || WillSpec {
-        topic: "will/w",
-        payload: b"gone",
-        delay_secs: 5,
-    };
+    let (mut net, watcher) = net_with_will_watcher();
+    let will = || will_w(5);
     let expiry = [p_u32(SESSION_EXPIRY, 60)];
     let (w, _) = connect_v5(&mut net, "w", true, &expiry, Some(will()));
     net.drop_connection(w);
@@ -237,14 +242,8 @@ fn a_reconnect_within_the_delay_cancels_the_will_mqtt_3_1_3_9() {
 
 #[test]
 fn a_will_is_published_at_session_end_if_that_comes_first_3_1_3_2_2() {
-    let mut net = net(1);
-    let watcher = net.connect_ok("watcher", true);
-    net.subscribe(watcher, 1, "will/#", 0);
-    let will = WillSpec {
-        topic: "will/w",
-        payload: b"gone",
-        delay_secs: 3600,
-    };
+    let (mut net, watcher) = net_with_will_watcher();
+    let will = will_w(3600);
     let (w, _) = connect_v5(&mut net, "w", true, &[p_u32(SESSION_EXPIRY, 2)], Some(will));
     net.drop_connection(w);
     net.advance(2_000);
@@ -257,14 +256,8 @@ fn a_will_is_published_at_session_end_if_that_comes_first_3_1_3_2_2() {
 
 #[test]
 fn disconnect_with_will_message_0x04_publishes_the_will_3_14_2_1() {
-    let mut net = net(1);
-    let watcher = net.connect_ok("watcher", true);
-    net.subscribe(watcher, 1, "will/#", 0);
-    let will = || WillSpec {
-        topic: "will/w",
-        payload: b"asked",
-        delay_secs: 0,
-    };
+    let (mut net, watcher) = net_with_will_watcher();
+    let will = || will_w(0);
     let (w, _) = connect_v5(&mut net, "w", true, &[], Some(will()));
     net.send(w, &reason_packet(0xE0, Some(0x04), None));
     assert_eq!(publishes(&net.take(watcher)).len(), 1);
@@ -701,14 +694,8 @@ fn a_qos2_message_in_flight_to_a_member_is_not_given_to_another_mqtt_4_8_2_5() {
 
 #[test]
 fn a_takeover_that_continues_the_session_cancels_a_delayed_will_but_a_clean_one_sends_it() {
-    let mut net = net(1);
-    let watcher = net.connect_ok("watcher", true);
-    net.subscribe(watcher, 1, "will/#", 0);
-    let will = || WillSpec {
-        topic: "will/w",
-        payload: b"gone",
-        delay_secs: 30,
-    };
+    let (mut net, watcher) = net_with_will_watcher();
+    let will = || will_w(30);
     let expiry = [p_u32(SESSION_EXPIRY, 600)];
     let (_old, _) = connect_v5(&mut net, "w", true, &expiry, Some(will()));
     let (_new, present) = connect_v5(&mut net, "w", false, &expiry, Some(will()));

@@ -34,7 +34,23 @@ pub(crate) struct Outgoing<'a, 'm> {
     pub shared: &'m mut Option<SharedMessage>,
 }
 
-impl Outgoing<'_, '_> {
+impl<'a, 'm> Outgoing<'a, 'm> {
+    /// A message that is already shared, viewed with `qos` and `retain` (its shared copy
+    /// is itself, kept in `slot`).
+    pub(crate) fn of_shared(
+        message: &'a SharedMessage,
+        qos: QoS,
+        retain: bool,
+        slot: &'m mut Option<SharedMessage>,
+    ) -> Self {
+        *slot = Some(message.clone());
+        Outgoing {
+            view: message.as_publish(qos, retain, false, None),
+            expires_at_ms: message.expires_at_ms(),
+            shared: slot,
+        }
+    }
+
     /// The shared copy, made on first use.
     pub(crate) fn shared(&mut self) -> SharedMessage {
         self.shared
@@ -408,14 +424,8 @@ pub(crate) fn send_retained(
     }
     for message in matching {
         let qos = message.qos.min(grant.qos);
-        let view = message.as_publish(qos, true, false, None);
-        let expires_at_ms = message.expires_at_ms();
-        let mut shared = Some(message.clone());
-        let mut outgoing = Outgoing {
-            view,
-            expires_at_ms,
-            shared: &mut shared,
-        };
+        let mut slot = None;
+        let mut outgoing = Outgoing::of_shared(&message, qos, true, &mut slot);
         let grant = Grant {
             qos,
             retain: true,

@@ -261,14 +261,8 @@ pub(crate) fn redispatch(shard: &mut Shard, group: u32, message: SharedMessage, 
         shard.stats.dropped += 1;
         return;
     };
-    let view = message.as_publish(message.qos, message.retain, false, None);
-    let expires_at_ms = message.expires_at_ms();
-    let mut shared = Some(message.clone());
-    let mut outgoing = Outgoing {
-        view,
-        expires_at_ms,
-        shared: &mut shared,
-    };
+    let mut slot = None;
+    let mut outgoing = Outgoing::of_shared(&message, message.qos, message.retain, &mut slot);
     give(shard, &mut outgoing, pick, now_ms);
 }
 

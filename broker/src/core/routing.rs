@@ -45,13 +45,8 @@ pub(crate) fn route_local_publish(
 
 /// A PUBLISH forwarded by another loop (already retained there).
 pub(crate) fn route_remote(shard: &mut Shard, message: &SharedMessage, now_ms: u64) {
-    let mut shared = Some(message.clone());
-    let view = message.as_publish(message.qos, message.retain, false, None);
-    let mut outgoing = Outgoing {
-        view,
-        expires_at_ms: message.expires_at_ms(),
-        shared: &mut shared,
-    };
+    let mut slot = None;
+    let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
     deliver_to_matches(shard, None, &mut outgoing, now_ms);
 }
 
@@ -62,13 +57,8 @@ pub(crate) fn route_remote_shared(
     message: &SharedMessage,
     now_ms: u64,
 ) {
-    let mut shared = Some(message.clone());
-    let view = message.as_publish(message.qos, message.retain, false, None);
-    let mut outgoing = Outgoing {
-        view,
-        expires_at_ms: message.expires_at_ms(),
-        shared: &mut shared,
-    };
+    let mut slot = None;
+    let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
     groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
 }
 
