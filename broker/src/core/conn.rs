@@ -29,6 +29,9 @@ pub const ARENA_MAX_KEPT_BYTES: usize = 64 * 1024;
 pub enum Phase {
     /// Accepted; its first packet must be a CONNECT within the connect timeout.
     AwaitingConnect,
+    /// MQTT 5 CONNECT received, enhanced authentication in progress (AUTH packets only,
+    /// still within the connect timeout).
+    Authenticating,
     /// CONNECT accepted; bound to a session.
     Connected,
     /// The core decided to close it (or hand it over); waiting for the driver to confirm.
@@ -64,6 +67,8 @@ pub struct ConnV5 {
     pub topic_aliases: Vec<(u16, Box<str>)>,
     /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
     pub problem_information: bool,
+    /// Enhanced authentication, if the CONNECT named a method.
+    pub(crate) auth: Option<Box<crate::core::handlers::auth::AuthState>>,
 }
 
 impl Default for ConnV5 {
@@ -73,6 +78,7 @@ impl Default for ConnV5 {
             max_packet_size_bytes: UNLIMITED_PACKET_SIZE_BYTES,
             topic_aliases: Vec::new(),
             problem_information: true,
+            auth: None,
         }
     }
 }

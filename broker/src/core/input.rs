@@ -6,6 +6,7 @@
 
 use crate::core::conn::Phase;
 use crate::core::{ConnId, Shard, handlers, lifecycle};
+use crate::protocol::v5::{PacketV5, decode_v5};
 use crate::protocol::{
     AnyPacket, FrameError, PacketType, ProtocolVersion, ReasonCode, check_frame_for, decode_any,
 };
@@ -134,6 +135,26 @@ fn dispatch(
             );
             Flow::Stop
         }
+        Phase::Authenticating => match decode_v5(frame) {
+            Ok(PacketV5::Auth(auth)) => handlers::auth::handle_auth(shard, key, &auth, now_ms),
+            Ok(PacketV5::Disconnect(_)) => {
+                lifecycle::close_for(
+                    shard,
+                    key,
+                    "DISCONNECT while authenticating",
+                    ReasonCode::Success,
+                    &"client",
+                    now_ms,
+                );
+                Flow::Stop
+            }
+            Ok(_) => handlers::auth::unexpected_while_authenticating(shard, key, now_ms),
+            Err(error) => {
+                let code = error.reason_code();
+                lifecycle::close_for(shard, key, "bad packet", code, &error, now_ms);
+                Flow::Stop
+            }
+        },
         Phase::Connected => {
             let version = conn.version;
             match decode_any(version, frame) {

@@ -331,14 +331,16 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
         }
         conn.timer_due_ms = 0;
         let deadline = match conn.phase {
-            Phase::AwaitingConnect => conn.last_seen_ms + shard.config.connect_timeout_ms,
+            Phase::AwaitingConnect | Phase::Authenticating => {
+                conn.last_seen_ms + shard.config.connect_timeout_ms
+            }
             Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
                 conn.last_seen_ms + u64::from(conn.keep_alive_timeout_ms)
             }
             Phase::Connected | Phase::Closing => continue,
         };
         if now_ms >= deadline {
-            let connecting = conn.phase == Phase::AwaitingConnect;
+            let connecting = matches!(conn.phase, Phase::AwaitingConnect | Phase::Authenticating);
             let what = if connecting {
                 "connect timeout"
             } else {

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use starling_pool::{Key, Pool, PoolStats};
 
 pub use config::CoreConfig;
-pub use handlers::auth::{AuthStep, Authenticator};
+pub use handlers::auth::{AuthExchange, AuthStep, Authenticator};
 pub use message::{Message, SharedMessage};
 pub use shared::Shared;
 
@@ -188,6 +188,7 @@ pub struct Shard {
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
+    authenticator: Option<std::rc::Rc<dyn Authenticator>>,
 }
 
 /// The loop that owns `client_id`'s session: a fixed hash (SipHash-1-3 with zero keys, the
@@ -226,6 +227,7 @@ impl Shard {
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
+            authenticator: None,
             config,
         })
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use starling::core::{Action, ConnId, CoreConfig, Shard, Shared};
-use starling::protocol::{FrameError, PacketType, check_frame};
+use starling::protocol::{FrameError, PacketType, ProtocolVersion, check_frame, check_frame_for};
 
 use crate::protocol_common::{self as packets, ConnectSpec};
 
@@ -55,6 +55,11 @@ pub enum Received {
     },
     /// An MQTT 5 DISCONNECT from the server, with its reason code.
     Disconnect(u8),
+    /// An MQTT 5 AUTH from the server: reason code and Authentication Data.
+    Auth {
+        reason: u8,
+        data: Option<Vec<u8>>,
+    },
 }
 
 /// A simulated client.
@@ -299,7 +304,12 @@ impl Net {
 
 fn parse(client: &mut Client) {
     loop {
-        let header = match check_frame(&client.bytes, usize::MAX) {
+        let version = if client.v5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V311
+        };
+        let header = match check_frame_for(version, &client.bytes, usize::MAX) {
             Ok(header) if client.bytes.len() >= header.frame_len() => header,
             Ok(_) | Err(FrameError::Incomplete { .. }) => return,
             Err(error) => panic!("the broker sent a bad frame: {error:?}"),
@@ -413,8 +423,27 @@ fn parse_v5(frame: &[u8], header_len: usize, packet_type: PacketType) -> Receive
         },
         PacketType::PingResp => Received::PingResp,
         PacketType::Disconnect => Received::Disconnect(body.first().copied().unwrap_or(0)),
+        PacketType::Auth => Received::Auth {
+            reason: body[0],
+            data: auth_data(&body[1..]),
+        },
         other => panic!("a server does not send {other:?}"),
     }
+}
+
+/// The Authentication Data (0x16) of an AUTH property block (after the reason code).
+fn auth_data(block: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 1; // a one-byte property length: the tests' blocks are short
+    while at < block.len() {
+        let id = block[at];
+        let len = usize::from(u16::from_be_bytes([block[at + 1], block[at + 2]]));
+        let value = &block[at + 3..at + 3 + len];
+        if id == 0x16 {
+            return Some(value.to_vec());
+        }
+        at += 3 + len; // 0x15 Authentication Method and 0x1F Reason String: length-prefixed
+    }
+    None
 }
 
 /// The PUBLISH packets among `received`.

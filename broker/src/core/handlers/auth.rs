@@ -1,45 +1,321 @@
-//! AUTH (MQTT 5 enhanced authentication, §4.12).
+//! AUTH: MQTT 5 enhanced authentication (§4.12), driven through an [`Authenticator`].
 //!
-//! No authentication method is configured yet, so a CONNECT that names one is refused
-//! with CONNACK 0x8C Bad authentication method (handled in `connect`), and an AUTH packet
-//! can only be a protocol error: the server never started an exchange (MQTT-3.15.2-1 …
-//! §4.12: AUTH is sent only within an exchange the CONNECT's method began).
-//! [`Authenticator`] is the seam an authentication layer plugs into later.
+//! A shard has no authenticator unless one is installed ([`Shard::set_authenticator`]);
+//! the binary installs none yet, so a CONNECT that names an Authentication Method is
+//! refused with CONNACK 0x8C Bad authentication method, and an AUTH packet is a protocol
+//! error (0x82): no exchange was started. With an authenticator whose method the CONNECT
+//! names, the exchange runs here:
+//!
+//! 1. CONNECT (method, data) → [`AuthExchange::step`]. `Continue(data)` sends AUTH 0x18 and
+//!    the connection waits in [`Phase::Authenticating`] (the connect timeout still runs);
+//!    `Success` sends CONNACK 0x00 with the method (and final data); `Refuse(code)` sends
+//!    CONNACK `code` and closes.
+//! 2. AUTH 0x18 from the client (same method, MQTT-4.12.0-5) → the next step, the same way.
+//!    Any other packet before CONNACK is a protocol error (CONNACK 0x82, §4.12).
+//! 3. Re-authentication after CONNACK: AUTH 0x19 with the method the connection used
+//!    (MQTT-4.12.1-1) starts a new exchange; success is AUTH 0x00, a refusal DISCONNECT.
 
+use std::fmt;
+use std::rc::Rc;
+
+use crate::core::conn::Phase;
+use crate::core::handlers::connect::{self, Request};
 use crate::core::input::Flow;
 use crate::core::{ConnId, Shard, lifecycle};
 use crate::protocol::ReasonCode;
-use crate::protocol::v5::AuthV5;
+use crate::protocol::v5::{AuthV5, UserProperties, encode_auth_v5};
 
 /// One step of an enhanced-authentication exchange, as an authentication layer answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthStep {
-    /// Authenticated: CONNACK 0x00 (with this final data, if any).
+    /// Authenticated (with final Authentication Data for the client, if any).
     Success(Option<Vec<u8>>),
     /// Send AUTH 0x18 Continue authentication with this data and wait for the client.
     Continue(Vec<u8>),
-    /// Refused with this CONNACK / DISCONNECT reason code (0x87, 0x8C …).
+    /// Refused with this CONNACK / DISCONNECT reason code (0x87 Not authorized, 0x8C …).
     Refuse(ReasonCode),
 }
 
-/// An enhanced-authentication method (e.g. SCRAM-SHA-256): the interface the broker will
-/// drive from CONNECT and AUTH packets. Nothing implements it yet.
+/// An enhanced-authentication method (e.g. SCRAM-SHA-256): what the broker drives from
+/// CONNECT and AUTH packets. One per event loop (it need not be `Send`).
 pub trait Authenticator {
     /// The Authentication Method name it serves.
     fn method(&self) -> &str;
-    /// The next step, given the client id and the client's Authentication Data.
-    fn step(&mut self, client_id: &str, data: Option<&[u8]>) -> AuthStep;
+    /// A new exchange for `client_id` (at CONNECT, and at each re-authentication).
+    fn begin(&self, client_id: &str) -> Box<dyn AuthExchange>;
 }
 
-/// AUTH from a client: with no method configured, a protocol error.
+/// One client's exchange in progress.
+pub trait AuthExchange {
+    /// The next step, given the client's Authentication Data.
+    fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
+}
+
+/// Where a v5 connection is in enhanced authentication.
+pub(crate) enum AuthState {
+    /// Before CONNACK: the CONNECT waits for the exchange to succeed.
+    Connecting {
+        /// The CONNECT, accepted once authenticated.
+        request: Box<Request>,
+        /// Its client id (assigned or given) and whether it was assigned.
+        client_id: Box<str>,
+        assigned: bool,
+        exchange: Box<dyn AuthExchange>,
+    },
+    /// Authenticated with `method`; `exchange` is a re-authentication in progress.
+    Authenticated {
+        method: Box<str>,
+        exchange: Option<Box<dyn AuthExchange>>,
+    },
+}
+
+impl fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthState::Connecting { client_id, .. } => {
+                write!(f, "Connecting({client_id})")
+            }
+            AuthState::Authenticated { method, exchange } => {
+                write!(f, "Authenticated({method}, reauth: {})", exchange.is_some())
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Installs the enhanced-authentication method this loop offers.
+    pub fn set_authenticator(&mut self, authenticator: Rc<dyn Authenticator>) {
+        self.authenticator = Some(authenticator);
+    }
+}
+
+/// A CONNECT naming `method`: starts the exchange, or refuses with 0x8C when no
+/// authenticator serves that method.
+pub(crate) fn begin_connect(
+    shard: &mut Shard,
+    key: ConnId,
+    request: Request,
+    client_id: Box<str>,
+    assigned: bool,
+    now_ms: u64,
+) -> Flow {
+    let method = request
+        .authentication_method()
+        .unwrap_or_default()
+        .to_owned();
+    let authenticator = shard.authenticator.clone().filter(|a| a.method() == method);
+    let Some(authenticator) = authenticator else {
+        shard.stats.refused_connect += 1;
+        let code = ReasonCode::BadAuthenticationMethod;
+        connect::refuse(shard, key, request.version(), code);
+        lifecycle::close_for(shard, key, "CONNECT refused", code, &method, now_ms);
+        return Flow::Stop;
+    };
+    let mut exchange = authenticator.begin(&client_id);
+    let step = exchange.step(request.authentication_data());
+    let state = AuthState::Connecting {
+        request: Box::new(request),
+        client_id,
+        assigned,
+        exchange,
+    };
+    if let Ok(conn) = shard.pool.get_mut(key) {
+        conn.version = crate::protocol::ProtocolVersion::V5;
+        conn.phase = Phase::Authenticating;
+        conn.v5.get_or_insert_with(Default::default).auth = Some(Box::new(state));
+    }
+    connect_step(shard, key, &method, step, now_ms)
+}
+
+/// Carries out one step of the exchange that precedes CONNACK.
+fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now_ms: u64) -> Flow {
+    match step {
+        AuthStep::Continue(data) => {
+            write_auth(
+                shard,
+                key,
+                ReasonCode::ContinueAuthentication,
+                method,
+                Some(&data),
+            );
+            Flow::Continue
+        }
+        AuthStep::Refuse(code) => {
+            shard.stats.refused_connect += 1;
+            connect::refuse(shard, key, crate::protocol::ProtocolVersion::V5, code);
+            lifecycle::close_for(shard, key, "authentication refused", code, &method, now_ms);
+            Flow::Stop
+        }
+        AuthStep::Success(data) => {
+            let state = shard
+                .pool
+                .get_mut(key)
+                .ok()
+                .and_then(|c| c.v5.as_mut())
+                .and_then(|v| v.auth.take());
+            let Some(AuthState::Connecting {
+                request,
+                client_id,
+                assigned,
+                ..
+            }) = state.map(|s| *s)
+            else {
+                return Flow::Stop;
+            };
+            if let Ok(conn) = shard.pool.get_mut(key) {
+                conn.phase = Phase::AwaitingConnect;
+            }
+            let auth = connect::AuthDone {
+                method: method.into(),
+                data,
+            };
+            connect::accept(
+                shard,
+                key,
+                *request,
+                client_id,
+                assigned,
+                Some(auth),
+                now_ms,
+            )
+        }
+    }
+}
+
+/// What an AUTH packet leads to, decided while the connection's state is borrowed.
+enum Next {
+    Connect(AuthStep),
+    Reauth(AuthStep),
+    Error(&'static str),
+}
+
+/// AUTH from a client: the next step of its exchange, a re-authentication, or (with no
+/// exchange possible) a protocol error.
 pub(crate) fn handle_auth(shard: &mut Shard, key: ConnId, auth: &AuthV5<'_>, now_ms: u64) -> Flow {
-    lifecycle::close_for(
-        shard,
-        key,
-        "AUTH without an authentication exchange",
-        ReasonCode::ProtocolError,
-        &format_args!("reason {:#04x}", auth.reason.as_u8()),
-        now_ms,
-    );
+    let method = auth.authentication_method.unwrap_or_default();
+    let data = auth.authentication_data;
+    let authenticator = shard.authenticator.clone();
+    let client = lifecycle::client_name(shard, key);
+    let state = shard
+        .pool
+        .get_mut(key)
+        .ok()
+        .and_then(|c| c.v5.as_mut())
+        .and_then(|v| v.auth.as_deref_mut());
+    let next = match state {
+        None => Next::Error("AUTH without an authentication exchange"),
+        Some(AuthState::Connecting { exchange, .. })
+            if auth.reason == ReasonCode::ContinueAuthentication =>
+        {
+            Next::Connect(exchange.step(data))
+        }
+        // The method must stay the one of the CONNECT (MQTT-4.12.0-5).
+        Some(AuthState::Authenticated {
+            method: ours,
+            exchange,
+        }) if **ours == *method => match (auth.reason, authenticator) {
+            (ReasonCode::ReAuthenticate, Some(authenticator)) => {
+                Next::Reauth(exchange.insert(authenticator.begin(&client)).step(data))
+            }
+            (ReasonCode::ContinueAuthentication, _) => match exchange {
+                Some(exchange) => Next::Reauth(exchange.step(data)),
+                None => Next::Error("AUTH 0x18 without a re-authentication in progress"),
+            },
+            _ => Next::Error("AUTH out of sequence"),
+        },
+        Some(_) => Next::Error("AUTH with another method or out of sequence"),
+    };
+    let method = method.to_owned();
+    match next {
+        Next::Connect(step) => connect_step(shard, key, &method, step, now_ms),
+        Next::Reauth(step) => reauth_step(shard, key, &method, step, now_ms),
+        Next::Error(what) => protocol_error(shard, key, what, now_ms),
+    }
+}
+
+/// The slot of a re-authentication in progress.
+fn reauth_slot(shard: &mut Shard, key: ConnId) -> Option<&mut Option<Box<dyn AuthExchange>>> {
+    match shard
+        .pool
+        .get_mut(key)
+        .ok()?
+        .v5
+        .as_mut()?
+        .auth
+        .as_deref_mut()?
+    {
+        AuthState::Authenticated { exchange, .. } => Some(exchange),
+        AuthState::Connecting { .. } => None,
+    }
+}
+
+/// Carries out one step of a re-authentication.
+fn reauth_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now_ms: u64) -> Flow {
+    match step {
+        AuthStep::Continue(data) => {
+            write_auth(
+                shard,
+                key,
+                ReasonCode::ContinueAuthentication,
+                method,
+                Some(&data),
+            );
+            Flow::Continue
+        }
+        AuthStep::Success(data) => {
+            if let Some(slot) = reauth_slot(shard, key) {
+                *slot = None;
+            }
+            write_auth(shard, key, ReasonCode::Success, method, data.as_deref());
+            Flow::Continue
+        }
+        AuthStep::Refuse(code) => {
+            lifecycle::close_for(
+                shard,
+                key,
+                "re-authentication refused",
+                code,
+                &method,
+                now_ms,
+            );
+            Flow::Stop
+        }
+    }
+}
+
+/// An AUTH packet to the client.
+fn write_auth(
+    shard: &mut Shard,
+    key: ConnId,
+    reason: ReasonCode,
+    method: &str,
+    data: Option<&[u8]>,
+) {
+    let auth = AuthV5 {
+        reason,
+        authentication_method: Some(method),
+        authentication_data: data,
+        reason_string: None,
+        user_properties: UserProperties::NONE,
+    };
+    shard.write_with(key, |out, _, peer_max| encode_auth_v5(out, &auth, peer_max));
+}
+
+/// A protocol error around AUTH: before CONNACK a CONNACK 0x82, after it a DISCONNECT 0x82.
+fn protocol_error(shard: &mut Shard, key: ConnId, what: &str, now_ms: u64) -> Flow {
+    let code = ReasonCode::ProtocolError;
+    if shard
+        .pool
+        .get(key)
+        .is_ok_and(|c| c.phase == Phase::Authenticating)
+    {
+        connect::refuse(shard, key, crate::protocol::ProtocolVersion::V5, code);
+    }
+    lifecycle::close_for(shard, key, what, code, &"(MQTT 5 §4.12)", now_ms);
     Flow::Stop
+}
+
+/// A packet other than AUTH or DISCONNECT while authenticating: a protocol error.
+pub(crate) fn unexpected_while_authenticating(shard: &mut Shard, key: ConnId, now_ms: u64) -> Flow {
+    protocol_error(shard, key, "packet other than AUTH before CONNACK", now_ms)
 }

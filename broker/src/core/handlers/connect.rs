@@ -5,6 +5,7 @@
 //! or for ever (not clean)", no properties and a CONNACK without them.
 
 use crate::core::conn::{ConnV5, PendingWill, Phase};
+use crate::core::handlers::auth::{self, AuthState};
 use crate::core::input::Flow;
 use crate::core::message::MessageProps;
 use crate::core::{ConnId, Shard, delivery, lifecycle, owner_loop};
@@ -18,12 +19,38 @@ use crate::protocol::{
 };
 
 /// What a CONNECT asks for, in MQTT 5 terms.
-struct Request {
+pub(crate) struct Request {
     connect: Connect,
     /// Session Expiry Interval in seconds (3.1.1: 0 when clean, for ever when not).
     expiry_secs: u32,
     /// MQTT 5 properties (none for 3.1.1).
     v5: Option<(ConnectProperties, Option<WillProperties>)>,
+}
+
+impl Request {
+    /// The protocol version.
+    pub(crate) fn version(&self) -> ProtocolVersion {
+        self.connect.version
+    }
+
+    /// The Authentication Method (MQTT 5 enhanced authentication), if any.
+    pub(crate) fn authentication_method(&self) -> Option<&str> {
+        self.v5.as_ref()?.0.authentication_method.as_deref()
+    }
+
+    /// The Authentication Data of the CONNECT, if any.
+    pub(crate) fn authentication_data(&self) -> Option<&[u8]> {
+        self.v5.as_ref()?.0.authentication_data.as_deref()
+    }
+}
+
+/// A finished enhanced authentication: its method and final data go into the CONNACK
+/// (§3.2.2.3.17, §3.2.2.3.18).
+pub(crate) struct AuthDone {
+    /// The Authentication Method.
+    pub method: Box<str>,
+    /// Final Authentication Data for the client.
+    pub data: Option<Vec<u8>>,
 }
 
 /// The first packet of a connection.
@@ -49,16 +76,6 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
         Err(error) => return refuse_undecodable(shard, key, frame, &error, now_ms),
     };
     let version = request.connect.version;
-    if let Some((props, _)) = &request.v5
-        && let Some(method) = &props.authentication_method
-    {
-        // No enhanced-authentication method is configured (see `handlers::auth`).
-        shard.stats.refused_connect += 1;
-        let code = ReasonCode::BadAuthenticationMethod;
-        refuse(shard, key, version, code);
-        lifecycle::close_for(shard, key, "CONNECT refused", code, method, now_ms);
-        return Flow::Stop;
-    }
     let will_refusal = request
         .connect
         .will
@@ -90,7 +107,11 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
         }
         (request.connect.client_id.clone().into_boxed_str(), false)
     };
-    accept(shard, key, request, client_id, assigned, now_ms)
+    if request.authentication_method().is_some() {
+        // Enhanced authentication runs on the loop that owns the client id.
+        return auth::begin_connect(shard, key, request, client_id, assigned, now_ms);
+    }
+    accept(shard, key, request, client_id, assigned, None, now_ms)
 }
 
 /// A CONNECT that does not decode: CONNACK with the reason where the protocol has one
@@ -126,12 +147,14 @@ fn refuse_undecodable(
     Flow::Stop
 }
 
-fn accept(
+/// Accepts an (authenticated) CONNECT: limits, takeover, the session, CONNACK.
+pub(crate) fn accept(
     shard: &mut Shard,
     key: ConnId,
     request: Request,
     client_id: Box<str>,
     assigned: bool,
+    auth: Option<AuthDone>,
     now_ms: u64,
 ) -> Flow {
     let version = request.connect.version;
@@ -201,18 +224,24 @@ fn accept(
     }
     crate::core::groups::sync_presence(shard, session_id);
     let keep_alive_secs = effective_keep_alive(shard, &request);
-    bind(shard, key, session_id, request, keep_alive_secs.0);
-    if let Some(timeout_ms) = shard.config.keep_alive_timeout_ms(keep_alive_secs.0) {
-        shard.arm_timer(key, now_ms + timeout_ms);
-    }
-    write_connack(
+    bind(
         shard,
         key,
         session_id,
+        request,
+        keep_alive_secs.0,
+        auth.as_ref(),
+    );
+    if let Some(timeout_ms) = shard.config.keep_alive_timeout_ms(keep_alive_secs.0) {
+        shard.arm_timer(key, now_ms + timeout_ms);
+    }
+    let granted = Granted {
         session_present,
         assigned,
-        keep_alive_secs.1,
-    );
+        server_keep_alive_secs: keep_alive_secs.1,
+        auth,
+    };
+    write_connack(shard, key, session_id, &granted);
     tracing::debug!(
         client = %shard.sessions.get(session_id).map_or("", |s| &s.client_id),
         ?version,
@@ -253,11 +282,27 @@ fn effective_keep_alive(shard: &Shard, request: &Request) -> (u16, Option<u16>) 
 }
 
 /// Fills the connection's object from the CONNECT.
-fn bind(shard: &mut Shard, key: ConnId, session_id: u32, request: Request, keep_alive_secs: u16) {
+fn bind(
+    shard: &mut Shard,
+    key: ConnId,
+    session_id: u32,
+    request: Request,
+    keep_alive_secs: u16,
+    auth: Option<&AuthDone>,
+) {
     let keep_alive_timeout_ms = shard.config.keep_alive_timeout_ms(keep_alive_secs);
     let Request { connect, v5, .. } = request;
     let (v5, will_props) = match v5 {
-        Some((props, will_props)) => (Some(conn_v5(&props)), will_props),
+        Some((props, will_props)) => {
+            let mut v5 = conn_v5(&props);
+            v5.auth = auth.map(|a| {
+                Box::new(AuthState::Authenticated {
+                    method: a.method.clone(),
+                    exchange: None,
+                })
+            });
+            (Some(v5), will_props)
+        }
         None => (None, None),
     };
     let will = connect.will.map(|will| {
@@ -290,6 +335,7 @@ fn conn_v5(props: &ConnectProperties) -> Box<ConnV5> {
         max_packet_size_bytes: props.max_packet_size_bytes(),
         topic_aliases: Vec::new(),
         problem_information: props.request_problem_information.unwrap_or(true),
+        auth: None,
     })
 }
 
@@ -308,15 +354,18 @@ fn will_message_props(w: &WillProperties) -> Option<Box<MessageProps>> {
     MessageProps::from_publish(&view, None)
 }
 
-/// CONNACK 0x00; for MQTT 5 with what the server allows (§3.2.2.3).
-fn write_connack(
-    shard: &mut Shard,
-    key: ConnId,
-    session_id: u32,
+/// What a successful CONNACK says beyond the server's limits.
+struct Granted {
     session_present: bool,
+    /// Whether the client id was assigned (it is then announced).
     assigned: bool,
     server_keep_alive_secs: Option<u16>,
-) {
+    auth: Option<AuthDone>,
+}
+
+/// CONNACK 0x00; for MQTT 5 with what the server allows (§3.2.2.3).
+fn write_connack(shard: &mut Shard, key: ConnId, session_id: u32, granted: &Granted) {
+    let (session_present, assigned) = (granted.session_present, granted.assigned);
     let version = shard
         .pool
         .get(key)
@@ -340,7 +389,9 @@ fn write_connack(
         wildcard_subscription_available: Some(true),
         subscription_identifiers_available: Some(true),
         shared_subscription_available: Some(true),
-        server_keep_alive_secs,
+        server_keep_alive_secs: granted.server_keep_alive_secs,
+        authentication_method: granted.auth.as_ref().map(|a| &*a.method),
+        authentication_data: granted.auth.as_ref().and_then(|a| a.data.as_deref()),
         ..ConnAckProperties::default()
     };
     let connack = ConnAckV5 {
@@ -355,7 +406,7 @@ fn write_connack(
 
 /// Sends a refusing CONNACK (the connection is closed right after): for 3.x the return
 /// code nearest `code`.
-fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, code: ReasonCode) {
+pub(crate) fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, code: ReasonCode) {
     if let Ok(conn) = shard.pool.get_mut(key) {
         conn.version = version;
     }
