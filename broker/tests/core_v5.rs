@@ -888,3 +888,67 @@ fn re_authentication_runs_the_exchange_again_4_12_1() {
     net.send(d, &auth_packet(0x19, b"TOY", b"nonsense"));
     assert_eq!(net.take(d), vec![Received::Disconnect(0x87)]);
 }
+
+#[test]
+fn the_broker_uses_topic_aliases_toward_a_client_within_its_maximum_mqtt_3_1_2_26() {
+    let mut net = net(1);
+    const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    let (sub, _) = connect_v5(
+        &mut net,
+        "sub",
+        true,
+        &[p_u16(TOPIC_ALIAS_MAXIMUM, 2)],
+        None,
+    );
+    subscribe_v5(&mut net, sub, "al/#", 0, None);
+    let (plain, _) = connect_v5(&mut net, "plain", true, &[], None);
+    subscribe_v5(&mut net, plain, "al/#", 0, None);
+    let (p, _) = connect_v5(&mut net, "p", true, &[], None);
+    let sent = ["al/a", "al/b", "al/a", "al/c", "al/a", "al/a"];
+    for topic in sent {
+        publish_v5(&mut net, p, topic, 0, &[], b"x");
+    }
+    let mut mapping = std::collections::HashMap::new();
+    let mut resolved = Vec::new();
+    let mut alias_only = 0;
+    for r in net.take(sub) {
+        let Received::Publish5 {
+            topic, topic_alias, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        let topic = match topic_alias {
+            Some(alias) => {
+                assert!((1..=2).contains(&alias), "alias {alias} within 1..=2");
+                if topic.is_empty() {
+                    alias_only += 1;
+                    mapping.get(&alias).cloned().expect("an alias set before")
+                } else {
+                    mapping.insert(alias, topic.clone());
+                    topic
+                }
+            }
+            None => topic,
+        };
+        resolved.push(topic);
+    }
+    assert_eq!(resolved, sent, "every topic resolves to the one published");
+    assert!(
+        alias_only >= 2,
+        "repeated topics went as aliases ({alias_only})"
+    );
+    // A client with no Topic Alias Maximum never gets one (MQTT-3.1.2-27).
+    for r in net.take(plain) {
+        assert!(
+            matches!(
+                r,
+                Received::Publish5 {
+                    topic_alias: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+}

@@ -67,6 +67,9 @@ pub struct ConnV5 {
     pub topic_aliases: Vec<(u16, Box<str>)>,
     /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
     pub problem_information: bool,
+    /// The Topic Aliases the broker uses toward the client (within its Topic Alias
+    /// Maximum).
+    pub out_aliases: crate::core::outbound::OutAliases,
     /// Enhanced authentication, if the CONNECT named a method.
     pub(crate) auth: Option<Box<crate::core::handlers::auth::AuthState>>,
 }
@@ -78,6 +81,7 @@ impl Default for ConnV5 {
             max_packet_size_bytes: UNLIMITED_PACKET_SIZE_BYTES,
             topic_aliases: Vec::new(),
             problem_information: true,
+            out_aliases: Default::default(),
             auth: None,
         }
     }

@@ -14,7 +14,8 @@
 //!   window, bounded queue, redelivery.
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
-//! - `outbound`: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders).
+//! - [`outbound`]: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders), and
+//!   the Topic Aliases the broker uses toward v5 clients.
 //! - [`groups`]: shared subscriptions, one registry for all loops.
 //! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
 //!   Subscription Identifiers of a delivery.
@@ -37,7 +38,7 @@ mod handlers;
 pub mod input;
 pub mod lifecycle;
 pub mod message;
-mod outbound;
+pub mod outbound;
 pub mod routing;
 pub mod session;
 pub mod shared;

@@ -7,6 +7,8 @@
 //! a PUBLISH that does not fit is not written at all (MQTT-3.1.2-25; the caller counts
 //! the drop).
 
+use std::num::NonZeroU16;
+
 use bumpalo::Bump;
 
 use crate::core::{ConnId, Shard};
@@ -144,14 +146,112 @@ impl Shard {
         expires_at_ms: Option<u64>,
         now_ms: u64,
     ) -> bool {
-        self.write_with(key, |out, version, peer_max| {
+        // Toward a v5 client that accepts Topic Aliases, the topic may go as an alias
+        // (decided now, recorded only once the packet is written: MQTT-3.3.2-10/11).
+        let alias = self
+            .pool
+            .get(key)
+            .ok()
+            .and_then(|c| c.v5.as_ref())
+            .and_then(|v| v.out_aliases.choose(publish.topic));
+        let written = self.write_with(key, |out, version, peer_max| {
             if version != ProtocolVersion::V5 {
                 let v3 = publish.to_v3().ok_or(EncodeError::EmptyTopicWithoutAlias)?;
                 return encode_publish(out, version, &v3);
             }
-            let view = for_subscriber(publish, sub_ids, expires_at_ms, now_ms);
+            let mut view = for_subscriber(publish, sub_ids, expires_at_ms, now_ms);
+            if let Some(choice) = alias {
+                view.properties.topic_alias = NonZeroU16::new(choice.alias());
+                if choice.is_known() {
+                    view.topic = "";
+                }
+            }
             encode_publish_v5(out, &view, peer_max)
-        })
+        });
+        if let (true, Some(choice)) = (written, alias)
+            && let Ok(conn) = self.pool.get_mut(key)
+            && let Some(v5) = conn.v5.as_mut()
+        {
+            v5.out_aliases.record(choice, publish.topic);
+        }
+        written
+    }
+}
+
+/// Aliases the broker gives topics toward one client at most (fewer if the client's Topic
+/// Alias Maximum is lower): enough for the few hot topics of a typical subscriber, while
+/// the topics they hold stay bounded per connection.
+pub const OUT_TOPIC_ALIASES_MAX: u16 = 16;
+
+/// The Topic Aliases the broker set toward one v5 client (empty when it accepts none).
+#[derive(Debug, Default)]
+pub struct OutAliases {
+    /// The client's Topic Alias Maximum, capped at [`OUT_TOPIC_ALIASES_MAX`].
+    maximum: u16,
+    /// The topic of each alias (index: alias − 1).
+    topics: Vec<Box<str>>,
+    /// The slot reused next once all are taken (round-robin).
+    next: u16,
+}
+
+/// How one PUBLISH names its topic toward a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasChoice {
+    /// The topic already has this alias: send the alias with an empty topic.
+    Known(u16),
+    /// Send the topic and (re)map this alias to it.
+    Set(u16),
+}
+
+impl AliasChoice {
+    fn alias(self) -> u16 {
+        match self {
+            AliasChoice::Known(a) | AliasChoice::Set(a) => a,
+        }
+    }
+
+    fn is_known(self) -> bool {
+        matches!(self, AliasChoice::Known(_))
+    }
+}
+
+impl OutAliases {
+    /// For a client announcing Topic Alias Maximum `client_maximum`.
+    pub fn new(client_maximum: u16) -> OutAliases {
+        OutAliases {
+            maximum: client_maximum.min(OUT_TOPIC_ALIASES_MAX),
+            topics: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// How to send `topic`, or `None` when the client takes no aliases.
+    fn choose(&self, topic: &str) -> Option<AliasChoice> {
+        if self.maximum == 0 || topic.is_empty() {
+            return None;
+        }
+        if let Some(at) = self.topics.iter().position(|t| &**t == topic) {
+            return Some(AliasChoice::Known(at as u16 + 1));
+        }
+        let len = self.topics.len() as u16;
+        let slot = if len < self.maximum { len } else { self.next };
+        // Invariant: aliases stay within 1..=the client's maximum (MQTT-3.1.2-26).
+        debug_assert!(slot < self.maximum);
+        Some(AliasChoice::Set(slot + 1))
+    }
+
+    /// Records what was sent.
+    fn record(&mut self, choice: AliasChoice, topic: &str) {
+        let AliasChoice::Set(alias) = choice else {
+            return;
+        };
+        let slot = usize::from(alias - 1);
+        if slot == self.topics.len() {
+            self.topics.push(topic.into());
+        } else if let Some(t) = self.topics.get_mut(slot) {
+            *t = topic.into();
+            self.next = (alias) % self.maximum;
+        }
     }
 }
 

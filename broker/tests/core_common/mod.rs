@@ -47,6 +47,7 @@ pub enum Received {
         sub_ids: Vec<u32>,
         expiry_secs: Option<u32>,
         user_properties: Vec<(String, String)>,
+        topic_alias: Option<u16>,
     },
     /// An MQTT 5 UNSUBACK with its reason codes.
     UnsubAck5 {
@@ -407,6 +408,7 @@ fn parse_v5(frame: &[u8], header_len: usize, packet_type: PacketType) -> Receive
                     .iter()
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .collect(),
+                topic_alias: p.properties.topic_alias.map(|a| a.get()),
             }
         }
         PacketType::PubAck => Received::PubAck(id(body)),

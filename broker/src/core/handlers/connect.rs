@@ -8,6 +8,7 @@ use crate::core::conn::{ConnV5, PendingWill, Phase};
 use crate::core::handlers::auth::{self, AuthState};
 use crate::core::input::Flow;
 use crate::core::message::MessageProps;
+use crate::core::outbound::OutAliases;
 use crate::core::{ConnId, Shard, delivery, lifecycle, owner_loop};
 use crate::protocol::v5::{
     ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
@@ -335,6 +336,7 @@ fn conn_v5(props: &ConnectProperties) -> Box<ConnV5> {
         max_packet_size_bytes: props.max_packet_size_bytes(),
         topic_aliases: Vec::new(),
         problem_information: props.request_problem_information.unwrap_or(true),
+        out_aliases: OutAliases::new(props.topic_alias_maximum.unwrap_or(0)),
         auth: None,
     })
 }
