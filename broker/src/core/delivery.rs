@@ -50,8 +50,11 @@ impl Shard {
             conn.output = self.buffers.take();
         }
         let version = conn.version;
+        let start = conn.output.len();
         match encode(&mut conn.output, version) {
             Ok(_) => {
+                let first = conn.output.get(start).copied();
+                crate::core::observe::count_packet_out(&mut self.stats, first);
                 self.mark_dirty(key);
                 true
             }

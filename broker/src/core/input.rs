@@ -5,7 +5,7 @@
 //! lent by the loop).
 
 use crate::core::conn::Phase;
-use crate::core::{ConnId, Shard, handlers, lifecycle};
+use crate::core::{ConnId, Shard, handlers, lifecycle, observe};
 use crate::protocol::{FrameError, PacketType, check_frame, decode};
 
 /// What the frame loop does after a packet.
@@ -87,6 +87,7 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
             break;
         }
         let frame = &buf[at..at + len];
+        observe::count_packet_in(&mut shard.stats, frame);
         match dispatch(shard, key, header.packet_type, frame, now_ms) {
             Flow::Continue => at += len,
             Flow::Stop => return buf.len(),

@@ -28,6 +28,7 @@ mod handlers;
 pub mod input;
 pub mod lifecycle;
 pub mod message;
+pub mod observe;
 pub mod routing;
 pub mod session;
 pub mod shared;
@@ -128,6 +129,20 @@ pub struct ShardStats {
     pub dropped_queue_messages: u64,
     /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
     pub dropped_queue_bytes: u64,
+    // Traffic, for the metrics endpoint and $SYS (`core::observe`): plain per-loop counters,
+    // summed across loops only when scraped.
+    /// Complete packets received, by packet type (the fixed header's high nibble).
+    pub packets_in: [u64; 16],
+    /// Packets written into connections' output, by packet type.
+    pub packets_out: [u64; 16],
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes taken by sockets (written).
+    pub bytes_out: u64,
+    /// PUBLISH packets received, by QoS.
+    pub publish_received_by_qos: [u64; 3],
+    /// PUBLISH packets written to subscribers, by QoS.
+    pub publish_sent_by_qos: [u64; 3],
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -264,6 +279,7 @@ impl Shard {
 
     /// Bytes read from `conn`'s socket.
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now_ms: u64) {
+        self.stats.bytes_in += bytes.len() as u64;
         input::receive(self, conn, bytes, now_ms);
     }
 
@@ -322,6 +338,7 @@ impl Shard {
             return;
         };
         let written = written.min(c.output.len());
+        self.stats.bytes_out += written as u64;
         c.output.drain(..written);
         if c.output.is_empty() {
             let buffer = std::mem::take(&mut c.output);
