@@ -92,6 +92,7 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
             Flow::Continue => at += len,
             Flow::Stop => return buf.len(),
             Flow::Handover(to) => {
+                observe::uncount_handed_over(&mut shard.stats, &buf[at..]);
                 lifecycle::hand_over(shard, key, to, &buf[at..], now_ms);
                 return buf.len();
             }

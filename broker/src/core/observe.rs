@@ -11,6 +11,8 @@ use crate::protocol::{PublishRef, QoS};
 
 /// The PUBLISH packet type (fixed header high nibble).
 const PUBLISH_TYPE: usize = 3;
+/// The CONNECT packet type.
+const CONNECT_TYPE: u8 = 1;
 
 /// Counts one complete frame received (`frame` starts at its fixed header).
 #[inline]
@@ -29,6 +31,14 @@ pub(crate) fn count_packet_in(stats: &mut ShardStats, frame: &[u8]) {
             *n += 1;
         }
     }
+}
+
+/// Takes back the count of a CONNECT (and the bytes from it on) that is handed over to
+/// another loop: that loop receives and counts them again.
+pub(crate) fn uncount_handed_over(stats: &mut ShardStats, replayed: &[u8]) {
+    stats.packets_in[usize::from(CONNECT_TYPE)] =
+        stats.packets_in[usize::from(CONNECT_TYPE)].saturating_sub(1);
+    stats.bytes_in = stats.bytes_in.saturating_sub(replayed.len() as u64);
 }
 
 /// Counts one packet written into an output buffer, from its first byte.

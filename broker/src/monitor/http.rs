@@ -19,6 +19,10 @@ use super::prometheus::Exporter;
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Time a client has to send its request head, and that writing the response may take.
 pub const REQUEST_TIMEOUT_MS: u64 = 2000;
+/// After the response, unread input is discarded for at most this long...
+pub const CLOSE_DRAIN_TIMEOUT_MS: u64 = 200;
+/// ...and up to this many bytes, before the socket is closed.
+pub const CLOSE_DRAIN_MAX_BYTES: usize = 64 * 1024;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +196,19 @@ fn answer(mut stream: TcpStream, probe: &Probe, exporter: &Exporter) -> io::Resu
     if send_body {
         stream.write_all(body.as_bytes())?;
     }
-    stream.flush()
+    stream.flush()?;
+    // Read what the client still sends before closing: closing with unread input makes the
+    // kernel answer with RST, which can destroy the response before the client reads it.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    stream.set_read_timeout(Some(Duration::from_millis(CLOSE_DRAIN_TIMEOUT_MS)))?;
+    let mut drained = 0;
+    while drained < CLOSE_DRAIN_MAX_BYTES {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }
 
 fn reason_phrase(status: u16) -> &'static str {
