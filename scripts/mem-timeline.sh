@@ -54,21 +54,10 @@ fi
 
 work="$(mktemp -d)"
 pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "${pid}" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "${pid}" 2>/dev/null || true
-  done
-  rm -rf "${work}"
-}
+# shellcheck source=scripts/lib.sh
+. "${repo}/scripts/lib.sh"
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 mqtt_port="$(free_port)"
 metrics_port="$(free_port)"
 metrics_url="http://127.0.0.1:${metrics_port}/metrics"

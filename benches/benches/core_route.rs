@@ -10,58 +10,29 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
+use starling_loadtest::mqtt;
 
 /// PUBLISHes per read fed to the shard.
 const BATCH_PUBLISHES: usize = 50;
 /// Payload of each PUBLISH.
 const PAYLOAD_BYTES: usize = 64;
 
-fn remaining_length(out: &mut Vec<u8>, mut len: usize) {
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-}
-
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    remaining_length(&mut out, body.len());
-    out.extend_from_slice(body);
+fn connect(client_id: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    mqtt::connect(&mut out, client_id, 60, true);
     out
 }
 
-fn connect(client_id: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.extend_from_slice(&[4, 0x02, 0, 60]);
-    string(&mut body, client_id);
-    packet(0x10, &body)
-}
-
 fn subscribe(filter: &str) -> Vec<u8> {
-    let mut body = vec![0, 1];
-    string(&mut body, filter);
-    body.push(0);
-    packet(0x82, &body)
+    let mut out = Vec::new();
+    mqtt::subscribe(&mut out, 1, filter, 0);
+    out
 }
 
 fn publish(topic: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, topic);
-    body.extend_from_slice(&[b'x'; PAYLOAD_BYTES]);
-    packet(0x30, &body)
+    let mut out = Vec::new();
+    mqtt::publish(&mut out, topic, 0, 0, &[b'x'; PAYLOAD_BYTES]);
+    out
 }
 
 struct Bench {
@@ -113,12 +84,15 @@ impl Bench {
     }
 }
 
+/// The scenarios: name, subscribers, their filter (the publisher uses `bench/t`).
+const SCENARIOS: [(&str, usize, &str); 2] = [
+    ("fanin_1_sub_wildcard", 1, "bench/+"),
+    ("fanout_100_subs", 100, "bench/t"),
+];
+
 fn route(c: &mut Criterion) {
     let mut group = c.benchmark_group("core_route");
-    for (name, subscribers, filter) in [
-        ("fanin_1_sub_wildcard", 1, "bench/+"),
-        ("fanout_100_subs", 100, "bench/t"),
-    ] {
+    for (name, subscribers, filter) in SCENARIOS {
         let mut bench = Bench::new(subscribers, filter, "bench/t");
         group.throughput(Throughput::Elements((BATCH_PUBLISHES * subscribers) as u64));
         group.bench_function(name, |b| b.iter(|| bench.round()));
@@ -129,6 +103,27 @@ fn route(c: &mut Criterion) {
 criterion_group!(benches, route);
 
 fn main() {
+    // A fixed amount of work instead of criterion's timing, for instruction counts that do
+    // not depend on the machine's noise: `CORE_ROUTE_ROUNDS=20000 CORE_ROUTE_ONLY=fanout
+    // perf stat -e instructions:u target/release/deps/core_route-* --bench`
+    // (docs/benchmarks.md, "Metrics cost").
+    if let Some(rounds) = std::env::var("CORE_ROUTE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let only = std::env::var("CORE_ROUTE_ONLY").unwrap_or_default();
+        for (name, subscribers, filter) in SCENARIOS {
+            if !name.contains(only.as_str()) {
+                continue;
+            }
+            let mut bench = Bench::new(subscribers, filter, "bench/t");
+            for _ in 0..rounds {
+                bench.round();
+            }
+            println!("{name}: {rounds} rounds of {BATCH_PUBLISHES} PUBLISHes");
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

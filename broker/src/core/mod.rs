@@ -131,18 +131,14 @@ pub struct ShardStats {
     pub dropped_queue_bytes: u64,
     // Traffic, for the metrics endpoint and $SYS (`core::observe`): plain per-loop counters,
     // summed across loops only when scraped.
-    /// Complete packets received, by packet type (the fixed header's high nibble).
-    pub packets_in: [u64; 16],
-    /// Packets written into connections' output, by packet type.
-    pub packets_out: [u64; 16],
+    /// Complete packets received, by first byte (type and flags: QoS for PUBLISH).
+    pub packets_in: observe::PacketCounts,
+    /// Packets written into connections' output, by first byte.
+    pub packets_out: observe::PacketCounts,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes taken by sockets (written).
     pub bytes_out: u64,
-    /// PUBLISH packets received, by QoS.
-    pub publish_received_by_qos: [u64; 3],
-    /// PUBLISH packets written to subscribers, by QoS.
-    pub publish_sent_by_qos: [u64; 3],
 }
 
 /// A refusal the driver decides before the core sees a connection.

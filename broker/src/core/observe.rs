@@ -2,8 +2,8 @@
 //! writes: `$SYS` messages.
 //!
 //! The hot path only bumps plain `u64` fields of [`ShardStats`] (no atomics, nothing
-//! shared): [`count_packet_in`] once per complete frame, [`count_packet_out`] once per
-//! packet written into a connection's output. Everything else here runs when a scrape or a
+//! shared, no branch): one [`PacketCounts`] increment per complete frame received and one
+//! per packet written into a connection's output, indexed by the packet's first byte. Everything else here runs when a scrape or a
 //! `$SYS` round asks, on the loop's own thread.
 
 use crate::core::{Shard, ShardStats, routing};
@@ -12,49 +12,81 @@ use crate::protocol::{PublishRef, QoS};
 /// The PUBLISH packet type (fixed header high nibble).
 const PUBLISH_TYPE: usize = 3;
 /// The CONNECT packet type.
-const CONNECT_TYPE: u8 = 1;
+const CONNECT_TYPE: usize = 1;
+
+/// Packets counted by their first byte (packet type in the high nibble, flags in the low
+/// one: a PUBLISH's QoS among them). One increment per packet with no branch; the split by
+/// type and by QoS is made when someone asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketCounts(pub [u64; 256]);
+
+impl Default for PacketCounts {
+    fn default() -> Self {
+        PacketCounts([0; 256])
+    }
+}
+
+impl PacketCounts {
+    /// Counts a packet whose first byte is `first`.
+    #[inline]
+    pub fn count(&mut self, first: u8) {
+        self.0[usize::from(first)] += 1;
+    }
+
+    /// Packets by type (index: the fixed header's packet type, 0..=15).
+    pub fn by_type(&self) -> [u64; 16] {
+        let mut out = [0; 16];
+        for (first, n) in self.0.iter().enumerate() {
+            out[first >> 4] += n;
+        }
+        out
+    }
+
+    /// PUBLISH packets by QoS (a first byte with QoS 3 is malformed and not counted here).
+    pub fn publish_by_qos(&self) -> [u64; 3] {
+        let mut out = [0; 3];
+        for flags in 0..16usize {
+            if let Some(slot) = out.get_mut((flags >> 1) & 3) {
+                *slot += self.0[(PUBLISH_TYPE << 4) | flags];
+            }
+        }
+        out
+    }
+
+    /// Every packet.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &PacketCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+}
 
 /// Counts one complete frame received (`frame` starts at its fixed header).
 #[inline]
 pub(crate) fn count_packet_in(stats: &mut ShardStats, frame: &[u8]) {
-    let Some(&first) = frame.first() else {
-        return;
-    };
-    let kind = usize::from(first >> 4);
-    stats.packets_in[kind] += 1;
-    if kind == PUBLISH_TYPE {
-        // QoS 3 is malformed and refused by the decoder; it is not counted by QoS.
-        if let Some(n) = stats
-            .publish_received_by_qos
-            .get_mut(usize::from((first >> 1) & 3))
-        {
-            *n += 1;
-        }
+    if let Some(&first) = frame.first() {
+        stats.packets_in.count(first);
     }
 }
 
 /// Takes back the count of a CONNECT (and the bytes from it on) that is handed over to
 /// another loop: that loop receives and counts them again.
 pub(crate) fn uncount_handed_over(stats: &mut ShardStats, replayed: &[u8]) {
-    stats.packets_in[usize::from(CONNECT_TYPE)] =
-        stats.packets_in[usize::from(CONNECT_TYPE)].saturating_sub(1);
+    let connect = &mut stats.packets_in.0[CONNECT_TYPE << 4];
+    *connect = connect.saturating_sub(1);
     stats.bytes_in = stats.bytes_in.saturating_sub(replayed.len() as u64);
 }
 
 /// Counts one packet written into an output buffer, from its first byte.
 #[inline]
 pub(crate) fn count_packet_out(stats: &mut ShardStats, first: Option<u8>) {
-    let Some(first) = first else {
-        return;
-    };
-    let kind = usize::from(first >> 4);
-    stats.packets_out[kind] += 1;
-    if kind == PUBLISH_TYPE
-        && let Some(n) = stats
-            .publish_sent_by_qos
-            .get_mut(usize::from((first >> 1) & 3))
-    {
-        *n += 1;
+    if let Some(first) = first {
+        stats.packets_out.count(first);
     }
 }
 
@@ -115,5 +147,36 @@ impl Shard {
             packet_id: None,
         };
         routing::route_local_publish(self, &publish, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_split_by_type_and_publish_qos() {
+        let mut counts = PacketCounts::default();
+        for first in [0x10, 0x30, 0x31, 0x32, 0x3a, 0x34, 0x3d, 0x82, 0x40, 0xe0] {
+            counts.count(first);
+        }
+        let by_type = counts.by_type();
+        assert_eq!(
+            (by_type[1], by_type[3], by_type[4], by_type[8], by_type[14]),
+            (1, 6, 1, 1, 1)
+        );
+        // QoS 0: 0x30, 0x31 (RETAIN); 1: 0x32, 0x3a (DUP); 2: 0x34, 0x3d (DUP, RETAIN).
+        assert_eq!(counts.publish_by_qos(), [2, 2, 2]);
+        assert_eq!(counts.total(), 10);
+    }
+
+    #[test]
+    fn a_handed_over_connect_is_counted_once() {
+        let mut stats = ShardStats::default();
+        let connect = [0x10, 0x0c];
+        count_packet_in(&mut stats, &connect);
+        stats.bytes_in += 14;
+        uncount_handed_over(&mut stats, &[0u8; 14]);
+        assert_eq!((stats.packets_in.total(), stats.bytes_in), (0, 0));
     }
 }

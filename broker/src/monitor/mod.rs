@@ -203,8 +203,6 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         packets_out,
         bytes_in,
         bytes_out,
-        publish_received_by_qos,
-        publish_sent_by_qos,
     } = *from;
     into.accepted += accepted;
     into.refused_at_pool_limit += refused_at_pool_limit;
@@ -228,22 +226,8 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_queue_bytes += dropped_queue_bytes;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
-    for (a, b) in into.packets_in.iter_mut().zip(packets_in) {
-        *a += b;
-    }
-    for (a, b) in into.packets_out.iter_mut().zip(packets_out) {
-        *a += b;
-    }
-    for (a, b) in into
-        .publish_received_by_qos
-        .iter_mut()
-        .zip(publish_received_by_qos)
-    {
-        *a += b;
-    }
-    for (a, b) in into.publish_sent_by_qos.iter_mut().zip(publish_sent_by_qos) {
-        *a += b;
-    }
+    into.packets_in.add(&packets_in);
+    into.packets_out.add(&packets_out);
 }
 
 /// Asks the event loops for their numbers and hands them `$SYS` messages. Cheap to clone.

@@ -356,6 +356,11 @@ fn describe_all() {
 
 fn record(s: &Snapshot) {
     let t = s.totals();
+    let (packets_in, packets_out) = (t.packets_in.by_type(), t.packets_out.by_type());
+    let (published, delivered) = (
+        t.packets_in.publish_by_qos(),
+        t.packets_out.publish_by_qos(),
+    );
     gauge!("starling_connections").set(s.connected as f64);
     gauge!("starling_max_connections").set(s.max_connections() as f64);
     counter!("starling_connections_accepted_total").absolute(t.accepted);
@@ -389,21 +394,18 @@ fn record(s: &Snapshot) {
     counter!("starling_connections_handed_over_total").absolute(t.handed_over);
     for (kind, name) in PACKET_TYPE_NAMES.iter().enumerate() {
         // Each direction's own packet types always, any other only once seen.
-        if t.packets_in[kind] > 0 || CLIENT_TO_SERVER.contains(&kind) {
-            counter!("starling_packets_received_total", "type" => *name)
-                .absolute(t.packets_in[kind]);
+        if packets_in[kind] > 0 || CLIENT_TO_SERVER.contains(&kind) {
+            counter!("starling_packets_received_total", "type" => *name).absolute(packets_in[kind]);
         }
-        if t.packets_out[kind] > 0 || SERVER_TO_CLIENT.contains(&kind) {
-            counter!("starling_packets_sent_total", "type" => *name).absolute(t.packets_out[kind]);
+        if packets_out[kind] > 0 || SERVER_TO_CLIENT.contains(&kind) {
+            counter!("starling_packets_sent_total", "type" => *name).absolute(packets_out[kind]);
         }
     }
     counter!("starling_received_bytes_total").absolute(t.bytes_in);
     counter!("starling_sent_bytes_total").absolute(t.bytes_out);
     for (qos, name) in QOS_NAMES.iter().enumerate() {
-        counter!("starling_messages_published_total", "qos" => *name)
-            .absolute(t.publish_received_by_qos[qos]);
-        counter!("starling_messages_delivered_total", "qos" => *name)
-            .absolute(t.publish_sent_by_qos[qos]);
+        counter!("starling_messages_published_total", "qos" => *name).absolute(published[qos]);
+        counter!("starling_messages_delivered_total", "qos" => *name).absolute(delivered[qos]);
     }
     let queue_full = t.dropped_queue_messages + t.dropped_queue_bytes;
     for (reason, value) in [

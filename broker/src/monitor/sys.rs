@@ -21,7 +21,7 @@ pub const HEALTH_CHECK_INTERVAL_MS: u64 = 1000;
 pub const LOAD_WINDOWS_MINUTES: [u64; 3] = [1, 5, 15];
 
 /// The counters the `load/…` topics average.
-const LOAD_SERIES: [&str; 7] = [
+pub const LOAD_SERIES: [&str; 7] = [
     "messages/received",
     "messages/sent",
     "publish/received",
@@ -44,8 +44,8 @@ impl Load {
     pub fn update(&mut self, snapshot: &Snapshot, at_secs: f64) {
         let t = snapshot.totals();
         let values = [
-            t.packets_in.iter().sum(),
-            t.packets_out.iter().sum(),
+            t.packets_in.total(),
+            t.packets_out.total(),
             t.publish_received,
             t.publish_sent,
             t.bytes_in,
@@ -108,14 +108,8 @@ pub fn messages(snapshot: &Snapshot, load: &Load, max_connected: usize) -> Vec<(
     );
     put("clients/total", sessions.sessions.to_string());
     put("clients/maximum", max_connected.to_string());
-    put(
-        "messages/received",
-        t.packets_in.iter().sum::<u64>().to_string(),
-    );
-    put(
-        "messages/sent",
-        t.packets_out.iter().sum::<u64>().to_string(),
-    );
+    put("messages/received", t.packets_in.total().to_string());
+    put("messages/sent", t.packets_out.total().to_string());
     put("publish/messages/received", t.publish_received.to_string());
     put("publish/messages/sent", t.publish_sent.to_string());
     put("publish/messages/dropped", t.dropped.to_string());
