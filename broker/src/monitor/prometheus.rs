@@ -469,3 +469,42 @@ fn record(s: &Snapshot) {
     gauge!("starling_event_loops", "state" => "silent")
         .set(s.loops_expected.saturating_sub(s.loops.len()) as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::LoopSnapshot;
+
+    #[test]
+    fn renders_counters_by_type_and_qos_from_first_bytes() {
+        let mut lp = LoopSnapshot {
+            max_connections: 100,
+            ..LoopSnapshot::default()
+        };
+        lp.stats.packets_in.count(0x10); // CONNECT
+        lp.stats.packets_in.count(0x32); // PUBLISH QoS 1
+        lp.stats.packets_out.count(0x40); // PUBACK
+        lp.pool.preheated = 1024;
+        let snapshot = Snapshot {
+            loops: vec![lp],
+            loops_expected: 1,
+            connected: 1,
+            ..Snapshot::default()
+        };
+        let text = Exporter::new().render(&snapshot);
+        for line in [
+            "# TYPE starling_packets_received_total counter",
+            "starling_packets_received_total{type=\"connect\"} 1",
+            "starling_messages_published_total{qos=\"1\"} 1",
+            "starling_packets_sent_total{type=\"puback\"} 1",
+            "starling_pool_preheated_objects{loop=\"0\"} 1024",
+            "starling_connections 1",
+            "starling_event_loops{state=\"answering\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+}
