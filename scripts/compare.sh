@@ -30,17 +30,9 @@ work="$(mktemp -d)"
 results="${RESULTS_DIR:-$work/results}"
 mkdir -p "$results"
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 wait_port() {
     local port=$1

@@ -18,8 +18,10 @@ done
 # mosquitto_pub/mosquitto_sub are interop peers. On some machines installing the package
 # auto-starts a system mosquitto on port 1883; the tests never use 1883 (each test starts its
 # own broker on a free ephemeral loopback port), so that service is left alone.
+# prometheus brings promtool, which checks the broker's /metrics text (tests/python/
+# test_monitoring.py); shellcheck checks the scripts in scripts/ (same test file).
 apt_missing=()
-for pkg in mosquitto mosquitto-clients; do
+for pkg in mosquitto mosquitto-clients prometheus shellcheck; do
   if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed"; then
     apt_missing+=("${pkg}")
   fi

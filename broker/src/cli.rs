@@ -12,9 +12,9 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::config::file::{
-    Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs, ListenerSection, Millis,
-    Objects, OptionalBytes, OptionalConnections, OutputBytes, PacketSize, PositiveMillis,
-    ThresholdPercent, TopicLength, TopicLevels,
+    Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs, ListenerSection,
+    MetricsListen, Millis, Objects, OptionalBytes, OptionalConnections, OutputBytes, PacketSize,
+    PositiveMillis, SysIntervalSecs, ThresholdPercent, TopicLength, TopicLevels,
 };
 use crate::config::{FileConfig, ListenerProtocol};
 
@@ -141,6 +141,15 @@ pub struct Cli {
     /// Pool growth trigger, in percent of the preheated size in use. [default: 80]
     #[arg(long, value_name = "N", value_parser = ThresholdPercent::parse)]
     pub pool_growth_threshold_percent: Option<ThresholdPercent>,
+
+    /// Address of the metrics and health endpoint (GET /metrics, GET /healthz), or `off`.
+    /// [default: 127.0.0.1:9464]
+    #[arg(long, value_name = "IP:PORT|off", value_parser = MetricsListen::parse)]
+    pub metrics_listen: Option<MetricsListen>,
+
+    /// Seconds between $SYS topic rounds (0: no $SYS messages). [default: 10]
+    #[arg(long, value_name = "N", value_parser = SysIntervalSecs::parse)]
+    pub sys_interval_secs: Option<SysIntervalSecs>,
 
     /// Pool growth step, in percent of the preheated size. [default: 150]
     #[arg(long, value_name = "N", value_parser = FactorPercent::parse)]
@@ -269,6 +278,8 @@ impl Cli {
         p.idle_ttl_ms = self.pool_idle_ttl_ms;
         p.growth_threshold_percent = self.pool_growth_threshold_percent;
         p.growth_factor_percent = self.pool_growth_factor_percent;
+        c.monitoring.metrics_listen = self.metrics_listen;
+        c.monitoring.sys_interval_secs = self.sys_interval_secs;
         c
     }
 

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod monitor;
 pub mod protocol;
 pub mod server;
 pub mod topic;

@@ -135,6 +135,7 @@ fn main() -> ExitCode {
         preheated_objects_all_loops = preheated,
         "event loops running (pool sizes are per loop)"
     );
+    starling::monitor::start(&settings.monitor, &server.probe());
     let mut running = settings;
     running.core = core;
     let supervisor = Supervisor {

@@ -136,6 +136,9 @@ pub struct FileConfig {
     /// `[pool]`.
     #[serde(default)]
     pub pool: PoolSection,
+    /// `[monitoring]`.
+    #[serde(default)]
+    pub monitoring: MonitoringSection,
 }
 
 /// `[server]`.
@@ -205,6 +208,46 @@ pub struct PoolSection {
     pub growth_factor_percent: Option<FactorPercent>,
 }
 
+/// `[monitoring]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // each field is its key, documented in `starling.example.toml`
+pub struct MonitoringSection {
+    pub metrics_listen: Option<MetricsListen>,
+    pub sys_interval_secs: Option<SysIntervalSecs>,
+}
+
+/// Seconds between `$SYS` rounds (0: off; up to a day).
+pub type SysIntervalSecs = Bounded<0, 86_400>;
+
+/// `monitoring.metrics_listen`: `IP:PORT` of the metrics and health endpoint, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+impl MetricsListen {
+    const EXPECTED: &'static str =
+        "an IP:PORT address such as \"127.0.0.1:9464\", or \"off\" to serve no metrics";
+
+    /// Parses `IP:PORT` or `off` (also the command line's parser).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(MetricsListen(None));
+        }
+        text.parse()
+            .map(|addr| MetricsListen(Some(addr)))
+            .map_err(|_| format!("{text:?}: expected {}", Self::EXPECTED))
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        MetricsListen::parse(&text)
+            .map_err(|_| D::Error::invalid_value(Unexpected::Str(&text), &Self::EXPECTED))
+    }
+}
+
 impl FileConfig {
     /// Parses `text` (the contents of `origin`); the error names the key, the line and column
     /// and what is allowed.
@@ -234,6 +277,7 @@ impl FileConfig {
             topic_alias_maximum, receive_maximum);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
+        take!(monitoring: metrics_listen, sys_interval_secs);
         if over.listeners.is_some() {
             self.listeners = over.listeners.clone();
         }

@@ -21,6 +21,7 @@ pub use file::{FileConfig, ListenerProtocol};
 use crate::cli::{LogLevel, PoolPreset};
 use crate::core::CoreConfig;
 use crate::core::config::DEFAULT_MAX_CONNECTIONS;
+use crate::monitor::MonitorSettings;
 use crate::server::event_loop::MAX_LISTENERS;
 use crate::server::{clamp_preheating, max_live_objects_per_loop};
 
@@ -63,6 +64,8 @@ pub struct Settings {
     pub pool_initial_objects: Option<usize>,
     /// `pool.max_preheated_objects` if set (else the preset's, lowered to fit).
     pub pool_max_preheated_objects: Option<usize>,
+    /// `[monitoring]`: the metrics endpoint and `$SYS`.
+    pub monitor: MonitorSettings,
 }
 
 impl Settings {
@@ -187,6 +190,7 @@ impl Settings {
             pool_preset: p.preset,
             pool_initial_objects: p.initial_objects.map(|v| v.get()),
             pool_max_preheated_objects: p.max_preheated_objects.map(|v| v.get()),
+            monitor: monitor_settings(&config.monitoring),
         };
         let (core, _) = settings
             .core_config(settings.core.max_connections)
@@ -255,6 +259,17 @@ impl Settings {
             },
             clamped,
         ))
+    }
+}
+
+/// `[monitoring]` with its defaults.
+fn monitor_settings(m: &file::MonitoringSection) -> MonitorSettings {
+    let defaults = MonitorSettings::default();
+    MonitorSettings {
+        metrics_listen: m.metrics_listen.map_or(defaults.metrics_listen, |v| v.0),
+        sys_interval_secs: m
+            .sys_interval_secs
+            .map_or(defaults.sys_interval_secs, |v| v.0),
     }
 }
 

@@ -39,6 +39,16 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
         ),
         ("listeners.count".into(), s.listeners.len().to_string()),
         (
+            "monitoring.metrics_listen".into(),
+            s.monitor
+                .metrics_listen
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+        ),
+        (
+            "monitoring.sys_interval_secs".into(),
+            s.monitor.sys_interval_secs.to_string(),
+        ),
+        (
             "limits.max_connections".into(),
             c.max_connections.to_string(),
         ),

@@ -127,3 +127,27 @@ fn a_reload_applies_limits_and_reports_restart_keys() {
             .all(|(k, live)| !k.starts_with("pool.") || *live)
     );
 }
+
+#[test]
+fn monitoring_keys_take_an_address_or_off_and_an_interval() {
+    let settings = resolve("").expect("defaults");
+    assert_eq!(
+        settings.monitor.metrics_listen,
+        "127.0.0.1:9464".parse().ok()
+    );
+    assert_eq!(settings.monitor.sys_interval_secs, 10);
+    let settings = resolve("[monitoring]\nmetrics_listen = \"off\"\nsys_interval_secs = 0\n")
+        .expect("off and 0 are valid");
+    assert_eq!(settings.monitor.metrics_listen, None);
+    assert_eq!(settings.monitor.sys_interval_secs, 0);
+    let error =
+        resolve("[monitoring]\nmetrics_listen = \"localhost:9464\"\n").expect_err("no host names");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("monitoring.metrics_listen"),
+        "{error}"
+    );
+    assert!(error.message.contains("off"), "{error}");
+    let error = resolve("[monitoring]\nsys_interval_secs = 90000\n").expect_err("above a day");
+    assert_eq!(error.position, Some((2, 21)), "{error}");
+}

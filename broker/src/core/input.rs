@@ -5,7 +5,7 @@
 //! lent by the loop).
 
 use crate::core::conn::Phase;
-use crate::core::{ConnId, Shard, handlers, lifecycle};
+use crate::core::{ConnId, Shard, handlers, lifecycle, observe};
 use crate::protocol::v5::{PacketV5, decode_v5};
 use crate::protocol::{
     AnyPacket, FrameError, PacketType, ProtocolVersion, ReasonCode, check_frame_for, decode_any,
@@ -96,10 +96,12 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
             break;
         }
         let frame = &buf[at..at + len];
+        observe::count_packet_in(&mut shard.stats, frame);
         match dispatch(shard, key, header.packet_type, frame, now_ms) {
             Flow::Continue => at += len,
             Flow::Stop => return buf.len(),
             Flow::Handover(to) => {
+                observe::uncount_handed_over(&mut shard.stats, &buf[at..]);
                 lifecycle::hand_over(shard, key, to, &buf[at..], now_ms);
                 return buf.len();
             }

@@ -38,6 +38,7 @@ mod handlers;
 pub mod input;
 pub mod lifecycle;
 pub mod message;
+pub mod observe;
 pub mod outbound;
 pub mod routing;
 pub mod session;
@@ -157,6 +158,16 @@ pub struct ShardStats {
     /// Messages dropped for a subscriber because they exceed its Maximum Packet Size
     /// (also in `dropped`).
     pub dropped_too_large: u64,
+    // Traffic, for the metrics endpoint and $SYS (`core::observe`): plain per-loop counters,
+    // summed across loops only when scraped.
+    /// Complete packets received, by first byte (type and flags: QoS for PUBLISH).
+    pub packets_in: observe::PacketCounts,
+    /// Packets written into connections' output, by first byte.
+    pub packets_out: observe::PacketCounts,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes taken by sockets (written).
+    pub bytes_out: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -299,6 +310,7 @@ impl Shard {
 
     /// Bytes read from `conn`'s socket.
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now_ms: u64) {
+        self.stats.bytes_in += bytes.len() as u64;
         input::receive(self, conn, bytes, now_ms);
     }
 
@@ -372,6 +384,7 @@ impl Shard {
             return;
         };
         let written = written.min(c.output.len());
+        self.stats.bytes_out += written as u64;
         c.output.drain(..written);
         if c.output.is_empty() {
             let buffer = std::mem::take(&mut c.output);

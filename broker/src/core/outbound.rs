@@ -38,8 +38,11 @@ impl Shard {
         }
         let version = conn.version;
         let peer_max = conn.peer_max_packet_size_bytes();
+        let start = conn.output.len();
         match encode(&mut conn.output, version, peer_max) {
             Ok(_) => {
+                let first = conn.output.get(start).copied();
+                crate::core::observe::count_packet_out(&mut self.stats, first);
                 self.mark_dirty(key);
                 true
             }

@@ -325,4 +325,9 @@ impl Sessions {
     pub fn is_empty(&self) -> bool {
         self.slab.is_empty()
     }
+
+    /// Every session, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.slab.iter().map(|(_, session)| session)
+    }
 }

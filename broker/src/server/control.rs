@@ -15,6 +15,7 @@ use crossbeam_channel::Sender;
 
 use super::event_loop::EventLoop;
 use crate::core::{AcceptRefusal, ConnId, CoreConfig, ShardStats};
+use crate::monitor::LoopSnapshot;
 
 /// At most one log line per refusal reason per loop in this interval; the others are counted
 /// in the next line.
@@ -33,6 +34,10 @@ pub enum Control {
         /// Where the loop reports.
         report: Sender<ShutdownReport>,
     },
+    /// Send this loop's numbers (a metrics scrape, a health check, a `$SYS` round).
+    Snapshot(Sender<LoopSnapshot>),
+    /// Publish these `$SYS` messages (topic, payload) through this loop's routing.
+    PublishSys(Vec<(String, String)>),
 }
 
 /// What one loop did during a graceful shutdown.
@@ -108,6 +113,15 @@ impl EventLoop {
                 self.shard.update_config(&core);
                 tracing::debug!(loop_index = self.index, "limits reloaded");
                 let _ = applied.send(self.index);
+            }
+            Control::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Control::PublishSys(messages) => {
+                for (topic, payload) in &messages {
+                    self.shard
+                        .publish_sys(topic, payload.as_bytes(), self.now_ms);
+                }
             }
             Control::Shutdown { deadline, report } => {
                 if self.draining.is_some() {

@@ -9,6 +9,7 @@
 //! - [`control`]: live reload and graceful shutdown, asked by the main thread.
 //! - [`accept`], [`actions`]: the loop's accepting and its carrying out of core actions.
 //! - [`supervisor`]: the main thread (signals, reload, shutdown summary).
+//! - [`observe`]: a loop's answer to the monitoring threads (its numbers, `$SYS` messages).
 //!
 //! [`start`] binds, spawns the loops and waits until every one has built its shard, then
 //! returns a [`Server`] to reload, shut down or wait on.
@@ -20,6 +21,7 @@ pub mod control;
 pub mod event_loop;
 pub mod listener;
 pub mod mailbox;
+pub mod observe;
 pub mod rlimit;
 pub mod supervisor;
 
@@ -140,6 +142,7 @@ pub struct Server {
     exited: crossbeam_channel::Receiver<(usize, Result<(), String>)>,
     peers: Peers,
     admission: Arc<Admission>,
+    shared: Arc<Shared>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     /// Each loop's pool numbers right after it was built.
@@ -196,6 +199,11 @@ impl Server {
     /// The number of event loops.
     pub fn loops(&self) -> usize {
         self.peers.len()
+    }
+
+    /// A handle the monitoring threads use to ask every loop for its numbers.
+    pub fn probe(&self) -> crate::monitor::Probe {
+        crate::monitor::Probe::new(Arc::clone(&self.peers), Arc::clone(&self.shared))
     }
 
     /// Blocks until a loop exits (they only do on a fatal error) and returns which one and
@@ -314,6 +322,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         exited: exit_rx,
         peers,
         admission,
+        shared,
         local_addrs,
         pool_stats,
     })

@@ -1,0 +1,183 @@
+//! What the monitoring side (`crate::monitor`) reads from a shard, and the one thing it
+//! writes: `$SYS` messages.
+//!
+//! The hot path only bumps plain `u64` fields of [`ShardStats`] (no atomics, nothing
+//! shared, no branch): one [`PacketCounts`] increment per complete frame received and one
+//! per packet written into a connection's output, indexed by the packet's first byte. Everything else here runs when a scrape or a
+//! `$SYS` round asks, on the loop's own thread.
+
+use crate::core::{Shard, ShardStats, routing};
+use crate::protocol::{PublishRef, QoS};
+
+/// The PUBLISH packet type (fixed header high nibble).
+const PUBLISH_TYPE: usize = 3;
+/// The CONNECT packet type.
+const CONNECT_TYPE: usize = 1;
+
+/// Packets counted by their first byte (packet type in the high nibble, flags in the low
+/// one: a PUBLISH's QoS among them). One increment per packet with no branch; the split by
+/// type and by QoS is made when someone asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketCounts(pub [u64; 256]);
+
+impl Default for PacketCounts {
+    fn default() -> Self {
+        PacketCounts([0; 256])
+    }
+}
+
+impl PacketCounts {
+    /// Counts a packet whose first byte is `first`.
+    #[inline]
+    pub fn count(&mut self, first: u8) {
+        self.0[usize::from(first)] += 1;
+    }
+
+    /// Packets by type (index: the fixed header's packet type, 0..=15).
+    pub fn by_type(&self) -> [u64; 16] {
+        let mut out = [0; 16];
+        for (first, n) in self.0.iter().enumerate() {
+            out[first >> 4] += n;
+        }
+        out
+    }
+
+    /// PUBLISH packets by QoS (a first byte with QoS 3 is malformed and not counted here).
+    pub fn publish_by_qos(&self) -> [u64; 3] {
+        let mut out = [0; 3];
+        for flags in 0..16usize {
+            if let Some(slot) = out.get_mut((flags >> 1) & 3) {
+                *slot += self.0[(PUBLISH_TYPE << 4) | flags];
+            }
+        }
+        out
+    }
+
+    /// Every packet.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &PacketCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+}
+
+/// Counts one complete frame received (`frame` starts at its fixed header).
+#[inline]
+pub(crate) fn count_packet_in(stats: &mut ShardStats, frame: &[u8]) {
+    if let Some(&first) = frame.first() {
+        stats.packets_in.count(first);
+    }
+}
+
+/// Takes back the count of a CONNECT (and the bytes from it on) that is handed over to
+/// another loop: that loop receives and counts them again.
+pub(crate) fn uncount_handed_over(stats: &mut ShardStats, replayed: &[u8]) {
+    let connect = &mut stats.packets_in.0[CONNECT_TYPE << 4];
+    *connect = connect.saturating_sub(1);
+    stats.bytes_in = stats.bytes_in.saturating_sub(replayed.len() as u64);
+}
+
+/// Counts one packet written into an output buffer, from its first byte.
+#[inline]
+pub(crate) fn count_packet_out(stats: &mut ShardStats, first: Option<u8>) {
+    if let Some(first) = first {
+        stats.packets_out.count(first);
+    }
+}
+
+/// What one loop's sessions hold, counted on demand (a pass over the sessions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Sessions, online and offline.
+    pub sessions: usize,
+    /// Sessions with a live connection.
+    pub online: usize,
+    /// QoS 1/2 messages in flight (sent, not yet acknowledged).
+    pub inflight: usize,
+    /// Messages waiting in session queues.
+    pub queued: usize,
+    /// Bytes (topic + payload) of the queued messages.
+    pub queued_bytes: usize,
+}
+
+impl Shard {
+    /// Counts sessions and the messages they hold (O(sessions): for scrapes, not packets).
+    pub fn session_counts(&self) -> SessionCounts {
+        let mut counts = SessionCounts {
+            sessions: self.sessions.len(),
+            ..SessionCounts::default()
+        };
+        for session in self.sessions.iter() {
+            if session.conn.is_some() {
+                counts.online += 1;
+            }
+            let traffic = session.traffic();
+            counts.inflight += traffic.inflight.len();
+            counts.queued += traffic.queue.len();
+            counts.queued_bytes += traffic.queued_bytes;
+        }
+        counts
+    }
+
+    /// Retained messages (shared by every loop).
+    pub fn retained_count(&self) -> usize {
+        self.shared.retained.lock().map_or(0, |store| store.len())
+    }
+
+    /// Publishes a broker status message: retained, QoS 0, routed like any PUBLISH (this
+    /// loop's subscribers, the retained store, and every other loop with subscribers), so
+    /// `$SYS/#` subscribers get it wherever they are. `topic` must be a valid topic name;
+    /// one that is not is logged and dropped.
+    pub fn publish_sys(&mut self, topic: &str, payload: &[u8], now_ms: u64) {
+        if crate::topic::validate_topic_name(topic).is_err() {
+            tracing::error!(topic, "not a valid $SYS topic name; not published");
+            return;
+        }
+        let publish = PublishRef {
+            topic,
+            payload,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            dup: false,
+            packet_id: None,
+        };
+        let publish = crate::protocol::v5::PublishV5::from_v3(&publish);
+        routing::route_local_publish(self, None, &publish, None, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_split_by_type_and_publish_qos() {
+        let mut counts = PacketCounts::default();
+        for first in [0x10, 0x30, 0x31, 0x32, 0x3a, 0x34, 0x3d, 0x82, 0x40, 0xe0] {
+            counts.count(first);
+        }
+        let by_type = counts.by_type();
+        assert_eq!(
+            (by_type[1], by_type[3], by_type[4], by_type[8], by_type[14]),
+            (1, 6, 1, 1, 1)
+        );
+        // QoS 0: 0x30, 0x31 (RETAIN); 1: 0x32, 0x3a (DUP); 2: 0x34, 0x3d (DUP, RETAIN).
+        assert_eq!(counts.publish_by_qos(), [2, 2, 2]);
+        assert_eq!(counts.total(), 10);
+    }
+
+    #[test]
+    fn a_handed_over_connect_is_counted_once() {
+        let mut stats = ShardStats::default();
+        let connect = [0x10, 0x0c];
+        count_packet_in(&mut stats, &connect);
+        stats.bytes_in += 14;
+        uncount_handed_over(&mut stats, &[0u8; 14]);
+        assert_eq!((stats.packets_in.total(), stats.bytes_in), (0, 0));
+    }
+}

@@ -1,0 +1,314 @@
+//! Seeing the broker from outside: Prometheus metrics and health over HTTP, and `$SYS`
+//! topics.
+//!
+//! Nothing here runs on an event loop's hot path. The loops keep plain per-loop counters
+//! (`core::ShardStats`, the pool's `PoolStats`); when a scrape, a health check or a `$SYS`
+//! round needs numbers, a [`Probe`] asks every loop through its mailbox for a
+//! [`LoopSnapshot`] and sums them ([`Snapshot`]).
+//!
+//! - [`http`]: the HTTP listener (`GET /metrics`, `GET /healthz`) on its own thread.
+//! - [`prometheus`]: the snapshot as Prometheus text, through the `metrics` crate and
+//!   `metrics-exporter-prometheus`' recorder (no tokio, no hyper).
+//! - [`health`]: the four-state health (seed 002) and its JSON, with status changes logged.
+//! - [`sys`]: the `$SYS/broker/...` messages (Mosquitto's names where it has one) and the
+//!   thread that publishes them every `sys_interval_secs` and watches health every second.
+//! - [`rss`]: the process's resident and peak memory.
+
+pub mod health;
+pub mod http;
+pub mod prometheus;
+pub mod rss;
+pub mod sys;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use starling_pool::PoolStats;
+
+use crate::core::observe::SessionCounts;
+use crate::core::{ShardStats, Shared};
+use crate::server::control::Control;
+use crate::server::mailbox::{Inbound, Peers};
+
+/// How long a probe waits for the loops to answer.
+pub const PROBE_TIMEOUT_MS: u64 = 1000;
+/// Default address of the metrics and health endpoint: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Default `$SYS` interval (Mosquitto's `sys_interval` default is 10 s).
+pub const DEFAULT_SYS_INTERVAL_SECS: u64 = 10;
+
+/// What the monitoring threads are configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSettings {
+    /// Where `/metrics` and `/healthz` are served (`None`: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds between `$SYS` rounds (0: no `$SYS` messages).
+    pub sys_interval_secs: u64,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            sys_interval_secs: DEFAULT_SYS_INTERVAL_SECS,
+        }
+    }
+}
+
+/// One loop's numbers at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct LoopSnapshot {
+    /// The loop.
+    pub loop_index: usize,
+    /// Its counters.
+    pub stats: ShardStats,
+    /// Its connection pool.
+    pub pool: PoolStats,
+    /// Its sessions and the messages they hold.
+    pub sessions: SessionCounts,
+    /// Subscriptions in its index.
+    pub subscriptions: usize,
+    /// Buffers lent to connections.
+    pub buffers_lent: usize,
+    /// Buffers idle in the loop's buffer pool.
+    pub buffers_idle: usize,
+    /// Size of one buffer.
+    pub buffer_bytes: usize,
+    /// Sockets open on the loop (connected or not yet).
+    pub sockets: usize,
+    /// The global connection limit in force.
+    pub max_connections: usize,
+    /// Retained messages (shared, the same in every loop's snapshot).
+    pub retained: usize,
+}
+
+/// Every loop's numbers and the process's.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The loops that answered, by index.
+    pub loops: Vec<LoopSnapshot>,
+    /// How many loops there are (some may not have answered).
+    pub loops_expected: usize,
+    /// Clients past CONNECT, across loops.
+    pub connected: usize,
+    /// Seconds since the broker started.
+    pub uptime_secs: u64,
+    /// Resident memory (`None` where the platform does not say).
+    pub memory: Option<rss::Memory>,
+}
+
+impl Snapshot {
+    /// The loops' counters summed.
+    pub fn totals(&self) -> ShardStats {
+        let mut total = ShardStats::default();
+        for l in &self.loops {
+            add_stats(&mut total, &l.stats);
+        }
+        total
+    }
+
+    /// The loops' pools summed (health: the worst; `max_live`: the sum).
+    pub fn pool_totals(&self) -> PoolStats {
+        let mut total = PoolStats::default();
+        for l in &self.loops {
+            let p = &l.pool;
+            total.preheated += p.preheated;
+            total.preheat_pending += p.preheat_pending;
+            total.active += p.active;
+            total.available += p.available;
+            total.live += p.live;
+            total.high_water += p.high_water;
+            total.expansions += p.expansions;
+            total.shrinks += p.shrinks;
+            total.constructed_preheat += p.constructed_preheat;
+            total.constructed_on_demand += p.constructed_on_demand;
+            total.dropped_unhealthy += p.dropped_unhealthy;
+            total.freed_idle += p.freed_idle;
+            total.acquisitions += p.acquisitions;
+            total.refused += p.refused;
+            total.max_live += p.max_live;
+            total.health = total.health.max(p.health);
+        }
+        total
+    }
+
+    /// The loops' session counts summed.
+    pub fn session_totals(&self) -> SessionCounts {
+        let mut t = SessionCounts::default();
+        for l in &self.loops {
+            t.sessions += l.sessions.sessions;
+            t.online += l.sessions.online;
+            t.inflight += l.sessions.inflight;
+            t.queued += l.sessions.queued;
+            t.queued_bytes += l.sessions.queued_bytes;
+        }
+        t
+    }
+
+    /// The connection limit in force (the loops agree; 0 if none answered).
+    pub fn max_connections(&self) -> usize {
+        self.loops
+            .iter()
+            .map(|l| l.max_connections)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Retained messages.
+    pub fn retained(&self) -> usize {
+        self.loops.iter().map(|l| l.retained).max().unwrap_or(0)
+    }
+
+    /// Subscriptions across loops.
+    pub fn subscriptions(&self) -> usize {
+        self.loops.iter().map(|l| l.subscriptions).sum()
+    }
+
+    /// Connections refused, every reason summed.
+    pub fn refused(&self) -> u64 {
+        let t = self.totals();
+        t.refused_at_pool_limit
+            + t.refused_at_max_connections
+            + t.refused_connect
+            + t.refused_per_ip
+            + t.refused_listener_max_connections
+    }
+}
+
+/// Adds every counter of `from` to `into`.
+fn add_stats(into: &mut ShardStats, from: &ShardStats) {
+    let ShardStats {
+        accepted,
+        refused_at_pool_limit,
+        refused_at_max_connections,
+        refused_connect,
+        handed_over,
+        closed_bad_input,
+        closed_timeout,
+        publish_received,
+        publish_sent,
+        dropped,
+        wills_published,
+        refused_per_ip,
+        refused_listener_max_connections,
+        refused_packet_too_large,
+        closed_connect_timeout,
+        refused_topic_length,
+        refused_topic_levels,
+        refused_subscriptions,
+        dropped_queue_messages,
+        dropped_queue_bytes,
+        dropped_expired,
+        dropped_too_large,
+        packets_in,
+        packets_out,
+        bytes_in,
+        bytes_out,
+    } = *from;
+    into.accepted += accepted;
+    into.refused_at_pool_limit += refused_at_pool_limit;
+    into.refused_at_max_connections += refused_at_max_connections;
+    into.refused_connect += refused_connect;
+    into.handed_over += handed_over;
+    into.closed_bad_input += closed_bad_input;
+    into.closed_timeout += closed_timeout;
+    into.publish_received += publish_received;
+    into.publish_sent += publish_sent;
+    into.dropped += dropped;
+    into.wills_published += wills_published;
+    into.refused_per_ip += refused_per_ip;
+    into.refused_listener_max_connections += refused_listener_max_connections;
+    into.refused_packet_too_large += refused_packet_too_large;
+    into.closed_connect_timeout += closed_connect_timeout;
+    into.refused_topic_length += refused_topic_length;
+    into.refused_topic_levels += refused_topic_levels;
+    into.refused_subscriptions += refused_subscriptions;
+    into.dropped_queue_messages += dropped_queue_messages;
+    into.dropped_queue_bytes += dropped_queue_bytes;
+    into.dropped_expired += dropped_expired;
+    into.dropped_too_large += dropped_too_large;
+    into.bytes_in += bytes_in;
+    into.bytes_out += bytes_out;
+    into.packets_in.add(&packets_in);
+    into.packets_out.add(&packets_out);
+}
+
+/// Asks the event loops for their numbers and hands them `$SYS` messages. Cheap to clone.
+#[derive(Clone)]
+pub struct Probe {
+    peers: Peers,
+    shared: Arc<Shared>,
+    started: Instant,
+}
+
+impl Probe {
+    /// A probe of the loops behind `peers`.
+    pub fn new(peers: Peers, shared: Arc<Shared>) -> Probe {
+        Probe {
+            peers,
+            shared,
+            started: Instant::now(),
+        }
+    }
+
+    /// Every loop's numbers; a loop that does not answer within [`PROBE_TIMEOUT_MS`] is
+    /// left out (and the health then says so).
+    pub fn snapshot(&self) -> Snapshot {
+        let (reply, replies) = crossbeam_channel::unbounded();
+        for peer in self.peers.iter() {
+            let _ = peer.send(Inbound::Control(Control::Snapshot(reply.clone())));
+            let _ = peer.wake();
+        }
+        drop(reply);
+        let deadline = Instant::now() + Duration::from_millis(PROBE_TIMEOUT_MS);
+        let mut loops = Vec::with_capacity(self.peers.len());
+        while loops.len() < self.peers.len() {
+            match replies.recv_deadline(deadline) {
+                Ok(snapshot) => loops.push(snapshot),
+                Err(_) => break,
+            }
+        }
+        loops.sort_by_key(|l: &LoopSnapshot| l.loop_index);
+        Snapshot {
+            loops,
+            loops_expected: self.peers.len(),
+            connected: self
+                .shared
+                .connected
+                .load(std::sync::atomic::Ordering::Relaxed),
+            uptime_secs: self.started.elapsed().as_secs(),
+            memory: rss::read(),
+        }
+    }
+
+    /// Hands `messages` to loop 0, which routes them like PUBLISH packets (to its own
+    /// subscribers and every other loop with subscribers).
+    pub fn publish_sys(&self, messages: Vec<(String, String)>) {
+        if let Some(peer) = self.peers.first() {
+            let _ = peer.send(Inbound::Control(Control::PublishSys(messages)));
+            let _ = peer.wake();
+        }
+    }
+}
+
+/// Starts the monitoring threads `settings` asks for. A metrics address that cannot be
+/// bound is logged as an error and the broker runs on without it (MQTT service matters
+/// more than its dashboard).
+pub fn start(settings: &MonitorSettings, probe: &Probe) {
+    if let Some(addr) = settings.metrics_listen {
+        match http::spawn(addr, probe.clone()) {
+            Ok(bound) => {
+                tracing::info!(addr = %bound, "metrics and health listening (GET /metrics, GET /healthz)")
+            }
+            Err(error) => {
+                tracing::error!(addr = %addr, %error, "could not serve metrics and health; running without them")
+            }
+        }
+    } else {
+        tracing::info!("metrics and health endpoint off (metrics_listen = \"off\")");
+    }
+    if let Err(error) = sys::spawn(settings.sys_interval_secs, probe.clone()) {
+        tracing::error!(%error, "could not start the $SYS and health thread");
+    }
+}
