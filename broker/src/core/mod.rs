@@ -12,6 +12,7 @@
 //!   (`handlers/`).
 //! - [`delivery`]: sending a message to one session at its QoS: direct encode, in-flight
 //!   window, bounded queue, redelivery.
+//! - [`flow`]: holding publishers back while a subscriber's queue is filling.
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
@@ -24,6 +25,7 @@ pub mod buffers;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod flow;
 pub mod groups;
 mod handlers;
 pub mod input;
@@ -148,6 +150,9 @@ pub struct ShardStats {
     /// Messages dropped for a subscriber because they exceed its Maximum Packet Size
     /// (also in `dropped`).
     pub dropped_too_large: u64,
+    /// QoS 1/2 messages queued past `max_queued_messages` for a subscriber that was holding
+    /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
+    pub queued_past_limit: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -177,6 +182,10 @@ pub struct Shard {
     route_scratch: Vec<(u32, SubOpts)>,
     id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
+    /// Congested sessions of this loop (`flow`).
+    congested: Vec<flow::Congested>,
+    /// How many of them were last published to `shared` as holding publishers back.
+    congested_published: usize,
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
@@ -215,6 +224,8 @@ impl Shard {
             route_scratch: Vec::new(),
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
+            congested: Vec::new(),
+            congested_published: 0,
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
@@ -286,6 +297,24 @@ impl Shard {
         Some(key)
     }
 
+    /// Whether the driver should read `conn`'s socket now. `false` while a subscriber
+    /// somewhere is congested and `conn` has nothing in flight or queued toward it (it is
+    /// a publisher to hold back, [`flow`]); the driver tries again on a later turn.
+    pub fn may_read(&self, conn: ConnId) -> bool {
+        if !self.shared.any_congested() {
+            return true;
+        }
+        let Ok(c) = self.pool.get(conn) else {
+            return true;
+        };
+        if c.phase != conn::Phase::Connected {
+            return true;
+        }
+        self.sessions
+            .get(c.session)
+            .is_some_and(|s| s.conn == Some(conn) && s.load() > 0)
+    }
+
     /// Bytes read from `conn`'s socket.
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now_ms: u64) {
         input::receive(self, conn, bytes, now_ms);
@@ -314,6 +343,7 @@ impl Shard {
 
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
+        flow::refresh(self, now_ms);
         lifecycle::expire_timers(self, now_ms);
         lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;

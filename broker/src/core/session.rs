@@ -165,6 +165,8 @@ pub struct Session {
     /// Whether a dropped message was logged for this session already (drops are counted
     /// every time, logged once).
     pub drop_logged: bool,
+    /// Whether the session is on its loop's list of congested sessions (`core::flow`).
+    pub congested: bool,
     /// What few sessions need (a delayed will, shared-subscription presence).
     pub extras: Option<Box<SessionExtras>>,
     traffic: Option<Box<Traffic>>,
@@ -181,6 +183,7 @@ impl Session {
             last_packet_id: 0,
             subscriptions: Vec::new(),
             drop_logged: false,
+            congested: false,
             traffic: None,
         }
     }

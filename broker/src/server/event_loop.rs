@@ -2,7 +2,8 @@
 //!
 //! Sockets are edge-triggered and registered once for READABLE | WRITABLE: a readable event
 //! reads until `WouldBlock` (at most [`MAX_READS_PER_EVENT`] reads, then the rest waits for
-//! the next turn so one busy client cannot starve the others); a writable event writes what
+//! the next turn so one busy client cannot starve the others; a publisher is not read while
+//! a subscriber is congested, `core::flow`); a writable event writes what
 //! the core still holds for the connection. After every batch of events the loop settles:
 //! it carries out the core's [`Action`](crate::core::Action)s and writes the output of every connection the core
 //! marked dirty, until neither is left (writing can release queued messages, which makes
@@ -328,8 +329,10 @@ impl EventLoop {
     pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
-            if self.peer_backlogged() {
-                // Resume when the peer has drained its mailbox (see MAILBOX_HIGH_WATER_DELIVERIES).
+            if self.peer_backlogged() || !self.shard.may_read(key) {
+                // Resume when the peer has drained its mailbox (see
+                // MAILBOX_HIGH_WATER_DELIVERIES), or when no subscriber is congested any more
+                // (`core::flow`: this connection is a publisher to hold back).
                 self.reads_held = true;
                 break;
             }
