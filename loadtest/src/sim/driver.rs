@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use starling::core::{Action, ConnId, Shard, SharedMessage};
 
 use crate::alloc_count::BrokerScope;
-use crate::mqtt::{self, Ack, Incoming};
+use crate::mqtt::{self, Ack, Incoming, Protocol};
 use crate::track;
 
 /// Clients handled between two ticks (the real loop ticks after every batch of events).
@@ -62,6 +62,8 @@ pub struct Driver {
     pub counts: Counts,
     /// Problems seen.
     pub errors: Vec<String>,
+    /// The MQTT version the clients speak.
+    pub protocol: Protocol,
 }
 
 impl Driver {
@@ -89,6 +91,7 @@ impl Driver {
             e2e: track::latency_histogram(),
             counts: Counts::default(),
             errors: Vec::new(),
+            protocol: Protocol::V311,
         }
     }
 
@@ -237,7 +240,7 @@ impl Driver {
         };
         let mut replies = Vec::new();
         let mut at = 0;
-        while let Ok((packet, used)) = mqtt::parse(&bytes[at..]) {
+        while let Ok((packet, used)) = mqtt::parse(&bytes[at..], self.protocol) {
             at += used;
             match packet {
                 Incoming::ConnAck { code } => self.acked[c] = code == 0,

@@ -181,6 +181,7 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
     clients.push(u32::MAX); // the publisher, local index n
     let mut d = Driver::new(shard, Arc::clone(&job.peers), job.inbox.clone(), clients);
     let args = &job.args;
+    d.protocol = args.protocol;
     let mut out = ShardOut {
         connack: track::latency_histogram(),
         e2e: track::latency_histogram(),
@@ -224,7 +225,13 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
         }
         let publisher = publisher_id(args, job.index, job.shards);
         bytes.clear();
-        mqtt::connect(&mut bytes, &publisher, args.keep_alive_secs, true);
+        mqtt::connect(
+            &mut bytes,
+            args.protocol,
+            &publisher,
+            args.keep_alive_secs,
+            true,
+        );
         d.connect(n, &bytes);
         d.tick();
         d.drain_inbox();
@@ -265,6 +272,7 @@ fn connect_all(
         bytes.clear();
         mqtt::connect(
             bytes,
+            args.protocol,
             &super::client_id(args, global as usize),
             args.keep_alive_secs,
             true,
@@ -274,7 +282,7 @@ fn connect_all(
             if subscribe {
                 bytes.clear();
                 let topic = format!("{}/c/{global}", args.topic_prefix);
-                mqtt::subscribe(bytes, 1, &topic, args.qos);
+                mqtt::subscribe(bytes, args.protocol, 1, &topic, args.qos);
                 d.send(c, bytes);
             }
         }
@@ -299,7 +307,7 @@ fn publish_all(d: &mut Driver, args: &Args, job: &Job, bytes: &mut Vec<u8>) -> u
             let topic = format!("{}/c/{global}", args.topic_prefix);
             track::stamp(&mut payload, track::now_ns(), job.index as u32, round);
             packet_id = packet_id.checked_add(1).unwrap_or(1);
-            mqtt::publish(bytes, &topic, args.qos, packet_id, &payload);
+            mqtt::publish(bytes, args.protocol, &topic, args.qos, packet_id, &payload);
             published += 1;
             if (c + 1) % PUBLISHES_PER_READ == 0 || c + 1 == n {
                 d.send(n, bytes);
