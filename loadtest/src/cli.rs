@@ -177,8 +177,8 @@ pub struct Args {
     /// Worker threads driving the clients (tcp) or shards (sim); 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// sim: after disconnecting, advance the simulated clock past the pool's idle TTL and
-    /// report the memory the idle sweep gave back.
+    /// sim: after disconnecting, advance the simulated clock past the pool's idle TTL (and
+    /// the closed connections' keep-alive deadlines) and report the memory given back.
     #[arg(long)]
     pub sweep: bool,
     /// Print the report as JSON on stdout (the human table goes to stderr).

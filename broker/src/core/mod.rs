@@ -61,6 +61,8 @@ pub type ConnId = Key;
 
 /// How often the idle sweep of the connection pool runs.
 pub const POOL_SWEEP_INTERVAL_MS: u64 = 1000;
+/// A scratch vector larger than this (entries) is freed at the next pool sweep.
+pub const SCRATCH_KEEP_ENTRIES: usize = 4096;
 
 /// Something the driver must do for the core.
 #[derive(Debug)]
@@ -349,8 +351,15 @@ impl Shard {
         let budget = self.config.pool.preheat_budget_objects;
         self.pool.preheat_step(budget, now_ms);
         if now_ms >= self.next_sweep_ms {
-            self.pool.sweep(now_ms, budget);
-            self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
+            // A sweep frees at most `budget` objects; while more are due it goes on at the
+            // next tick rather than a whole interval later (10 000 idle objects would take
+            // 40 s to free otherwise).
+            if self.pool.sweep(now_ms, budget).more {
+                self.next_sweep_ms = now_ms;
+            } else {
+                self.shrink_if_sparse();
+                self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
+            }
         }
         let mut next = self.timers.next_deadline_ms().unwrap_or(u64::MAX);
         if let Some(std::cmp::Reverse((due, _))) = self.session_timers.peek() {
@@ -425,6 +434,38 @@ impl Shard {
     /// Buffers lent and idle in this loop's buffer pool.
     pub fn buffer_use(&self) -> (usize, usize) {
         (self.buffers.lent(), self.buffers.idle())
+    }
+
+    /// After a spike has gone, gives back what the loop's tables kept of its peak: the
+    /// session slab and id table, and the scratch vectors (the pool compacts itself when
+    /// its sweep completes a shrink; the subscription index shrinks on every removal).
+    fn shrink_if_sparse(&mut self) {
+        self.sessions.shrink_if_sparse();
+        // Scratch vectors are cleared by their users before each use: what they hold
+        // between uses is stale.
+        if self.timer_scratch.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.timer_scratch = Vec::new();
+        }
+        if self.route_scratch.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.route_scratch = Vec::new();
+        }
+        // A burst of closes or writes leaves these long and empty.
+        if self.actions.is_empty() && self.actions.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.actions = VecDeque::new();
+        }
+        if self.dirty.is_empty() && self.dirty.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.dirty = Vec::new();
+        }
+    }
+
+    /// Entries in the timer wheel (closed connections' entries stay until they come due).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Slots the session slab and id table have room for (see [`Shard::session_count`]).
+    pub fn session_capacity(&self) -> (usize, usize) {
+        self.sessions.capacity()
     }
 
     /// Files `conn` in the timer wheel for `due_ms`, unless it is already filed earlier.

@@ -149,12 +149,26 @@ impl Driver {
         self.run();
     }
 
+    /// Frees the dirty list's capacity after a burst (the broker's event loop does the same
+    /// with its own, `server::event_loop`).
+    pub fn shrink_dirty(&mut self) {
+        if self.dirty.capacity() > starling::core::SCRATCH_KEEP_ENTRIES {
+            let _scope = BrokerScope::enter();
+            self.dirty = Vec::new();
+        }
+    }
+
     /// Routes what other shards forwarded.
     pub fn drain_inbox(&mut self) {
         let now = self.now_ms();
         let mut any = false;
-        while let Ok(message) = self.inbox.try_recv() {
+        loop {
+            // The channel's blocks are the broker's (a real loop's mailbox): the sender
+            // allocates them and the receiver frees them, both counted as the broker's.
             let _scope = BrokerScope::enter();
+            let Ok(message) = self.inbox.try_recv() else {
+                break;
+            };
             self.shard.remote(message, now);
             any = true;
         }

@@ -245,7 +245,8 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
         disconnect_all(&mut d, n + 1, &mut bytes);
         job.barrier.wait(); // disconnected
         if args.sweep {
-            sweep(&mut d, &job.config);
+            sweep(&mut d, &job.config, args.keep_alive_secs);
+            d.shrink_dirty();
         }
         job.barrier.wait(); // swept
         out.connack = std::mem::replace(&mut d.connack, track::latency_histogram());
@@ -339,9 +340,12 @@ fn disconnect_all(d: &mut Driver, count: usize, bytes: &mut Vec<u8>) {
     d.tick();
 }
 
-/// Jumps the clock past the idle TTL and ticks until the pool stops shrinking.
-fn sweep(d: &mut Driver, config: &CoreConfig) {
-    d.offset_ms += config.pool.idle_ttl_ms + POOL_SWEEP_INTERVAL_MS;
+/// Jumps the clock past the idle TTL and past the closed connections' keep-alive deadlines
+/// (their timer-wheel entries are dropped when they come due, not at close), then ticks
+/// until the pool stops shrinking.
+fn sweep(d: &mut Driver, config: &CoreConfig, keep_alive_secs: u16) {
+    let keep_alive_deadline_ms = u64::from(keep_alive_secs) * 1500;
+    d.offset_ms += config.pool.idle_ttl_ms.max(keep_alive_deadline_ms) + POOL_SWEEP_INTERVAL_MS;
     let quiet_ticks = config.pool.idle_ttl_ms / POOL_SWEEP_INTERVAL_MS + 2;
     let mut last = usize::MAX;
     let mut unchanged = 0;
