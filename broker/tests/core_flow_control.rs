@@ -170,3 +170,18 @@ fn a_subscriber_that_goes_offline_while_congested_releases_the_hold() {
     assert!(!net.shared.any_congested());
     assert!(may_read(&net, publisher));
 }
+
+#[test]
+fn queued_qos0_messages_hold_publishers_back_too() {
+    let (mut net, subscriber, publisher) = subscriber_and_publisher(true);
+    // The window (20) fills with unacknowledged QoS 1 messages and one more waits in the
+    // queue; QoS 0 messages queue behind it (order is kept) up to the high-water mark (10).
+    publish_n(&mut net, publisher, 0, 21);
+    for n in 0..8u16 {
+        net.publish(publisher, "flow/t", 0, false, None, &n.to_be_bytes());
+    }
+    assert!(may_read(&net, publisher), "9 queued: under the mark");
+    net.publish(publisher, "flow/t", 0, false, None, b"tenth");
+    assert!(!may_read(&net, publisher), "10 queued: held back");
+    assert!(may_read(&net, subscriber));
+}
