@@ -114,6 +114,7 @@ def metrics(r):
     c = r.get("connects")
     if c:
         out["connects/s"] = c["per_sec"]
+        out["CONNACK p50 ms"] = c["connack_latency"]["p50_ms"]
         out["CONNACK p99 ms"] = c["connack_latency"]["p99_ms"]
     for cy in r.get("cycles", []):
         out[f"cycle {cy['cycle']} connects/s"] = cy["connects"]["per_sec"]
@@ -125,6 +126,10 @@ def metrics(r):
         out["duplicated"] = m["tally"]["duplicates"]
         out["e2e p50 ms"] = m["latency"]["p50_ms"]
         out["e2e p99 ms"] = m["latency"]["p99_ms"]
+        g = m.get("group")
+        if g:
+            out["group min/max"] = g["min"] / g["max"] if g["max"] else 0.0
+            out["group spread (sd/mean) %"] = g["cv_percent"]
     b = r.get("broker")
     if b:
         if b.get("rss_bytes_per_client") is not None:

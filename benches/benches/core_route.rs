@@ -19,19 +19,19 @@ const PAYLOAD_BYTES: usize = 64;
 
 fn connect(client_id: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::connect(&mut out, client_id, 60, true);
+    mqtt::connect(&mut out, mqtt::Protocol::V311, client_id, 60, true);
     out
 }
 
 fn subscribe(filter: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::subscribe(&mut out, 1, filter, 0);
+    mqtt::subscribe(&mut out, mqtt::Protocol::V311, 1, filter, 0);
     out
 }
 
 fn publish(topic: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::publish(&mut out, topic, 0, 0, &[b'x'; PAYLOAD_BYTES]);
+    mqtt::publish(&mut out, mqtt::Protocol::V311, topic, 0, 0, &[b'x'; PAYLOAD_BYTES]);
     out
 }
 

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::mqtt::Protocol;
+
 /// Default clients for `conn` and `churn`.
 pub const DEFAULT_CLIENTS: usize = 1000;
 /// Default publishers (fanin) / subscribers (fanout) / pairs (p2p).
@@ -21,10 +23,10 @@ pub const DEFAULT_CONNECT_CONCURRENCY: usize = 100;
 /// Default keep-alive the clients ask for, seconds.
 pub const DEFAULT_KEEP_ALIVE_SECS: u16 = 60;
 
-const ABOUT: &str = "Load harness for MQTT 3.1.1 brokers (Starling, Mosquitto, any other).";
+const ABOUT: &str = "Load harness for MQTT 3.1.1 and 5.0 brokers (Starling, Mosquitto, any other).";
 
 const LONG_ABOUT: &str = "\
-Load harness for MQTT 3.1.1 brokers: real sockets against any broker (tcp), or up to a
+Load harness for MQTT 3.1.1 and 5.0 brokers (--protocol): real sockets against any broker (tcp), or up to a
 million simulated clients driven in-process through Starling's sans-IO core (sim).
 
 SCENARIOS (the field's standard shapes; QoS, payload, rates, counts and durations are flags)
@@ -38,7 +40,10 @@ SCENARIOS (the field's standard shapes; QoS, payload, rates, counts and duration
   churn    --cycles C times: connect --clients N, then disconnect them all. The first cycle
            is cold (the broker's pool still growing), the rest warm; compare their CONNACK
            latency. The sim transport also reports the pool's reuse rate.
-  shared   ($share groups) waits for MQTT 5 support in the harness and the broker.
+  shared   --publishers P -> one $share group of --subscribers S members on
+           $share/lt/PREFIX/shared/+ (use --protocol 5; tcp only). Each message must reach
+           exactly one member: loss and duplication are counted across the group, order
+           within each member, and the report gives each member's count and the balance.
 
 Publishers publish for --duration-secs at --rate messages/s in total (0 = as fast as TCP
 backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged), then the
@@ -86,7 +91,7 @@ pub enum Scenario {
     P2p,
     /// Connect/disconnect cycles.
     Churn,
-    /// Shared subscriptions (needs MQTT 5: not available yet).
+    /// Publishers to one shared-subscription group (MQTT 5 `$share`).
     Shared,
 }
 
@@ -100,6 +105,9 @@ pub struct Args {
     /// tcp: real sockets to --target; sim: in-process through Starling's core.
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: Transport,
+    /// The MQTT version the clients speak: 3.1.1 (or 4) or 5.
+    #[arg(long, value_enum, default_value = "3.1.1")]
+    pub protocol: Protocol,
     /// The broker to load (tcp).
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub target: SocketAddr,
@@ -112,10 +120,10 @@ pub struct Args {
     /// Clients (conn, churn).
     #[arg(long, default_value_t = DEFAULT_CLIENTS)]
     pub clients: usize,
-    /// Publishers (fanin).
+    /// Publishers (fanin, shared).
     #[arg(long, default_value_t = DEFAULT_FAN)]
     pub publishers: usize,
-    /// Subscribers (fanout).
+    /// Subscribers (fanout) or group members (shared).
     #[arg(long, default_value_t = DEFAULT_FAN)]
     pub subscribers: usize,
     /// Publisher/subscriber pairs (p2p).
@@ -169,8 +177,8 @@ pub struct Args {
     /// Worker threads driving the clients (tcp) or shards (sim); 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// sim: after disconnecting, advance the simulated clock past the pool's idle TTL and
-    /// report the memory the idle sweep gave back.
+    /// sim: after disconnecting, advance the simulated clock past the pool's idle TTL (and
+    /// the closed connections' keep-alive deadlines) and report the memory given back.
     #[arg(long)]
     pub sweep: bool,
     /// Print the report as JSON on stdout (the human table goes to stderr).

@@ -1,9 +1,38 @@
-//! A minimal client-side MQTT 3.1.1 codec: what a load client sends, and a streaming parser
-//! for what a broker sends back. Independent of Starling's own codec, so the harness holds
-//! any broker to the standard rather than to Starling's reading of it.
+//! A minimal client-side MQTT 3.1.1 and 5.0 codec: what a load client sends, and a streaming
+//! parser for what a broker sends back. Independent of Starling's own codec, so the harness
+//! holds any broker to the standard rather than to Starling's reading of it.
+//!
+//! In MQTT 5 the client sends no properties at all (every packet's property length is 0,
+//! MQTT 5 §2.2.2), and acknowledgements in their short form (reason code 0 omitted,
+//! §3.4.2.1); it parses and skips whatever properties the broker sends.
 
 /// MQTT 3.1.1 protocol level.
 const PROTOCOL_LEVEL_V311: u8 = 4;
+/// MQTT 5.0 protocol level.
+const PROTOCOL_LEVEL_V5: u8 = 5;
+
+/// The protocol version the harness's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Protocol {
+    /// MQTT 3.1.1 (protocol level 4).
+    #[value(name = "3.1.1", alias = "4")]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.0.
+    #[value(name = "5")]
+    #[serde(rename = "5")]
+    V5,
+}
+
+impl Protocol {
+    /// The bytes of an empty property list (MQTT 5), or none (3.1.1).
+    fn no_properties(self) -> &'static [u8] {
+        match self {
+            Protocol::V311 => &[],
+            Protocol::V5 => &[0],
+        }
+    }
+}
 /// CONNECT flag: clean session.
 const CLEAN_SESSION_FLAG: u8 = 0x02;
 /// Largest remaining length MQTT can express (four length bytes).
@@ -42,36 +71,60 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// Appends a CONNECT (3.1.1, no will, no credentials).
-pub fn connect(out: &mut Vec<u8>, client_id: &str, keep_alive_secs: u16, clean_session: bool) {
-    let remaining = 10 + 2 + client_id.len();
+/// Appends a CONNECT (no will, no credentials; in MQTT 5 no properties, so a session ends
+/// with its connection, MQTT 5 §3.1.2.11.2). `clean_session` is Clean Start in MQTT 5.
+pub fn connect(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    client_id: &str,
+    keep_alive_secs: u16,
+    clean_session: bool,
+) {
+    let props = protocol.no_properties();
+    let remaining = 10 + props.len() + 2 + client_id.len();
     out.push(first::CONNECT);
     put_len(out, remaining);
     put_str(out, b"MQTT");
-    out.push(PROTOCOL_LEVEL_V311);
+    out.push(match protocol {
+        Protocol::V311 => PROTOCOL_LEVEL_V311,
+        Protocol::V5 => PROTOCOL_LEVEL_V5,
+    });
     out.push(if clean_session { CLEAN_SESSION_FLAG } else { 0 });
     out.extend_from_slice(&keep_alive_secs.to_be_bytes());
+    out.extend_from_slice(props);
     put_str(out, client_id.as_bytes());
 }
 
-/// Appends a SUBSCRIBE to one filter.
-pub fn subscribe(out: &mut Vec<u8>, packet_id: u16, filter: &str, qos: u8) {
+/// Appends a SUBSCRIBE to one filter (MQTT 5: options No Local 0, Retain As Published 0,
+/// Retain Handling 0).
+pub fn subscribe(out: &mut Vec<u8>, protocol: Protocol, packet_id: u16, filter: &str, qos: u8) {
+    let props = protocol.no_properties();
     out.push(first::SUBSCRIBE);
-    put_len(out, 2 + 2 + filter.len() + 1);
+    put_len(out, 2 + props.len() + 2 + filter.len() + 1);
     out.extend_from_slice(&packet_id.to_be_bytes());
+    out.extend_from_slice(props);
     put_str(out, filter.as_bytes());
     out.push(qos);
 }
 
 /// Appends a PUBLISH. `packet_id` is ignored at QoS 0.
-pub fn publish(out: &mut Vec<u8>, topic: &str, qos: u8, packet_id: u16, payload: &[u8]) {
+pub fn publish(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    topic: &str,
+    qos: u8,
+    packet_id: u16,
+    payload: &[u8],
+) {
+    let props = protocol.no_properties();
     let id_len = if qos > 0 { 2 } else { 0 };
     out.push(first::PUBLISH | (qos << 1));
-    put_len(out, 2 + topic.len() + id_len + payload.len());
+    put_len(out, 2 + topic.len() + id_len + props.len() + payload.len());
     put_str(out, topic.as_bytes());
     if qos > 0 {
         out.extend_from_slice(&packet_id.to_be_bytes());
     }
+    out.extend_from_slice(props);
     out.extend_from_slice(payload);
 }
 
@@ -142,6 +195,11 @@ pub enum Incoming<'a> {
     UnsubAck,
     /// PINGRESP.
     PingResp,
+    /// DISCONNECT from the server (MQTT 5 only) with its reason code.
+    Disconnect {
+        /// Reason code (0 when omitted).
+        reason: u8,
+    },
 }
 
 /// Why a frame could not be read.
@@ -153,8 +211,34 @@ pub enum ParseError {
     Malformed(String),
 }
 
+/// Reads a variable byte integer at the start of `buf`: its value and length.
+fn varint(buf: &[u8]) -> Result<(usize, usize), ParseError> {
+    let mut value = 0usize;
+    for (i, &b) in buf.iter().enumerate().take(4) {
+        value |= usize::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err(ParseError::Malformed(
+        "bad or truncated variable byte integer".into(),
+    ))
+}
+
+/// The bytes an MQTT 5 property list at `at` in `body` takes (length and properties).
+fn properties_len(body: &[u8], at: usize) -> Result<usize, ParseError> {
+    let (len, used) = varint(body.get(at..).unwrap_or_default())?;
+    if at + used + len > body.len() {
+        return Err(ParseError::Malformed(
+            "properties overrun the packet".into(),
+        ));
+    }
+    Ok(used + len)
+}
+
 /// Parses the frame at the start of `buf`: the packet and the bytes it took.
-pub fn parse(buf: &[u8]) -> Result<(Incoming<'_>, usize), ParseError> {
+pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), ParseError> {
+    let v5 = protocol == Protocol::V5;
     let Some(&byte0) = buf.first() else {
         return Err(ParseError::Incomplete);
     };
@@ -208,6 +292,9 @@ pub fn parse(buf: &[u8]) -> Result<(Incoming<'_>, usize), ParseError> {
                 packet_id = id(body.get(p..).unwrap_or_default())?;
                 p += 2;
             }
+            if v5 {
+                p += properties_len(body, p)?;
+            }
             Incoming::Publish {
                 topic,
                 qos,
@@ -219,14 +306,20 @@ pub fn parse(buf: &[u8]) -> Result<(Incoming<'_>, usize), ParseError> {
         5 => Incoming::Ack(Ack::PubRec, id(body)?),
         6 => Incoming::Ack(Ack::PubRel, id(body)?),
         7 => Incoming::Ack(Ack::PubComp, id(body)?),
-        9 => Incoming::SubAck {
-            packet_id: id(body)?,
-            code: *body
-                .get(2)
-                .ok_or_else(|| ParseError::Malformed("SUBACK without codes".into()))?,
-        },
+        9 => {
+            let at = if v5 { 2 + properties_len(body, 2)? } else { 2 };
+            Incoming::SubAck {
+                packet_id: id(body)?,
+                code: *body
+                    .get(at)
+                    .ok_or_else(|| ParseError::Malformed("SUBACK without codes".into()))?,
+            }
+        }
         11 => Incoming::UnsubAck,
         13 => Incoming::PingResp,
+        14 if v5 => Incoming::Disconnect {
+            reason: body.first().copied().unwrap_or(0),
+        },
         other => {
             return Err(ParseError::Malformed(format!(
                 "a server does not send packet type {other}"
@@ -242,28 +335,84 @@ mod tests {
 
     #[test]
     fn publish_round_trips_through_the_parser() {
-        let mut buf = Vec::new();
-        publish(&mut buf, "a/b", 1, 7, &[1, 2, 3]);
-        let (packet, used) = parse(&buf).expect("complete");
-        assert_eq!(used, buf.len());
+        for protocol in [Protocol::V311, Protocol::V5] {
+            let mut buf = Vec::new();
+            publish(&mut buf, protocol, "a/b", 1, 7, &[1, 2, 3]);
+            let (packet, used) = parse(&buf, protocol).expect("complete");
+            assert_eq!(used, buf.len());
+            assert_eq!(
+                packet,
+                Incoming::Publish {
+                    topic: b"a/b",
+                    qos: 1,
+                    packet_id: 7,
+                    payload: &[1, 2, 3]
+                }
+            );
+            assert_eq!(parse(&buf[..3], protocol), Err(ParseError::Incomplete));
+        }
+    }
+
+    #[test]
+    fn v5_properties_from_the_broker_are_skipped() {
+        // PUBLISH QoS 0 "t", properties: Subscription Identifier 3 (0x0B 0x03), payload "hi"
+        // (MQTT 5 §3.3.2.3).
+        let frame = [0x30, 8, 0, 1, b't', 2, 0x0B, 3, b'h', b'i'];
+        let (packet, used) = parse(&frame, Protocol::V5).expect("complete");
+        assert_eq!(used, frame.len());
         assert_eq!(
             packet,
             Incoming::Publish {
-                topic: b"a/b",
-                qos: 1,
-                packet_id: 7,
-                payload: &[1, 2, 3]
+                topic: b"t",
+                qos: 0,
+                packet_id: 0,
+                payload: b"hi"
             }
         );
-        assert_eq!(parse(&buf[..3]), Err(ParseError::Incomplete));
+        // SUBACK id 1 with a Reason String property, granted QoS 1.
+        let suback = [0x90, 7, 0, 1, 3, 0x1F, 0, 0, 1];
+        let (packet, _) = parse(&suback, Protocol::V5).expect("complete");
+        assert_eq!(
+            packet,
+            Incoming::SubAck {
+                packet_id: 1,
+                code: 1
+            }
+        );
+        // A server DISCONNECT is a packet in MQTT 5, malformed in 3.1.1.
+        let disconnect = [0xE0, 1, 0x8B];
+        assert_eq!(
+            parse(&disconnect, Protocol::V5).map(|p| p.0),
+            Ok(Incoming::Disconnect { reason: 0x8B })
+        );
+        assert!(parse(&disconnect, Protocol::V311).is_err());
+        // Properties that claim more bytes than the packet has are malformed.
+        let overrun = [0x30, 5, 0, 1, b't', 9, 0];
+        assert!(matches!(
+            parse(&overrun, Protocol::V5),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn v5_packets_carry_empty_property_lists() {
+        let mut buf = Vec::new();
+        connect(&mut buf, Protocol::V5, "id", 60, true);
+        // Fixed header 2, "MQTT" 6, level, flags, keep-alive 2, properties 0, id.
+        assert_eq!(buf[8], 5);
+        assert_eq!(buf[12], 0);
+        assert_eq!(&buf[13..], &[0, 2, b'i', b'd']);
+        let mut sub = Vec::new();
+        subscribe(&mut sub, Protocol::V5, 1, "f", 1);
+        assert_eq!(sub, vec![0x82, 7, 0, 1, 0, 0, 1, b'f', 1]);
     }
 
     #[test]
     fn long_lengths_use_several_bytes() {
         let mut buf = Vec::new();
-        publish(&mut buf, "t", 0, 0, &[0u8; 300]);
+        publish(&mut buf, Protocol::V311, "t", 0, 0, &[0u8; 300]);
         assert_eq!(buf[1] & 0x80, 0x80);
-        let (_, used) = parse(&buf).expect("complete");
+        let (_, used) = parse(&buf, Protocol::V311).expect("complete");
         assert_eq!(used, buf.len());
     }
 }

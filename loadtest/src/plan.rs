@@ -18,9 +18,15 @@ pub struct ClientPlan {
     pub publisher_no: u32,
     /// Its subscriber number (the tracker's), when it subscribes.
     pub subscriber_no: u32,
-    /// Subscribers each of its messages should reach.
+    /// Subscribers each of its messages should reach (a shared-subscription group counts
+    /// once).
     pub audience: u64,
+    /// The shared-subscription group it is a member of (shared), by number.
+    pub group: Option<u32>,
 }
+
+/// The `$share` group name the `shared` scenario uses.
+pub const SHARE_GROUP: &str = "lt";
 
 /// Every client of a scenario, in connect order (subscribers before publishers, so no
 /// message is published before its subscribers are in place).
@@ -40,10 +46,32 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
             publisher_no: n,
             subscriber_no: n,
             audience: 0,
+            group: None,
         });
     };
     match args.scenario {
-        Scenario::Conn | Scenario::Churn | Scenario::Shared => {
+        Scenario::Shared => {
+            let filter = format!("$share/{SHARE_GROUP}/{p}/shared/+");
+            for i in 0..args.subscribers {
+                push(format!("{c}-member-{i}"), Some(filter.clone()), None);
+            }
+            for plan in &mut out {
+                plan.group = Some(0);
+            }
+            for i in 0..args.publishers {
+                let topic = format!("{p}/shared/{i}");
+                out.push(ClientPlan {
+                    client_id: format!("{c}-pub-{i}"),
+                    subscribe: None,
+                    publish: Some(topic),
+                    publisher_no: out.len() as u32,
+                    subscriber_no: out.len() as u32,
+                    audience: 0,
+                    group: None,
+                });
+            }
+        }
+        Scenario::Conn | Scenario::Churn => {
             let messages = args.scenario == Scenario::Conn && args.messages > 0;
             for i in 0..args.clients {
                 let topic = format!("{p}/c/{i}");
@@ -79,12 +107,33 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
     out
 }
 
+/// The topic filter of a `$share/{group}/{filter}` subscription (MQTT 5 §4.8.2), if it is
+/// one.
+fn shared_filter(filter: &str) -> Option<&str> {
+    let rest = filter.strip_prefix("$share/")?;
+    rest.split_once('/').map(|(_, f)| f)
+}
+
 /// Counts, for each publisher, the subscribers whose filter matches its topic (exact
-/// filters by lookup, wildcard filters one by one).
+/// filters by lookup, wildcard filters one by one; a shared-subscription group once).
 fn set_audiences(plans: &mut [ClientPlan]) {
     let mut exact: HashMap<&str, u64> = HashMap::new();
     let mut wildcards: Vec<&str> = Vec::new();
-    for filter in plans.iter().filter_map(|c| c.subscribe.as_deref()) {
+    let mut groups: Vec<&str> = plans
+        .iter()
+        .filter_map(|c| c.subscribe.as_deref())
+        .filter(|f| shared_filter(f).is_some())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for filter in groups.iter().filter_map(|f| shared_filter(f)) {
+        wildcards.push(filter);
+    }
+    let plain = plans
+        .iter()
+        .filter_map(|c| c.subscribe.as_deref())
+        .filter(|f| shared_filter(f).is_none());
+    for filter in plain {
         if filter.contains(['+', '#']) {
             wildcards.push(filter);
         } else {
@@ -130,5 +179,14 @@ mod tests {
         assert!(p2p[4..].iter().all(|c| c.audience == 1));
         let conn = plan(&["conn", "--clients", "3", "--messages", "2"]);
         assert!(conn.iter().all(|c| c.audience == 1));
+        // A $share group of 4 receives each message once, whatever its size.
+        let shared = plan(&["shared", "--subscribers", "4", "--publishers", "2"]);
+        assert_eq!(shared.len(), 6);
+        assert!(shared[..4].iter().all(|c| c.group == Some(0)));
+        assert!(
+            shared[4..]
+                .iter()
+                .all(|c| c.audience == 1 && c.group.is_none())
+        );
     }
 }

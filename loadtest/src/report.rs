@@ -88,10 +88,51 @@ pub struct Messages {
     pub delivered_per_sec: f64,
     /// Distinct deliveries expected (published × matching subscribers).
     pub expected: u64,
-    /// Delivery accounting.
+    /// Delivery accounting (for `shared`, across the group: each message counts once).
     pub tally: Tally,
     /// Publish → delivery, from the timestamp in the payload.
     pub latency: Latency,
+    /// `shared`: how the group's members divided the messages.
+    pub group: Option<GroupBalance>,
+}
+
+/// How a shared-subscription group's members divided the messages.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupBalance {
+    /// Distinct messages each member received, in member order.
+    pub per_member: Vec<u64>,
+    /// The fewest any member received.
+    pub min: u64,
+    /// The most any member received.
+    pub max: u64,
+    /// The mean.
+    pub mean: f64,
+    /// Standard deviation over the mean, percent (0 = perfectly even).
+    pub cv_percent: f64,
+}
+
+impl GroupBalance {
+    /// The balance of `per_member` (members that received nothing included).
+    pub fn of(per_member: Vec<u64>) -> GroupBalance {
+        let n = per_member.len().max(1) as f64;
+        let mean = per_member.iter().sum::<u64>() as f64 / n;
+        let variance = per_member
+            .iter()
+            .map(|&c| (c as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        GroupBalance {
+            min: per_member.iter().copied().min().unwrap_or(0),
+            max: per_member.iter().copied().max().unwrap_or(0),
+            mean,
+            cv_percent: if mean > 0.0 {
+                100.0 * variance.sqrt() / mean
+            } else {
+                0.0
+            },
+            per_member,
+        }
+    }
 }
 
 /// The broker process, sampled from /proc.
@@ -244,6 +285,18 @@ impl Report {
                 m.qos, t.lost, t.duplicates, t.out_of_order
             );
             let _ = writeln!(out, "end-to-end       {}", lat(&m.latency));
+            if let Some(g) = &m.group {
+                let _ = writeln!(
+                    out,
+                    "group balance    {} members: min {}, max {}, mean {:.0}, spread (sd/mean) {:.1} %",
+                    g.per_member.len(),
+                    g.min,
+                    g.max,
+                    g.mean,
+                    g.cv_percent
+                );
+                let _ = writeln!(out, "group members    {:?}", g.per_member);
+            }
         }
         if let Some(b) = &self.broker {
             let rss = |s: &Option<Sample>| s.map_or("-".into(), |s| mib(s.rss_bytes as f64));

@@ -51,7 +51,7 @@ pub fn record(h: &mut Histogram<u64>, ns: u64) {
     h.saturating_record(ns.clamp(1, MAX_LATENCY_NS));
 }
 
-/// The deliveries of one publisher to one subscriber.
+/// The deliveries of one publisher to one subscriber (or to one shared-subscription group).
 #[derive(Debug, Default, Clone)]
 struct Stream {
     unique: u64,
@@ -59,10 +59,62 @@ struct Stream {
     seen: Vec<u64>,
 }
 
-/// Delivery accounting for the subscribers one thread owns.
+/// How one receipt stood in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receipt {
+    /// First receipt, in order.
+    New,
+    /// First receipt, after a later sequence number.
+    Late,
+    /// Already received.
+    Repeat,
+}
+
+impl Stream {
+    fn record(&mut self, seq: u64) -> Receipt {
+        let word = (seq / 64) as usize;
+        let bit = 1u64 << (seq % 64);
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & bit != 0 {
+            return Receipt::Repeat;
+        }
+        self.seen[word] |= bit;
+        self.unique += 1;
+        if seq < self.next_seq {
+            Receipt::Late
+        } else {
+            self.next_seq = seq + 1;
+            Receipt::New
+        }
+    }
+
+    /// Folds in the same stream as seen by another thread; returns the receipts both saw.
+    fn absorb(&mut self, other: Stream) -> u64 {
+        if self.seen.len() < other.seen.len() {
+            self.seen.resize(other.seen.len(), 0);
+        }
+        let mut both = 0;
+        for (mine, theirs) in self.seen.iter_mut().zip(other.seen) {
+            both += u64::from((*mine & theirs).count_ones());
+            *mine |= theirs;
+        }
+        self.unique = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
+        self.next_seq = self.next_seq.max(other.next_seq);
+        both
+    }
+}
+
+/// Delivery accounting for the subscribers one thread owns. For members of a
+/// shared-subscription group, each message must reach the group once: uniqueness and
+/// duplicates are judged per group (across members, and across threads when merged), order
+/// per member (MQTT 5 §4.8.2 orders nothing across members).
 #[derive(Debug, Default)]
 pub struct Tracker {
     streams: HashMap<(u32, u32), Stream>,
+    /// (group, publisher) streams of shared-subscription groups.
+    groups: HashMap<(u32, u32), Stream>,
     /// Every PUBLISH received (duplicates included).
     pub delivered: u64,
     /// Receipts of a (publisher, sequence) already received by that subscriber.
@@ -93,22 +145,41 @@ impl Tracker {
     pub fn receive(&mut self, subscriber: u32, publisher: u32, seq: u64) {
         self.delivered += 1;
         let stream = self.streams.entry((subscriber, publisher)).or_default();
-        let word = (seq / 64) as usize;
-        let bit = 1u64 << (seq % 64);
-        if stream.seen.len() <= word {
-            stream.seen.resize(word + 1, 0);
+        match stream.record(seq) {
+            Receipt::New => {}
+            Receipt::Late => self.out_of_order += 1,
+            Receipt::Repeat => self.duplicates += 1,
         }
-        if stream.seen[word] & bit != 0 {
+    }
+
+    /// A PUBLISH from `publisher` with `seq` reached `member` of shared-subscription group
+    /// `group`.
+    pub fn receive_in_group(&mut self, group: u32, member: u32, publisher: u32, seq: u64) {
+        self.delivered += 1;
+        let in_group = self
+            .groups
+            .entry((group, publisher))
+            .or_default()
+            .record(seq);
+        if in_group == Receipt::Repeat {
             self.duplicates += 1;
-            return;
         }
-        stream.seen[word] |= bit;
-        stream.unique += 1;
-        if seq < stream.next_seq {
+        let stream = self.streams.entry((member, publisher)).or_default();
+        if stream.record(seq) == Receipt::Late {
             self.out_of_order += 1;
-        } else {
-            stream.next_seq = seq + 1;
         }
+    }
+
+    /// Distinct messages each subscriber got, by subscriber number (for a group's members:
+    /// each member's share).
+    pub fn per_subscriber(&self) -> Vec<(u32, u64)> {
+        let mut counts: HashMap<u32, u64> = HashMap::new();
+        for (&(subscriber, _), stream) in &self.streams {
+            *counts.entry(subscriber).or_default() += stream.unique;
+        }
+        let mut out: Vec<(u32, u64)> = counts.into_iter().collect();
+        out.sort_unstable();
+        out
     }
 
     /// Distinct messages `subscriber` got from `publisher`.
@@ -118,18 +189,34 @@ impl Tracker {
             .map_or(0, |s| s.unique)
     }
 
-    /// Distinct messages over all streams.
+    /// Distinct messages over all streams (a group's streams count each message once for
+    /// the whole group).
     pub fn unique_total(&self) -> u64 {
-        self.streams.values().map(|s| s.unique).sum()
+        let plain: u64 = self.streams.values().map(|s| s.unique).sum();
+        if self.groups.is_empty() {
+            return plain;
+        }
+        self.groups.values().map(|s| s.unique).sum()
     }
 
-    /// Merges another thread's tracker (disjoint subscribers).
+    /// Merges another thread's tracker (disjoint subscribers; a group's members may be
+    /// spread over threads, so what both saw of a group is counted as duplicated).
     pub fn merge(&mut self, other: Tracker) {
         self.delivered += other.delivered;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
         self.foreign += other.foreign;
         self.streams.extend(other.streams);
+        for (key, stream) in other.groups {
+            match self.groups.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => {
+                    self.duplicates += mine.get_mut().absorb(stream);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(stream);
+                }
+            }
+        }
     }
 
     /// Totals, given how many distinct messages were expected in all.
@@ -170,5 +257,28 @@ mod tests {
         assert_eq!(tally.duplicates, 1);
         assert_eq!(tally.out_of_order, 1);
         assert_eq!(tally.lost, 1);
+    }
+
+    #[test]
+    fn a_group_gets_each_message_once_across_members_and_threads() {
+        // Publisher 9 sent 0..=5 to a group whose members 1 and 2 live on one thread and
+        // member 3 on another. 4 is lost; 2 reached two members (a duplicate); member 2
+        // got 3 before 1 (out of order within the member).
+        let mut a = Tracker::default();
+        for (member, seq) in [(1, 0), (2, 3), (2, 1), (1, 2)] {
+            a.receive_in_group(0, member, 9, seq);
+        }
+        let mut b = Tracker::default();
+        for seq in [2, 5] {
+            b.receive_in_group(0, 3, 9, seq);
+        }
+        a.merge(b);
+        let tally = a.tally(6);
+        assert_eq!(tally.delivered, 6);
+        assert_eq!(tally.unique, 5);
+        assert_eq!(tally.duplicates, 1);
+        assert_eq!(tally.out_of_order, 1);
+        assert_eq!(tally.lost, 1);
+        assert_eq!(a.per_subscriber(), vec![(1, 2), (2, 2), (3, 2)]);
     }
 }

@@ -83,6 +83,39 @@ fn counts_every_delivery_against_starling() {
     }
 }
 
+#[test]
+fn counts_a_shared_group_once_per_message_against_starling_over_mqtt_5() {
+    let target = starling().to_string();
+    let report = starling_loadtest::run(&args(&[
+        "shared",
+        "--protocol",
+        "5",
+        "--target",
+        &target,
+        "--publishers",
+        "4",
+        "--subscribers",
+        "3",
+        "--qos",
+        "1",
+        "--messages",
+        "250",
+        "--rate",
+        "20000",
+        "--drain-secs",
+        "5",
+    ]))
+    .expect("the run completes");
+    let m = report.messages.expect("a message phase");
+    assert_eq!(m.published, 1000);
+    assert_eq!(m.expected, 1000, "the group counts once per message");
+    assert_eq!(m.tally.delivered, 1000);
+    assert_eq!((m.tally.lost, m.tally.duplicates), (0, 0));
+    let group = m.group.expect("a group balance");
+    assert_eq!(group.per_member.len(), 3);
+    assert_eq!(group.per_member.iter().sum::<u64>(), 1000);
+}
+
 /// Drops every `DROP_EVERY`th PUBLISH and sends every `DUP_EVERY`th (not dropped) twice.
 const DROP_EVERY: u64 = 10;
 const DUP_EVERY: u64 = 7;

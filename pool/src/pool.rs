@@ -15,6 +15,10 @@ use crate::{
 /// under a trigger from shrinking the pool and growing it back (hysteresis).
 pub const SHRINK_HEADROOM_PERCENT: usize = 90;
 
+/// After a shrink, the slab is compacted when its capacity is at least this many times its
+/// live objects (it is then mostly vacant slots, which cost a whole slot each).
+pub const COMPACT_WHEN_CAPACITY_OVER_LIVE: usize = 4;
+
 /// What the pool needs from the objects it holds.
 pub trait Poolable {
     /// Makes a released object ready for its next user: clear per-user state, `reset()` the
@@ -166,6 +170,12 @@ impl<T: Poolable> Pool<T> {
         self.slots.len() - self.available.len()
     }
 
+    /// Slots the slab has room for, live or vacant (each costs a slot's size); compaction
+    /// brings it back toward `live` after a shrink.
+    pub fn slot_capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
     /// The preheated size (a rung of the growth ladder).
     pub fn preheated(&self) -> usize {
         self.preheated
@@ -308,6 +318,9 @@ impl<T: Poolable> Pool<T> {
 
     fn finish_shrink(&mut self) {
         if let Some(progress) = self.shrink.take() {
+            if self.slots.capacity() >= COMPACT_WHEN_CAPACITY_OVER_LIVE * self.slots.len().max(1) {
+                self.compact();
+            }
             self.stats.shrinks += 1;
             self.emit(PoolEvent::Shrunk {
                 from: progress.from,
@@ -316,6 +329,44 @@ impl<T: Poolable> Pool<T> {
                 live: self.slots.len(),
             });
         }
+    }
+
+    /// Gives back the capacity of a mostly vacant slab: available objects (which no key names)
+    /// move to the lowest vacant slots, then the vacant tail is freed. Active objects keep
+    /// their slots (their keys are out), so the slab shrinks down to the highest active one.
+    /// Runs only when a shrink completes, in O(capacity) of the slab.
+    fn compact(&mut self) {
+        let order: Vec<u32> = self.available.drain(..).collect();
+        let mut by_index = order.clone();
+        by_index.sort_unstable_by(|a, b| b.cmp(a));
+        // Removed highest index first, so the slab's vacant list lists the lowest first and
+        // re-insertion fills the slab from the bottom.
+        let mut objects: Vec<(u32, Slot<T>)> = by_index
+            .iter()
+            .map(|&index| (index, self.slots.remove(index as usize)))
+            .collect();
+        self.slots.shrink_to_fit();
+        let mut moved_to = std::collections::HashMap::with_capacity(objects.len());
+        for (old, slot) in objects.drain(..).rev() {
+            let new = self.slots.insert(slot);
+            // Invariant: the slab held `old` before, so it has room below u32::MAX.
+            debug_assert!(new <= u32::MAX as usize);
+            moved_to.insert(old, new as u32);
+        }
+        self.slots.shrink_to_fit();
+        self.available.extend(
+            order
+                .iter()
+                .map(|old| moved_to.get(old).copied().unwrap_or(*old)),
+        );
+        self.available.shrink_to(self.slots.len());
+        // Invariant: the available set still lists every inactive slot, oldest first.
+        debug_assert_eq!(self.available.len(), self.slots.len() - self.active_count());
+    }
+
+    /// Active slots, counted (for the compaction's invariant check).
+    fn active_count(&self) -> usize {
+        self.slots.iter().filter(|(_, slot)| slot.active).count()
     }
 
     /// Available objects idle for at least the TTL: a prefix of `available`.

@@ -203,3 +203,58 @@ fn a_real_drop_in_load_shrinks_once() {
     }
     assert_eq!(shrinks(&events.borrow()), [(1536, 1024, 512, 1024)]);
 }
+
+/// A spike of 20 000, then all released but the objects at `keep` (marked), then swept
+/// to the end. Returns the pool, the kept keys and the slab capacity at the peak.
+fn spike_keep_and_sweep(keep: &[usize]) -> (Pool<common::TestObj>, Vec<(Key, u64)>, usize) {
+    let mut pool = pool(PoolConfig::default());
+    let keys = spike_to(&mut pool, 20_000);
+    let capacity_at_peak = pool.slot_capacity();
+    let kept: Vec<(Key, u64)> = keep
+        .iter()
+        .map(|&i| {
+            let object = pool.get_mut(keys[i]).expect("active");
+            object.dirty = true;
+            (keys[i], object.serial)
+        })
+        .collect();
+    for key in keys.iter().filter(|k| !kept.iter().any(|(kk, _)| kk == *k)) {
+        pool.release(*key, 1_000).expect("live");
+    }
+    while pool.sweep(1_000 + TTL_MS, 256).more {}
+    (pool, kept, capacity_at_peak)
+}
+
+#[test]
+fn a_completed_shrink_compacts_the_slab_down_to_its_live_objects() {
+    let (mut pool, kept, capacity_at_peak) = spike_keep_and_sweep(&[10]);
+    assert!(capacity_at_peak >= 20_000);
+    assert_eq!(pool.stats().live, 1024, "shrunk to the initial rung");
+    assert!(
+        pool.slot_capacity() <= 4 * pool.stats().live,
+        "capacity {} for {} live objects (peak {capacity_at_peak})",
+        pool.slot_capacity(),
+        pool.stats().live
+    );
+    let (key, serial) = kept[0];
+    let object = pool.get(key).expect("an active key survives compaction");
+    assert!(object.dirty);
+    assert_eq!(object.serial, serial);
+    // The moved objects are served again, reset, as usual.
+    let again = pool.acquire().expect("room");
+    assert!(!pool.get(again).expect("active").dirty);
+    assert_eq!(pool.stats().active, 2);
+}
+
+#[test]
+fn compaction_never_moves_an_active_object() {
+    // An object still in use near the top pins the slab there (its key is out).
+    let (pool, kept, capacity_at_peak) = spike_keep_and_sweep(&[10, 19_990]);
+    assert_eq!(pool.stats().live, 1024);
+    assert!(pool.slot_capacity() <= capacity_at_peak);
+    for (key, serial) in kept {
+        let object = pool.get(key).expect("an active key survives compaction");
+        assert!(object.dirty);
+        assert_eq!(object.serial, serial);
+    }
+}

@@ -19,7 +19,7 @@ use crate::core::message::SharedMessage;
 use crate::core::outbound::for_subscriber;
 use crate::core::session::{Inflight, InflightState, Queued, Session};
 use crate::core::subscription::SubIds;
-use crate::core::{ConnId, Message, Shard, groups};
+use crate::core::{ConnId, Message, Shard, flow, groups};
 use crate::protocol::v5::{PublishV5, UNLIMITED_PACKET_SIZE_BYTES, publish_v5_len};
 use crate::protocol::{PacketType, ProtocolVersion, QoS, ReasonCode, publish_len};
 
@@ -182,6 +182,7 @@ pub(crate) fn deliver(
                     sub_ids: SubIds::from_slice(grant.sub_ids),
                     group: grant.group,
                 },
+                now_ms,
             );
         }
         Some(key) if qos == QoS::AtMostOnce => {
@@ -264,8 +265,14 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
 /// Queues a message. When the queue holds `max_queued_messages`, or the message would take
 /// it over `max_queued_bytes`, queued QoS 0 messages are dropped first (oldest first), else
 /// the new message is dropped. Every drop is counted; the first per session is logged.
-fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
-    let max_messages = shard.config.max_queued_messages;
+///
+/// A QoS 1/2 message for a session that is holding publishers back (`flow`) was already
+/// read or forwarded when the hold began: it is queued past `max_queued_messages` (counted in
+/// `queued_past_limit`) rather than dropped; `max_queued_bytes` still applies.
+fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued, now_ms: u64) {
+    let absorb = queued.qos != QoS::AtMostOnce && flow::holding(shard, session_id, now_ms);
+    let limit = shard.config.max_queued_messages;
+    let max_messages = if absorb { usize::MAX } else { limit };
     let max_bytes = match shard.config.max_queued_bytes {
         0 => usize::MAX,
         n => n,
@@ -290,10 +297,14 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued) {
         }
         count_drop(&mut shard.stats, reason);
     }
+    if traffic.queue.len() >= limit {
+        shard.stats.queued_past_limit += 1;
+    }
     traffic.push_queued(queued);
     if let Some(reason) = dropped_for {
         log_drop(session, reason);
     }
+    flow::after_enqueue(shard, session_id, now_ms);
 }
 
 fn count_drop(stats: &mut crate::core::ShardStats, reason: &str) {
@@ -322,12 +333,13 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
     }
     let session_id = conn.session;
     let window = window(shard, key);
+    let mut moved = false;
     loop {
         let Some(session) = shard.sessions.get(session_id) else {
             return;
         };
         let Some(front) = session.traffic().queue.front() else {
-            return;
+            break;
         };
         let stale = expired(front.message.expires_at_ms(), now_ms);
         let window_open = session.traffic().inflight.len() < window;
@@ -340,15 +352,16 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
         .unwrap_or(usize::MAX);
         if !stale && (!has_room(shard, key, len) || (front.qos != QoS::AtMostOnce && !window_open))
         {
-            return;
+            break;
         }
         let Some(queued) = shard
             .sessions
             .get_mut(session_id)
             .and_then(|s| s.traffic_mut().pop_queued())
         else {
-            return;
+            break;
         };
+        moved = true;
         if stale {
             shard.stats.dropped_expired += 1;
             shard.stats.dropped += 1;
@@ -364,6 +377,9 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
             send_inflight(shard, session_id, key, queued, now_ms);
         }
         groups::sync_presence(shard, session_id);
+    }
+    if moved {
+        flow::progressed(shard, session_id, now_ms);
     }
 }
 

@@ -12,6 +12,7 @@
 //!   (`handlers/`).
 //! - [`delivery`]: sending a message to one session at its QoS: direct encode, in-flight
 //!   window, bounded queue, redelivery.
+//! - [`flow`]: holding publishers back while a subscriber's queue is filling.
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
 //! - [`outbound`]: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders), and
@@ -33,6 +34,7 @@ pub mod buffers;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod flow;
 pub mod groups;
 mod handlers;
 pub mod input;
@@ -69,6 +71,8 @@ pub type ConnId = Key;
 
 /// How often the idle sweep of the connection pool runs.
 pub const POOL_SWEEP_INTERVAL_MS: u64 = 1000;
+/// A scratch vector larger than this (entries) is freed at the next pool sweep.
+pub const SCRATCH_KEEP_ENTRIES: usize = 4096;
 
 /// Something the driver must do for the core.
 #[derive(Debug)]
@@ -168,6 +172,9 @@ pub struct ShardStats {
     pub bytes_in: u64,
     /// Bytes taken by sockets (written).
     pub bytes_out: u64,
+    /// QoS 1/2 messages queued past `max_queued_messages` for a subscriber that was holding
+    /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
+    pub queued_past_limit: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -197,6 +204,10 @@ pub struct Shard {
     route_scratch: Vec<(u32, SubOpts)>,
     id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
+    /// Congested sessions of this loop (`flow`).
+    congested: Vec<flow::Congested>,
+    /// How many of them were last published to `shared` as holding publishers back.
+    congested_published: usize,
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
@@ -236,6 +247,8 @@ impl Shard {
             route_scratch: Vec::new(),
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
+            congested: Vec::new(),
+            congested_published: 0,
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
@@ -308,6 +321,24 @@ impl Shard {
         Some(key)
     }
 
+    /// Whether the driver should read `conn`'s socket now. `false` while a subscriber
+    /// somewhere is congested and `conn` has nothing in flight or queued toward it (it is
+    /// a publisher to hold back, [`flow`]); the driver tries again on a later turn.
+    pub fn may_read(&self, conn: ConnId) -> bool {
+        if !self.shared.any_congested() {
+            return true;
+        }
+        let Ok(c) = self.pool.get(conn) else {
+            return true;
+        };
+        if c.phase != conn::Phase::Connected {
+            return true;
+        }
+        self.sessions
+            .get(c.session)
+            .is_some_and(|s| s.conn == Some(conn) && s.load() > 0)
+    }
+
     /// Bytes read from `conn`'s socket.
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8], now_ms: u64) {
         self.stats.bytes_in += bytes.len() as u64;
@@ -337,13 +368,21 @@ impl Shard {
 
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
+        flow::refresh(self, now_ms);
         lifecycle::expire_timers(self, now_ms);
         lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;
         self.pool.preheat_step(budget, now_ms);
         if now_ms >= self.next_sweep_ms {
-            self.pool.sweep(now_ms, budget);
-            self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
+            // A sweep frees at most `budget` objects; while more are due it goes on at the
+            // next tick rather than a whole interval later (10 000 idle objects would take
+            // 40 s to free otherwise).
+            if self.pool.sweep(now_ms, budget).more {
+                self.next_sweep_ms = now_ms;
+            } else {
+                self.shrink_if_sparse();
+                self.next_sweep_ms = now_ms + POOL_SWEEP_INTERVAL_MS;
+            }
         }
         let mut next = self.timers.next_deadline_ms().unwrap_or(u64::MAX);
         if let Some(std::cmp::Reverse((due, _))) = self.session_timers.peek() {
@@ -419,6 +458,38 @@ impl Shard {
     /// Buffers lent and idle in this loop's buffer pool.
     pub fn buffer_use(&self) -> (usize, usize) {
         (self.buffers.lent(), self.buffers.idle())
+    }
+
+    /// After a spike has gone, gives back what the loop's tables kept of its peak: the
+    /// session slab and id table, and the scratch vectors (the pool compacts itself when
+    /// its sweep completes a shrink; the subscription index shrinks on every removal).
+    fn shrink_if_sparse(&mut self) {
+        self.sessions.shrink_if_sparse();
+        // Scratch vectors are cleared by their users before each use: what they hold
+        // between uses is stale.
+        if self.timer_scratch.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.timer_scratch = Vec::new();
+        }
+        if self.route_scratch.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.route_scratch = Vec::new();
+        }
+        // A burst of closes or writes leaves these long and empty.
+        if self.actions.is_empty() && self.actions.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.actions = VecDeque::new();
+        }
+        if self.dirty.is_empty() && self.dirty.capacity() > SCRATCH_KEEP_ENTRIES {
+            self.dirty = Vec::new();
+        }
+    }
+
+    /// Entries in the timer wheel (closed connections' entries stay until they come due).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Slots the session slab and id table have room for (see [`Shard::session_count`]).
+    pub fn session_capacity(&self) -> (usize, usize) {
+        self.sessions.capacity()
     }
 
     /// Files `conn` in the timer wheel for `due_ms`, unless it is already filed earlier.

@@ -172,6 +172,8 @@ pub struct Session {
     /// Whether a dropped message was logged for this session already (drops are counted
     /// every time, logged once).
     pub drop_logged: bool,
+    /// Whether the session is on its loop's list of congested sessions (`core::flow`).
+    pub congested: bool,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -184,6 +186,7 @@ impl Session {
             last_packet_id: 0,
             subscriptions: Vec::new(),
             drop_logged: false,
+            congested: false,
             traffic: None,
         }
     }
@@ -256,6 +259,10 @@ impl Session {
     }
 }
 
+/// The session slab and id table give their capacity back when it is at least this many
+/// times what they hold (after a spike of clients has gone).
+pub const SHRINK_WHEN_CAPACITY_OVER_LEN: usize = 4;
+
 /// Up to this many subscriptions a session's list grows exactly; beyond, amortised.
 const SUBSCRIPTIONS_EXACT_GROWTH_UNTIL: usize = 4;
 
@@ -264,6 +271,9 @@ pub struct Sessions {
     slab: Slab<Session>,
     by_client_id: HashTable<u32>,
     hasher: RandomState,
+    /// The session count at the last [`Sessions::shrink_if_sparse`] that found them sparse
+    /// (so a slab pinned by one high session is not rescanned until the count changes).
+    shrunk_at_len: Option<usize>,
 }
 
 impl Default for Sessions {
@@ -272,6 +282,7 @@ impl Default for Sessions {
             slab: Slab::new(),
             by_client_id: HashTable::new(),
             hasher: RandomState::new(),
+            shrunk_at_len: None,
         }
     }
 }
@@ -329,5 +340,31 @@ impl Sessions {
     /// Every session, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Session> {
         self.slab.iter().map(|(_, session)| session)
+    }
+
+    /// Gives back the capacity of the slab and the id table when they are mostly empty
+    /// (at least [`SHRINK_WHEN_CAPACITY_OVER_LEN`] × what they hold). Session indices are
+    /// held by the subscription index and connections, so the slab only frees its vacant
+    /// tail (down to the highest live session); the id table is rebuilt at its size.
+    /// O(capacity), and only when the count changed since the last sparse check.
+    pub fn shrink_if_sparse(&mut self) {
+        let len = self.slab.len();
+        let sparse = |capacity: usize| capacity >= SHRINK_WHEN_CAPACITY_OVER_LEN * len.max(1);
+        if !sparse(self.slab.capacity()) && !sparse(self.by_client_id.capacity()) {
+            return;
+        }
+        if self.shrunk_at_len == Some(len) {
+            return;
+        }
+        self.shrunk_at_len = Some(len);
+        self.slab.shrink_to_fit();
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.by_client_id
+            .shrink_to_fit(|&id| hasher.hash_one(&*slab[id as usize].client_id));
+    }
+
+    /// Slots the slab and the id table have room for (for memory tests).
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.slab.capacity(), self.by_client_id.capacity())
     }
 }

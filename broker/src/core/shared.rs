@@ -1,6 +1,7 @@
 //! The little state the event loops share: the retained store, the connected-client count
 //! (for the global connection limit), and each loop's subscription count (so a loop forwards
-//! a PUBLISH only to loops that have subscribers at all).
+//! a PUBLISH only to loops that have subscribers at all), and each loop's count of congested
+//! subscribers (so every loop holds its publishers back: `core::flow`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,8 @@ pub struct Shared {
     pub groups: Mutex<SharedGroups>,
     /// Groups in `groups`.
     pub group_count: AtomicUsize,
+    /// Congested sessions on each loop (`core::flow`).
+    pub congested_per_loop: Vec<AtomicUsize>,
 }
 
 impl Shared {
@@ -32,6 +35,7 @@ impl Shared {
             subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
+            congested_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
@@ -71,5 +75,19 @@ impl Shared {
         if let Some(n) = self.subscriptions_per_loop.get(index) {
             n.store(count, Ordering::Relaxed);
         }
+    }
+
+    /// Records loop `index`'s count of congested sessions.
+    pub fn set_congested(&self, index: usize, count: usize) {
+        if let Some(n) = self.congested_per_loop.get(index) {
+            n.store(count, Ordering::Release);
+        }
+    }
+
+    /// Whether any loop has a congested session (publishers are then held back).
+    pub fn any_congested(&self) -> bool {
+        self.congested_per_loop
+            .iter()
+            .any(|n| n.load(Ordering::Acquire) > 0)
     }
 }

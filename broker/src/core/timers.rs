@@ -11,6 +11,11 @@ use starling_pool::Key;
 
 /// Width of one wheel slot.
 pub const TIMER_SLOT_MS: u64 = 1000;
+/// Emptied slot vectors kept for reuse, at most.
+pub const MAX_SPARE_SLOTS: usize = 16;
+/// An emptied slot vector larger than this (entries) is freed rather than kept, so a connect
+/// storm's slots do not pin their peak size.
+pub const MAX_SPARE_SLOT_ENTRIES: usize = 4096;
 
 /// Connections filed by the slot of their deadline.
 #[derive(Default)]
@@ -41,7 +46,9 @@ impl Timers {
             }
             let mut keys = entry.remove();
             due.append(&mut keys);
-            self.spare.push(keys);
+            if self.spare.len() < MAX_SPARE_SLOTS && keys.capacity() <= MAX_SPARE_SLOT_ENTRIES {
+                self.spare.push(keys);
+            }
         }
     }
 

@@ -201,6 +201,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         dropped_queue_bytes,
         dropped_expired,
         dropped_too_large,
+        queued_past_limit,
         packets_in,
         packets_out,
         bytes_in,
@@ -228,6 +229,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_queue_bytes += dropped_queue_bytes;
     into.dropped_expired += dropped_expired;
     into.dropped_too_large += dropped_too_large;
+    into.queued_past_limit += queued_past_limit;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
     into.packets_in.add(&packets_in);

@@ -2,7 +2,8 @@
 //!
 //! Sockets are edge-triggered and registered once for READABLE | WRITABLE: a readable event
 //! reads until `WouldBlock` (at most [`MAX_READS_PER_EVENT`] reads, then the rest waits for
-//! the next turn so one busy client cannot starve the others); a writable event writes what
+//! the next turn so one busy client cannot starve the others; a publisher is not read while
+//! a subscriber is congested, `core::flow`); a writable event writes what
 //! the core still holds for the connection. After every batch of events the loop settles:
 //! it carries out the core's [`Action`](crate::core::Action)s and writes the output of every connection the core
 //! marked dirty, until neither is left (writing can release queued messages, which makes
@@ -58,6 +59,14 @@ pub const ACCEPT_WARNING_INTERVAL_MS: u64 = 1000;
 pub const CLOSE_DRAIN_READS: usize = 4;
 /// How often the loop checks, while shutting down, whether its connections have drained.
 pub const SHUTDOWN_POLL_MS: u64 = 10;
+/// How often the loop gives back the capacity its socket table and dirty list kept from a
+/// spike (the core shrinks its own tables at its pool sweep).
+pub const TRIM_INTERVAL_MS: u64 = 1000;
+/// The socket table is trimmed when its capacity is at least this many times its length.
+pub const TRIM_WHEN_CAPACITY_OVER_LEN: usize = 4;
+/// A dirty list longer than this (entries) is freed at the next trim.
+pub const DIRTY_KEEP_ENTRIES: usize = 4096;
+
 /// The most listeners one loop can have (the tokens below [`WAKER_TOKEN`] reserved for
 /// them).
 pub const MAX_LISTENERS: usize = 64;
@@ -159,6 +168,9 @@ pub struct EventLoop {
     pub(super) refusal_log: RefusalLog,
     /// Set once a graceful shutdown has begun.
     pub(super) draining: Option<Draining>,
+    next_trim_ms: u64,
+    /// The pool's shrink count at the last trim (a new shrink returns memory to the OS).
+    shrinks_seen: u64,
 }
 
 impl EventLoop {
@@ -209,6 +221,8 @@ impl EventLoop {
             admission,
             refusal_log: RefusalLog::default(),
             draining: None,
+            next_trim_ms: TRIM_INTERVAL_MS,
+            shrinks_seen: 0,
         })
     }
 
@@ -225,6 +239,10 @@ impl EventLoop {
             self.now_ms = self.clock_ms();
             let next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
             self.settle();
+            if self.now_ms >= self.next_trim_ms {
+                self.trim();
+                self.next_trim_ms = self.now_ms + TRIM_INTERVAL_MS;
+            }
             let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
             if inbox_backlog || (!self.read_again.is_empty() && !self.reads_held) {
                 timeout_ms = 0;
@@ -332,8 +350,10 @@ impl EventLoop {
     pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
-            if self.peer_backlogged() {
-                // Resume when the peer has drained its mailbox (see MAILBOX_HIGH_WATER_DELIVERIES).
+            if self.peer_backlogged() || !self.shard.may_read(key) {
+                // Resume when the peer has drained its mailbox (see
+                // MAILBOX_HIGH_WATER_DELIVERIES), or when no subscriber is congested any more
+                // (`core::flow`: this connection is a publisher to hold back).
                 self.reads_held = true;
                 break;
             }
@@ -361,6 +381,38 @@ impl EventLoop {
             }
         }
         self.read_again.push(key);
+    }
+
+    /// Gives back what the socket table and the dirty lists kept of a spike: the table's
+    /// vacant tail (slots past the highest open socket) once it is mostly vacant, and long
+    /// empty dirty and retry lists.
+    fn trim(&mut self) {
+        let stats = self.shard.pool_stats();
+        let active = stats.active;
+        if stats.shrinks > self.shrinks_seen {
+            self.shrinks_seen = stats.shrinks;
+            release_free_memory();
+        }
+        if self.conns.capacity() >= TRIM_WHEN_CAPACITY_OVER_LEN * active.max(1) {
+            let open = self
+                .conns
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1);
+            if self.conns.capacity() >= TRIM_WHEN_CAPACITY_OVER_LEN * open.max(1) {
+                self.conns.truncate(open);
+                self.conns.shrink_to_fit();
+            }
+        }
+        for list in [
+            &mut self.dirty,
+            &mut self.read_again,
+            &mut self.read_again_spare,
+        ] {
+            if list.is_empty() && list.capacity() > DIRTY_KEEP_ENTRIES {
+                *list = Vec::new();
+            }
+        }
     }
 
     /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] waiting.
@@ -463,6 +515,16 @@ impl EventLoop {
                 tracing::error!(loop_index = self.index, to, error = %e, "could not wake an event loop");
             }
         }
+    }
+}
+
+/// Asks the allocator to give freed memory back to the OS (after the pool shrank, the
+/// freed objects are scattered small blocks that glibc's malloc keeps otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

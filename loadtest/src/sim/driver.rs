@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use starling::core::{Action, ConnId, Shard, SharedMessage};
 
 use crate::alloc_count::BrokerScope;
-use crate::mqtt::{self, Ack, Incoming};
+use crate::mqtt::{self, Ack, Incoming, Protocol};
 use crate::track;
 
 /// Clients handled between two ticks (the real loop ticks after every batch of events).
@@ -62,6 +62,8 @@ pub struct Driver {
     pub counts: Counts,
     /// Problems seen.
     pub errors: Vec<String>,
+    /// The MQTT version the clients speak.
+    pub protocol: Protocol,
 }
 
 impl Driver {
@@ -89,6 +91,7 @@ impl Driver {
             e2e: track::latency_histogram(),
             counts: Counts::default(),
             errors: Vec::new(),
+            protocol: Protocol::V311,
         }
     }
 
@@ -146,12 +149,26 @@ impl Driver {
         self.run();
     }
 
+    /// Frees the dirty list's capacity after a burst (the broker's event loop does the same
+    /// with its own, `server::event_loop`).
+    pub fn shrink_dirty(&mut self) {
+        if self.dirty.capacity() > starling::core::SCRATCH_KEEP_ENTRIES {
+            let _scope = BrokerScope::enter();
+            self.dirty = Vec::new();
+        }
+    }
+
     /// Routes what other shards forwarded.
     pub fn drain_inbox(&mut self) {
         let now = self.now_ms();
         let mut any = false;
-        while let Ok(message) = self.inbox.try_recv() {
+        loop {
+            // The channel's blocks are the broker's (a real loop's mailbox): the sender
+            // allocates them and the receiver frees them, both counted as the broker's.
             let _scope = BrokerScope::enter();
+            let Ok(message) = self.inbox.try_recv() else {
+                break;
+            };
             self.shard.remote(message, now);
             any = true;
         }
@@ -237,7 +254,7 @@ impl Driver {
         };
         let mut replies = Vec::new();
         let mut at = 0;
-        while let Ok((packet, used)) = mqtt::parse(&bytes[at..]) {
+        while let Ok((packet, used)) = mqtt::parse(&bytes[at..], self.protocol) {
             at += used;
             match packet {
                 Incoming::ConnAck { code } => self.acked[c] = code == 0,

@@ -205,6 +205,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
                 expected,
                 tally,
                 latency: Latency::of(&e2e),
+                group: None,
             });
         }
     }

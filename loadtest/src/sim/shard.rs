@@ -181,6 +181,7 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
     clients.push(u32::MAX); // the publisher, local index n
     let mut d = Driver::new(shard, Arc::clone(&job.peers), job.inbox.clone(), clients);
     let args = &job.args;
+    d.protocol = args.protocol;
     let mut out = ShardOut {
         connack: track::latency_histogram(),
         e2e: track::latency_histogram(),
@@ -224,7 +225,13 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
         }
         let publisher = publisher_id(args, job.index, job.shards);
         bytes.clear();
-        mqtt::connect(&mut bytes, &publisher, args.keep_alive_secs, true);
+        mqtt::connect(
+            &mut bytes,
+            args.protocol,
+            &publisher,
+            args.keep_alive_secs,
+            true,
+        );
         d.connect(n, &bytes);
         d.tick();
         d.drain_inbox();
@@ -238,7 +245,8 @@ pub fn run(job: Job) -> Result<ShardOut, RunError> {
         disconnect_all(&mut d, n + 1, &mut bytes);
         job.barrier.wait(); // disconnected
         if args.sweep {
-            sweep(&mut d, &job.config);
+            sweep(&mut d, &job.config, args.keep_alive_secs);
+            d.shrink_dirty();
         }
         job.barrier.wait(); // swept
         out.connack = std::mem::replace(&mut d.connack, track::latency_histogram());
@@ -265,6 +273,7 @@ fn connect_all(
         bytes.clear();
         mqtt::connect(
             bytes,
+            args.protocol,
             &super::client_id(args, global as usize),
             args.keep_alive_secs,
             true,
@@ -274,7 +283,7 @@ fn connect_all(
             if subscribe {
                 bytes.clear();
                 let topic = format!("{}/c/{global}", args.topic_prefix);
-                mqtt::subscribe(bytes, 1, &topic, args.qos);
+                mqtt::subscribe(bytes, args.protocol, 1, &topic, args.qos);
                 d.send(c, bytes);
             }
         }
@@ -299,7 +308,7 @@ fn publish_all(d: &mut Driver, args: &Args, job: &Job, bytes: &mut Vec<u8>) -> u
             let topic = format!("{}/c/{global}", args.topic_prefix);
             track::stamp(&mut payload, track::now_ns(), job.index as u32, round);
             packet_id = packet_id.checked_add(1).unwrap_or(1);
-            mqtt::publish(bytes, &topic, args.qos, packet_id, &payload);
+            mqtt::publish(bytes, args.protocol, &topic, args.qos, packet_id, &payload);
             published += 1;
             if (c + 1) % PUBLISHES_PER_READ == 0 || c + 1 == n {
                 d.send(n, bytes);
@@ -331,9 +340,12 @@ fn disconnect_all(d: &mut Driver, count: usize, bytes: &mut Vec<u8>) {
     d.tick();
 }
 
-/// Jumps the clock past the idle TTL and ticks until the pool stops shrinking.
-fn sweep(d: &mut Driver, config: &CoreConfig) {
-    d.offset_ms += config.pool.idle_ttl_ms + POOL_SWEEP_INTERVAL_MS;
+/// Jumps the clock past the idle TTL and past the closed connections' keep-alive deadlines
+/// (their timer-wheel entries are dropped when they come due, not at close), then ticks
+/// until the pool stops shrinking.
+fn sweep(d: &mut Driver, config: &CoreConfig, keep_alive_secs: u16) {
+    let keep_alive_deadline_ms = u64::from(keep_alive_secs) * 1500;
+    d.offset_ms += config.pool.idle_ttl_ms.max(keep_alive_deadline_ms) + POOL_SWEEP_INTERVAL_MS;
     let quiet_ticks = config.pool.idle_ttl_ms / POOL_SWEEP_INTERVAL_MS + 2;
     let mut last = usize::MAX;
     let mut unchanged = 0;

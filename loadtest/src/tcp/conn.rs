@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 
-use crate::mqtt::{self, Ack, Incoming, ParseError};
+use crate::mqtt::{self, Ack, Incoming, ParseError, Protocol};
 use crate::track::{self, Tracker};
 
 /// Packet id of the one SUBSCRIBE each client sends.
@@ -76,6 +76,10 @@ pub struct Conn {
     pub filter: Option<String>,
     /// Its subscriber number.
     pub subscriber_no: u32,
+    /// The shared-subscription group it is a member of, if any.
+    pub group: Option<u32>,
+    /// The MQTT version it speaks.
+    pub protocol: Protocol,
     /// Publisher: next sequence number.
     pub next_seq: u64,
     /// Publisher: next packet id.
@@ -86,7 +90,13 @@ pub struct Conn {
 
 impl Conn {
     /// A connection for plan entry `plan`, not opened yet.
-    pub fn new(plan: usize, filter: Option<String>, subscriber_no: u32) -> Conn {
+    pub fn new(
+        plan: usize,
+        filter: Option<String>,
+        subscriber_no: u32,
+        group: Option<u32>,
+        protocol: Protocol,
+    ) -> Conn {
         Conn {
             plan,
             stream: None,
@@ -98,6 +108,8 @@ impl Conn {
             writable: false,
             filter,
             subscriber_no,
+            group,
+            protocol,
             next_seq: 0,
             next_packet_id: 1,
             inflight: 0,
@@ -185,7 +197,7 @@ impl Conn {
         let mut at = 0;
         let mut now_ns = 0;
         loop {
-            match mqtt::parse(&buf[at..]) {
+            match mqtt::parse(&buf[at..], self.protocol) {
                 Ok((packet, used)) => {
                     at += used;
                     if now_ns == 0 {
@@ -216,12 +228,18 @@ impl Conn {
         match packet {
             Incoming::ConnAck { code } if self.state == State::AwaitConnAck => {
                 if code != 0 {
-                    outcome.failed = Some(format!("CONNACK refused with code {code}"));
+                    outcome.failed = Some(format!("CONNACK refused with code 0x{code:02x}"));
                     return;
                 }
                 track::record(sinks.connack, now_ns.saturating_sub(self.started_ns));
                 if let Some(filter) = &self.filter {
-                    mqtt::subscribe(&mut self.wbuf, SUBSCRIBE_PACKET_ID, filter, qos);
+                    mqtt::subscribe(
+                        &mut self.wbuf,
+                        self.protocol,
+                        SUBSCRIBE_PACKET_ID,
+                        filter,
+                        qos,
+                    );
                     self.state = State::AwaitSubAck;
                 } else {
                     self.state = State::Ready;
@@ -229,8 +247,9 @@ impl Conn {
                 }
             }
             Incoming::SubAck { code, .. } if self.state == State::AwaitSubAck => {
-                if code == 0x80 {
-                    outcome.failed = Some("SUBACK refused the subscription".into());
+                if code >= 0x80 {
+                    outcome.failed =
+                        Some(format!("SUBACK refused the subscription (0x{code:02x})"));
                     return;
                 }
                 self.state = State::Ready;
@@ -252,7 +271,14 @@ impl Conn {
                     return;
                 };
                 let before = sinks.tracker.duplicates;
-                sinks.tracker.receive(self.subscriber_no, publisher, seq);
+                match self.group {
+                    Some(group) => {
+                        sinks
+                            .tracker
+                            .receive_in_group(group, self.subscriber_no, publisher, seq)
+                    }
+                    None => sinks.tracker.receive(self.subscriber_no, publisher, seq),
+                }
                 if sinks.tracker.duplicates == before {
                     *sinks.unique_delta += 1;
                 }
@@ -266,6 +292,9 @@ impl Conn {
             Incoming::Ack(Ack::PubRel, id) => mqtt::ack(&mut self.wbuf, Ack::PubComp, id),
             Incoming::Ack(Ack::PubComp, _) => {
                 self.inflight = self.inflight.saturating_sub(1);
+            }
+            Incoming::Disconnect { reason } => {
+                outcome.failed = Some(format!("the broker sent DISCONNECT 0x{reason:02x}"));
             }
             Incoming::PingResp | Incoming::UnsubAck | Incoming::Ack(..) => {}
             other => {

@@ -16,7 +16,7 @@ use crate::cli::{Args, Scenario};
 use crate::plan::{self, ClientPlan};
 use crate::procstat::{self, PeakSampler};
 use crate::progress::Progress;
-use crate::report::{Broker, Connects, Cycle, Latency, Messages, Report};
+use crate::report::{Broker, Connects, Cycle, GroupBalance, Latency, Messages, Report};
 use crate::track::{self, Tracker};
 
 /// Phase: connect and subscribe.
@@ -168,6 +168,7 @@ fn run_once(
             connect_rate: args.connect_rate as f64 / workers as f64,
             connect_concurrency: (args.connect_concurrency / workers).max(1),
             keep_alive_secs: args.keep_alive_secs,
+            protocol: args.protocol,
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-worker-{index}"))
@@ -297,6 +298,16 @@ fn run_once(
         let deliver_secs = last_delivery.saturating_sub(start) as f64 / 1e9;
         let expected = control.expected.load(Ordering::Relaxed);
         let tally = tracker.tally(expected);
+        let group = (args.scenario == Scenario::Shared).then(|| {
+            let counts: std::collections::HashMap<u32, u64> =
+                tracker.per_subscriber().into_iter().collect();
+            let members = plans.iter().filter(|p| p.group.is_some());
+            GroupBalance::of(
+                members
+                    .map(|p| counts.get(&p.subscriber_no).copied().unwrap_or(0))
+                    .collect(),
+            )
+        });
         Messages {
             qos: args.qos,
             published,
@@ -307,6 +318,7 @@ fn run_once(
             expected,
             tally,
             latency: Latency::of(&e2e),
+            group,
         }
     });
     Ok((connects, messages, notes))

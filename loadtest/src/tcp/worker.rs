@@ -67,6 +67,8 @@ pub struct Setup {
     pub connect_concurrency: usize,
     /// Keep-alive, seconds.
     pub keep_alive_secs: u16,
+    /// The MQTT version the clients speak.
+    pub protocol: mqtt::Protocol,
 }
 
 /// What the worker measured.
@@ -102,7 +104,11 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
     let mut conns: Vec<Conn> = setup
         .mine
         .iter()
-        .map(|&i| Conn::new(i, plan[i].subscribe.clone(), plan[i].subscriber_no))
+        .map(|&i| {
+            let p = &plan[i];
+            let filter = p.subscribe.clone();
+            Conn::new(i, filter, p.subscriber_no, p.group, setup.protocol)
+        })
         .collect();
     let publishers: Vec<usize> = (0..conns.len())
         .filter(|&c| plan[conns[c].plan].publish.is_some())
@@ -168,6 +174,7 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 }
                 mqtt::connect(
                     &mut conn.wbuf,
+                    setup.protocol,
                     &plan[conn.plan].client_id,
                     setup.keep_alive_secs,
                     true,
@@ -289,7 +296,14 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 for _ in 0..allowed {
                     track::stamp(&mut payload, sent_ns, p.publisher_no, conn.next_seq);
                     let id = if setup.qos > 0 { conn.packet_id() } else { 0 };
-                    mqtt::publish(&mut conn.wbuf, topic, setup.qos, id, &payload);
+                    mqtt::publish(
+                        &mut conn.wbuf,
+                        setup.protocol,
+                        topic,
+                        setup.qos,
+                        id,
+                        &payload,
+                    );
                     conn.next_seq += 1;
                     if setup.qos > 0 {
                         conn.inflight += 1;
