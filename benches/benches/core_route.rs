@@ -31,7 +31,14 @@ fn subscribe(filter: &str) -> Vec<u8> {
 
 fn publish(topic: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::publish(&mut out, mqtt::Protocol::V311, topic, 0, 0, &[b'x'; PAYLOAD_BYTES]);
+    mqtt::publish(
+        &mut out,
+        mqtt::Protocol::V311,
+        topic,
+        0,
+        0,
+        &[b'x'; PAYLOAD_BYTES],
+    );
     out
 }
 

@@ -169,6 +169,12 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
     ),
     (
         Kind::Counter,
+        "starling_messages_queued_past_limit_total",
+        None,
+        "QoS 1/2 messages queued past max_queued_messages for a subscriber holding publishers back (flow control), instead of dropped.",
+    ),
+    (
+        Kind::Counter,
         "starling_wills_published_total",
         None,
         "Wills published.",
@@ -418,6 +424,7 @@ fn record(s: &Snapshot) {
     ] {
         counter!("starling_messages_dropped_total", "reason" => reason).absolute(value);
     }
+    counter!("starling_messages_queued_past_limit_total").absolute(t.queued_past_limit);
     counter!("starling_wills_published_total").absolute(t.wills_published);
     for (reason, value) in [
         ("topic_length", t.refused_topic_length),
