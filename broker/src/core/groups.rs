@@ -207,13 +207,7 @@ fn presence_of(shard: &mut Shard, session_id: u32) -> Option<Arc<Presence>> {
 }
 
 /// Adds the session to the group of `shared` (or updates its options).
-pub(crate) fn join(
-    shard: &mut Shard,
-    session_id: u32,
-    _full_filter: &str,
-    shared: SharedFilter<'_>,
-    opts: SubOpts,
-) {
+pub(crate) fn join(shard: &mut Shard, session_id: u32, shared: SharedFilter<'_>, opts: SubOpts) {
     let Some(presence) = presence_of(shard, session_id) else {
         return;
     };

@@ -177,7 +177,7 @@ pub enum DecodeErrorKind {
     SubscriptionIdentifierFromClient,
     /// A zero-length topic name without a Topic Alias (§3.3.2.1: protocol error).
     EmptyTopicWithoutAlias,
-    /// A Response Topic that is not a valid topic name (MQTT-3.3.2-14, MQTT-3.1.3-?).
+    /// A Response Topic that is not a valid topic name (MQTT-3.3.2-14; for a will, §3.1.3.2.5).
     InvalidResponseTopic(TopicError),
     /// A reason code the packet may not carry, or a client may not send.
     InvalidReasonCode {

@@ -112,7 +112,7 @@ fn subscribe_one(
     let result = match parse_shared_filter(filter) {
         Ok(None) => shard.index.subscribe(filter, session_id, opts).map(|_| ()),
         Ok(Some(shared)) => {
-            groups::join(shard, session_id, filter, shared, opts);
+            groups::join(shard, session_id, shared, opts);
             record(shard, session_id, existing, filter, opts);
             return (granted_code(granted), None);
         }
