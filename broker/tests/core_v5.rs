@@ -952,3 +952,22 @@ fn the_broker_uses_topic_aliases_toward_a_client_within_its_maximum_mqtt_3_1_2_2
         );
     }
 }
+
+#[test]
+fn qos0_members_on_both_loops_take_strict_turns_within_one_read_4_8_2() {
+    let mut net = net(2);
+    let (id_a, id_b) = ids_on_two_loops();
+    let (a, _) = connect_v5(&mut net, &id_a, true, &[], None);
+    let (b, _) = connect_v5(&mut net, &id_b, true, &[], None);
+    subscribe_v5(&mut net, a, "$share/g/t", 0, None);
+    subscribe_v5(&mut net, b, "$share/g/t", 0, None);
+    let (p, _) = connect_v5(&mut net, "producer", true, &[], None);
+    // Ten PUBLISHes in one read: all are routed before the other loop sees any, so a
+    // member's load must not count QoS 0 messages it has not been sent yet.
+    let burst: Vec<u8> = (0..10u8)
+        .flat_map(|i| publish5(0, b"t", None, &no_props(), &[i]))
+        .collect();
+    net.send(p, &burst);
+    let (got_a, got_b) = (payloads(&net.take(a)), payloads(&net.take(b)));
+    assert_eq!((got_a.len(), got_b.len()), (5, 5), "{got_a:?} {got_b:?}");
+}

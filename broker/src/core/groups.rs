@@ -30,6 +30,7 @@ use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::message::SharedMessage;
 use crate::core::subscription::SubOpts;
 use crate::core::{Action, Shard};
+use crate::protocol::QoS;
 use crate::protocol::v5::SharedFilter;
 use crate::topic::SubscriptionIndex;
 
@@ -142,18 +143,18 @@ impl SharedGroups {
     }
 
     /// One member for each group whose filter matches `topic`, into `picks`.
-    fn pick_all(&mut self, topic: &str, picks: &mut Vec<Pick>) {
+    fn pick_all(&mut self, topic: &str, qos: QoS, picks: &mut Vec<Pick>) {
         let mut ids: Vec<u32> = Vec::new();
         self.index.for_each_match(topic, |id, _| ids.push(id));
         for id in ids {
-            if let Some(pick) = self.pick(id) {
+            if let Some(pick) = self.pick(id, qos) {
                 picks.push(pick);
             }
         }
     }
 
-    /// The member of group `id` to give the next message to.
-    fn pick(&mut self, id: u32) -> Option<Pick> {
+    /// The member of group `id` to give the next message (published at `qos`) to.
+    fn pick(&mut self, id: u32, qos: QoS) -> Option<Pick> {
         let group = self.groups.get_mut(id as usize)?;
         let n = group.members.len();
         let mut best: Option<(usize, (bool, u32))> = None;
@@ -172,7 +173,12 @@ impl SharedGroups {
         let (at, _) = best?;
         group.next = (at + 1) % n;
         let m = &group.members[at];
-        m.presence.load.fetch_add(1, Ordering::Relaxed);
+        if qos.min(m.opts.qos()) != QoS::AtMostOnce {
+            // It will be unacknowledged until the member's loop sees it and stores the
+            // true load; a QoS 0 delivery is never unacknowledged, so members that only
+            // get QoS 0 stay tied and take strict turns.
+            m.presence.load.fetch_add(1, Ordering::Relaxed);
+        }
         Some(Pick {
             group: id,
             loop_index: m.loop_index,
@@ -238,7 +244,7 @@ pub(crate) fn route(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, now_ms: 
     }
     let mut picks = Vec::new();
     if let Ok(mut groups) = shard.shared.groups.lock() {
-        groups.pick_all(outgoing.view.topic, &mut picks);
+        groups.pick_all(outgoing.view.topic, outgoing.view.qos, &mut picks);
     }
     for pick in picks {
         give(shard, outgoing, pick, now_ms);
@@ -248,7 +254,7 @@ pub(crate) fn route(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, now_ms: 
 /// Hands a message of group `group` on to another member (its member's session ended).
 pub(crate) fn redispatch(shard: &mut Shard, group: u32, message: SharedMessage, now_ms: u64) {
     let pick = match shard.shared.groups.lock() {
-        Ok(mut groups) => groups.pick(group),
+        Ok(mut groups) => groups.pick(group, message.qos),
         Err(_) => None,
     };
     let Some(pick) = pick else {
