@@ -12,8 +12,9 @@
 //!
 //! Each member's load is a [`Presence`] shared between the registry and the member's
 //! session: the owning loop stores the true load whenever the session's traffic changes,
-//! and the choosing loop adds one for each message it hands out before that loop has
-//! seen it, so a burst is spread even before the first acknowledgement.
+//! and the choosing loop adds one for each QoS 1/2 message it hands out before that loop
+//! has seen it, so a burst is spread even before the first acknowledgement (a QoS 0
+//! delivery is never unacknowledged: members that only get QoS 0 take strict turns).
 //!
 //! A member whose session ends (clean session, or its expiry) hands its unacknowledged
 //! QoS 1/2 messages from the group to another member (§4.8.2: "SHOULD send the Application
