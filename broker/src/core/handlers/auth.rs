@@ -130,16 +130,7 @@ pub(crate) fn begin_connect(
 /// Carries out one step of the exchange that precedes CONNACK.
 fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now_ms: u64) -> Flow {
     match step {
-        AuthStep::Continue(data) => {
-            write_auth(
-                shard,
-                key,
-                ReasonCode::ContinueAuthentication,
-                method,
-                Some(&data),
-            );
-            Flow::Continue
-        }
+        AuthStep::Continue(data) => continue_exchange(shard, key, method, &data),
         AuthStep::Refuse(code) => {
             shard.stats.refused_connect += 1;
             connect::refuse(shard, key, crate::protocol::ProtocolVersion::V5, code);
@@ -252,16 +243,7 @@ fn reauth_slot(shard: &mut Shard, key: ConnId) -> Option<&mut Option<Box<dyn Aut
 /// Carries out one step of a re-authentication.
 fn reauth_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now_ms: u64) -> Flow {
     match step {
-        AuthStep::Continue(data) => {
-            write_auth(
-                shard,
-                key,
-                ReasonCode::ContinueAuthentication,
-                method,
-                Some(&data),
-            );
-            Flow::Continue
-        }
+        AuthStep::Continue(data) => continue_exchange(shard, key, method, &data),
         AuthStep::Success(data) => {
             if let Some(slot) = reauth_slot(shard, key) {
                 *slot = None;
@@ -281,6 +263,14 @@ fn reauth_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now
             Flow::Stop
         }
     }
+}
+
+/// AUTH 0x18 Continue authentication with the method's next data; the exchange waits
+/// for the client.
+fn continue_exchange(shard: &mut Shard, key: ConnId, method: &str, data: &[u8]) -> Flow {
+    let reason = ReasonCode::ContinueAuthentication;
+    write_auth(shard, key, reason, method, Some(data));
+    Flow::Continue
 }
 
 /// An AUTH packet to the client.
