@@ -21,7 +21,7 @@ use crate::config::{FileConfig, ListenerProtocol};
 /// The most event loops accepted.
 pub const MAX_EVENT_LOOPS: u16 = 1024;
 
-/// Starling, an MQTT 3.1.1 broker: one event loop per core, pooled connection state.
+/// Starling, an MQTT 3.1.1 and 5.0 broker: one event loop per core, pooled connection state.
 ///
 /// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
 /// --config FILE it reads a TOML file (see starling.example.toml); flags override the

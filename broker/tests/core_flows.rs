@@ -1,13 +1,12 @@
 //! The sans-IO core driven in memory (no sockets): CONNECT, the QoS 1 and QoS 2 state
 //! machines in both directions, retained messages, wills, takeover, persistent sessions,
-//! keep-alive and handover between loops. Statement numbers are MQTT 3.1.1's.
+//! keep-alive. Statement numbers are MQTT 3.1.1's.
 
 mod core_common;
 mod protocol_common;
 
 use core_common::{Net, Received, publishes};
 use protocol_common::{self as packets, ConnectSpec};
-use starling::core::owner_loop;
 
 fn net() -> Net {
     Net::new(1, Net::small_config())
@@ -621,49 +620,4 @@ fn slow_subscriber_queue_is_bounded_dropping_qos0_first() {
         }
     }
     assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-}
-
-#[test]
-fn a_connect_for_another_loop_is_handed_over_and_routing_crosses_loops() {
-    let mut net = Net::new(2, Net::small_config());
-    let id_on = |loop_index: usize| {
-        (0..)
-            .map(|n| format!("client-{n}"))
-            .find(|id| owner_loop(id, 2) == loop_index)
-            .expect("some id")
-    };
-    let (sub_id, pub_id) = (id_on(1), id_on(0));
-    let spec = ConnectSpec {
-        client_id: sub_id.clone().into_bytes(),
-        ..ConnectSpec::default()
-    };
-    let (sub, connack) = net.connect(0, spec);
-    assert_eq!(
-        connack,
-        Received::ConnAck {
-            session_present: false,
-            code: 0
-        }
-    );
-    assert_eq!(net.clients[sub].loop_index, 1, "handed over to its owner");
-    net.subscribe(sub, 1, "x", 1);
-    let spec = ConnectSpec {
-        client_id: pub_id.into_bytes(),
-        ..ConnectSpec::default()
-    };
-    let (publisher, _) = net.connect(0, spec);
-    assert_eq!(net.clients[publisher].loop_index, 0);
-    net.publish(publisher, "x", 1, false, Some(1), b"across");
-    assert_eq!(
-        publishes(&net.take(sub)),
-        [("x".to_string(), b"across".to_vec(), 1)]
-    );
-    // A second connection with the subscriber's id, arriving on loop 0, takes it over on loop 1.
-    let spec = ConnectSpec {
-        client_id: sub_id.into_bytes(),
-        ..ConnectSpec::default()
-    };
-    let (again, _) = net.connect(0, spec);
-    assert!(net.is_closed(sub));
-    assert_eq!(net.clients[again].loop_index, 1);
 }

@@ -38,7 +38,10 @@ fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
     // per-client cost; the headroom is reported separately below.
     config.pool.initial_objects = CLIENTS;
     config.pool.max_preheated_objects = CLIENTS * 2;
-    let mut shard = Shard::new(0, 1, config, Arc::new(Shared::new(1))).expect("valid config");
+    // Loop 0 of two, so the CONNECT step includes the client's entry in the directory that
+    // every loop shares (a single loop keeps none).
+    let shared = Arc::new(Shared::new(2));
+    let mut shard = Shard::new(0, 2, config, Arc::clone(&shared)).expect("valid config");
     let mut dirty = Vec::new();
     let start = live();
     let conns: Vec<ConnId> = (0..CLIENTS)
@@ -63,6 +66,7 @@ fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
     let subscribed = live();
     let per = |from: isize, to: isize| (to - from) as f64 / CLIENTS as f64;
     assert_eq!(shard.session_count(), CLIENTS);
+    assert_eq!(shared.directory.len(), CLIENTS);
     assert_eq!(shard.subscription_count(), CLIENTS);
     assert_eq!(shard.buffer_use().0, 0, "idle clients hold no buffer");
     let slot = (std::mem::size_of::<starling::core::conn::Conn>() + 20) as f64;
@@ -70,10 +74,11 @@ fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
     println!(
         "core heap per idle subscribed client: {per_client:.1} B = pool slot {slot} B (preheated) \
          + accept {:.1} B (timer-wheel entry, and this test's vector of handles) + CONNECT {:.1} B (session, \
-         client id, id table) + SUBSCRIBE {:.1} B (index entry, session's filter list); \
-         size_of Conn {} B, Session {} B",
+         client id, id table, directory entry: {:.1} B of it) + SUBSCRIBE {:.1} B (index entry, \
+         session's filter list); size_of Conn {} B, Session {} B",
         per(start, accepted),
         per(accepted, connected),
+        shared.directory.heap_bytes() as f64 / CLIENTS as f64,
         per(connected, subscribed),
         std::mem::size_of::<starling::core::conn::Conn>(),
         std::mem::size_of::<Session>(),

@@ -167,3 +167,62 @@ fn re_authentication_runs_the_exchange_again_4_12_1() {
     net.send(d, &auth_packet(0x19, b"TOY", b"nonsense"));
     assert_eq!(net.take(d), vec![Received::Disconnect(0x87)]);
 }
+
+/// Two loops, both with the toy method.
+fn toy_net2() -> Net {
+    let mut net = net(2);
+    for shard in &mut net.shards {
+        shard.set_authenticator(Rc::new(Toy));
+    }
+    net
+}
+
+#[test]
+fn a_client_id_mid_exchange_is_held_on_its_loop_and_freed_when_the_exchange_fails_4_12() {
+    let mut net = toy_net2();
+    let c = auth_connect(&mut net, "held", b"TOY", b"hello");
+    assert!(matches!(
+        net.take(c).as_slice(),
+        [Received::Auth { reason: 0x18, .. }]
+    ));
+    assert_eq!(
+        net.shared.directory.len(),
+        1,
+        "reserved while authenticating"
+    );
+    // A second CONNECT for the id on loop 1 goes to loop 0, where the exchange runs.
+    let other = net.open(1);
+    let p = props(&auth_props(b"TOY", b"hello"));
+    net.send(other, &connect5(0x02, &p, &field(b"held")));
+    assert_eq!(
+        net.clients[other].loop_index, 0,
+        "handed over to the holding loop"
+    );
+    // Both exchanges fail: nothing holds the id any more.
+    net.send(c, &auth_packet(0x18, b"TOY", b"wrong"));
+    net.send(other, &auth_packet(0x18, b"TOY", b"wrong"));
+    assert!(net.is_closed(c) && net.is_closed(other));
+    assert!(
+        net.shared.directory.is_empty(),
+        "refusals release the reservation"
+    );
+    let again = net.open(1);
+    net.send(again, &connect5(0x02, &[0], &field(b"held")));
+    assert!(matches!(
+        net.take(again).first(),
+        Some(Received::ConnAck { code: 0, .. })
+    ));
+    assert_eq!(
+        net.clients[again].loop_index, 1,
+        "the id is free for any loop"
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_exchange_releases_its_client_id_4_12() {
+    let mut net = toy_net2();
+    let c = auth_connect(&mut net, "gone", b"TOY", b"hello");
+    assert_eq!(net.shared.directory.len(), 1);
+    net.drop_connection(c);
+    assert!(net.shared.directory.is_empty());
+}

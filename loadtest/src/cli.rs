@@ -56,8 +56,8 @@ TRANSPORTS
         --source-addrs (e.g. 127.0.0.1-127.0.0.8) so ephemeral ports never run out. Each
         socket is one open file: the run stops with a clear message when the process's
         open-file limit cannot hold --clients.
-  sim   One Starling shard per core, each on its own thread, each client handed to the shard
-        that owns its client id, exactly the code paths, pools and arenas of a real
+  sim   One Starling shard per core, each on its own thread, clients spread over the shards
+        by a hash of their client ids, exactly the code paths, pools and arenas of a real
         connection except the socket. Holds 1,000,000 clients on a laptop. It does NOT
         include the kernel's socket memory (about 4.1 KiB per socket on Linux).
 

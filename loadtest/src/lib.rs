@@ -15,16 +15,22 @@
 //! counted across the group, each member's share and the balance reported). Every payload carries a timestamp and a (publisher, sequence) pair ([`track`]),
 //! so the report has end-to-end latency percentiles (hdrhistogram) and counts of lost,
 //! duplicated and out-of-order messages. With `--broker-pid` the broker's RSS and CPU are
-//! read from /proc ([`procstat`]).
+//! read from /proc ([`procstat`]). A probe thread ([`stalls`]) records how late the machine
+//! wakes a sleeping thread during the run, so a latency tail that is the machine's shows.
+//!
+//! [`floor`] is the `starling-floor` server: the least any MQTT server must do per
+//! connection (fixed CONNACK/SUBACK, no sessions), to measure what the machine allows.
 
 pub mod alloc_count;
 pub mod cli;
+pub mod floor;
 pub mod mqtt;
 pub mod plan;
 pub mod procstat;
 pub mod progress;
 pub mod report;
 pub mod sim;
+pub mod stalls;
 pub mod tcp;
 pub mod track;
 

@@ -58,6 +58,13 @@ pub struct Connects {
     pub per_sec: f64,
     /// Socket connect start → CONNACK.
     pub connack_latency: Latency,
+    /// tcp: socket connect start → the handshake seen done by the harness (kernel and
+    /// harness only: the broker has not run yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_latency: Option<Latency>,
+    /// tcp: CONNECT written → CONNACK read (the broker's accept, read and reply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_to_connack_latency: Option<Latency>,
 }
 
 /// One churn cycle.
@@ -214,6 +221,10 @@ pub struct Report {
     pub broker: Option<Broker>,
     /// Sim-only figures.
     pub sim: Option<Sim>,
+    /// tcp: how late a thread sleeping 0.5 ms woke, over the whole run ([`crate::stalls`]):
+    /// the machine's own scheduling tail, which no broker's latency can beat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer_lateness: Option<Latency>,
     /// Warnings and remarks.
     pub notes: Vec<String>,
 }
@@ -236,6 +247,12 @@ fn connects_rows(out: &mut String, prefix: &str, c: &Connects) {
         c.connected, c.attempted, c.failed, c.elapsed_secs, c.per_sec
     );
     let _ = writeln!(out, "{prefix}CONNACK latency  {}", lat(&c.connack_latency));
+    if let Some(l) = &c.handshake_latency {
+        let _ = writeln!(out, "{prefix}  TCP handshake  {}", lat(l));
+    }
+    if let Some(l) = &c.connect_to_connack_latency {
+        let _ = writeln!(out, "{prefix}  CONNECT→CONNACK {}", lat(l));
+    }
 }
 
 impl Report {
@@ -318,6 +335,13 @@ impl Report {
                     "broker CPU       {cpu:.0} % of one core (message phase)"
                 );
             }
+        }
+        if let Some(l) = &self.timer_lateness {
+            let _ = writeln!(
+                out,
+                "machine stalls   a 0.5 ms sleep woke late by {}",
+                lat(l)
+            );
         }
         if let Some(s) = &self.sim {
             let _ = writeln!(

@@ -250,3 +250,47 @@ fn exits_non_zero_with_a_clear_message_when_the_target_is_down() {
     assert!(stderr.contains("cannot reach the broker"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// `starling-floor` (the machine's ceiling for `conn`) answers both protocol versions well
+/// enough for the harness, and the report splits the CONNACK latency and measures stalls.
+#[test]
+fn the_floor_serves_conn_runs_and_the_report_splits_connack_latency() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let mut floor = Command::new(env!("CARGO_BIN_EXE_starling-floor"))
+        .args(["--listen", &target, "--threads", "2"])
+        .spawn()
+        .expect("start the floor");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        TcpStream::connect(&target).is_ok()
+    });
+    assert!(up, "the floor does not listen");
+    for protocol in ["4", "5"] {
+        let report = starling_loadtest::run(&args(&[
+            "conn",
+            "--target",
+            &target,
+            "--clients",
+            "300",
+            "--subscribe",
+            "--protocol",
+            protocol,
+        ]));
+        let report = report.expect("the run completes");
+        let c = report.connects.expect("connect phase");
+        assert_eq!((c.connected, c.failed), (300, 0), "protocol {protocol}");
+        let handshake = c.handshake_latency.expect("tcp splits the latency");
+        let broker = c
+            .connect_to_connack_latency
+            .expect("tcp splits the latency");
+        assert_eq!((handshake.count, broker.count), (300, 300));
+        assert!(broker.p50_ms <= c.connack_latency.p50_ms);
+        assert!(report.timer_lateness.expect("stall probe").count > 0);
+    }
+    let _ = floor.kill();
+    let _ = floor.wait();
+}

@@ -26,14 +26,16 @@
 //! connection is served by the same code with its packets converted (no properties) and a
 //! session model where Clean Session means a Session Expiry Interval of 0 or for ever.
 //!
-//! A client's session lives on the loop its client id hashes to ([`owner_loop`]); a CONNECT
-//! that arrives on another loop is handed over there ([`Action::Handover`]), so takeover and
-//! session resumption never cross threads.
+//! A client's session lives on the loop that accepted its first CONNECT; the [`directory`]
+//! says which loop that is, and a later CONNECT for the same client id that arrives on
+//! another loop is handed over there ([`Action::Handover`]), so takeover and session
+//! resumption never cross threads.
 
 pub mod buffers;
 pub mod config;
 pub mod conn;
 pub mod delivery;
+pub mod directory;
 pub mod flow;
 pub mod groups;
 mod handlers;
@@ -86,7 +88,7 @@ pub enum Action {
     Handover {
         /// The connection on this loop (already stale).
         conn: ConnId,
-        /// The loop that owns the client id.
+        /// The loop that holds the client id's session.
         to: usize,
         /// The bytes to replay there.
         bytes: Vec<u8>,
@@ -214,8 +216,10 @@ pub struct Shard {
     authenticator: Option<std::rc::Rc<dyn Authenticator>>,
 }
 
-/// The loop that owns `client_id`'s session: a fixed hash (SipHash-1-3 with zero keys, the
-/// same in every process) modulo the number of loops.
+/// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
+/// process): where the simulated transport and the tests open a client, as the kernel's
+/// `SO_REUSEPORT` hash spreads real sockets. The broker itself keeps a session where its
+/// first CONNECT arrived ([`directory`]).
 pub fn owner_loop(client_id: &str, loops: usize) -> usize {
     let mut hasher = DefaultHasher::new();
     client_id.hash(&mut hasher);
@@ -236,7 +240,7 @@ impl Shard {
             loop_index,
             loops: loops.max(1),
             pool,
-            sessions: Sessions::default(),
+            sessions: Sessions::new(Arc::clone(&shared.directory), loop_index),
             index: SubscriptionIndex::new(),
             buffers,
             timers: Timers::default(),
@@ -465,6 +469,10 @@ impl Shard {
     /// its sweep completes a shrink; the subscription index shrinks on every removal).
     fn shrink_if_sparse(&mut self) {
         self.sessions.shrink_if_sparse();
+        if self.loop_index == 0 {
+            // One loop is enough to trim the table all loops share.
+            self.shared.directory.shrink_if_sparse();
+        }
         // Scratch vectors are cleared by their users before each use: what they hold
         // between uses is stale.
         if self.timer_scratch.capacity() > SCRATCH_KEEP_ENTRIES {

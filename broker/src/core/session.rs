@@ -13,6 +13,7 @@ use slab::Slab;
 use starling_pool::Key;
 
 use crate::core::conn::PendingWill;
+use crate::core::directory::Directory;
 use crate::core::groups::Presence;
 use crate::core::message::SharedMessage;
 use crate::core::subscription::{SubIds, SubOpts};
@@ -269,6 +270,9 @@ const SUBSCRIPTIONS_EXACT_GROWTH_UNTIL: usize = 4;
 /// All sessions of one event loop.
 pub struct Sessions {
     slab: Slab<Session>,
+    /// The table that says which loop holds each client id, and this loop's index in it.
+    directory: Arc<Directory>,
+    loop_index: usize,
     by_client_id: HashTable<u32>,
     hasher: RandomState,
     /// The session count at the last [`Sessions::shrink_if_sparse`] that found them sparse
@@ -276,18 +280,19 @@ pub struct Sessions {
     shrunk_at_len: Option<usize>,
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
+impl Sessions {
+    /// The sessions of loop `loop_index`, entered in `directory` as they come and go.
+    pub fn new(directory: Arc<Directory>, loop_index: usize) -> Self {
         Sessions {
             slab: Slab::new(),
+            directory,
+            loop_index,
             by_client_id: HashTable::new(),
             hasher: RandomState::new(),
             shrunk_at_len: None,
         }
     }
-}
 
-impl Sessions {
     /// The session of `client_id`, if any.
     pub fn find(&self, client_id: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(client_id);
@@ -305,6 +310,8 @@ impl Sessions {
         self.by_client_id.insert_unique(hash, id, |&other| {
             hasher.hash_one(&*slab[other as usize].client_id)
         });
+        self.directory
+            .session_created(&self.slab[id as usize].client_id, self.loop_index);
         id
     }
 
@@ -314,7 +321,10 @@ impl Sessions {
         if let Ok(entry) = self.by_client_id.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
-        self.slab.remove(id as usize)
+        let session = self.slab.remove(id as usize);
+        self.directory
+            .session_ended(&session.client_id, self.loop_index);
+        session
     }
 
     /// The session with index `id`.

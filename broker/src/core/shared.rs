@@ -3,9 +3,10 @@
 //! a PUBLISH only to loops that have subscribers at all), and each loop's count of congested
 //! subscribers (so every loop holds its publishers back: `core::flow`).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use crate::core::directory::Directory;
 use crate::core::groups::SharedGroups;
 use crate::core::message::SharedMessage;
 use crate::topic::RetainedStore;
@@ -24,6 +25,8 @@ pub struct Shared {
     pub group_count: AtomicUsize,
     /// Congested sessions on each loop (`core::flow`).
     pub congested_per_loop: Vec<AtomicUsize>,
+    /// Which loop holds each client id's session.
+    pub directory: Arc<Directory>,
 }
 
 impl Shared {
@@ -36,6 +39,7 @@ impl Shared {
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
             congested_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
+            directory: Arc::new(Directory::new(loops)),
         }
     }
 

@@ -1,4 +1,4 @@
-//! What one event loop sends another: a connection whose client id it owns (handover), or a
+//! What one event loop sends another: a connection whose client id's session it holds (handover), or a
 //! message for its subscribers (forward). A channel send does not wake a blocked `poll`, so
 //! every mailbox pairs its channel with the destination loop's `mio::Waker`. The main thread
 //! uses the same mailboxes for reloads and shutdown ([`Control`]).
@@ -18,7 +18,7 @@ pub const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
 /// A delivery to another loop.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A socket whose CONNECT names a client id the receiving loop owns
+    /// A socket whose CONNECT names a client id whose session the receiving loop holds
     /// ([`crate::core::Action::Handover`]); already deregistered from the sending loop.
     Handover {
         /// The connection.

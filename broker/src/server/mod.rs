@@ -49,7 +49,7 @@ pub const RELOAD_ACK_TIMEOUT_MS: u64 = 1000;
 
 /// Slack objects every loop's pool has whatever its share (see [`pool_slack_objects`]).
 pub const POOL_SLACK_BASE_OBJECTS: usize = 64;
-/// Standard deviations of client-id hash skew the slack covers (see [`pool_slack_objects`]).
+/// Standard deviations of the loops' uneven shares the slack covers (see [`pool_slack_objects`]).
 pub const POOL_SLACK_SKEW_SIGMAS: usize = 4;
 
 /// Extra pool objects a loop gets beyond `share` (its share of `max_connections`).
@@ -61,8 +61,9 @@ pub const POOL_SLACK_SKEW_SIGMAS: usize = 4;
 ///
 /// - Connections that have not sent CONNECT yet, and those being refused, hold objects
 ///   without counting as connected ([`POOL_SLACK_BASE_OBJECTS`] of them).
-/// - Sessions live on the loop their client id hashes to, so the connected clients of one
-///   loop are binomially spread around `share` with a standard deviation of about
+/// - The kernel's `SO_REUSEPORT` hash spreads sockets over the loops (and a CONNECT for a
+///   session held elsewhere moves to its loop), so the connected clients of one loop are
+///   binomially spread around `share` with a standard deviation of about
 ///   `√share`: with an exact share, the fuller loop would drop clients that are still under
 ///   the global limit. [`POOL_SLACK_SKEW_SIGMAS`]` × √share` covers that (measured: 6 100
 ///   simultaneous CONNECTs against `--max-connections 6000` on two loops got 12 to 59

@@ -164,7 +164,9 @@ impl Net {
             clean_session,
             ..ConnectSpec::default()
         };
-        let (client, connack) = self.connect(0, spec);
+        // Opened where the kernel's SO_REUSEPORT hash might put it: spread over the loops.
+        let loop_index = starling::core::owner_loop(client_id, self.shards.len());
+        let (client, connack) = self.connect(loop_index, spec);
         assert!(
             matches!(connack, Received::ConnAck { code: 0, .. }),
             "{connack:?}"

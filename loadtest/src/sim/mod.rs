@@ -1,6 +1,7 @@
 //! The `sim` transport: one Starling [`Shard`](starling::core::Shard) per core, each on its own thread
-//! ([`driver`]), each simulated client given to the shard that owns its client id
-//! ([`owner_loop`]), so no handover is needed and no socket exists. Everything else is the
+//! ([`driver`]), each simulated client placed on a shard by a fixed hash of its client id
+//! ([`owner_loop`]), as the kernel spreads real sockets; a new client id stays where it
+//! connects, so no handover is needed and no socket exists. Everything else is the
 //! real broker: the same pools, arenas, timers and codecs as a real connection.
 //!
 //! The broker's memory is measured with the counting allocator ([`crate::alloc_count`]):
@@ -176,6 +177,8 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
                     elapsed_secs: secs,
                     per_sec: connected as f64 / secs.max(1e-9),
                     connack_latency: Latency::of(&h),
+                    handshake_latency: None,
+                    connect_to_connack_latency: None,
                 },
                 pool_reuse_percent: Some(100.0 * (1.0 - built as f64 / acq.max(1) as f64)),
             });
@@ -190,6 +193,8 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
             elapsed_secs: secs,
             per_sec: connected as f64 / secs.max(1e-9),
             connack_latency: Latency::of(&connack),
+            handshake_latency: None,
+            connect_to_connack_latency: None,
         });
         if args.messages > 0 {
             let published: u64 = outs.iter().map(|o| o.published).sum();

@@ -133,7 +133,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
-/// A client id owned by shard `index` for its publisher.
+/// A client id placed on shard `index`, for its publisher.
 fn publisher_id(args: &Args, index: usize, shards: usize) -> String {
     (0..)
         .map(|k| format!("{}-simpub-{index}-{k}", args.client_prefix))

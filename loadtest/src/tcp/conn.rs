@@ -45,8 +45,10 @@ pub struct Sinks<'a> {
     pub tracker: &'a mut Tracker,
     /// End-to-end latency.
     pub e2e: &'a mut Histogram<u64>,
-    /// CONNACK latency.
+    /// CONNACK latency (socket connect start → CONNACK).
     pub connack: &'a mut Histogram<u64>,
+    /// CONNECT written → CONNACK: the broker's part of the CONNACK latency.
+    pub connect_to_connack: &'a mut Histogram<u64>,
     /// New unique deliveries in this batch.
     pub unique_delta: &'a mut u64,
     /// Latest delivery time.
@@ -63,6 +65,8 @@ pub struct Conn {
     pub state: State,
     /// When the TCP connect started.
     pub started_ns: u64,
+    /// When its CONNECT was queued (written in the same turn of the worker's loop).
+    pub connect_sent_ns: u64,
     /// When it last wrote (for keep-alive).
     pub last_write_ns: u64,
     /// Bytes waiting for the socket.
@@ -102,6 +106,7 @@ impl Conn {
             stream: None,
             state: State::Idle,
             started_ns: 0,
+            connect_sent_ns: 0,
             last_write_ns: 0,
             wbuf: Vec::new(),
             rbuf: Vec::new(),
@@ -232,6 +237,10 @@ impl Conn {
                     return;
                 }
                 track::record(sinks.connack, now_ns.saturating_sub(self.started_ns));
+                track::record(
+                    sinks.connect_to_connack,
+                    now_ns.saturating_sub(self.connect_sent_ns),
+                );
                 if let Some(filter) = &self.filter {
                     mqtt::subscribe(
                         &mut self.wbuf,

@@ -17,6 +17,7 @@ use crate::plan::{self, ClientPlan};
 use crate::procstat::{self, PeakSampler};
 use crate::progress::Progress;
 use crate::report::{Broker, Connects, Cycle, GroupBalance, Latency, Messages, Report};
+use crate::stalls::StallProbe;
 use crate::track::{self, Tracker};
 
 /// Phase: connect and subscribe.
@@ -100,6 +101,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         ..Report::default()
     };
     let sampler = args.broker_pid.map(PeakSampler::start);
+    let stalls = StallProbe::start();
     let mut broker = args.broker_pid.map(|pid| Broker {
         pid,
         start: procstat::sample(pid),
@@ -135,6 +137,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         b.peak_rss_bytes = s.peak_bytes();
     }
     report.broker = broker;
+    report.timer_lateness = stalls.and_then(StallProbe::finish).map(|h| Latency::of(&h));
     Ok(report)
 }
 
@@ -246,6 +249,8 @@ fn run_once(
     }
     control.phase.store(PHASE_STOP, Ordering::Release);
     let mut connack = track::latency_histogram();
+    let mut handshake = track::latency_histogram();
+    let mut connect_to_connack = track::latency_histogram();
     let mut e2e = track::latency_histogram();
     let mut tracker = Tracker::default();
     let (mut connected, mut failed, mut published) = (0u64, 0u64, 0u64);
@@ -257,6 +262,8 @@ fn run_once(
             .map_err(|_| RunError::Io("a worker thread panicked".into()))?
             .map_err(|e| RunError::Io(format!("worker event loop: {e}")))?;
         connack.add(&out.connack).ok();
+        handshake.add(&out.handshake).ok();
+        connect_to_connack.add(&out.connect_to_connack).ok();
         e2e.add(&out.e2e).ok();
         tracker.merge(out.tracker);
         connected += out.connected;
@@ -291,6 +298,8 @@ fn run_once(
         elapsed_secs: elapsed,
         per_sec: connected as f64 / elapsed.max(1e-9),
         connack_latency: Latency::of(&connack),
+        handshake_latency: Some(Latency::of(&handshake)),
+        connect_to_connack_latency: Some(Latency::of(&connect_to_connack)),
     };
     let messages = publish.then(|| {
         let (start, end) = publish_window;

@@ -75,6 +75,10 @@ pub struct Setup {
 pub struct Outcome {
     /// CONNACK latency.
     pub connack: Histogram<u64>,
+    /// Socket connect start → the harness sees the TCP handshake done.
+    pub handshake: Histogram<u64>,
+    /// CONNECT written → CONNACK read.
+    pub connect_to_connack: Histogram<u64>,
     /// End-to-end latency.
     pub e2e: Histogram<u64>,
     /// Deliveries.
@@ -115,6 +119,8 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         .collect();
     let mut out = Outcome {
         connack: track::latency_histogram(),
+        handshake: track::latency_histogram(),
+        connect_to_connack: track::latency_histogram(),
         e2e: track::latency_histogram(),
         tracker: Tracker::default(),
         published: 0,
@@ -180,6 +186,8 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                     true,
                 );
                 conn.state = State::AwaitConnAck;
+                track::record(&mut out.handshake, now.saturating_sub(conn.started_ns));
+                conn.connect_sent_ns = now;
             }
             if event.is_writable() {
                 conn.writable = true;
@@ -190,6 +198,7 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                     tracker: &mut out.tracker,
                     e2e: &mut out.e2e,
                     connack: &mut out.connack,
+                    connect_to_connack: &mut out.connect_to_connack,
                     unique_delta: &mut unique_delta,
                     last_delivery_ns: &mut out.last_delivery_ns,
                 };

@@ -19,6 +19,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::core::conn::Phase;
+use crate::core::directory::Reservation;
 use crate::core::handlers::connect::{self, Request};
 use crate::core::input::Flow;
 use crate::core::{ConnId, Shard, lifecycle};
@@ -60,6 +61,8 @@ pub(crate) enum AuthState {
         /// Its client id (assigned or given) and whether it was assigned.
         client_id: Box<str>,
         assigned: bool,
+        /// Holds the client id on this loop until the exchange ends.
+        reservation: Reservation,
         exchange: Box<dyn AuthExchange>,
     },
     /// Authenticated with `method`; `exchange` is a re-authentication in progress.
@@ -97,6 +100,7 @@ pub(crate) fn begin_connect(
     request: Request,
     client_id: Box<str>,
     assigned: bool,
+    reservation: Reservation,
     now_ms: u64,
 ) -> Flow {
     let method = request
@@ -117,6 +121,7 @@ pub(crate) fn begin_connect(
         request: Box::new(request),
         client_id,
         assigned,
+        reservation,
         exchange,
     };
     if let Ok(conn) = shard.pool.get_mut(key) {
@@ -148,6 +153,7 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
                 request,
                 client_id,
                 assigned,
+                reservation,
                 ..
             }) = state.map(|s| *s)
             else {
@@ -160,7 +166,7 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
                 method: method.into(),
                 data,
             };
-            connect::accept(
+            let flow = connect::accept(
                 shard,
                 key,
                 *request,
@@ -168,7 +174,9 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
                 assigned,
                 Some(auth),
                 now_ms,
-            )
+            );
+            drop(reservation);
+            flow
         }
     }
 }

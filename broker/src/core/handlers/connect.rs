@@ -5,11 +5,12 @@
 //! or for ever (not clean)", no properties and a CONNACK without them.
 
 use crate::core::conn::{ConnV5, PendingWill, Phase};
+use crate::core::directory::{Reservation, Route};
 use crate::core::handlers::auth::{self, AuthState};
 use crate::core::input::Flow;
 use crate::core::message::MessageProps;
 use crate::core::outbound::OutAliases;
-use crate::core::{ConnId, Shard, delivery, lifecycle, owner_loop};
+use crate::core::{ConnId, Shard, delivery, lifecycle};
 use crate::protocol::v5::{
     ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
     UserProperties, WillProperties, encode_connack_v5,
@@ -98,21 +99,34 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
         );
         return Flow::Stop;
     }
-    let (client_id, assigned) = if request.connect.client_id.is_empty() {
-        // MQTT-3.1.3-6: assign a unique id, one that this loop owns.
-        (shard.assign_client_id(), true)
+    let (client_id, assigned, reservation) = if request.connect.client_id.is_empty() {
+        // MQTT-3.1.3-6: assign a unique id, one that no loop holds.
+        let (id, reservation) = shard.assign_client_id();
+        (id, true, reservation)
     } else {
-        let owner = owner_loop(&request.connect.client_id, shard.loops);
-        if owner != shard.loop_index {
-            return Flow::Handover(owner);
+        let id = &request.connect.client_id;
+        match shard.shared.directory.route(id, shard.loop_index) {
+            Route::Here(reservation) => (id.clone().into_boxed_str(), false, reservation),
+            Route::There(owner) => return Flow::Handover(owner),
         }
-        (request.connect.client_id.clone().into_boxed_str(), false)
     };
     if request.authentication_method().is_some() {
-        // Enhanced authentication runs on the loop that owns the client id.
-        return auth::begin_connect(shard, key, request, client_id, assigned, now_ms);
+        // Enhanced authentication runs on the loop that holds the client id; the
+        // exchange keeps the reservation until it ends.
+        return auth::begin_connect(
+            shard,
+            key,
+            request,
+            client_id,
+            assigned,
+            reservation,
+            now_ms,
+        );
     }
-    accept(shard, key, request, client_id, assigned, None, now_ms)
+    let flow = accept(shard, key, request, client_id, assigned, None, now_ms);
+    // The session (if one was made) now holds the id on this loop by itself.
+    drop(reservation);
+    flow
 }
 
 /// A CONNECT that does not decode: CONNACK with the reason where the protocol has one
@@ -438,13 +452,17 @@ pub(crate) fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, c
 }
 
 impl Shard {
-    /// A fresh client id that hashes to this loop.
-    pub(crate) fn assign_client_id(&mut self) -> Box<str> {
+    /// A fresh client id that no loop holds, reserved on this one.
+    pub(crate) fn assign_client_id(&mut self) -> (Box<str>, Reservation) {
         loop {
             self.next_assigned_id += 1;
             let id = format!("starling-{}-{}", self.loop_index, self.next_assigned_id);
-            if owner_loop(&id, self.loops) == self.loop_index && self.sessions.find(&id).is_none() {
-                return id.into_boxed_str();
+            if self.sessions.find(&id).is_some() {
+                continue;
+            }
+            // A client may have chosen this id itself, on another loop.
+            if let Route::Here(reservation) = self.shared.directory.route(&id, self.loop_index) {
+                return (id.into_boxed_str(), reservation);
             }
         }
     }
