@@ -17,14 +17,16 @@
 //! that any loop may create an absent entry for itself. So two CONNECTs racing on two loops
 //! for a new id agree: the first to lock the shard owns it, the other is handed over.
 //!
-//! Cost: one entry per client id with a session: 8 B (a 32-bit key, and the loop and count
-//! packed into 32 bits) plus the hash map's control byte, about 10–21 B with the map's
-//! slack depending on where it is in its growth. Ids whose 32-bit keys collide simply share
-//! a loop.
+//! Cost: one 8-byte entry per client id with a session (44 bits of the id's hash, the loop
+//! and the count packed into a `u64`) plus the table's control byte: 10–19 B per id with
+//! the table's slack, depending on where it is in its growth. Two ids whose 50 hash bits
+//! (the shard's 6 and the entry's 44) agree simply share a loop: about one pair in 2 000
+//! runs of a million clients.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
 
 /// Mutexes the table is split into (a power of two).
 pub const DIRECTORY_SHARDS: usize = 64;
@@ -33,27 +35,36 @@ const LOOP_BITS: u32 = 10;
 /// Loops the table can name.
 pub const DIRECTORY_MAX_LOOPS: usize = 1 << LOOP_BITS;
 /// Bits of an entry that hold the reference count.
-const REFS_BITS: u32 = 32 - LOOP_BITS;
+const REFS_BITS: u32 = 10;
+/// Bits of an entry that hold the id's hash (the rest of the 64).
+const KEY_BITS: u32 = 64 - LOOP_BITS - REFS_BITS;
 /// A count that has reached this stays: the entry is never removed (it stays correct, the
-/// id just keeps its loop), so no count can wrap. Unreachable in practice (4 M references
-/// to one key on one loop).
-const REFS_STUCK: u32 = (1 << REFS_BITS) - 1;
+/// id just keeps its loop), so no count can wrap. A count is the sessions with the key on
+/// the loop (one, bar collisions) plus the CONNECTs being served there for it (one at a
+/// time, plus enhanced-authentication exchanges in progress), so this takes a thousand
+/// concurrent exchanges for one client id.
+const REFS_STUCK: u64 = (1 << REFS_BITS) - 1;
 
 const _: () = assert!(crate::cli::MAX_EVENT_LOOPS as usize <= DIRECTORY_MAX_LOOPS);
 
-/// One key's loop (high [`LOOP_BITS`]) and references (the rest): the sessions on that loop
-/// whose ids have this key, plus the reservations held there.
+/// One key's entry: the id's hash bits (high [`KEY_BITS`]), the loop holding it (next
+/// [`LOOP_BITS`]) and its references (low [`REFS_BITS`]): the sessions on that loop whose
+/// ids have this key, plus the reservations held there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Owner(u32);
+struct Entry(u64);
 
-impl Owner {
-    fn new(loop_index: usize) -> Owner {
-        Owner((loop_index as u32) << REFS_BITS)
+impl Entry {
+    fn new(key: u64, loop_index: usize) -> Entry {
+        Entry((key << (LOOP_BITS + REFS_BITS)) | ((loop_index as u64) << REFS_BITS))
+    }
+    /// The entry's key: the id's hash bits it is filed under.
+    fn key(self) -> u64 {
+        self.0 >> (LOOP_BITS + REFS_BITS)
     }
     fn loop_index(self) -> usize {
-        (self.0 >> REFS_BITS) as usize
+        ((self.0 >> REFS_BITS) & ((1 << LOOP_BITS) - 1)) as usize
     }
-    fn refs(self) -> u32 {
+    fn refs(self) -> u64 {
         self.0 & REFS_STUCK
     }
     fn add_ref(&mut self) {
@@ -74,10 +85,21 @@ impl Owner {
     }
 }
 
+/// The table's hash of a key (already a keyed hash: spread it over all 64 bits).
+fn spread(key: u64) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// A cache line of its own for each shard's mutex.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[repr(align(64))]
-struct Padded(Mutex<HashMap<u32, Owner>>);
+struct Padded(Mutex<HashTable<Entry>>);
+
+impl std::fmt::Debug for Padded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Padded(..)")
+    }
+}
 
 /// The client id → loop table, shared by every loop.
 #[derive(Debug)]
@@ -132,10 +154,10 @@ impl Directory {
     }
 
     /// The shard of `hash` and the key the entry is filed under in it.
-    fn shard(&self, hash: u64) -> (MutexGuard<'_, HashMap<u32, Owner>>, u32) {
-        // The high bits pick the shard, the low 32 are the key (hashed again by the map).
+    fn shard(&self, hash: u64) -> (MutexGuard<'_, HashTable<Entry>>, u64) {
+        // The high bits pick the shard, the low ones are the key.
         let i = (hash >> 58) as usize % DIRECTORY_SHARDS;
-        let key = hash as u32;
+        let key = hash & ((1 << KEY_BITS) - 1);
         // A loop that panicked while holding the lock left the map consistent: every
         // change under it is a single insert, update or remove.
         let map = self.shards[i]
@@ -153,7 +175,7 @@ impl Directory {
         }
         let hash = self.hash(client_id);
         let (mut shard, key) = self.shard(hash);
-        let owner = shard.entry(key).or_insert(Owner::new(here));
+        let owner = entry(&mut shard, key, here);
         if owner.loop_index() != here {
             return Route::There(owner.loop_index());
         }
@@ -169,7 +191,7 @@ impl Directory {
             return;
         }
         let (mut shard, key) = self.shard(self.hash(client_id));
-        let owner = shard.entry(key).or_insert(Owner::new(here));
+        let owner = entry(&mut shard, key, here);
         // Invariant: the CONNECT that creates a session holds a reservation on its loop.
         debug_assert_eq!(owner.loop_index(), here, "session created off its loop");
         owner.add_ref();
@@ -184,13 +206,14 @@ impl Directory {
 
     fn release(&self, hash: u64, here: usize) {
         let (mut shard, key) = self.shard(hash);
-        let Some(owner) = shard.get_mut(&key) else {
+        let Ok(mut found) = shard.find_entry(spread(key), |e| e.key() == key) else {
             debug_assert!(false, "released an id the directory does not hold");
             return;
         };
+        let owner = found.get_mut();
         debug_assert_eq!(owner.loop_index(), here, "released from another loop");
         if !owner.drop_ref() {
-            shard.remove(&key);
+            found.remove();
         }
     }
 
@@ -210,7 +233,7 @@ impl Directory {
     /// Heap bytes the table holds (its maps' allocations: key, value and control byte per
     /// bucket).
     pub fn heap_bytes(&self) -> usize {
-        const BUCKET_BYTES: usize = size_of::<(u32, Owner)>() + 1;
+        const BUCKET_BYTES: usize = size_of::<Entry>() + 1;
         self.shards
             .iter()
             .map(|s| {
@@ -225,16 +248,25 @@ impl Directory {
         for s in self.shards.iter() {
             let mut map = s.0.lock().unwrap_or_else(PoisonError::into_inner);
             if map.capacity() > 4 * map.len().max(16) {
-                map.shrink_to_fit();
+                map.shrink_to_fit(|e| spread(e.key()));
             }
         }
     }
+}
+
+/// The entry filed under `key`, created for loop `here` (with no reference) if absent.
+fn entry(table: &mut HashTable<Entry>, key: u64, here: usize) -> &mut Entry {
+    table
+        .entry(spread(key), |e| e.key() == key, |e| spread(e.key()))
+        .or_insert(Entry::new(key, here))
+        .into_mut()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     /// One step of a model run: a CONNECT for id `id` on loop `at`, the session of the
     /// oldest live reservation created (or the reservation given up), or a session ended.
@@ -339,18 +371,20 @@ mod tests {
 
     #[test]
     fn a_stuck_count_keeps_its_entry_rather_than_wrapping() {
-        let mut owner = Owner::new(DIRECTORY_MAX_LOOPS - 1);
+        let key = (1 << KEY_BITS) - 1;
+        let mut owner = Entry::new(key, DIRECTORY_MAX_LOOPS - 1);
         owner.0 |= REFS_STUCK;
         owner.add_ref();
         assert!(owner.drop_ref(), "stuck: still held");
+        assert_eq!(owner.refs(), REFS_STUCK);
         assert_eq!(
-            (owner.loop_index(), owner.refs()),
-            (DIRECTORY_MAX_LOOPS - 1, REFS_STUCK)
+            (owner.key(), owner.loop_index()),
+            (key, DIRECTORY_MAX_LOOPS - 1)
         );
-        let mut one = Owner::new(3);
+        let mut one = Entry::new(5, 3);
         one.add_ref();
         assert!(!one.drop_ref());
-        assert_eq!(one.loop_index(), 3);
+        assert_eq!((one.key(), one.loop_index()), (5, 3));
     }
 
     #[test]
