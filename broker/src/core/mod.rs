@@ -8,6 +8,7 @@
 //! - [`conn`]: the pooled per-connection object ([`conn::Conn`]: phase, keep-alive, lent
 //!   buffers, will, per-packet arena).
 //! - [`session`]: sessions (subscriptions, in-flight and queued messages) by client id.
+//! - [`directory`]: which loop holds each client id's session (shared by the loops).
 //! - [`input`]: framing the byte stream and dispatching one handler per packet type
 //!   (`handlers/`).
 //! - [`delivery`]: sending a message to one session at its QoS: direct encode, in-flight
