@@ -18,6 +18,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::mqtt::{self, ParseError};
+
 /// Listen backlog, as Starling's listeners use.
 const LISTEN_BACKLOG: i32 = 1024;
 /// Readiness events taken per poll.
@@ -38,49 +40,13 @@ struct Client {
     level: u8,
 }
 
-/// What framing one packet gave.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Framed {
-    /// A whole packet starts the buffer.
-    Packet {
-        /// Its length, fixed header included.
-        len: usize,
-    },
-    /// More bytes are needed.
-    Incomplete,
-    /// The remaining length is not a valid variable byte integer.
-    Malformed,
-}
-
-/// Frames the packet at the start of `buf` (fixed header and remaining length only).
-pub fn frame(buf: &[u8]) -> Framed {
-    let mut remaining = 0usize;
-    for i in 0..4 {
-        let Some(&byte) = buf.get(1 + i) else {
-            return Framed::Incomplete;
-        };
-        remaining |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            let len = 2 + i + remaining;
-            return if buf.len() >= len {
-                Framed::Packet { len }
-            } else {
-                Framed::Incomplete
-            };
-        }
-    }
-    Framed::Malformed
-}
-
 /// The reply to one whole packet (`packet` includes its fixed header), appended to `out`;
 /// `level` is the connection's protocol level, set by CONNECT. `false`: close the client.
 pub fn answer(packet: &[u8], level: &mut u8, out: &mut Vec<u8>) -> bool {
-    let header_len = packet
-        .iter()
-        .skip(1)
-        .position(|b| b & 0x80 == 0)
-        .map_or(2, |i| i + 2);
-    let body = packet.get(header_len..).unwrap_or_default();
+    let Ok((header_len, _)) = mqtt::frame(packet) else {
+        return false;
+    };
+    let body = &packet[header_len..];
     match packet.first().map(|b| b >> 4) {
         Some(1) => {
             // Variable header: protocol name (2 + 4 bytes for "MQTT"), then the level.
@@ -112,9 +78,9 @@ fn suback(body: &[u8], level: u8, out: &mut Vec<u8>) -> bool {
     };
     let mut at = 2;
     if level == 5 {
-        match frame_properties(&body[at..]) {
-            Some(skip) => at += skip,
-            None => return false,
+        match mqtt::properties_len(body, at) {
+            Ok(skip) => at += skip,
+            Err(_) => return false,
         }
     }
     let mut filters = 0usize;
@@ -128,34 +94,13 @@ fn suback(body: &[u8], level: u8, out: &mut Vec<u8>) -> bool {
     let props = usize::from(level == 5);
     let remaining = 2 + props + filters;
     out.push(0x90);
-    let mut r = remaining;
-    loop {
-        let byte = (r & 0x7f) as u8;
-        r >>= 7;
-        out.push(if r > 0 { byte | 0x80 } else { byte });
-        if r == 0 {
-            break;
-        }
-    }
+    mqtt::put_len(out, remaining);
     out.extend_from_slice(id);
     if props == 1 {
         out.push(0);
     }
     out.extend(std::iter::repeat_n(0u8, filters));
     true
-}
-
-/// Bytes taken by an MQTT 5 property length and its properties.
-fn frame_properties(buf: &[u8]) -> Option<usize> {
-    let mut len = 0usize;
-    for i in 0..4 {
-        let byte = *buf.get(i)?;
-        len |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(i + 1 + len);
-        }
-    }
-    None
 }
 
 /// Serves `addr` on `threads` threads until the process is stopped.
@@ -271,8 +216,8 @@ fn read_and_answer(client: &mut Client, scratch: &mut [u8]) -> bool {
     }
     let mut at = 0;
     loop {
-        match frame(&client.rbuf[at..]) {
-            Framed::Packet { len } => {
+        match mqtt::frame(&client.rbuf[at..]) {
+            Ok((_, len)) => {
                 if !answer(
                     &client.rbuf[at..at + len],
                     &mut client.level,
@@ -282,8 +227,8 @@ fn read_and_answer(client: &mut Client, scratch: &mut [u8]) -> bool {
                 }
                 at += len;
             }
-            Framed::Incomplete => break,
-            Framed::Malformed => return false,
+            Err(ParseError::Incomplete) => break,
+            Err(ParseError::Malformed(_)) => return false,
         }
     }
     client.rbuf.drain(..at);
@@ -312,10 +257,14 @@ mod tests {
 
     #[test]
     fn frames_whole_incomplete_and_malformed_packets() {
-        assert_eq!(frame(&[0xc0, 0]), Framed::Packet { len: 2 });
-        assert_eq!(frame(&[0x30, 3, 0, 1]), Framed::Incomplete);
-        assert_eq!(frame(&[0x30, 0x80, 1]), Framed::Incomplete);
-        assert_eq!(frame(&[0x30, 0x80, 0x80, 0x80, 0x80, 1]), Framed::Malformed);
+        use mqtt::frame;
+        assert_eq!(frame(&[0xc0, 0]), Ok((2, 2)));
+        assert_eq!(frame(&[0x30, 3, 0, 1]), Err(ParseError::Incomplete));
+        assert_eq!(frame(&[0x30, 0x80, 1]), Err(ParseError::Incomplete));
+        assert!(matches!(
+            frame(&[0x30, 0x80, 0x80, 0x80, 0x80, 1]),
+            Err(ParseError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -51,7 +51,8 @@ mod first {
     pub const DISCONNECT: u8 = 0xE0;
 }
 
-fn put_len(out: &mut Vec<u8>, mut len: usize) {
+/// Appends `len` as a variable byte integer (a remaining or property length).
+pub fn put_len(out: &mut Vec<u8>, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
         len /= 128;
@@ -226,7 +227,7 @@ fn varint(buf: &[u8]) -> Result<(usize, usize), ParseError> {
 }
 
 /// The bytes an MQTT 5 property list at `at` in `body` takes (length and properties).
-fn properties_len(body: &[u8], at: usize) -> Result<usize, ParseError> {
+pub fn properties_len(body: &[u8], at: usize) -> Result<usize, ParseError> {
     let (len, used) = varint(body.get(at..).unwrap_or_default())?;
     if at + used + len > body.len() {
         return Err(ParseError::Malformed(
@@ -236,12 +237,12 @@ fn properties_len(body: &[u8], at: usize) -> Result<usize, ParseError> {
     Ok(used + len)
 }
 
-/// Parses the frame at the start of `buf`: the packet and the bytes it took.
-pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), ParseError> {
-    let v5 = protocol == Protocol::V5;
-    let Some(&byte0) = buf.first() else {
+/// Frames the packet at the start of `buf` from its fixed header: the header's length and
+/// the whole packet's, once all of it is there.
+pub fn frame(buf: &[u8]) -> Result<(usize, usize), ParseError> {
+    if buf.is_empty() {
         return Err(ParseError::Incomplete);
-    };
+    }
     let mut remaining = 0usize;
     let mut at = 1;
     let mut shift = 0;
@@ -265,6 +266,14 @@ pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), Pa
     if buf.len() < total {
         return Err(ParseError::Incomplete);
     }
+    Ok((at, total))
+}
+
+/// Parses the frame at the start of `buf`: the packet and the bytes it took.
+pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), ParseError> {
+    let v5 = protocol == Protocol::V5;
+    let (at, total) = frame(buf)?;
+    let byte0 = buf[0];
     let body = &buf[at..total];
     let id = |b: &[u8]| -> Result<u16, ParseError> {
         match b {
