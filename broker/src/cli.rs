@@ -311,10 +311,7 @@ impl Cli {
 
     /// The settings from the file (if `--config`) with the flags over it.
     pub fn settings(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
-        match &self.config {
-            Some(path) => crate::config::Settings::load(path, &self.flags()),
-            None => crate::config::Settings::resolve(&self.flags(), "command line", None),
-        }
+        crate::config::Source::load(self.config.as_deref(), &self.flags()).map(|s| s.settings)
     }
 }
 

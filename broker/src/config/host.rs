@@ -9,7 +9,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{ConfigError, FileConfig, Settings};
+use super::{ConfigError, FileConfig, Settings, Source};
 use crate::server::rlimit::{self, NofileLimit};
 
 /// The open-file limit this process runs with.
@@ -166,18 +166,11 @@ pub fn load_fitted(
     flags: &FileConfig,
     host: Host,
 ) -> Result<Fitted, ConfigError> {
-    let (origin, text) = match path {
-        Some(path) => {
-            let (origin, text) = super::read(path)?;
-            (origin, Some(text))
-        }
-        None => ("command line".to_string(), None),
-    };
-    let file = match &text {
-        Some(text) => FileConfig::parse(text, &origin)?.overlay(flags),
-        None => flags.clone(),
-    };
-    let settings = Settings::resolve(&file, &origin, text.as_deref())?;
+    let Source {
+        settings,
+        origin,
+        text,
+    } = Source::load(path, flags)?;
     let (open_files, ceiling) = match host {
         Host::OpenFiles(None) => (None, usize::MAX),
         Host::OpenFiles(Some(files)) => (Some(files), settings.connection_ceiling(files)),

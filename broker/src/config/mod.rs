@@ -209,9 +209,7 @@ impl Settings {
 
     /// Reads and resolves the file at `path` with `flags` over it.
     pub fn load(path: &Path, flags: &FileConfig) -> Result<Settings, ConfigError> {
-        let (origin, text) = read(path)?;
-        let file = FileConfig::parse(&text, &origin)?;
-        Settings::resolve(&file.overlay(flags), &origin, Some(&text))
+        Ok(Source::load(Some(path), flags)?.settings)
     }
 
     /// The core's configuration for `max_connections` (the configured value, or that value
@@ -261,6 +259,41 @@ impl Settings {
             },
             clamped,
         ))
+    }
+}
+
+/// Resolved settings with where they came from, to point later errors at a line.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The settings.
+    pub settings: Settings,
+    /// The file's name, or `command line`.
+    pub origin: String,
+    /// The file's text, if there is a file.
+    pub text: Option<String>,
+}
+
+impl Source {
+    /// Reads `path` (if any: without one, the flags alone) and resolves it with `flags` over
+    /// it.
+    pub fn load(path: Option<&Path>, flags: &FileConfig) -> Result<Source, ConfigError> {
+        let Some(path) = path else {
+            let origin = "command line".to_string();
+            let settings = Settings::resolve(flags, &origin, None)?;
+            return Ok(Source {
+                settings,
+                origin,
+                text: None,
+            });
+        };
+        let (origin, text) = read(path)?;
+        let file = FileConfig::parse(&text, &origin)?.overlay(flags);
+        let settings = Settings::resolve(&file, &origin, Some(&text))?;
+        Ok(Source {
+            settings,
+            origin,
+            text: Some(text),
+        })
     }
 }
 
