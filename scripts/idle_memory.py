@@ -6,7 +6,12 @@ opens N clients that each CONNECT and SUBSCRIBE to a topic of their own, checks 
 publish to a sample of those topics is delivered, reads the RSS again, and reports
 (RSS with clients - RSS before) / N. Runs each broker in turn when asked for both, so the
 figures come from the same run. Traffic goes to 127.0.0.1 only; the brokers it starts are
-stopped by PID.
+stopped by PID. Starling runs with its defaults, its metrics endpoint on a free port of its
+own (so that another broker holding the default port changes nothing).
+
+It also reports the kernel's share: the growth of `Slab` in /proc/meminfo over the same
+interval, divided by the 2 N sockets (both ends of each loopback connection are on this
+machine). That counts the whole machine, so other work running at the time adds noise.
 
     python3 scripts/idle_memory.py --clients 15000 --brokers starling mosquitto
 """
@@ -36,6 +41,13 @@ def rss_kib(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def slab_kib():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1])
+    raise RuntimeError("no Slab in /proc/meminfo")
 
 
 def field(b):
@@ -69,7 +81,8 @@ def start_broker(kind, port, workdir):
         binary = ROOT / "target" / "release" / "starling"
         if not binary.exists():
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "starling"], cwd=ROOT, check=True)
-        cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--log-level", "warn"]
+        cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--log-level", "warn",
+               "--metrics-listen", f"127.0.0.1:{free_port()}"]
     else:
         conf = Path(workdir) / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
@@ -151,11 +164,13 @@ def measure(kind, n, keep_alive, settle_s):
         try:
             time.sleep(settle_s)
             before = rss_kib(proc.pid)
+            slab_before = slab_kib()
             t0 = time.time()
             socks = open_clients(port, n, keep_alive, timeout_s=120)
             connect_s = time.time() - t0
             time.sleep(settle_s)
             after = rss_kib(proc.pid)
+            slab_after = slab_kib()
             delivered = check_delivery(port, socks, samples=100)
             for s in socks:
                 s.close()
@@ -165,6 +180,7 @@ def measure(kind, n, keep_alive, settle_s):
                 "rss_before_kib": before,
                 "rss_with_clients_kib": after,
                 "bytes_per_client": round((after - before) * 1024 / n, 1),
+                "kernel_slab_bytes_per_socket": round((slab_after - slab_before) * 1024 / (2 * n)),
                 "connect_seconds": round(connect_s, 2),
                 "sampled_deliveries": delivered,
             }
@@ -188,7 +204,8 @@ def main():
         else:
             print(f"{r['broker']:>10}: RSS {r['rss_before_kib']} KiB -> {r['rss_with_clients_kib']} KiB with "
                   f"{r['clients']} idle clients: {r['bytes_per_client']} B per client "
-                  f"(connected in {r['connect_seconds']} s, {r['sampled_deliveries']} sampled deliveries ok)")
+                  f"(connected in {r['connect_seconds']} s, {r['sampled_deliveries']} sampled deliveries ok); "
+                  f"kernel slab {r['kernel_slab_bytes_per_socket']} B per socket")
     if len(results) == 2 and results[1]["bytes_per_client"] > 0:
         print(f"ratio {results[0]['broker']}/{results[1]['broker']}: "
               f"{results[0]['bytes_per_client'] / results[1]['bytes_per_client']:.2f}")

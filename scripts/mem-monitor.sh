@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Samples a running broker's memory every N seconds into CSV (seed 004's `ps` loop, done
-# properly): resident and peak RSS from /proc/PID/status, and from Starling's /metrics the
+# Samples a running broker's memory every N seconds into CSV (what a `ps` loop would show,
+# read from /proc): resident and peak RSS from /proc/PID/status, and from Starling's /metrics the
 # connected clients and the connection pool (preheated, active, expansions; summed over
 # event loops). Stops when the process exits, after --samples rows, or on Ctrl-C.
 #

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Drives starling-loadtest through seed 004's memory timeline and writes the table with
-# measured values (docs/memory.md shows one run beside the seed's estimates).
+# Drives starling-loadtest through a memory timeline (start-up, the first pool expansions,
+# then up to the open-file limit, and simulated phases up to a million clients) and writes
+# the table with measured values (docs/memory.md shows one run).
 #
 #   scripts/mem-timeline.sh [--output timeline.md] [--csv mem.csv] [--png mem.png]
 #                           [--bin-dir target/release] [--quick]
 #
-# TCP phases, against one broker with ONE event loop (the seed's single pool of 1 024
-# preheated objects): start-up, then clients added and held in steps: 819 (80 % of 1 024:
+# TCP phases, against one broker with ONE event loop (a single pool of 1 024 preheated
+# objects): start-up, then clients added and held in steps: 819 (80 % of 1 024:
 # the first expansion), 1 228 (80 % of 1 536: the second), 1 843 and 2 765 (the next two
 # expansion triggers), 5 000, 10 000 and 19 000 (under the 20 000 open-file limit). Each
 # step is a `starling-loadtest conn` that connects the extra clients and holds them until

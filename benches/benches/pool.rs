@@ -1,4 +1,4 @@
-//! Pool benchmarks (issue: the pool crate). Figures and method: `docs/pool.md`.
+//! Pool benchmarks. Figures and method: `docs/pool.md`.
 //!
 //! - `acquire_release/pool`: one acquire + one release on a preheated pool of broker-shaped
 //!   objects, against `acquire_release/fresh_alloc`, which builds and drops such an object.
@@ -6,7 +6,8 @@
 //! - `preheat_step/default_budget`: one `preheat_step(256)` right after an expansion.
 //! - `preheat_step` distribution: printed, not a criterion group: p50 / p99 / max of the
 //!   steps while growing from 1024 to 100 000 objects, one acquisition and one step per loop
-//!   tick, for the seed's object shape and for the broker's real connection object.
+//!   tick, for an object that owns its buffers (`ConnLike`) and for the broker's real
+//!   connection object.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -111,7 +112,7 @@ criterion_group!(benches, acquire_release, preheat);
 fn main() {
     if std::env::args().any(|arg| arg == "--bench") {
         report_preheat_steps(
-            "Box<ConnLike> (seed shape: 1 KiB arena + 2 x 4 KiB buffers)",
+            "Box<ConnLike> (owns its buffers: 1 KiB arena + 2 x 4 KiB buffers)",
             || Box::new(ConnLike::new()),
         );
         report_preheat_steps("broker Conn (empty arena, buffers lent)", || {

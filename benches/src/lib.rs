@@ -6,9 +6,10 @@
 
 use starling_pool::Poolable;
 
-/// Bytes of each fixed-size buffer in [`ConnLike`] (seed 004's 4 KB read and write buffers).
+/// Bytes of each fixed-size buffer in [`ConnLike`] (a read and a write buffer of 4 KiB, as a
+/// connection object that owns its buffers would hold).
 pub const BUFFER_BYTES: usize = 4096;
-/// Bytes the arena's first chunk is given (seed 004: ~1-2 KB of arena per connection).
+/// Bytes the arena's first chunk is given (an arena of its own per connection).
 pub const ARENA_CHUNK_BYTES: usize = 1024;
 
 /// A stand-in for a broker connection object.

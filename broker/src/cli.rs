@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::config::file::{
@@ -21,23 +21,36 @@ use crate::config::{FileConfig, ListenerProtocol};
 /// The most event loops accepted.
 pub const MAX_EVENT_LOOPS: u16 = 1024;
 
-/// Starling, an MQTT 3.1.1 and 5.0 broker: one event loop per core, pooled connection state.
+/// Starling, an MQTT 3.1, 3.1.1 and 5.0 broker: one event loop per core, pooled connection
+/// state.
 ///
 /// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
-/// --config FILE it reads a TOML file (see starling.example.toml); flags override the
-/// file's keys. SIGTERM/SIGINT shut down gracefully (a second one exits at once); SIGHUP
-/// re-reads the file and applies what can change live. The open-file limit is raised to
-/// its hard limit at start, and --max-connections is capped to what it allows. Pool flags
-/// are per event loop.
+/// --config FILE it reads a TOML file (its keys: starling.toml(5), starling.example.toml);
+/// every key is also a flag, and a flag overrides the file's key. --check-config FILE runs
+/// every check start-up makes and exits. SIGTERM/SIGINT shut down gracefully (a second one
+/// exits at once); SIGHUP re-reads the file and applies what can change live. The open-file
+/// limit is raised to its hard limit at start, and --max-connections is capped to what it
+/// allows. Pool flags are per event loop. Exit status: 0 after a graceful shutdown or a
+/// valid check, 2 for an invalid configuration, 1 otherwise.
 #[derive(Debug, Parser)]
-#[command(name = "starling", version, about, long_about)]
+#[command(
+    name = "starling",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Something to do instead of running the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// TOML configuration file; re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Validate FILE (with the other flags over it), print the result and exit: 0 if valid,
-    /// 2 if not.
+    /// Check FILE (with the other flags over it) as start-up would, open-file limit
+    /// included, print the result and exit: 0 if valid, 2 if not.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
 
@@ -119,10 +132,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = Inflight::parse)]
     pub receive_maximum: Option<Inflight>,
 
-    /// Pool sizes per loop (seed 004): small (256 initial, 10 000 preheated at most, 10 000
-    /// connections), medium (2 048 / 100 000 / 100 000), large (10 000 / 100 000 /
-    /// 1 000 000). Without it: 1 024 / 100 000. Preset values are lowered to the loop's max
-    /// live objects if above it; each is overridden by its own flag.
+    /// A deployment size for each loop's pool of connection objects: small (256 built at
+    /// start, 10 000 preheated at most, 10 000 connections), medium (2 048 / 100 000 /
+    /// 100 000), large (10 000 / 100 000 / 1 000 000). Without it: 1 024 / 100 000 /
+    /// 1 000 000. Preset values are lowered to a loop's share of --max-connections if above
+    /// it; each is overridden by its own flag.
     #[arg(long, value_name = "PRESET", value_enum)]
     pub pool_preset: Option<PoolPreset>,
 
@@ -156,15 +170,27 @@ pub struct Cli {
     pub pool_growth_factor_percent: Option<FactorPercent>,
 }
 
+/// What `starling` can do besides running the broker.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the manual pages (starling(1), starling-man(1), starling.toml(5)) into DIR/man1
+    /// and DIR/man5, print their paths and exit.
+    Man {
+        /// The manual's root, such as /usr/local/share/man.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
 /// `--pool-preset`, `pool.preset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolPreset {
-    /// 256 initial, 10 000 preheated at most.
+    /// 256 built at start, 10 000 preheated at most, 10 000 connections.
     Small,
-    /// 2 048 initial, 100 000 preheated at most.
+    /// 2 048 built at start, 100 000 preheated at most, 100 000 connections.
     Medium,
-    /// 10 000 initial, 100 000 preheated at most.
+    /// 10 000 built at start, 100 000 preheated at most, 1 000 000 connections.
     Large,
 }
 
@@ -285,10 +311,7 @@ impl Cli {
 
     /// The settings from the file (if `--config`) with the flags over it.
     pub fn settings(&self) -> Result<crate::config::Settings, crate::config::ConfigError> {
-        match &self.config {
-            Some(path) => crate::config::Settings::load(path, &self.flags()),
-            None => crate::config::Settings::resolve(&self.flags(), "command line", None),
-        }
+        crate::config::Source::load(self.config.as_deref(), &self.flags()).map(|s| s.settings)
     }
 }
 

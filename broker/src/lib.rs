@@ -15,10 +15,13 @@
 //!   admission limits, signals (graceful shutdown, live reload).
 //! - [`config`]: the TOML file, its validation and the resolved settings; reload diffing.
 //! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
+//! - [`manual`]: the manual pages, generated from the command line and the example
+//!   configuration.
 
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod manual;
 pub mod monitor;
 pub mod protocol;
 pub mod server;

@@ -1,14 +1,16 @@
 //! The `starling` binary: read the configuration (file and flags), raise the open-file limit,
 //! start one event loop per core, then wait for signals (`server::supervisor`).
-//! `starling --help` lists the flags; `starling.example.toml` the file's keys.
+//! `starling --help` lists the flags; `starling.example.toml` the file's keys; `starling man
+//! --dir DIR` writes the manual pages.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, LogLevel};
+use starling::cli::{Cli, Command, LogLevel};
+use starling::config::{Host, OpenFiles, load_fitted};
 use starling::server::supervisor::Supervisor;
-use starling::server::{self, ServerConfig, rlimit};
+use starling::server::{self, ServerConfig};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::reload;
@@ -18,31 +20,24 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(path) = &cli.check_config {
-        return match starling::config::Settings::load(path, &cli.flags()) {
-            Ok(settings) => {
-                println!(
-                    "{}: valid ({} listener(s), {} event loop(s), max_connections {})",
-                    path.display(),
-                    settings.listeners.len(),
-                    settings.event_loops,
-                    settings.core.max_connections
-                );
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("starling: {error}");
-                ExitCode::from(EXIT_INVALID_CONFIG)
-            }
-        };
+    if let Some(Command::Man { dir }) = &cli.command {
+        return write_manual(dir);
     }
-    let settings = match cli.settings() {
-        Ok(settings) => settings,
+    // Raised before the configuration is checked: the ceiling it gives is part of the check.
+    let open_files = OpenFiles::raise();
+    let path = cli.check_config.as_deref().or(cli.config.as_deref());
+    let fitted = match load_fitted(path, &cli.flags(), Host::OpenFiles(open_files.soft)) {
+        Ok(fitted) => fitted,
         Err(error) => {
             eprintln!("starling: invalid configuration: {error}");
             return ExitCode::from(EXIT_INVALID_CONFIG);
         }
     };
+    if let Some(path) = &cli.check_config {
+        println!("{}: valid ({})", path.display(), fitted.summary());
+        return ExitCode::SUCCESS;
+    }
+    let settings = &fitted.settings;
     let (filter, handle) = reload::Layer::new(level_filter(settings.log_level));
     tracing_subscriber::registry()
         .with(filter)
@@ -55,55 +50,20 @@ fn main() -> ExitCode {
     if let Some(path) = &cli.config {
         tracing::info!(file = %path.display(), "configuration file read");
     }
-
+    open_files.log();
     let loops = settings.event_loops;
-    let soft_limit = match rlimit::raise_nofile() {
-        Ok(limit) => {
-            tracing::info!(
-                soft_before = limit.soft_before,
-                soft = limit.soft,
-                hard = limit.hard,
-                "open-file limit (RLIMIT_NOFILE) at its hard limit"
-            );
-            Some(limit.soft)
-        }
-        Err(error) => {
-            tracing::warn!(%error, "could not raise the open-file limit");
-            rlimit::current_nofile().ok().map(|(soft, _)| soft)
-        }
-    };
-    let mut max_connections = settings.core.max_connections;
-    let mut ceiling = usize::MAX;
-    if let Some(soft) = soft_limit {
-        ceiling = rlimit::connection_ceiling(soft, loops, settings.listeners.len());
+    let ceiling = fitted.connection_ceiling;
+    if let Some(open_files) = fitted.open_files {
         tracing::info!(
-            open_files = soft,
+            open_files,
             connection_ceiling = ceiling,
             "connection ceiling: open files minus a reserve for the loops and their slack"
         );
-        if ceiling == 0 {
-            eprintln!(
-                "starling: the open-file limit ({soft}) leaves no room for connections with {loops} event loops"
-            );
-            return ExitCode::from(EXIT_INVALID_CONFIG);
-        }
-        if ceiling < max_connections {
-            tracing::warn!(
-                requested = max_connections,
-                ceiling,
-                "limits.max_connections lowered to the open-file ceiling"
-            );
-            max_connections = ceiling;
-        }
     }
-    let (core, clamped) = match settings.core_config(max_connections) {
-        Ok(config) => config,
-        Err((key, message)) => {
-            eprintln!("starling: invalid configuration: key `{key}`: {message}");
-            return ExitCode::from(EXIT_INVALID_CONFIG);
-        }
-    };
-    if clamped {
+    fitted.log_lowered();
+    let core = &settings.core;
+    let max_connections = core.max_connections;
+    if fitted.preheating_lowered {
         tracing::info!(
             max_live_objects = core.pool.max_live_objects,
             "pool preheating lowered to the loop's max live objects"
@@ -123,7 +83,12 @@ fn main() -> ExitCode {
         }
     };
     for (addr, listener) in server.local_addrs.iter().zip(&settings.listeners) {
-        tracing::info!(%addr, event_loops = loops, listener_max_connections = listener.max_connections, "listening (listener_max_connections 0: only the global limit)");
+        // 0 is no limit of the listener's own: only limits.max_connections applies.
+        let limit = match listener.max_connections {
+            0 => "none".to_string(),
+            n => n.to_string(),
+        };
+        tracing::info!(%addr, event_loops = loops, listener_max_connections = %limit, "listening");
     }
     let preheated: usize = server.pool_stats.iter().map(|s| s.live).sum();
     tracing::info!(
@@ -136,11 +101,9 @@ fn main() -> ExitCode {
         "event loops running (pool sizes are per loop)"
     );
     starling::monitor::start(&settings.monitor, &server.probe());
-    let mut running = settings;
-    running.core = core;
     let supervisor = Supervisor {
         server,
-        settings: running,
+        settings: fitted.settings,
         flags: cli.flags(),
         config_path: cli.config.clone(),
         connection_ceiling: ceiling,
@@ -154,6 +117,25 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             tracing::error!(%error, "signal handling failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `starling man --dir DIR`.
+fn write_manual(dir: &std::path::Path) -> ExitCode {
+    match starling::manual::write_pages(dir) {
+        Ok(paths) => {
+            for path in paths {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "starling: cannot write the manual pages under {}: {error}",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }

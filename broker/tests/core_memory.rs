@@ -16,7 +16,7 @@ use starling_alloc_count::{Counting, snapshot};
 static GLOBAL: Counting = Counting;
 
 const CLIENTS: usize = 15_000;
-/// The budget the issue sets for an idle client with one subscription, whole process.
+/// The budget for an idle client with one subscription, whole process: 1 KiB.
 const MAX_BYTES_PER_IDLE_CLIENT: f64 = 1024.0;
 
 fn live() -> isize {

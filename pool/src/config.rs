@@ -2,17 +2,17 @@
 
 use std::fmt;
 
-/// Objects constructed at start-up by default (seed 004's `INITIAL_POOL_SIZE`).
+/// Objects constructed at start-up by default.
 pub const DEFAULT_INITIAL_OBJECTS: usize = 1024;
 /// Growth triggers when `active >= preheated * threshold / 100`.
 pub const DEFAULT_GROWTH_THRESHOLD_PERCENT: u32 = 80;
 /// Each growth step multiplies the preheated size by this (150 = ×1.5).
 pub const DEFAULT_GROWTH_FACTOR_PERCENT: u32 = 150;
-/// Preheating stops at this many objects (seed 004's `MAX_POOL_SIZE`).
+/// Preheating stops at this many objects.
 pub const DEFAULT_MAX_PREHEATED_OBJECTS: usize = 100_000;
-/// The hard limit on live objects, i.e. connections (seed 004's `MAX_CONNECTIONS`).
+/// The hard limit on live objects, i.e. connections.
 pub const DEFAULT_MAX_LIVE_OBJECTS: usize = 1_000_000;
-/// Available objects idle longer than this are freed by [`crate::Pool::sweep`] (seed 000: 5 min).
+/// Available objects idle longer than this are freed by [`crate::Pool::sweep`] (5 min).
 pub const DEFAULT_IDLE_TTL_MS: u64 = 5 * 60 * 1000;
 /// Objects one [`crate::Pool::preheat_step`] constructs at most by default.
 pub const DEFAULT_PREHEAT_BUDGET_OBJECTS: usize = 256;
@@ -55,7 +55,8 @@ impl Default for PoolConfig {
     }
 }
 
-/// Seed 004's three deployment sizes.
+/// Three deployment sizes: objects built at start, preheated at most, and live at most
+/// (the connections one pool serves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
     /// 256 initial, 10 000 preheated at most, 10 000 connections.
@@ -67,7 +68,7 @@ pub enum Preset {
 }
 
 impl PoolConfig {
-    /// The configuration of a seed-004 preset; other fields keep their defaults.
+    /// The configuration of a preset; other fields keep their defaults.
     pub fn preset(preset: Preset) -> Self {
         let (initial, max_preheated, max_live) = match preset {
             Preset::Small => (256, 10_000, 10_000),

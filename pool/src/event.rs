@@ -2,7 +2,7 @@
 //!
 //! Every event is also logged through `tracing` at `info` (health changes to overloaded or
 //! unavailable at `warn`) in the form its `Display` gives, so an expansion always produces
-//! seed 004's line: `[POOL] Expand: 1024->1536 (trigger at 819/1024 connections)`.
+//! one line of a fixed form: `[POOL] Expand: 1024->1536 (trigger at 819/1024 connections)`.
 
 use std::fmt;
 

@@ -4,7 +4,7 @@
 use crate::PoolConfig;
 
 /// The active count at which an acquisition triggers growth from `preheated`:
-/// `preheated * threshold_percent / 100` (integer arithmetic, seed 004).
+/// `preheated * threshold_percent / 100` (integer arithmetic).
 pub fn trigger_active(preheated: usize, threshold_percent: u32) -> usize {
     preheated * threshold_percent as usize / 100
 }

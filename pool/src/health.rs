@@ -1,4 +1,4 @@
-//! Health (seed 002): four states from the utilisation `active / max_live_objects`.
+//! Health: four states from the utilisation `active / max_live_objects`.
 //!
 //! | status      | utilisation            | meaning                                   |
 //! |-------------|------------------------|-------------------------------------------|

@@ -4,7 +4,8 @@
 //! instead of being built and torn down per connection. The pool knows nothing of MQTT.
 //!
 //! Layout:
-//! - [`config`]: [`PoolConfig`], its validation ([`ConfigError`]) and seed 004's [`Preset`]s.
+//! - [`config`]: [`PoolConfig`], its validation ([`ConfigError`]) and the deployment-size
+//!   [`Preset`]s.
 //! - [`growth`]: the growth rule as pure functions: the trigger (`active >= preheated * 80 /
 //!   100`), the next size (`min(preheated * 3 / 2, cap)`) and the ladder of sizes.
 //! - [`pool`]: [`Pool`] itself: acquire / release / get, incremental

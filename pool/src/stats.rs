@@ -1,4 +1,4 @@
-//! Counters and gauges a pool keeps (seeds 002, 003, 004).
+//! Counters and gauges a pool keeps: its sizes, growth and shrinking, refusals, reuse.
 
 use crate::Health;
 
@@ -42,7 +42,7 @@ pub struct PoolStats {
 impl PoolStats {
     /// Share of acquisitions served without constructing an object in the acquisition itself:
     /// `(acquisitions - constructed_on_demand) / acquisitions` (1.0 before any acquisition).
-    /// Seed 003 calls a rate above 0.9 healthy.
+    /// Above 0.9 the preheating keeps ahead of demand.
     pub fn reuse_rate(&self) -> f64 {
         if self.acquisitions == 0 {
             return 1.0;

@@ -21,7 +21,7 @@ fn starts_with_initial_objects_constructed() {
 }
 
 #[test]
-fn ladder_matches_the_seed_for_defaults_and_presets() {
+fn ladder_for_defaults_and_presets() {
     let ladder: Vec<usize> = growth::ladder(&PoolConfig::default()).collect();
     assert_eq!(ladder, DEFAULT_LADDER);
     let small: Vec<usize> = growth::ladder(&PoolConfig::preset(Preset::Small)).collect();
@@ -81,7 +81,7 @@ fn grows_through_the_exact_sequence_at_the_exact_triggers() {
 }
 
 #[test]
-fn the_expansion_log_line_is_the_seeds() {
+fn the_expansion_log_line_has_its_fixed_form() {
     let mut pool = pool(PoolConfig::default());
     let events = record_events(&mut pool);
     let _keys: Vec<_> = (0..819).map(|_| pool.acquire().expect("room")).collect();

@@ -59,7 +59,7 @@ STARLING_OPTIONS = {
     "max_inflight_messages",
     "max_queued_messages",
     "max_keep_alive_secs",
-    # MQTT 5 (issue 4)
+    # MQTT 5
     "topic_alias_maximum",
     "receive_maximum",
 }

@@ -194,8 +194,8 @@ def test_refusals_are_counted_by_reason(monitored):
 
 @pytest.mark.monitor_options(max_connections=20, event_loops=1)
 def test_healthz_reports_each_of_the_four_states(monitored):
-    # Degraded from 75 % of max_connections, overloaded from 90 %, unavailable at 100 %
-    # (seed 002); 200 while clients can still come, 503 once a balancer should stop sending.
+    # Degraded from 75 % of max_connections, overloaded from 90 %, unavailable at 100 %;
+    # 200 while clients can still come, 503 once a balancer should stop sending.
     steps = [(0, "healthy", 200), (15, "degraded", 200), (18, "overloaded", 503), (20, "unavailable", 503)]
     connected = 0
     for target, state, code in steps:

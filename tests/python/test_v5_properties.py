@@ -97,7 +97,7 @@ INVALID_UTF8 = [b"\xff\xfe", b"\xc3\x28", b"ab\xed\xa0\x80", b"\xc0\xaf"]
 
 
 @pytest.mark.xfail_mosquitto("does not check the payload against Payload Format Indicator 1 (optional in "
-                             "3.3.2.3.2; issue 4 makes it part of Starling's contract)")
+                             "3.3.2.3.2; Starling checks it)")
 @pytest.mark.parametrize("payload", INVALID_UTF8, ids=["ff-fe", "bad-continuation", "surrogate", "overlong"])
 def test_payload_format_invalid_refused_0x99(clients, payload):
     """Payload Format Indicator 1 and a payload that is not valid UTF-8: the server may

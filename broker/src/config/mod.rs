@@ -1,13 +1,16 @@
 //! The broker's configuration: a TOML file ([`mod@file`]), the command line (`crate::cli`, which
 //! produces the same shape and overrides the file key by key), documented defaults, and the
-//! resolved [`Settings`] the binary runs with. [`reload`] compares two resolutions for a live
-//! reload (SIGHUP).
+//! resolved [`Settings`] the binary runs with. [`host`] fits them to the open-file limit (the
+//! one set of checks `--check-config`, start-up and a reload share); [`reload`] compares two
+//! resolutions for a live reload (SIGHUP).
 //!
 //! Every key is `section.name` in the file and `--name` (pool keys: `--pool-name`) on the
 //! command line; `starling.example.toml` at the repository root lists them all.
 
 pub mod error;
+pub mod example;
 pub mod file;
+pub mod host;
 pub mod reload;
 
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use starling_pool::{PoolConfig, Preset};
 
 pub use error::ConfigError;
 pub use file::{FileConfig, ListenerProtocol};
+pub use host::{Fitted, Host, OpenFiles, load_fitted};
 
 use crate::cli::{LogLevel, PoolPreset};
 use crate::core::CoreConfig;
@@ -58,6 +62,9 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// The core's limits and the per-loop pool for `core.max_connections`.
     pub core: CoreConfig,
+    /// Whether `limits.max_connections` was set (file or flag) rather than taken from the
+    /// preset or the default: lowering the operator's own value is worth a warning.
+    pub max_connections_configured: bool,
     /// The pool preset, if any.
     pub pool_preset: Option<PoolPreset>,
     /// `pool.initial_objects` if set (else the preset's, lowered to fit).
@@ -187,6 +194,7 @@ impl Settings {
                 .max_connections_per_ip
                 .map_or(DEFAULT_MAX_CONNECTIONS_PER_IP, |v| v.get()),
             core,
+            max_connections_configured: l.max_connections.is_some(),
             pool_preset: p.preset,
             pool_initial_objects: p.initial_objects.map(|v| v.get()),
             pool_max_preheated_objects: p.max_preheated_objects.map(|v| v.get()),
@@ -201,15 +209,7 @@ impl Settings {
 
     /// Reads and resolves the file at `path` with `flags` over it.
     pub fn load(path: &Path, flags: &FileConfig) -> Result<Settings, ConfigError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            origin: origin.clone(),
-            key: None,
-            position: None,
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
-        let file = FileConfig::parse(&text, &origin)?;
-        Settings::resolve(&file.overlay(flags), &origin, Some(&text))
+        Ok(Source::load(Some(path), flags)?.settings)
     }
 
     /// The core's configuration for `max_connections` (the configured value, or that value
@@ -259,6 +259,55 @@ impl Settings {
             },
             clamped,
         ))
+    }
+}
+
+/// Resolved settings with where they came from, to point later errors at a line.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The settings.
+    pub settings: Settings,
+    /// The file's name, or `command line`.
+    pub origin: String,
+    /// The file's text, if there is a file.
+    pub text: Option<String>,
+}
+
+impl Source {
+    /// Reads `path` (if any: without one, the flags alone) and resolves it with `flags` over
+    /// it.
+    pub fn load(path: Option<&Path>, flags: &FileConfig) -> Result<Source, ConfigError> {
+        let Some(path) = path else {
+            let origin = "command line".to_string();
+            let settings = Settings::resolve(flags, &origin, None)?;
+            return Ok(Source {
+                settings,
+                origin,
+                text: None,
+            });
+        };
+        let (origin, text) = read(path)?;
+        let file = FileConfig::parse(&text, &origin)?.overlay(flags);
+        let settings = Settings::resolve(&file, &origin, Some(&text))?;
+        Ok(Source {
+            settings,
+            origin,
+            text: Some(text),
+        })
+    }
+}
+
+/// The file at `path` as its name for error messages and its text.
+fn read(path: &Path) -> Result<(String, String), ConfigError> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((origin, text)),
+        Err(e) => Err(ConfigError {
+            origin,
+            key: None,
+            position: None,
+            message: format!("cannot read the configuration file: {e}"),
+        }),
     }
 }
 

@@ -202,6 +202,7 @@ pub fn apply_live(old: &Settings, new: &Settings) -> Settings {
     next.shutdown_timeout_ms = new.shutdown_timeout_ms;
     next.max_connections_per_ip = new.max_connections_per_ip;
     next.core = new.core.clone();
+    next.max_connections_configured = new.max_connections_configured;
     next.pool_preset = new.pool_preset;
     next.pool_initial_objects = new.pool_initial_objects;
     next.pool_max_preheated_objects = new.pool_max_preheated_objects;

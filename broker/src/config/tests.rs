@@ -15,10 +15,47 @@ fn an_empty_file_is_the_defaults() {
 }
 
 #[test]
-fn the_example_file_is_valid() {
-    let text = include_str!("../../../starling.example.toml");
-    let settings = resolve(text).expect("the example is valid");
+fn the_example_file_is_the_defaults() {
+    let settings = resolve(example::EXAMPLE_CONFIG).expect("the example is valid");
+    assert_eq!(
+        settings,
+        resolve("").expect("defaults"),
+        "the keys the example writes out are set to their defaults"
+    );
+}
+
+#[test]
+fn the_example_with_every_key_set_is_valid_and_sets_them() {
+    let text = example::uncommented(example::EXAMPLE_CONFIG);
+    let settings = resolve(&text).expect("every example value is valid");
     assert_eq!(settings.listeners.len(), 2);
+    assert_eq!(settings.event_loops, 2);
+    assert_eq!(settings.pool_preset, Some(crate::cli::PoolPreset::Small));
+    assert!(settings.max_connections_configured);
+    assert_eq!(settings.core.max_connections, 10_000);
+}
+
+#[test]
+fn a_pool_key_above_the_lowered_share_is_refused() {
+    let text = "[server]\nevent_loops = 2\n[pool]\nmax_preheated_objects = 100000\n";
+    let settings = resolve(text).expect("valid for a million connections");
+    assert!(!settings.max_connections_configured);
+    let (key, message) = settings.fit(19_000).expect_err("above a loop's share");
+    assert_eq!(key, "pool.max_preheated_objects");
+    assert!(
+        message.contains("lowered to the open-file ceiling 19000"),
+        "{message}"
+    );
+    let fitted = resolve("[server]\nevent_loops = 2\n")
+        .expect("valid")
+        .fit(19_000)
+        .expect("preset values are lowered to fit");
+    assert!(fitted.lowered());
+    assert_eq!(fitted.settings.core.max_connections, 19_000);
+    assert!(
+        fitted.settings.core.pool.max_preheated_objects
+            <= fitted.settings.core.pool.max_live_objects
+    );
 }
 
 #[test]

@@ -2,12 +2,12 @@
 //! 3.1.1 clients, as other brokers do).
 //!
 //! Each message that matches a group goes to exactly one of its members. The members of
-//! a group may live on different loops (a session lives on the loop its client id hashes
-//! to), so the groups are one registry for the whole broker ([`SharedGroups`], in
+//! a group may live on different loops (a session lives on the loop that accepted its
+//! client's first CONNECT), so the groups are one registry for the whole broker ([`SharedGroups`], in
 //! [`Shared`](super::Shared) behind a mutex that is taken only while any group exists),
 //! and the member is chosen on the loop where the message was published: the online member
-//! with the fewest unacknowledged messages (in flight or queued; seed 000's "load by
-//! unacknowledged messages"), round-robin among equals. A member on another loop gets the
+//! with the fewest unacknowledged messages (in flight or queued: a member that acknowledges
+//! faster gets more), round-robin among equals. A member on another loop gets the
 //! message by [`Action::ForwardShared`].
 //!
 //! Each member's load is a [`Presence`] shared between the registry and the member's

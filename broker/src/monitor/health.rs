@@ -1,4 +1,4 @@
-//! The broker's health (seed 002): four states from how full it is, reported as JSON on
+//! The broker's health: four states from how full it is, reported as JSON on
 //! `GET /healthz` and logged when it changes.
 //!
 //! The status is the worst of: the global utilisation (connected clients over

@@ -9,7 +9,7 @@
 //! - [`http`]: the HTTP listener (`GET /metrics`, `GET /healthz`) on its own thread.
 //! - [`prometheus`]: the snapshot as Prometheus text, through the `metrics` crate and
 //!   `metrics-exporter-prometheus`' recorder (no tokio, no hyper).
-//! - [`health`]: the four-state health (seed 002) and its JSON, with status changes logged.
+//! - [`health`]: the four-state health and its JSON, with status changes logged.
 //! - [`sys`]: the `$SYS/broker/...` messages (Mosquitto's names where it has one) and the
 //!   thread that publishes them every `sys_interval_secs` and watches health every second.
 //! - [`rss`]: the process's resident and peak memory.

@@ -36,8 +36,8 @@
 //! `mqttbytes-ng` is the better crate (it refuses a SUBSCRIBE without filters, its errors
 //! implement `std::error::Error`, its filter validator refuses `a+/b`), so it would be the
 //! choice if a codec crate were used. It is not used, because for every packet we would have
-//! to parse the raw bytes a second time ourselves to do the validation the brief requires,
-//! and in some cases its result is wrong rather than just lenient:
+//! to parse the raw bytes a second time ourselves to do the validation the standard asks of
+//! a server, and in some cases its result is wrong rather than just lenient:
 //!
 //! - CONNECT: the 3.1 protocol name `MQIsdp` is refused (`InvalidProtocol`), so MQTT 3.1
 //!   clients could not connect at all; a password that is not UTF-8 is refused

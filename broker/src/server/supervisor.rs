@@ -18,7 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use super::Server;
 use super::control::ShutdownReport;
 use crate::cli::LogLevel;
-use crate::config::{FileConfig, Settings, reload};
+use crate::config::{FileConfig, Host, Settings, load_fitted, reload};
 
 /// How long the main thread sleeps between checks on the loops.
 pub const SUPERVISOR_POLL_MS: u64 = 100;
@@ -120,32 +120,17 @@ impl Supervisor {
             tracing::warn!("SIGHUP: no --config file to re-read; nothing reloaded");
             return;
         };
-        let mut new = match Settings::load(&path, &self.flags) {
-            Ok(new) => new,
+        // The same checks as start-up, with the ceiling found then (the loops that run).
+        let host = Host::Ceiling(self.connection_ceiling);
+        let fitted = match load_fitted(Some(&path), &self.flags, host) {
+            Ok(fitted) => fitted,
             Err(error) => {
                 tracing::error!(%error, "SIGHUP: configuration rejected; the running configuration stays");
                 return;
             }
         };
-        if new.core.max_connections > self.connection_ceiling {
-            tracing::warn!(
-                requested = new.core.max_connections,
-                ceiling = self.connection_ceiling,
-                "limits.max_connections lowered to the open-file ceiling"
-            );
-            // The per-loop pools are sized from max_connections: size them for the ceiling.
-            match new.core_config(self.connection_ceiling) {
-                Ok((core, _)) => new.core = core,
-                Err((key, message)) => {
-                    tracing::error!(
-                        key,
-                        message,
-                        "SIGHUP: configuration rejected; the running configuration stays"
-                    );
-                    return;
-                }
-            }
-        }
+        fitted.log_lowered();
+        let new = fitted.settings;
         let changes = reload::diff(&self.settings, &new);
         if changes.is_empty() {
             tracing::info!(file = %path.display(), "SIGHUP: configuration re-read; nothing changed");

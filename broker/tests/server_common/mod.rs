@@ -25,6 +25,26 @@ pub struct Broker {
     reader: Option<JoinHandle<()>>,
 }
 
+/// A command running the `starling` binary; with `open_files`, under that open-file limit
+/// (soft and hard, set by the shell's `ulimit -n` before it execs the binary), so a test
+/// does not depend on the limit it was started with.
+pub fn starling_command(open_files: Option<u64>) -> Command {
+    let binary = env!("CARGO_BIN_EXE_starling");
+    match open_files {
+        None => Command::new(binary),
+        Some(limit) => {
+            let mut command = Command::new("sh");
+            command.args([
+                "-c",
+                "ulimit -n \"$0\" && exec \"$@\"",
+                &limit.to_string(),
+                binary,
+            ]);
+            command
+        }
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -51,12 +71,23 @@ impl Broker {
         listen: impl Fn(SocketAddr) -> Vec<String>,
         log_level: Option<&str>,
     ) -> Broker {
+        Broker::start_limited(None, args, listen, log_level)
+    }
+
+    /// Like [`Broker::start_logging`], with the open-file limit (soft and hard) set to
+    /// `open_files` for the broker if given (see [`starling_command`]).
+    pub fn start_limited(
+        open_files: Option<u64>,
+        args: &[&str],
+        listen: impl Fn(SocketAddr) -> Vec<String>,
+        log_level: Option<&str>,
+    ) -> Broker {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
                 .parse()
                 .expect("loopback address");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+            let mut child = starling_command(open_files)
                 .args(listen(addr))
                 .args(log_level.iter().flat_map(|level| ["--log-level", level]))
                 .args(args)

@@ -223,15 +223,16 @@ pub fn client_id(args: &Args, i: usize) -> String {
     format!("{}-c-{i}", args.client_prefix)
 }
 
-/// Whether `lines` are the first expansions of seed 004's ladder for `pool`: start at
-/// `initial_objects`, trigger at 80 %, grow by half, stop at the cap.
+/// Whether `lines` are the first expansions of the documented growth ladder for `pool`
+/// (`docs/pool.md`): start at `initial_objects`, trigger at 80 %, grow by half, stop at the
+/// cap.
 pub fn expansions_follow_ladder(lines: &[String], pool: &starling_pool::PoolConfig) -> bool {
-    const SEED_TRIGGER_PERCENT: usize = 80;
-    const SEED_GROWTH_PERCENT: usize = 150;
+    const LADDER_TRIGGER_PERCENT: usize = 80;
+    const LADDER_GROWTH_PERCENT: usize = 150;
     let mut from = pool.initial_objects;
     for line in lines {
-        let to = (from * SEED_GROWTH_PERCENT / 100).min(pool.max_preheated_objects);
-        let trigger = from * SEED_TRIGGER_PERCENT / 100;
+        let to = (from * LADDER_GROWTH_PERCENT / 100).min(pool.max_preheated_objects);
+        let trigger = from * LADDER_TRIGGER_PERCENT / 100;
         let expected =
             format!("[POOL] Expand: {from}->{to} (trigger at {trigger}/{from} connections)");
         if !line.contains(&expected) {
