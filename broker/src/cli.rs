@@ -132,6 +132,23 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = Inflight::parse)]
     pub receive_maximum: Option<Inflight>,
 
+    /// Longest time a publisher is held back (not read) for a subscriber whose queue is
+    /// filling; after it that subscriber's queue limit applies (drops counted).
+    /// [default: 1000]
+    #[arg(long, value_name = "MS", value_parser = PositiveMillis::parse)]
+    pub max_publisher_hold_ms: Option<PositiveMillis>,
+
+    /// PUBLISH packets one client may send per second, with a burst of one second's worth;
+    /// a client over it is not read until it is within the rate again (0: unlimited).
+    /// [default: 0]
+    #[arg(long, value_name = "N", value_parser = crate::config::file::Count::parse)]
+    pub max_publish_rate_messages_per_sec: Option<crate::config::file::Count>,
+
+    /// PUBLISH bytes (whole packets) one client may send per second, likewise (0:
+    /// unlimited). [default: 0]
+    #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
+    pub max_publish_rate_bytes_per_sec: Option<OptionalBytes>,
+
     /// A deployment size for each loop's pool of connection objects: small (256 built at
     /// start, 10 000 preheated at most, 10 000 connections), medium (2 048 / 100 000 /
     /// 100 000), large (10 000 / 100 000 / 1 000 000). Without it: 1 024 / 100 000 /
@@ -297,6 +314,9 @@ impl Cli {
         l.max_output_buffer_bytes = self.max_output_buffer_bytes;
         l.topic_alias_maximum = self.topic_alias_maximum;
         l.receive_maximum = self.receive_maximum;
+        l.max_publisher_hold_ms = self.max_publisher_hold_ms;
+        l.max_publish_rate_messages_per_sec = self.max_publish_rate_messages_per_sec;
+        l.max_publish_rate_bytes_per_sec = self.max_publish_rate_bytes_per_sec;
         let p = &mut c.pool;
         p.preset = self.pool_preset;
         p.initial_objects = self.pool_initial_objects;

@@ -584,9 +584,9 @@ fn slow_subscriber_queue_is_bounded_dropping_qos0_first() {
     let publisher = net.connect_ok("pub", true);
     net.publish(publisher, "t", 1, false, Some(1), b"in flight");
     net.publish(publisher, "t", 1, false, Some(2), b"a");
-    // A subscriber that acknowledges nothing for a stall interval no longer holds
-    // publishers back (`core::flow`): its queue limit applies.
-    net.advance(starling::core::flow::CONGESTION_STALL_MS);
+    // A subscriber that has held its publisher back for `max_publisher_hold_ms` without
+    // draining overflows (`core::flow`): its queue limit applies.
+    net.advance(net.shards[0].config().max_publisher_hold_ms);
     // Behind a queued message, QoS 0 waits too (order is kept).
     net.publish(publisher, "t", 0, false, None, b"q0");
     net.publish(publisher, "t", 1, false, Some(3), b"b");

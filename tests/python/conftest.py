@@ -62,6 +62,11 @@ STARLING_OPTIONS = {
     # MQTT 5
     "topic_alias_maximum",
     "receive_maximum",
+    # Slow subscribers and per-client rates
+    "max_output_buffer_bytes",
+    "max_publisher_hold_ms",
+    "max_publish_rate_messages_per_sec",
+    "max_publish_rate_bytes_per_sec",
 }
 # Options Mosquitto can express: (config key, whether it goes in the listener block).
 MOSQUITTO_EQUIVALENTS = {

@@ -383,11 +383,19 @@ class RawClient:
 
     decode_publish = staticmethod(decode_publish)  # the protocol version's PUBLISH decoder
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0):
+    def __init__(self, host: str, port: int, timeout: float = 5.0, rcvbuf: Optional[int] = None):
         self.host = host
         self.port = port
         self.default_timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            # A small receive buffer must be set before connecting (the window is agreed
+            # then): a client that reads slowly, whose data the server has to hold.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         self._pending: "collections.deque[Packet]" = collections.deque()

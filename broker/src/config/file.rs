@@ -193,6 +193,9 @@ pub struct LimitsSection {
     pub max_output_buffer_bytes: Option<OutputBytes>,
     pub topic_alias_maximum: Option<KeepAliveSecs>,
     pub receive_maximum: Option<Inflight>,
+    pub max_publisher_hold_ms: Option<PositiveMillis>,
+    pub max_publish_rate_messages_per_sec: Option<Count>,
+    pub max_publish_rate_bytes_per_sec: Option<OptionalBytes>,
 }
 
 /// `[pool]`.
@@ -274,7 +277,8 @@ impl FileConfig {
             max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,
             max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
-            topic_alias_maximum, receive_maximum);
+            topic_alias_maximum, receive_maximum, max_publisher_hold_ms,
+            max_publish_rate_messages_per_sec, max_publish_rate_bytes_per_sec);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
         take!(monitoring: metrics_listen, sys_interval_secs);

@@ -169,6 +169,15 @@ impl Settings {
             receive_maximum: l.receive_maximum.map_or(defaults.receive_maximum, |v| {
                 u16::try_from(v.get()).unwrap_or(u16::MAX)
             }),
+            max_publisher_hold_ms: l
+                .max_publisher_hold_ms
+                .map_or(defaults.max_publisher_hold_ms, |v| v.0),
+            max_publish_rate_messages_per_sec: l
+                .max_publish_rate_messages_per_sec
+                .map_or(defaults.max_publish_rate_messages_per_sec, |v| v.0),
+            max_publish_rate_bytes_per_sec: l
+                .max_publish_rate_bytes_per_sec
+                .map_or(defaults.max_publish_rate_bytes_per_sec, |v| v.0),
             buffer_bytes: defaults.buffer_bytes,
             pool: PoolConfig {
                 idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),

@@ -105,6 +105,18 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             c.receive_maximum.to_string(),
         ),
         (
+            "limits.max_publisher_hold_ms".into(),
+            c.max_publisher_hold_ms.to_string(),
+        ),
+        (
+            "limits.max_publish_rate_messages_per_sec".into(),
+            c.max_publish_rate_messages_per_sec.to_string(),
+        ),
+        (
+            "limits.max_publish_rate_bytes_per_sec".into(),
+            c.max_publish_rate_bytes_per_sec.to_string(),
+        ),
+        (
             "pool.preset".into(),
             s.pool_preset
                 .map_or_else(|| "(none)".to_string(), |p| format!("{p:?}").to_lowercase()),

@@ -34,6 +34,9 @@ pub const DEFAULT_BUFFER_BYTES: usize = 4096;
 pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 10;
 /// QoS 1/2 PUBLISHes a client may have unacknowledged toward the broker.
 pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 1024;
+/// Default longest time a publisher is held back for a congested subscriber before that
+/// subscriber's queue limit applies instead (`core::flow`).
+pub const DEFAULT_MAX_PUBLISHER_HOLD_MS: u64 = 1000;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -68,6 +71,14 @@ pub struct CoreConfig {
     /// Receive Maximum: QoS 1/2 PUBLISHes a client may have unacknowledged toward us (in
     /// practice QoS 2 ones awaiting PUBREL: QoS 1 is acknowledged at once).
     pub receive_maximum: u16,
+    /// Longest time a publisher is held back (not read) for a congested subscriber; after it
+    /// the subscriber's queue limit applies and what does not fit is dropped (counted).
+    pub max_publisher_hold_ms: u64,
+    /// PUBLISH packets one client may send per second, with a burst of one second's worth
+    /// (0 = unlimited); a client over it is not read until it is within the rate again.
+    pub max_publish_rate_messages_per_sec: u64,
+    /// PUBLISH bytes (whole packets) one client may send per second, likewise (0 = unlimited).
+    pub max_publish_rate_bytes_per_sec: u64,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
     /// The per-loop connection pool.
@@ -90,6 +101,9 @@ impl Default for CoreConfig {
             max_output_buffer_bytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
             topic_alias_maximum: DEFAULT_TOPIC_ALIAS_MAXIMUM,
             receive_maximum: DEFAULT_RECEIVE_MAXIMUM,
+            max_publisher_hold_ms: DEFAULT_MAX_PUBLISHER_HOLD_MS,
+            max_publish_rate_messages_per_sec: 0,
+            max_publish_rate_bytes_per_sec: 0,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             pool: PoolConfig::default(),
         }

@@ -107,6 +107,9 @@ pub struct Conn {
     pub will: Option<Box<PendingWill>>,
     /// MQTT 5 state, for v5 connections.
     pub v5: Option<Box<ConnV5>>,
+    /// Why the connection may not be read now (flow-control holds, publish rate limits);
+    /// allocated on the first hold or rate-limited PUBLISH.
+    pub gate: Option<Box<crate::core::gate::Gate>>,
     /// Whether the connection holds a slot of the global connection count.
     pub counted: bool,
     /// Whether the connection is on the loop's list of connections with new output.
@@ -133,6 +136,7 @@ impl Conn {
             output: Vec::new(),
             will: None,
             v5: None,
+            gate: None,
             dirty: false,
             counted: false,
             refusal_logged: false,
@@ -177,6 +181,7 @@ impl Poolable for Conn {
         self.keep_alive_timeout_ms = 0;
         self.will = None;
         self.v5 = None;
+        self.gate = None;
         self.dirty = false;
         self.counted = false;
         self.refusal_logged = false;

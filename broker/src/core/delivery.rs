@@ -15,7 +15,9 @@
 //! which narrows the in-flight window (MQTT-3.3.4-9).
 
 use crate::core::conn::{Conn, Phase};
+use crate::core::flow::Origin;
 use crate::core::message::SharedMessage;
+use crate::core::observe::DropReason;
 use crate::core::outbound::for_subscriber;
 use crate::core::session::{Inflight, InflightState, Queued, Session};
 use crate::core::subscription::SubIds;
@@ -32,6 +34,9 @@ pub(crate) struct Outgoing<'a, 'm> {
     pub expires_at_ms: Option<u64>,
     /// The shared copy, if made.
     pub shared: &'m mut Option<SharedMessage>,
+    /// Who published it, if a client did: held back if the message has to wait in a
+    /// congested subscriber's queue (`flow`).
+    pub origin: Option<Origin>,
 }
 
 impl<'a, 'm> Outgoing<'a, 'm> {
@@ -48,6 +53,7 @@ impl<'a, 'm> Outgoing<'a, 'm> {
             view: message.as_publish(qos, retain, false, None),
             expires_at_ms: message.expires_at_ms(),
             shared: slot,
+            origin: None,
         }
     }
 
@@ -136,13 +142,11 @@ pub(crate) fn deliver(
         return;
     };
     if expired(message.expires_at_ms, now_ms) {
-        shard.stats.dropped_expired += 1;
-        shard.stats.dropped += 1;
+        shard.stats.count_drop(DropReason::Expired);
         return;
     }
     if too_large_for(shard, session, message, &grant) {
-        shard.stats.dropped_too_large += 1;
-        shard.stats.dropped += 1;
+        shard.stats.count_drop(DropReason::TooLargeForClient);
         return;
     }
     let qos = grant.qos;
@@ -164,26 +168,23 @@ pub(crate) fn deliver(
         }
         // Offline: QoS 0 is not kept (MQTT-3.1.2-5 allows either; Mosquitto does not keep it).
         None if qos == QoS::AtMostOnce => {
-            shard.stats.dropped += 1;
+            shard.stats.count_drop(DropReason::Qos0Offline);
             return;
         }
         None => None,
     };
     match send_now {
         None => {
+            let origin = message.origin;
             let message = message.shared();
-            enqueue(
-                shard,
-                session_id,
-                Queued {
-                    qos,
-                    retain: grant.retain,
-                    message,
-                    sub_ids: SubIds::from_slice(grant.sub_ids),
-                    group: grant.group,
-                },
-                now_ms,
-            );
+            let queued = Queued {
+                qos,
+                retain: grant.retain,
+                message,
+                sub_ids: SubIds::from_slice(grant.sub_ids),
+                group: grant.group,
+            };
+            enqueue(shard, session_id, queued, origin, now_ms);
         }
         Some(key) if qos == QoS::AtMostOnce => {
             // The delivery's own header on the borrowed view (no copy of the view), put
@@ -225,7 +226,7 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
         return;
     };
     let Some(packet_id) = session.next_packet_id() else {
-        shard.stats.dropped += 1;
+        shard.stats.count_drop(DropReason::NoPacketId);
         return;
     };
     let state = if queued.qos == QoS::AtLeastOnce {
@@ -262,17 +263,27 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
     }
 }
 
-/// Queues a message. When the queue holds `max_queued_messages`, or the message would take
-/// it over `max_queued_bytes`, queued QoS 0 messages are dropped first (oldest first), else
-/// the new message is dropped. Every drop is counted; the first per session is logged.
+/// Queues a message from `origin`. When the queue holds `max_queued_messages`, or the
+/// message would take it over `max_queued_bytes`, queued QoS 0 messages are dropped first
+/// (oldest first), else the new message is dropped. Every drop is counted; the first per
+/// session is logged.
 ///
-/// A QoS 1/2 message for a session that is holding publishers back (`flow`) was already
-/// read or forwarded when the hold began: it is queued past `max_queued_messages` (counted in
+/// A message for a session that is holding its publishers back (`flow`) was already read or
+/// forwarded when the hold began: it is queued past `max_queued_messages` (counted in
 /// `queued_past_limit`) rather than dropped; `max_queued_bytes` still applies.
-fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued, now_ms: u64) {
-    let absorb = queued.qos != QoS::AtMostOnce && flow::holding(shard, session_id, now_ms);
+fn enqueue(
+    shard: &mut Shard,
+    session_id: u32,
+    queued: Queued,
+    origin: Option<Origin>,
+    now_ms: u64,
+) {
     let limit = shard.config.max_queued_messages;
-    let max_messages = if absorb { usize::MAX } else { limit };
+    let max_messages = if flow::holding(shard, session_id, now_ms) {
+        usize::MAX
+    } else {
+        limit
+    };
     let max_bytes = match shard.config.max_queued_bytes {
         0 => usize::MAX,
         n => n,
@@ -285,17 +296,19 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued, now_ms: u64) {
     let mut dropped_for = None;
     while traffic.queue.len() >= max_messages || traffic.queued_bytes + len > max_bytes {
         let reason = if traffic.queue.len() >= max_messages {
-            "max_queued_messages"
+            DropReason::QueueFullMessages
         } else {
-            "max_queued_bytes"
+            DropReason::QueueFullBytes
         };
         dropped_for = Some(reason);
+        shard.stats.count_drop(reason);
         if traffic.drop_queued_qos0().is_none() {
-            count_drop(&mut shard.stats, reason);
             log_drop(session, reason);
+            // The subscriber is congested all the same: its publishers are held if it is
+            // holding them.
+            flow::after_enqueue(shard, session_id, origin, now_ms);
             return;
         }
-        count_drop(&mut shard.stats, reason);
     }
     if traffic.queue.len() >= limit {
         shard.stats.queued_past_limit += 1;
@@ -304,21 +317,12 @@ fn enqueue(shard: &mut Shard, session_id: u32, queued: Queued, now_ms: u64) {
     if let Some(reason) = dropped_for {
         log_drop(session, reason);
     }
-    flow::after_enqueue(shard, session_id, now_ms);
+    flow::after_enqueue(shard, session_id, origin, now_ms);
 }
 
-fn count_drop(stats: &mut crate::core::ShardStats, reason: &str) {
-    stats.dropped += 1;
-    if reason == "max_queued_messages" {
-        stats.dropped_queue_messages += 1;
-    } else {
-        stats.dropped_queue_bytes += 1;
-    }
-}
-
-fn log_drop(session: &mut Session, reason: &str) {
+fn log_drop(session: &mut Session, reason: DropReason) {
     if !std::mem::replace(&mut session.drop_logged, true) {
-        tracing::info!(client = %session.client_id, reason, "queue full: message dropped (further drops for this client are counted, not logged)");
+        tracing::info!(client = %session.client_id, reason = reason.name(), "queue full: message dropped (further drops for this client are counted, not logged)");
     }
 }
 
@@ -363,8 +367,7 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
         };
         moved = true;
         if stale {
-            shard.stats.dropped_expired += 1;
-            shard.stats.dropped += 1;
+            shard.stats.count_drop(DropReason::Expired);
         } else if queued.qos == QoS::AtMostOnce {
             let view = queued
                 .message

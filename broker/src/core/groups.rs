@@ -29,6 +29,7 @@ use slab::Slab;
 
 use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::message::SharedMessage;
+use crate::core::observe::DropReason;
 use crate::core::subscription::SubOpts;
 use crate::core::{Action, Shard};
 use crate::protocol::QoS;
@@ -259,7 +260,7 @@ pub(crate) fn redispatch(shard: &mut Shard, group: u32, message: SharedMessage, 
         Err(_) => None,
     };
     let Some(pick) = pick else {
-        shard.stats.dropped += 1;
+        shard.stats.count_drop(DropReason::GroupMemberGone);
         return;
     };
     let mut slot = None;
@@ -277,6 +278,7 @@ fn give(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, pick: Pick, now_ms: 
             to: pick.loop_index,
             pick,
             message,
+            origin: outgoing.origin,
         });
     }
 }
@@ -295,8 +297,10 @@ pub(crate) fn deliver_local(
         .and_then(|e| e.presence.as_ref())
         .is_some_and(|p| Arc::ptr_eq(p, &pick.presence));
     if !is_member {
-        // The member left between the choice and now (its slot may be reused).
-        shard.stats.dropped += 1;
+        // The member left between the choice and now (its slot may be reused): another
+        // member takes it, if there is one.
+        let message = outgoing.shared();
+        redispatch(shard, pick.group, message, now_ms);
         return;
     }
     let ids = pick.opts.id();

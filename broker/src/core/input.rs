@@ -97,6 +97,9 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> usize {
         }
         let frame = &buf[at..at + len];
         observe::count_packet_in(&mut shard.stats, frame);
+        if header.packet_type == PacketType::Publish {
+            shard.charge_publish(key, len, now_ms);
+        }
         match dispatch(shard, key, header.packet_type, frame, now_ms) {
             Flow::Continue => at += len,
             Flow::Stop => return buf.len(),

@@ -14,6 +14,7 @@ use std::fmt::Display;
 use crate::core::conn::{PendingWill, Phase};
 use crate::core::input::Flow;
 use crate::core::message::Message;
+use crate::core::observe::DropReason;
 use crate::core::{Action, ConnId, Shard, groups, routing};
 use crate::protocol::v5::{DisconnectV5, PublishV5};
 use crate::protocol::{ProtocolVersion, ReasonCode};
@@ -235,7 +236,7 @@ fn publish_will(shard: &mut Shard, will: PendingWill, now_ms: u64) {
     };
     let mut view: PublishV5<'_> = message.as_publish(message.qos, message.retain, false, None);
     view.properties.message_expiry_interval_secs = expiry_secs;
-    routing::route_local_publish(shard, None, &view, expires_at_ms, now_ms);
+    routing::route_local_publish(shard, None, None, &view, expires_at_ms, now_ms);
 }
 
 /// Ends a session: a delayed will is published now (§3.1.3.2.2), its subscriptions leave
@@ -266,10 +267,18 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
         .into_iter()
         .filter(|m| m.qos != crate::protocol::QoS::ExactlyOnce)
         .map(|m| (m.group, m.message));
-    let queued = traffic.queue.into_iter().map(|q| (q.group, q.message));
-    for (group, message) in inflight.chain(queued) {
-        if let Some(group) = group {
-            groups::redispatch(shard, group, message, now_ms);
+    let queued = traffic
+        .queue
+        .into_iter()
+        .map(|q| (q.group, q.message, true));
+    let inflight = inflight.map(|(group, message)| (group, message, false));
+    for (group, message, never_sent) in inflight.chain(queued) {
+        match group {
+            Some(group) => groups::redispatch(shard, group, message, now_ms),
+            // What was in flight reached the client or not: only what never left is
+            // known to be lost.
+            None if never_sent => shard.stats.count_drop(DropReason::SessionEnded),
+            None => {}
         }
     }
     if let Some(will) = delayed_will {
@@ -335,7 +344,10 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
                 conn.last_seen_ms + shard.config.connect_timeout_ms
             }
             Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
-                conn.last_seen_ms + u64::from(conn.keep_alive_timeout_ms)
+                // Time the broker chose not to read the client (a flow-control hold, a rate
+                // pause) does not count against it.
+                let credit = conn.gate.as_ref().map_or(0, |g| g.credit_until(now_ms));
+                conn.last_seen_ms.max(credit) + u64::from(conn.keep_alive_timeout_ms)
             }
             Phase::Connected | Phase::Closing => continue,
         };

@@ -13,7 +13,8 @@
 //!   (`handlers/`).
 //! - [`delivery`]: sending a message to one session at its QoS: direct encode, in-flight
 //!   window, bounded queue, redelivery.
-//! - [`flow`]: holding publishers back while a subscriber's queue is filling.
+//! - [`flow`]: holding back the publishers of a subscriber whose queue is filling.
+//! - [`gate`]: whether a connection may be read (flow-control holds, publish rate limits).
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
 //! - [`outbound`]: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders), and
@@ -38,6 +39,7 @@ pub mod conn;
 pub mod delivery;
 pub mod directory;
 pub mod flow;
+pub mod gate;
 pub mod groups;
 mod handlers;
 pub mod input;
@@ -100,6 +102,8 @@ pub enum Action {
         to: usize,
         /// The message.
         message: SharedMessage,
+        /// Who published it (for flow control), if a client did.
+        origin: Option<flow::Origin>,
     },
     /// Give `message` to the one shared-subscription member `pick` chose on loop `to`
     /// ([`Shard::remote_shared`]).
@@ -110,6 +114,18 @@ pub enum Action {
         pick: groups::Pick,
         /// The message.
         message: SharedMessage,
+        /// Who published it (for flow control), if a client did.
+        origin: Option<flow::Origin>,
+    },
+    /// Tell loop `to` that its connection `conn` feeds a congested subscriber here and must
+    /// not be read ([`Shard::hold_publisher`] with `hold`), or no longer.
+    Hold {
+        /// The publisher's loop.
+        to: usize,
+        /// The publisher's connection there.
+        conn: ConnId,
+        /// Hold (true) or release (false).
+        hold: bool,
     },
 }
 
@@ -134,7 +150,8 @@ pub struct ShardStats {
     pub publish_received: u64,
     /// PUBLISH packets sent.
     pub publish_sent: u64,
-    /// Messages dropped (queue full, or QoS 0 for an offline or slow client).
+    /// Messages not delivered to a session whose subscription matched them, for any reason
+    /// (the sum of the `dropped_*` counters, `observe::DropReason`).
     pub dropped: u64,
     /// Wills published.
     pub wills_published: u64,
@@ -175,9 +192,28 @@ pub struct ShardStats {
     pub bytes_in: u64,
     /// Bytes taken by sockets (written).
     pub bytes_out: u64,
-    /// QoS 1/2 messages queued past `max_queued_messages` for a subscriber that was holding
+    /// Messages queued past `max_queued_messages` for a subscriber that was holding its
     /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
     pub queued_past_limit: u64,
+    /// Times a publisher was held back for a congested subscriber (`flow`).
+    pub publishers_held: u64,
+    /// Times a congested subscriber held its publishers for `max_publisher_hold_ms` without
+    /// draining, and its queue limit applied from then on (`flow`).
+    pub hold_timeouts: u64,
+    /// Times a client was paused for going over `max_publish_rate_messages_per_sec`.
+    pub rate_paused_messages: u64,
+    /// Times a client was paused for going over `max_publish_rate_bytes_per_sec`.
+    pub rate_paused_bytes: u64,
+    /// QoS 0 messages for an offline subscriber (also in `dropped`).
+    pub dropped_qos0_offline: u64,
+    /// Messages dropped because every packet id toward the client was in use (also in
+    /// `dropped`).
+    pub dropped_no_packet_id: u64,
+    /// Shared-subscription messages whose chosen member left, with no other member to take
+    /// them (also in `dropped`).
+    pub dropped_group_member_gone: u64,
+    /// Messages queued for a session when it ended (also in `dropped`).
+    pub dropped_session_ended: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -209,8 +245,6 @@ pub struct Shard {
     timer_scratch: Vec<(Key, u64)>,
     /// Congested sessions of this loop (`flow`).
     congested: Vec<flow::Congested>,
-    /// How many of them were last published to `shared` as holding publishers back.
-    congested_published: usize,
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
@@ -253,7 +287,6 @@ impl Shard {
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
             congested: Vec::new(),
-            congested_published: 0,
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
@@ -326,22 +359,48 @@ impl Shard {
         Some(key)
     }
 
-    /// Whether the driver should read `conn`'s socket now. `false` while a subscriber
-    /// somewhere is congested and `conn` has nothing in flight or queued toward it (it is
-    /// a publisher to hold back, [`flow`]); the driver tries again on a later turn.
-    pub fn may_read(&self, conn: ConnId) -> bool {
-        if !self.shared.any_congested() {
-            return true;
-        }
+    /// Whether the driver should read `conn`'s socket now: `false` while `conn` is a
+    /// publisher held back for a congested subscriber ([`flow`]) or over its publish rate
+    /// ([`gate`]). The driver tries again on a later turn.
+    pub fn may_read(&self, conn: ConnId, now_ms: u64) -> bool {
         let Ok(c) = self.pool.get(conn) else {
             return true;
         };
-        if c.phase != conn::Phase::Connected {
+        let Some(gate) = c.gate.as_deref() else {
             return true;
+        };
+        // A connection with messages toward it is read: its acknowledgements drain queues.
+        let exempt = c.phase != conn::Phase::Connected
+            || self
+                .sessions
+                .get(c.session)
+                .is_some_and(|s| s.conn == Some(conn) && s.load() > 0);
+        !gate.blocks(now_ms, exempt)
+    }
+
+    /// A congested subscriber (on this loop or another, [`Action::Hold`]) holds the
+    /// publisher `conn` back (`hold`) or releases it.
+    pub fn hold_publisher(&mut self, conn: ConnId, hold: bool, now_ms: u64) {
+        let max_hold_ms = self.config.max_publisher_hold_ms;
+        let Ok(c) = self.pool.get_mut(conn) else {
+            return;
+        };
+        if hold {
+            c.gate
+                .get_or_insert_with(Default::default)
+                .hold(now_ms, max_hold_ms);
+        } else if let Some(gate) = c.gate.as_deref_mut() {
+            gate.release();
+            if !gate.held(now_ms) {
+                // The time it was not read does not count against its keep-alive.
+                c.last_seen_ms = c.last_seen_ms.max(now_ms);
+            }
         }
-        self.sessions
-            .get(c.session)
-            .is_some_and(|s| s.conn == Some(conn) && s.load() > 0)
+    }
+
+    /// Congested sessions on this loop, and how many of them hold their publishers back.
+    pub fn congestion(&self) -> (usize, usize) {
+        flow::counts(self)
     }
 
     /// Bytes read from `conn`'s socket.
@@ -361,14 +420,20 @@ impl Shard {
         lifecycle::finalize(self, conn, now_ms);
     }
 
-    /// A message forwarded by another loop.
-    pub fn remote(&mut self, message: SharedMessage, now_ms: u64) {
-        routing::route_remote(self, &message, now_ms);
+    /// A message forwarded by another loop, published by `origin`.
+    pub fn remote(&mut self, message: SharedMessage, origin: Option<flow::Origin>, now_ms: u64) {
+        routing::route_remote(self, &message, origin, now_ms);
     }
 
     /// A message another loop gave to a shared-subscription member of this loop.
-    pub fn remote_shared(&mut self, pick: groups::Pick, message: SharedMessage, now_ms: u64) {
-        routing::route_remote_shared(self, pick, &message, now_ms);
+    pub fn remote_shared(
+        &mut self,
+        pick: groups::Pick,
+        message: SharedMessage,
+        origin: Option<flow::Origin>,
+        now_ms: u64,
+    ) {
+        routing::route_remote_shared(self, pick, &message, origin, now_ms);
     }
 
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.

@@ -14,6 +14,102 @@ const PUBLISH_TYPE: usize = 3;
 /// The CONNECT packet type.
 const CONNECT_TYPE: usize = 1;
 
+/// Why a message was not delivered to a session whose subscription matched it. Every
+/// such message is counted under exactly one reason (`ShardStats::count_drop`); the label
+/// is the metrics endpoint's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue held `max_queued_messages`.
+    QueueFullMessages,
+    /// The session's queue would have gone over `max_queued_bytes`.
+    QueueFullBytes,
+    /// Its Message Expiry Interval ran out before it could be sent.
+    Expired,
+    /// Larger than the subscriber's Maximum Packet Size.
+    TooLargeForClient,
+    /// QoS 0 for a subscriber that is offline (not kept, as Mosquitto does).
+    Qos0Offline,
+    /// Every packet id toward the client was in use.
+    NoPacketId,
+    /// The shared-subscription member chosen for it left before it arrived, and no other
+    /// member could take it.
+    GroupMemberGone,
+    /// Queued for a session that ended (Clean Start, expiry, takeover with Clean Start).
+    SessionEnded,
+}
+
+impl DropReason {
+    /// Every reason, in the order the metrics endpoint lists them.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::QueueFullMessages,
+        DropReason::QueueFullBytes,
+        DropReason::Expired,
+        DropReason::TooLargeForClient,
+        DropReason::Qos0Offline,
+        DropReason::NoPacketId,
+        DropReason::GroupMemberGone,
+        DropReason::SessionEnded,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFullMessages => "queue_full_messages",
+            DropReason::QueueFullBytes => "queue_full_bytes",
+            DropReason::Expired => "expired",
+            DropReason::TooLargeForClient => "too_large_for_client",
+            DropReason::Qos0Offline => "qos0_offline",
+            DropReason::NoPacketId => "no_packet_id",
+            DropReason::GroupMemberGone => "group_member_gone",
+            DropReason::SessionEnded => "session_ended",
+        }
+    }
+
+    /// How log lines name it: the limit's key where a limit was crossed.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::QueueFullMessages => "max_queued_messages",
+            DropReason::QueueFullBytes => "max_queued_bytes",
+            other => other.label(),
+        }
+    }
+}
+
+impl ShardStats {
+    /// Counts a message not delivered to one session, under `reason`.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.dropped += 1;
+        *self.drops_mut(reason) += 1;
+    }
+
+    /// Messages dropped for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::QueueFullMessages => self.dropped_queue_messages,
+            DropReason::QueueFullBytes => self.dropped_queue_bytes,
+            DropReason::Expired => self.dropped_expired,
+            DropReason::TooLargeForClient => self.dropped_too_large,
+            DropReason::Qos0Offline => self.dropped_qos0_offline,
+            DropReason::NoPacketId => self.dropped_no_packet_id,
+            DropReason::GroupMemberGone => self.dropped_group_member_gone,
+            DropReason::SessionEnded => self.dropped_session_ended,
+        }
+    }
+
+    fn drops_mut(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::QueueFullMessages => &mut self.dropped_queue_messages,
+            DropReason::QueueFullBytes => &mut self.dropped_queue_bytes,
+            DropReason::Expired => &mut self.dropped_expired,
+            DropReason::TooLargeForClient => &mut self.dropped_too_large,
+            DropReason::Qos0Offline => &mut self.dropped_qos0_offline,
+            DropReason::NoPacketId => &mut self.dropped_no_packet_id,
+            DropReason::GroupMemberGone => &mut self.dropped_group_member_gone,
+            DropReason::SessionEnded => &mut self.dropped_session_ended,
+        }
+    }
+}
+
 /// Packets counted by their first byte (packet type in the high nibble, flags in the low
 /// one: a PUBLISH's QoS among them). One increment per packet with no branch; the split by
 /// type and by QoS is made when someone asks.
@@ -103,6 +199,10 @@ pub struct SessionCounts {
     pub queued: usize,
     /// Bytes (topic + payload) of the queued messages.
     pub queued_bytes: usize,
+    /// Online sessions whose queue is over its high-water mark (`core::flow`).
+    pub congested: usize,
+    /// Of those, the ones holding their publishers back (the others overflow).
+    pub holding: usize,
 }
 
 impl Shard {
@@ -121,6 +221,7 @@ impl Shard {
             counts.queued += traffic.queue.len();
             counts.queued_bytes += traffic.queued_bytes;
         }
+        (counts.congested, counts.holding) = self.congestion();
         counts
     }
 
@@ -147,7 +248,7 @@ impl Shard {
             packet_id: None,
         };
         let publish = crate::protocol::v5::PublishV5::from_v3(&publish);
-        routing::route_local_publish(self, None, &publish, None, now_ms);
+        routing::route_local_publish(self, None, None, &publish, None, now_ms);
     }
 }
 

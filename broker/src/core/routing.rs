@@ -4,19 +4,22 @@
 //! subscription.
 
 use crate::core::delivery::{self, Grant, Outgoing};
+use crate::core::flow::Origin;
 use crate::core::message::SharedMessage;
 use crate::core::subscription::SubOpts;
-use crate::core::{Action, Shard, groups};
+use crate::core::{Action, ConnId, Shard, groups};
 use crate::protocol::QoS;
 use crate::protocol::v5::PublishV5;
 
 /// Who published a message, for No Local (MQTT-3.8.3-3): the session on this loop.
 pub(crate) type Publisher = Option<u32>;
 
-/// A PUBLISH received on this loop (its topic resolved, its expiry computed).
+/// A PUBLISH received on this loop (its topic resolved, its expiry computed), from the
+/// client of connection `origin` if a client sent it.
 pub(crate) fn route_local_publish(
     shard: &mut Shard,
     publisher: Publisher,
+    origin: Option<ConnId>,
     publish: &PublishV5<'_>,
     expires_at_ms: Option<u64>,
     now_ms: u64,
@@ -29,6 +32,10 @@ pub(crate) fn route_local_publish(
         view: *publish,
         expires_at_ms,
         shared: &mut shared,
+        origin: origin.map(|conn| Origin {
+            loop_index: shard.loop_index,
+            conn,
+        }),
     };
     if publish.retain {
         retain(shard, &mut outgoing);
@@ -38,15 +45,26 @@ pub(crate) fn route_local_publish(
     for to in 0..shard.loops {
         if to != shard.loop_index && shard.shared.has_subscribers(to) {
             let message = outgoing.shared();
-            shard.actions.push_back(Action::Forward { to, message });
+            let origin = outgoing.origin;
+            shard.actions.push_back(Action::Forward {
+                to,
+                message,
+                origin,
+            });
         }
     }
 }
 
 /// A PUBLISH forwarded by another loop (already retained there).
-pub(crate) fn route_remote(shard: &mut Shard, message: &SharedMessage, now_ms: u64) {
+pub(crate) fn route_remote(
+    shard: &mut Shard,
+    message: &SharedMessage,
+    origin: Option<Origin>,
+    now_ms: u64,
+) {
     let mut slot = None;
     let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
+    outgoing.origin = origin;
     deliver_to_matches(shard, None, &mut outgoing, now_ms);
 }
 
@@ -55,10 +73,12 @@ pub(crate) fn route_remote_shared(
     shard: &mut Shard,
     pick: groups::Pick,
     message: &SharedMessage,
+    origin: Option<Origin>,
     now_ms: u64,
 ) {
     let mut slot = None;
     let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
+    outgoing.origin = origin;
     groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
 }
 

@@ -175,6 +175,8 @@ pub struct Session {
     pub drop_logged: bool,
     /// Whether the session is on its loop's list of congested sessions (`core::flow`).
     pub congested: bool,
+    /// Whether its overflowing (too slow for its publishers, `core::flow`) was logged.
+    pub overflow_logged: bool,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -188,6 +190,7 @@ impl Session {
             subscriptions: Vec::new(),
             drop_logged: false,
             congested: false,
+            overflow_logged: false,
             traffic: None,
         }
     }

@@ -1,7 +1,7 @@
 //! The little state the event loops share: the retained store, the connected-client count
 //! (for the global connection limit), and each loop's subscription count (so a loop forwards
-//! a PUBLISH only to loops that have subscribers at all), and each loop's count of congested
-//! subscribers (so every loop holds its publishers back: `core::flow`).
+//! a PUBLISH only to loops that have subscribers at all), the shared-subscription groups and
+//! the client-id directory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,6 @@ pub struct Shared {
     pub groups: Mutex<SharedGroups>,
     /// Groups in `groups`.
     pub group_count: AtomicUsize,
-    /// Congested sessions on each loop (`core::flow`).
-    pub congested_per_loop: Vec<AtomicUsize>,
     /// Which loop holds each client id's session.
     pub directory: Arc<Directory>,
 }
@@ -38,7 +36,6 @@ impl Shared {
             subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
-            congested_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
             directory: Arc::new(Directory::new(loops)),
         }
     }
@@ -79,19 +76,5 @@ impl Shared {
         if let Some(n) = self.subscriptions_per_loop.get(index) {
             n.store(count, Ordering::Relaxed);
         }
-    }
-
-    /// Records loop `index`'s count of congested sessions.
-    pub fn set_congested(&self, index: usize, count: usize) {
-        if let Some(n) = self.congested_per_loop.get(index) {
-            n.store(count, Ordering::Release);
-        }
-    }
-
-    /// Whether any loop has a congested session (publishers are then held back).
-    pub fn any_congested(&self) -> bool {
-        self.congested_per_loop
-            .iter()
-            .any(|n| n.load(Ordering::Acquire) > 0)
     }
 }

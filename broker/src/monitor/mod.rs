@@ -142,6 +142,8 @@ impl Snapshot {
             t.inflight += l.sessions.inflight;
             t.queued += l.sessions.queued;
             t.queued_bytes += l.sessions.queued_bytes;
+            t.congested += l.sessions.congested;
+            t.holding += l.sessions.holding;
         }
         t
     }
@@ -202,6 +204,14 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         dropped_expired,
         dropped_too_large,
         queued_past_limit,
+        publishers_held,
+        hold_timeouts,
+        rate_paused_messages,
+        rate_paused_bytes,
+        dropped_qos0_offline,
+        dropped_no_packet_id,
+        dropped_group_member_gone,
+        dropped_session_ended,
         packets_in,
         packets_out,
         bytes_in,
@@ -230,6 +240,14 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_expired += dropped_expired;
     into.dropped_too_large += dropped_too_large;
     into.queued_past_limit += queued_past_limit;
+    into.publishers_held += publishers_held;
+    into.hold_timeouts += hold_timeouts;
+    into.rate_paused_messages += rate_paused_messages;
+    into.rate_paused_bytes += rate_paused_bytes;
+    into.dropped_qos0_offline += dropped_qos0_offline;
+    into.dropped_no_packet_id += dropped_no_packet_id;
+    into.dropped_group_member_gone += dropped_group_member_gone;
+    into.dropped_session_ended += dropped_session_ended;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
     into.packets_in.add(&packets_in);

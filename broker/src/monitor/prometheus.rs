@@ -13,6 +13,7 @@ use starling_pool::Health;
 
 use super::Snapshot;
 use super::health::HealthReport;
+use crate::core::observe::DropReason;
 
 /// Names of the packet types by their fixed-header nibble (0 and 15 are reserved in 3.1.1;
 /// 15 is AUTH in 5.0).
@@ -171,7 +172,31 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Counter,
         "starling_messages_queued_past_limit_total",
         None,
-        "QoS 1/2 messages queued past max_queued_messages for a subscriber holding publishers back (flow control), instead of dropped.",
+        "Messages queued past max_queued_messages for a subscriber holding its publishers back (flow control), instead of dropped.",
+    ),
+    (
+        Kind::Counter,
+        "starling_publishers_held_total",
+        None,
+        "Times a publisher was held back (not read) because its messages went to a subscriber whose queue was filling.",
+    ),
+    (
+        Kind::Counter,
+        "starling_publisher_hold_timeouts_total",
+        None,
+        "Times a subscriber held its publishers for max_publisher_hold_ms without draining, so its queue limit applied instead.",
+    ),
+    (
+        Kind::Gauge,
+        "starling_sessions_congested",
+        None,
+        "Online sessions whose queue is over its high-water mark, by whether they hold their publishers back.",
+    ),
+    (
+        Kind::Counter,
+        "starling_publish_rate_pauses_total",
+        None,
+        "Times a client was not read for going over a per-client publish rate, by limit.",
     ),
     (
         Kind::Counter,
@@ -413,18 +438,24 @@ fn record(s: &Snapshot) {
         counter!("starling_messages_published_total", "qos" => *name).absolute(published[qos]);
         counter!("starling_messages_delivered_total", "qos" => *name).absolute(delivered[qos]);
     }
-    let named =
-        t.dropped_queue_messages + t.dropped_queue_bytes + t.dropped_expired + t.dropped_too_large;
-    for (reason, value) in [
-        ("queue_full_messages", t.dropped_queue_messages),
-        ("queue_full_bytes", t.dropped_queue_bytes),
-        ("expired", t.dropped_expired),
-        ("too_large_for_client", t.dropped_too_large),
-        ("qos0_offline_or_slow", t.dropped.saturating_sub(named)),
-    ] {
-        counter!("starling_messages_dropped_total", "reason" => reason).absolute(value);
+    // Invariant: every drop is counted under one reason (`ShardStats::count_drop`).
+    debug_assert_eq!(
+        t.dropped,
+        DropReason::ALL.iter().map(|&r| t.drops(r)).sum::<u64>()
+    );
+    for reason in DropReason::ALL {
+        counter!("starling_messages_dropped_total", "reason" => reason.label())
+            .absolute(t.drops(reason));
     }
     counter!("starling_messages_queued_past_limit_total").absolute(t.queued_past_limit);
+    counter!("starling_publishers_held_total").absolute(t.publishers_held);
+    counter!("starling_publisher_hold_timeouts_total").absolute(t.hold_timeouts);
+    for (limit, value) in [
+        ("messages", t.rate_paused_messages),
+        ("bytes", t.rate_paused_bytes),
+    ] {
+        counter!("starling_publish_rate_pauses_total", "limit" => limit).absolute(value);
+    }
     counter!("starling_wills_published_total").absolute(t.wills_published);
     for (reason, value) in [
         ("topic_length", t.refused_topic_length),
@@ -435,6 +466,9 @@ fn record(s: &Snapshot) {
     }
     let sessions = s.session_totals();
     gauge!("starling_retained_messages").set(s.retained() as f64);
+    gauge!("starling_sessions_congested", "state" => "holding").set(sessions.holding as f64);
+    gauge!("starling_sessions_congested", "state" => "overflowing")
+        .set(sessions.congested.saturating_sub(sessions.holding) as f64);
     gauge!("starling_sessions", "state" => "online").set(sessions.online as f64);
     gauge!("starling_sessions", "state" => "offline")
         .set(sessions.sessions.saturating_sub(sessions.online) as f64);

@@ -15,11 +15,23 @@ impl EventLoop {
             match action {
                 Action::Close(key) => self.close(key),
                 Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
-                Action::Forward { to, message } => {
-                    let _ = self.send(to, Inbound::Forward(message));
+                Action::Forward {
+                    to,
+                    message,
+                    origin,
+                } => {
+                    let _ = self.send(to, Inbound::Forward(message, origin));
                 }
-                Action::ForwardShared { to, pick, message } => {
-                    let _ = self.send(to, Inbound::ForwardShared(pick, message));
+                Action::ForwardShared {
+                    to,
+                    pick,
+                    message,
+                    origin,
+                } => {
+                    let _ = self.send(to, Inbound::ForwardShared(pick, message, origin));
+                }
+                Action::Hold { to, conn, hold } => {
+                    let _ = self.send(to, Inbound::Hold(conn, hold));
                 }
             }
         }

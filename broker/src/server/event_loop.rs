@@ -350,7 +350,7 @@ impl EventLoop {
     pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
-            if self.peer_backlogged() || !self.shard.may_read(key) {
+            if self.peer_backlogged() || !self.shard.may_read(key, self.now_ms) {
                 // Resume when the peer has drained its mailbox (see
                 // MAILBOX_HIGH_WATER_DELIVERIES), or when no subscriber is congested any more
                 // (`core::flow`: this connection is a publisher to hold back).
@@ -482,10 +482,13 @@ impl EventLoop {
                     origin,
                     bytes,
                 }) => self.adopt_handover(stream, origin, &bytes),
-                Ok(Inbound::Forward(message)) => self.shard.remote(message, self.now_ms),
-                Ok(Inbound::ForwardShared(pick, message)) => {
-                    self.shard.remote_shared(pick, message, self.now_ms)
+                Ok(Inbound::Forward(message, origin)) => {
+                    self.shard.remote(message, origin, self.now_ms)
                 }
+                Ok(Inbound::ForwardShared(pick, message, origin)) => {
+                    self.shard.remote_shared(pick, message, origin, self.now_ms)
+                }
+                Ok(Inbound::Hold(conn, hold)) => self.shard.hold_publisher(conn, hold, self.now_ms),
                 Ok(Inbound::Control(control)) => self.control(control),
                 Err(_) => return false,
             }

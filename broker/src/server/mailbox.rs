@@ -28,11 +28,19 @@ pub enum Inbound {
         /// The CONNECT and whatever followed it, to replay with `Shard::receive`.
         bytes: Vec<u8>,
     },
-    /// A PUBLISH for the receiving loop's subscribers ([`crate::core::Action::Forward`]).
-    Forward(SharedMessage),
+    /// A PUBLISH for the receiving loop's subscribers, and who published it
+    /// ([`crate::core::Action::Forward`]).
+    Forward(SharedMessage, Option<crate::core::flow::Origin>),
     /// A PUBLISH for one shared-subscription member of the receiving loop
     /// ([`crate::core::Action::ForwardShared`]).
-    ForwardShared(crate::core::groups::Pick, SharedMessage),
+    ForwardShared(
+        crate::core::groups::Pick,
+        SharedMessage,
+        Option<crate::core::flow::Origin>,
+    ),
+    /// Hold back (true) or release (false) a publisher of the receiving loop for a
+    /// congested subscriber of the sending loop ([`crate::core::Action::Hold`]).
+    Hold(crate::core::ConnId, bool),
     /// From the main thread: a live reload or a graceful shutdown.
     Control(Control),
 }

@@ -297,9 +297,19 @@ impl Net {
                 c.conn = Some(new_conn);
                 self.shards[to].receive(new_conn, &bytes, self.now_ms);
             }
-            Action::Forward { to, message } => self.shards[to].remote(message, self.now_ms),
-            Action::ForwardShared { to, pick, message } => {
-                self.shards[to].remote_shared(pick, message, self.now_ms)
+            Action::Forward {
+                to,
+                message,
+                origin,
+            } => self.shards[to].remote(message, origin, self.now_ms),
+            Action::ForwardShared {
+                to,
+                pick,
+                message,
+                origin,
+            } => self.shards[to].remote_shared(pick, message, origin, self.now_ms),
+            Action::Hold { to, conn, hold } => {
+                self.shards[to].hold_publisher(conn, hold, self.now_ms)
             }
         }
     }

@@ -169,7 +169,7 @@ impl Driver {
             let Ok(message) = self.inbox.try_recv() else {
                 break;
             };
-            self.shard.remote(message, now);
+            self.shard.remote(message, None, now);
             any = true;
         }
         if any {
@@ -220,7 +220,9 @@ impl Driver {
             Action::Handover { to, .. } => {
                 self.error(&format!("unexpected handover to shard {to}"));
             }
-            Action::Forward { to, message } => {
+            // The simulated clients are always read: no flow-control holds here.
+            Action::Hold { .. } => {}
+            Action::Forward { to, message, .. } => {
                 if let Some(peer) = self.peers.get(to) {
                     let _scope = BrokerScope::enter();
                     let _ = peer.send(message);

@@ -69,12 +69,15 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
         .message_expiry_interval_secs
         .map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
     let publisher = Some(session_id);
+    let route = |shard: &mut Shard| {
+        routing::route_local_publish(shard, publisher, Some(key), publish, expires_at_ms, now_ms)
+    };
     match (publish.qos, publish.packet_id) {
         (QoS::AtMostOnce, _) => {
-            routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
+            route(shard);
         }
         (QoS::AtLeastOnce, Some(id)) => {
-            routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
+            route(shard);
             shard.write_ack(key, PacketType::PubAck, id, ReasonCode::Success);
         }
         (QoS::ExactlyOnce, Some(id)) => {
@@ -96,7 +99,7 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
                     return Flow::Stop;
                 }
                 awaiting_rel.push(id);
-                routing::route_local_publish(shard, publisher, publish, expires_at_ms, now_ms);
+                route(shard);
             }
             shard.write_ack(key, PacketType::PubRec, id, ReasonCode::Success);
         }
