@@ -69,3 +69,6 @@ if [ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]; then
     "${venv}/bin/python" -m pip install -q -r "${requirements}"
   echo "${want}" >"${stamp}"
 fi
+# matplotlib (scripts/mem-plot) builds its font cache on first import: do it here, once,
+# rather than inside a timed test.
+MPLBACKEND=Agg "${venv}/bin/python" -c 'import matplotlib.pyplot' >/dev/null 2>&1 || true

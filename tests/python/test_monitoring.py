@@ -355,6 +355,7 @@ def test_scripts_are_shellcheck_clean():
 
 
 @pytest.mark.monitor_options(event_loops=2)
+@pytest.mark.timeout(120)  # mem-plot imports matplotlib: slow on a busy machine
 def test_mem_monitor_and_mem_plot_against_a_live_broker(monitored, tmp_path):
     csv_path = tmp_path / "mem.csv"
     png_path = tmp_path / "mem.png"
