@@ -67,6 +67,11 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
 
+    /// Log line format: text (human-readable) or json (one object per line, for log
+    /// collectors). [default: text]
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
     /// Time a graceful shutdown may take to flush queued messages. [default: 5000]
     #[arg(long, value_name = "N", value_parser = Millis::parse)]
     pub shutdown_timeout_ms: Option<Millis>,
@@ -245,6 +250,19 @@ impl LogLevel {
     }
 }
 
+/// `--log-format`, `server.log_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event: time, level, target, message, then `key=value`
+    /// fields.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, and `fields` with the
+    /// message and every field.
+    Json,
+}
+
 /// The default loop count: the cores this process may run on.
 pub fn default_event_loops() -> usize {
     std::thread::available_parallelism()
@@ -295,6 +313,7 @@ impl Cli {
         let mut c = FileConfig::default();
         c.server.event_loops = self.event_loops;
         c.server.log_level = self.log_level;
+        c.server.log_format = self.log_format;
         c.server.shutdown_timeout_ms = self.shutdown_timeout_ms;
         if !self.listen.is_empty() {
             c.listeners = Some(self.listen.clone());

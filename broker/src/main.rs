@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use starling::cli::{Cli, Command, LogLevel};
+use starling::cli::{Cli, Command, LogFormat, LogLevel};
 use starling::config::{Host, OpenFiles, load_fitted};
 use starling::server::supervisor::Supervisor;
 use starling::server::{self, ServerConfig};
@@ -39,14 +39,14 @@ fn main() -> ExitCode {
     }
     let settings = &fitted.settings;
     let (filter, handle) = reload::Layer::new(level_filter(settings.log_level));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .init();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match settings.log_format {
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
+        LogFormat::Json => registry.with(layer.json().with_ansi(false)).init(),
+    }
     if let Some(path) = &cli.config {
         tracing::info!(file = %path.display(), "configuration file read");
     }

@@ -13,7 +13,7 @@ use serde::de::{Error as _, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
-use crate::cli::{LogLevel, PoolPreset};
+use crate::cli::{LogFormat, LogLevel, PoolPreset};
 
 /// An integer within `MIN..=MAX`, refused while it is read otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +149,8 @@ pub struct ServerSection {
     pub event_loops: Option<EventLoops>,
     /// Log level.
     pub log_level: Option<LogLevel>,
+    /// Log line format.
+    pub log_format: Option<LogFormat>,
     /// Time a graceful shutdown may take.
     pub shutdown_timeout_ms: Option<Millis>,
 }
@@ -272,7 +274,7 @@ impl FileConfig {
                 })*
             };
         }
-        take!(server: event_loops, log_level, shutdown_timeout_ms);
+        take!(server: event_loops, log_level, log_format, shutdown_timeout_ms);
         take!(limits: max_connections, max_connections_per_ip, connect_timeout_ms,
             max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,

@@ -22,7 +22,7 @@ pub use error::ConfigError;
 pub use file::{FileConfig, ListenerProtocol};
 pub use host::{Fitted, Host, OpenFiles, load_fitted};
 
-use crate::cli::{LogLevel, PoolPreset};
+use crate::cli::{LogFormat, LogLevel, PoolPreset};
 use crate::core::CoreConfig;
 use crate::core::config::DEFAULT_MAX_CONNECTIONS;
 use crate::monitor::MonitorSettings;
@@ -54,6 +54,8 @@ pub struct Settings {
     pub event_loops: usize,
     /// The log level.
     pub log_level: LogLevel,
+    /// The log line format.
+    pub log_format: LogFormat,
     /// Time a graceful shutdown may take.
     pub shutdown_timeout_ms: u64,
     /// The listeners.
@@ -195,6 +197,7 @@ impl Settings {
                 .event_loops
                 .map_or_else(crate::cli::default_event_loops, |v| v.get()),
             log_level: s.log_level.unwrap_or_else(crate::cli::env_log_level),
+            log_format: s.log_format.unwrap_or_default(),
             shutdown_timeout_ms: s
                 .shutdown_timeout_ms
                 .map_or(DEFAULT_SHUTDOWN_TIMEOUT_MS, |v| v.0),

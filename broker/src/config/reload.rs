@@ -34,6 +34,10 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             format!("{:?}", s.log_level).to_lowercase(),
         ),
         (
+            "server.log_format".into(),
+            format!("{:?}", s.log_format).to_lowercase(),
+        ),
+        (
             "server.shutdown_timeout_ms".into(),
             s.shutdown_timeout_ms.to_string(),
         ),
