@@ -6,8 +6,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use signal_hook_mio::v1_0::Signals;
 use starling::cli::{Cli, LogLevel};
-use starling::server::supervisor::Supervisor;
+use starling::server::supervisor::{SUPERVISED_SIGNALS, Supervisor};
 use starling::server::{self, ServerConfig, rlimit};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
@@ -36,6 +37,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Before anything is bound: a signal that arrives once the port accepts connections
+    // (a SIGHUP from a deployment script that saw the port open, a SIGTERM) must find its
+    // handler installed, or its default action ends the process. Signals that arrive before
+    // the supervisor runs wait in `signals` until it does.
+    let signals = match Signals::new(SUPERVISED_SIGNALS) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("starling: cannot install the signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(error) => {
@@ -150,7 +162,7 @@ fn main() -> ExitCode {
             }
         }),
     };
-    match supervisor.run() {
+    match supervisor.run(signals) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!(%error, "signal handling failed");

@@ -56,36 +56,50 @@ impl Broker {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
                 .parse()
                 .expect("loopback address");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
-                .args(listen(addr))
-                .args(log_level.iter().flat_map(|level| ["--log-level", level]))
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn the starling binary");
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let stderr = child.stderr.take().expect("piped stderr");
-            let sink = Arc::clone(&log);
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    sink.lock().expect("log lock").push(line);
-                }
-            });
-            let mut broker = Broker {
-                child,
-                addr,
-                log,
-                reader: Some(reader),
-            };
+            let mut command_line = listen(addr);
+            if let Some(level) = log_level {
+                command_line.extend(["--log-level".to_string(), level.to_string()]);
+            }
+            command_line.extend(args.iter().map(|a| a.to_string()));
+            let mut broker = Broker::spawn(addr, &command_line);
             if broker.wait_listening() {
                 return broker;
             }
             last = broker.log_text();
         }
         panic!("the broker did not start:\n{last}");
+    }
+
+    /// Spawns the binary with exactly `args`, its log captured, without waiting for it to
+    /// listen on `addr` (where the caller's arguments tell it to).
+    pub fn spawn(addr: SocketAddr, args: &[String]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the starling binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Broker {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id (to signal it without spawning `kill`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_listening(&mut self) -> bool {
