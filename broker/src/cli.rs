@@ -119,6 +119,18 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = Inflight::parse)]
     pub receive_maximum: Option<Inflight>,
 
+    /// After the broker's last packet to a client (a refusing CONNACK, a DISCONNECT with a
+    /// reason), how long the closed socket lingers, its input read and discarded until EOF,
+    /// so a client still writing reads that packet instead of a reset (0: close at once).
+    /// [default: 2000]
+    #[arg(long, value_name = "N", value_parser = Millis::parse)]
+    pub close_linger_timeout_ms: Option<Millis>,
+
+    /// Most input a lingering socket may send before it is closed anyway (0: no
+    /// lingering). [default: 1048576]
+    #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
+    pub close_linger_max_bytes: Option<OptionalBytes>,
+
     /// Pool sizes per loop (seed 004): small (256 initial, 10 000 preheated at most, 10 000
     /// connections), medium (2 048 / 100 000 / 100 000), large (10 000 / 100 000 /
     /// 1 000 000). Without it: 1 024 / 100 000. Preset values are lowered to the loop's max
@@ -271,6 +283,8 @@ impl Cli {
         l.max_output_buffer_bytes = self.max_output_buffer_bytes;
         l.topic_alias_maximum = self.topic_alias_maximum;
         l.receive_maximum = self.receive_maximum;
+        l.close_linger_timeout_ms = self.close_linger_timeout_ms;
+        l.close_linger_max_bytes = self.close_linger_max_bytes;
         let p = &mut c.pool;
         p.preset = self.pool_preset;
         p.initial_objects = self.pool_initial_objects;

@@ -193,6 +193,8 @@ pub struct LimitsSection {
     pub max_output_buffer_bytes: Option<OutputBytes>,
     pub topic_alias_maximum: Option<KeepAliveSecs>,
     pub receive_maximum: Option<Inflight>,
+    pub close_linger_timeout_ms: Option<Millis>,
+    pub close_linger_max_bytes: Option<OptionalBytes>,
 }
 
 /// `[pool]`.
@@ -274,7 +276,8 @@ impl FileConfig {
             max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,
             max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
-            topic_alias_maximum, receive_maximum);
+            topic_alias_maximum, receive_maximum, close_linger_timeout_ms,
+            close_linger_max_bytes);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
         take!(monitoring: metrics_listen, sys_interval_secs);

@@ -163,6 +163,12 @@ impl Settings {
                 u16::try_from(v.get()).unwrap_or(u16::MAX)
             }),
             buffer_bytes: defaults.buffer_bytes,
+            close_linger_timeout_ms: l
+                .close_linger_timeout_ms
+                .map_or(defaults.close_linger_timeout_ms, |v| v.0),
+            close_linger_max_bytes: l
+                .close_linger_max_bytes
+                .map_or(defaults.close_linger_max_bytes, |v| v.get()),
             pool: PoolConfig {
                 idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),
                 growth_threshold_percent: p

@@ -203,7 +203,7 @@ impl Supervisor {
 
 fn log_summary(stop: &Stopping, loops: usize) {
     let mut total = ShutdownReport::default();
-    let mut refusals = [0u64; 10];
+    let mut refusals = [0u64; 14];
     for r in &stop.received {
         total.clients_closed += r.clients_closed;
         total.clients_forced += r.clients_forced;
@@ -212,6 +212,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
         let s = &r.stats;
         let each = [
             s.refused_at_max_connections,
+            s.refused_at_pool_limit,
+            s.refused_descriptors,
+            s.refused_unanswered,
+            s.shed_before_connect,
             s.refused_listener_max_connections,
             s.refused_per_ip,
             s.closed_connect_timeout,
@@ -238,6 +242,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
     );
     let [
         max_connections,
+        pool_limit,
+        descriptors,
+        unanswered,
+        shed_before_connect,
         listener_max_connections,
         max_connections_per_ip,
         connect_timeout_ms,
@@ -250,6 +258,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
     ] = refusals;
     tracing::info!(
         max_connections,
+        pool_limit,
+        descriptors,
+        unanswered,
+        shed_before_connect,
         listener_max_connections,
         max_connections_per_ip,
         connect_timeout_ms,

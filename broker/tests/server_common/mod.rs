@@ -73,7 +73,49 @@ impl Broker {
     /// Spawns the binary with exactly `args`, its log captured, without waiting for it to
     /// listen on `addr` (where the caller's arguments tell it to).
     pub fn spawn(addr: SocketAddr, args: &[String]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+        Broker::spawn_limited(addr, args, None)
+    }
+
+    /// Like [`Broker::start`] with `--log-level info` (no line per accept and close), in a
+    /// process whose open-file limit (soft and hard) is `open_files` if given.
+    pub fn start_info(args: &[&str], open_files: Option<u64>) -> Broker {
+        for _ in 0..START_ATTEMPTS {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+                .parse()
+                .expect("loopback address");
+            let mut command_line = vec!["--listen".to_string(), addr.to_string()];
+            command_line.extend(["--log-level", "info"].iter().map(|a| a.to_string()));
+            command_line.extend(args.iter().map(|a| a.to_string()));
+            let mut broker = Broker::spawn_limited(addr, &command_line, open_files);
+            if broker.wait_listening() {
+                return broker;
+            }
+        }
+        panic!("the broker did not start");
+    }
+
+    /// [`Broker::spawn`] with the child's open-file limit set to `open_files`.
+    fn spawn_limited(addr: SocketAddr, args: &[String], open_files: Option<u64>) -> Broker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_starling"));
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // setrlimit(2), which is async-signal-safe, on a value copied into the closure.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -205,6 +247,45 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A connection from `source` (any port) to `to`, with SO_LINGER 0 so that dropping it
+/// resets rather than leaving TIME_WAIT behind (thousands of those would exhaust ports).
+pub fn connect_from(source: [u8; 4], to: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_linger(Some(Duration::ZERO))?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// The body of `GET path` from the HTTP endpoint at `addr` (the metrics endpoint).
+pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(io::Error::other(format!("GET {path}: {response}"))),
+    }
+}
+
+/// The value of the Prometheus sample `name{labels}` (labels as written, `""` for none) in
+/// `text`.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A configuration file in the temporary directory, removed when dropped.
