@@ -25,7 +25,8 @@ pub const MAX_EVENT_LOOPS: u16 = 1024;
 ///
 /// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
 /// --config FILE it reads a TOML file (see starling.example.toml); flags override the
-/// file's keys. SIGTERM/SIGINT shut down gracefully (a second one exits at once); SIGHUP
+/// file's keys. SIGTERM/SIGINT shut down gracefully (a second one, half a second or more
+/// after the first, exits at once); SIGHUP
 /// re-reads the file and applies what can change live. The open-file limit is raised to
 /// its hard limit at start, and --max-connections is capped to what it allows. Pool flags
 /// are per event loop.

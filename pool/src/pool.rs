@@ -477,8 +477,8 @@ impl<T: Poolable> Pool<T> {
     }
 
     fn update_health(&mut self) {
-        let now = Health::classify(self.active(), self.config.max_live_objects);
         let before = self.stats.health;
+        let now = Health::settle(before, self.active(), self.config.max_live_objects);
         if now != before {
             self.stats.health = now;
             self.emit(PoolEvent::HealthChanged {

@@ -374,13 +374,20 @@ impl Shard {
         }
         self.arm_timer(key, now_ms + self.config.connect_timeout_ms);
         self.awaiting.push_back(key);
+        self.prune_awaiting();
+        Some(key)
+    }
+
+    /// Drops the entries at the front of the accept-order list whose connections have sent
+    /// CONNECT or closed since (after a burst of connects, all of them: the list holds
+    /// nothing for idle clients, and its capacity goes at the next shrink).
+    fn prune_awaiting(&mut self) {
         while let Some(&front) = self.awaiting.front() {
             if self.is_awaiting_connect(front) {
                 break;
             }
             self.awaiting.pop_front();
         }
-        Some(key)
     }
 
     /// Whether `key` is a live connection that has not sent CONNECT yet.
@@ -486,6 +493,7 @@ impl Shard {
         flow::refresh(self, now_ms);
         lifecycle::expire_timers(self, now_ms);
         self.refusal_log.flush(self.loop_index, now_ms, false);
+        self.prune_awaiting();
         lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;
         self.pool.preheat_step(budget, now_ms);
