@@ -223,11 +223,15 @@ impl Broker {
     }
 
     /// Waits up to `timeout` for the process to exit; its exit code (`None`: still running,
-    /// or killed by a signal).
+    /// or killed by a signal). Once it has exited, its whole log has been read.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Its last lines may still be in the pipe: the reader ends at its EOF.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(10));
