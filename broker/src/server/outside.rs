@@ -233,6 +233,10 @@ impl EventLoop {
         );
         if let Err(error) = registered {
             tracing::warn!(loop_index = self.index, %error, "could not register a socket outside the pool");
+            if matches!(state, State::Refusing { .. }) {
+                self.shard
+                    .refused(Refusal::Unanswered, self.now_ms, &Peer(&stream));
+            }
             if spare {
                 self.refill_spare();
             }
