@@ -330,10 +330,10 @@ impl Shard {
             Refusal::Unanswered => &mut self.stats.refused_unanswered,
         };
         *counter += 1;
+        // The rest of a spell only in the summary, at every log level: a flood refused at
+        // accept writes no line per connection even at debug.
         if self.refusal_log.note(refusal, now_ms) {
             refusals::log_first(self.loop_index, refusal, who);
-        } else {
-            tracing::debug!(loop_index = self.loop_index, limit = refusal.name(), who = %who, "refused or shed");
         }
     }
 
