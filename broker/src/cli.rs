@@ -27,11 +27,12 @@ pub const MAX_EVENT_LOOPS: u16 = 1024;
 /// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
 /// --config FILE it reads a TOML file (its keys: starling.toml(5), starling.example.toml);
 /// every key is also a flag, and a flag overrides the file's key. --check-config FILE runs
-/// every check start-up makes and exits. SIGTERM/SIGINT shut down gracefully (a second one
-/// exits at once); SIGHUP re-reads the file and applies what can change live. The open-file
-/// limit is raised to its hard limit at start, and --max-connections is capped to what it
-/// allows. Pool flags are per event loop. Exit status: 0 after a graceful shutdown or a
-/// valid check, 2 for an invalid configuration, 1 otherwise.
+/// every check start-up makes and exits. SIGTERM/SIGINT shut down gracefully (a second one,
+/// half a second or more after the first, exits at once); SIGHUP re-reads the file and
+/// applies what can change live. The open-file limit is raised to its hard limit at start,
+/// and --max-connections is capped to what it allows. Pool flags are per event loop. Exit
+/// status: 0 after a graceful shutdown or a valid check, 2 for an invalid configuration, 1
+/// otherwise.
 #[derive(Debug, Parser)]
 #[command(
     name = "starling",
@@ -153,6 +154,18 @@ pub struct Cli {
     /// unlimited). [default: 0]
     #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
     pub max_publish_rate_bytes_per_sec: Option<OptionalBytes>,
+
+    /// After the broker's last packet to a client (a refusing CONNACK, a DISCONNECT with a
+    /// reason), how long the closed socket lingers, its input read and discarded until EOF,
+    /// so a client still writing reads that packet instead of a reset (0: close at once).
+    /// [default: 2000]
+    #[arg(long, value_name = "N", value_parser = Millis::parse)]
+    pub close_linger_timeout_ms: Option<Millis>,
+
+    /// Most input a lingering socket may send before it is closed anyway (0: no
+    /// lingering). [default: 1048576]
+    #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
+    pub close_linger_max_bytes: Option<OptionalBytes>,
 
     /// A deployment size for each loop's pool of connection objects: small (256 built at
     /// start, 10 000 preheated at most, 10 000 connections), medium (2 048 / 100 000 /
@@ -336,6 +349,8 @@ impl Cli {
         l.max_publisher_hold_ms = self.max_publisher_hold_ms;
         l.max_publish_rate_messages_per_sec = self.max_publish_rate_messages_per_sec;
         l.max_publish_rate_bytes_per_sec = self.max_publish_rate_bytes_per_sec;
+        l.close_linger_timeout_ms = self.close_linger_timeout_ms;
+        l.close_linger_max_bytes = self.close_linger_max_bytes;
         let p = &mut c.pool;
         p.preset = self.pool_preset;
         p.initial_objects = self.pool_initial_objects;

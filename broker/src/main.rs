@@ -7,9 +7,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use signal_hook_mio::v1_0::Signals;
 use starling::cli::{Cli, Command, LogFormat, LogLevel};
 use starling::config::{Host, OpenFiles, load_fitted};
-use starling::server::supervisor::Supervisor;
+use starling::server::supervisor::{SUPERVISED_SIGNALS, Supervisor};
 use starling::server::{self, ServerConfig};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
@@ -37,6 +38,17 @@ fn main() -> ExitCode {
         println!("{}: valid ({})", path.display(), fitted.summary());
         return ExitCode::SUCCESS;
     }
+    // Before anything is bound: a signal that arrives once the port accepts connections
+    // (a SIGHUP from a deployment script that saw the port open, a SIGTERM) must find its
+    // handler installed, or its default action ends the process. Signals that arrive before
+    // the supervisor runs wait in `signals` until it does.
+    let signals = match Signals::new(SUPERVISED_SIGNALS) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("starling: cannot install the signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let settings = &fitted.settings;
     let (filter, handle) = reload::Layer::new(level_filter(settings.log_level));
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -113,7 +125,7 @@ fn main() -> ExitCode {
             }
         }),
     };
-    match supervisor.run() {
+    match supervisor.run(signals) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!(%error, "signal handling failed");

@@ -73,7 +73,7 @@ fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
     let per_client = slot + per(accepted, subscribed);
     println!(
         "core heap per idle subscribed client: {per_client:.1} B = pool slot {slot} B (preheated) \
-         + accept {:.1} B (timer-wheel entry, and this test's vector of handles) + CONNECT {:.1} B (session, \
+         + accept {:.1} B (timer-wheel entry, accept-order entry, and this test's vector of handles) + CONNECT {:.1} B (session, \
          client id, id table, directory entry: {:.1} B of it) + SUBSCRIBE {:.1} B (index entry, \
          session's filter list); size_of Conn {} B, Session {} B",
         per(start, accepted),

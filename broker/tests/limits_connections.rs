@@ -6,11 +6,10 @@
 mod server_common;
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use server_common::{Broker, Client};
-use socket2::{Domain, Socket, Type};
+use server_common::{Broker, Client, connect_from};
 
 /// The flood's source address: loopback, but not the bystander's 127.0.0.1.
 const ATTACKER_IP: [u8; 4] = [127, 0, 0, 2];
@@ -22,16 +21,6 @@ const FLOOD_THREADS: usize = 2;
 const FLOOD_PER_IP_LIMIT: usize = 100;
 /// Connections the attacker holds open (more than the limit: the rest are refused).
 const FLOOD_HELD: usize = 150;
-
-/// A connection from `source` (any port) to `to`, with SO_LINGER 0 so that dropping it
-/// resets rather than leaving TIME_WAIT behind (20 000 of those would exhaust ports).
-fn connect_from(source: [u8; 4], to: SocketAddr) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.set_linger(Some(Duration::ZERO))?;
-    socket.bind(&SocketAddr::from((source, 0)).into())?;
-    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    Ok(socket.into())
-}
 
 /// Whether the broker has closed `stream` (EOF or reset readable without blocking; a
 /// CONNACK before it is read past).

@@ -173,3 +173,36 @@ fn help_lists_the_flags() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// Two brokers on one address would split the clients between them (each would miss the
+/// other's messages): the second must refuse to start, as any server whose port is taken.
+#[test]
+fn a_second_instance_on_the_same_address_exits_with_address_in_use() {
+    let mut first = Broker::start(&["--event-loops", "2"]);
+    let args: Vec<String> = ["--listen", &first.addr.to_string(), "--event-loops", "2"]
+        .iter()
+        .chain(&["--metrics-listen", "off"])
+        .map(|a| a.to_string())
+        .collect();
+    let mut second = Broker::spawn(first.addr, &args);
+    let code = second.wait_exit(Duration::from_secs(10));
+    let log = second.log_text();
+    assert_eq!(code, Some(1), "the second instance must not run:\n{log}");
+    let expected = format!("cannot listen on {}: address in use", first.addr);
+    assert!(log.contains(&expected), "{log}");
+    // Every client reaches the first one: a subscription and a publication made over
+    // separate connections always meet.
+    for round in 0..10u16 {
+        let mut subscriber = Client::connected(&first, &format!("sub-{round}"));
+        assert_eq!(subscriber.subscribe(1, "pair/t", 1), vec![1]);
+        let mut publisher = Client::connected(&first, &format!("pub-{round}"));
+        publisher.send(&publish("pair/t", &round.to_be_bytes(), 1, 1));
+        assert_eq!(publisher.recv().expect("PUBACK").first, 0x40);
+        let message = subscriber.recv_publish();
+        assert_eq!(message.payload, round.to_be_bytes());
+        subscriber.send(&puback(message.packet_id.expect("QoS 1")));
+        subscriber.disconnect();
+        publisher.disconnect();
+    }
+    assert!(first.alive());
+}

@@ -1,6 +1,8 @@
 //! Signals against the real binary: SIGHUP reloads the file (a lower max_connections refuses
 //! newcomers and keeps everyone connected; a broken file changes nothing), SIGTERM drains
-//! what clients have queued and exits 0 within the timeout, a second signal exits at once.
+//! what clients have queued and exits 0 within the timeout, a second signal after a short
+//! grace exits at once (two within the grace are one request), and a signal that comes as
+//! soon as the port is open finds its handler installed.
 
 mod server_common;
 
@@ -175,25 +177,110 @@ fn sigterm_closes_what_cannot_drain_at_the_timeout() {
     assert!(log.contains("messages_dropped=4"), "{log}");
 }
 
-#[test]
-fn a_second_signal_exits_at_once() {
-    let (mut broker, _file, _) = start_from_file(&["--max-inflight-messages", "1"], |addr| {
-        limits_file(addr, 100).replace("shutdown_timeout_ms = 3000", "shutdown_timeout_ms = 60000")
-    });
-    let mut subscriber = Client::connected(&broker, "stuck");
+/// A subscriber that never acknowledges, with QoS 1 messages queued behind its window of
+/// one: a graceful shutdown cannot drain it before `shutdown_timeout_ms`.
+fn stuck_subscriber(broker: &Broker) -> (Client, Client) {
+    let mut subscriber = Client::connected(broker, "stuck");
     assert_eq!(subscriber.subscribe(1, "s/#", 1), vec![1]);
-    let mut publisher = Client::connected(&broker, "pub");
+    let mut publisher = Client::connected(broker, "pub");
     for i in 0..3u16 {
         publisher.send(&publish("s/t", b"m", 1, i + 1));
         assert_eq!(publisher.recv().expect("PUBACK").first, 0x40);
     }
+    (subscriber, publisher)
+}
+
+/// Sends `signal` to the broker's pid directly (no `kill` process in between, so two calls
+/// can be a fraction of a millisecond apart).
+fn raw_signal(broker: &Broker, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(broker.pid()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is our own
+    // child's, which has not been reaped (the Broker still holds it).
+    let status = unsafe { libc::kill(pid, signal) };
+    assert_eq!(status, 0, "kill({pid}, {signal})");
+}
+
+#[test]
+fn a_second_signal_after_the_grace_exits_at_once() {
+    let (mut broker, _file, _) = start_from_file(&["--max-inflight-messages", "1"], |addr| {
+        limits_file(addr, 100).replace("shutdown_timeout_ms = 3000", "shutdown_timeout_ms = 60000")
+    });
+    let _clients = stuck_subscriber(&broker);
+    // Taken before the signal: the grace runs from when the broker handles it, later.
+    let first = Instant::now();
     broker.signal("TERM");
     broker.wait_log("shutting down", 1);
-    let started = Instant::now();
-    broker.signal("TERM");
-    let code = broker.wait_exit(Duration::from_secs(5));
+    // Signals inside the grace are the first one again; keep asking until one counts.
+    let deadline = first + Duration::from_secs(10);
+    let code = loop {
+        broker.signal("TERM");
+        if let Some(code) = broker.wait_exit(Duration::from_millis(100)) {
+            break Some(code);
+        }
+        assert!(Instant::now() < deadline, "{}", broker.log_text());
+    };
+    let waited = first.elapsed();
     assert_eq!(code, Some(1), "{}", broker.log_text());
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        broker
+            .log_text()
+            .contains("second shutdown signal: exiting at once")
+    );
+}
+
+/// `timeout` sends SIGTERM to the broker and then to its process group, so the broker gets
+/// two within a fraction of a millisecond: one request, drained, exit 0.
+#[test]
+fn two_sigterms_a_fraction_of_a_millisecond_apart_are_one_graceful_shutdown() {
+    let (mut broker, _file, _) = start_from_file(&["--max-inflight-messages", "1"], |addr| {
+        limits_file(addr, 100).replace("shutdown_timeout_ms = 3000", "shutdown_timeout_ms = 500")
+    });
+    let (mut subscriber, mut publisher) = stuck_subscriber(&broker);
+    raw_signal(&broker, libc::SIGTERM);
+    std::thread::sleep(Duration::from_micros(200));
+    raw_signal(&broker, libc::SIGTERM);
+    let code = broker.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{}", broker.log_text());
+    let log = broker.log_text();
+    assert!(log.contains("shutdown complete clients=2"), "{log}");
+    assert!(!log.contains("exiting at once"), "{log}");
+    assert_eq!(subscriber.recv_publish().payload, b"m");
+    subscriber.expect_closed();
+    publisher.expect_closed();
+}
+
+/// A SIGHUP sent as soon as the port accepts a connection (a deployment script that waits
+/// for the port, then reloads) finds its handler installed: the broker reloads (here: says
+/// there is no file to re-read) and serves on, never dies of the signal's default action.
+#[test]
+fn a_sighup_as_soon_as_the_port_accepts_is_handled() {
+    const RUNS: usize = 8;
+    for run in 0..RUNS {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server_common::free_port())
+            .parse()
+            .expect("loopback address");
+        let args: Vec<String> = ["--listen", &addr.to_string(), "--log-level", "info"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let mut broker = Broker::spawn(addr, &args);
+        let deadline = Instant::now() + server_common::START_TIMEOUT;
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                broker.alive(),
+                "run {run}: exited early:\n{}",
+                broker.log_text()
+            );
+            assert!(Instant::now() < deadline, "run {run}: never listened");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        raw_signal(&broker, libc::SIGHUP);
+        broker.wait_log("SIGHUP: no --config file to re-read", 1);
+        assert!(broker.alive(), "run {run}:\n{}", broker.log_text());
+        Client::connected(&broker, "after-hup").disconnect();
+    }
 }
 
 #[test]

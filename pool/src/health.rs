@@ -13,6 +13,11 @@ use std::fmt;
 pub const DEGRADED_FROM_PERCENT: usize = 75;
 /// Utilisation (percent of `max_live_objects`) from which the pool reports overloaded.
 pub const OVERLOADED_FROM_PERCENT: usize = 90;
+/// A better status is reported only once the utilisation is this many points of
+/// `max_live_objects` below where it begins (a worse one at once): a pool that hovers at a
+/// boundary (at its limit, one object released and taken again per connection) would
+/// otherwise report, and log, a change per connection.
+pub const RECOVERY_MARGIN_PERCENT: usize = 5;
 
 /// The pool's health status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -40,6 +45,17 @@ impl Health {
         } else {
             Health::Healthy
         }
+    }
+
+    /// The status after a change of `active`, from `before`: worse at once, better only
+    /// [`RECOVERY_MARGIN_PERCENT`] below the boundary.
+    pub fn settle(before: Health, active: usize, max_live: usize) -> Health {
+        let now = Health::classify(active, max_live);
+        if now >= before {
+            return now;
+        }
+        let margin = (max_live * RECOVERY_MARGIN_PERCENT / 100).max(1);
+        Health::classify(active.saturating_add(margin), max_live).min(before)
     }
 
     /// The lower-case name used in logs and JSON.
@@ -72,5 +88,22 @@ mod tests {
         assert_eq!(Health::classify(90, 100), Health::Overloaded);
         assert_eq!(Health::classify(99, 100), Health::Overloaded);
         assert_eq!(Health::classify(100, 100), Health::Unavailable);
+    }
+
+    #[test]
+    fn worse_at_once_better_past_a_margin() {
+        use Health::*;
+        assert_eq!(Health::settle(Healthy, 100, 100), Unavailable);
+        // One released at the limit: still unavailable, no change to report.
+        assert_eq!(Health::settle(Unavailable, 99, 100), Unavailable);
+        assert_eq!(Health::settle(Unavailable, 94, 100), Overloaded);
+        assert_eq!(Health::settle(Overloaded, 85, 100), Overloaded);
+        assert_eq!(Health::settle(Overloaded, 84, 100), Degraded);
+        assert_eq!(Health::settle(Degraded, 70, 100), Degraded);
+        assert_eq!(Health::settle(Degraded, 69, 100), Healthy);
+        assert_eq!(Health::settle(Unavailable, 0, 100), Healthy);
+        // A margin of at least one object for small pools.
+        assert_eq!(Health::settle(Unavailable, 19, 20), Unavailable);
+        assert_eq!(Health::settle(Unavailable, 18, 20), Overloaded);
     }
 }

@@ -247,6 +247,29 @@ impl<T: Poolable> Pool<T> {
         Ok(outcome)
     }
 
+    /// Hands the object behind `key` straight to a new user: it is reset and stays in use
+    /// under a fresh key (`key` is spent), without passing through the available set. What a
+    /// caller that evicts one user to make room for another does at `max_live_objects`: a
+    /// release and an acquire would cross the limit twice, each time a health change and a
+    /// limit event logged. An unhealthy object is dropped and a new one built in its place.
+    pub fn recycle(&mut self, key: Key, now_ms: u64) -> Result<Key, StaleKey> {
+        self.observe_time(now_ms);
+        let generation = self.next_generation;
+        let slot = self.slot_mut(key)?;
+        if !slot.object.is_healthy() {
+            let _ = self.release(key, now_ms);
+            return self.acquire().map_err(|_| StaleKey(key));
+        }
+        slot.object.reset();
+        slot.generation = generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.stats.acquisitions += 1;
+        Ok(Key {
+            index: key.index,
+            generation,
+        })
+    }
+
     /// The active object behind `key`.
     pub fn get(&self, key: Key) -> Result<&T, StaleKey> {
         match self.slots.get(key.index as usize) {
@@ -454,8 +477,8 @@ impl<T: Poolable> Pool<T> {
     }
 
     fn update_health(&mut self) {
-        let now = Health::classify(self.active(), self.config.max_live_objects);
         let before = self.stats.health;
+        let now = Health::settle(before, self.active(), self.config.max_live_objects);
         if now != before {
             self.stats.health = now;
             self.emit(PoolEvent::HealthChanged {

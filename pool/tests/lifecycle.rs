@@ -349,3 +349,34 @@ fn a_running_pool_can_be_reconfigured_without_touching_active_objects() {
         "grew x2 at 80 % of 1024, then of 2048"
     );
 }
+
+#[test]
+fn recycling_at_the_limit_hands_the_object_over_without_events() {
+    let mut pool = pool(PoolConfig {
+        max_preheated_objects: 4,
+        ..small(4)
+    });
+    let keys: Vec<_> = (0..4).map(|_| pool.acquire().expect("room")).collect();
+    pool.get_mut(keys[0]).expect("live").dirty = true;
+    let events = record_events(&mut pool);
+    let before = pool.stats();
+    let new = pool.recycle(keys[0], 5).expect("live");
+    assert_eq!(new.index(), keys[0].index(), "the same object");
+    assert_ne!(new, keys[0]);
+    assert_eq!(pool.get(keys[0]).err(), Some(StaleKey(keys[0])));
+    let object = pool.get(new).expect("live under its new key");
+    assert!(!object.dirty, "reset for its new user");
+    assert_eq!(object.resets, 1);
+    let after = pool.stats();
+    assert_eq!(after.active, 4);
+    assert_eq!(after.health, Health::Unavailable);
+    assert_eq!(after.acquisitions, before.acquisitions + 1);
+    assert!(events.borrow().is_empty(), "{:?}", events.borrow());
+    assert_eq!(pool.recycle(keys[0], 5), Err(StaleKey(keys[0])));
+    // An unhealthy object is replaced by a new one.
+    pool.get_mut(new).expect("live").healthy = false;
+    let serial = pool.get(new).expect("live").serial;
+    let replaced = pool.recycle(new, 6).expect("rebuilt");
+    assert_ne!(pool.get(replaced).expect("live").serial, serial);
+    assert_eq!(pool.stats().active, 4);
+}

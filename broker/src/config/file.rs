@@ -198,6 +198,8 @@ pub struct LimitsSection {
     pub max_publisher_hold_ms: Option<PositiveMillis>,
     pub max_publish_rate_messages_per_sec: Option<Count>,
     pub max_publish_rate_bytes_per_sec: Option<OptionalBytes>,
+    pub close_linger_timeout_ms: Option<Millis>,
+    pub close_linger_max_bytes: Option<OptionalBytes>,
 }
 
 /// `[pool]`.
@@ -280,7 +282,8 @@ impl FileConfig {
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,
             max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
             topic_alias_maximum, receive_maximum, max_publisher_hold_ms,
-            max_publish_rate_messages_per_sec, max_publish_rate_bytes_per_sec);
+            max_publish_rate_messages_per_sec, max_publish_rate_bytes_per_sec,
+            close_linger_timeout_ms, close_linger_max_bytes);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
         take!(monitoring: metrics_listen, sys_interval_secs);

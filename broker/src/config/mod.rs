@@ -181,6 +181,12 @@ impl Settings {
                 .max_publish_rate_bytes_per_sec
                 .map_or(defaults.max_publish_rate_bytes_per_sec, |v| v.0),
             buffer_bytes: defaults.buffer_bytes,
+            close_linger_timeout_ms: l
+                .close_linger_timeout_ms
+                .map_or(defaults.close_linger_timeout_ms, |v| v.0),
+            close_linger_max_bytes: l
+                .close_linger_max_bytes
+                .map_or(defaults.close_linger_max_bytes, |v| v.get()),
             pool: PoolConfig {
                 idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),
                 growth_threshold_percent: p

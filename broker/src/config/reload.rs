@@ -121,6 +121,14 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             c.max_publish_rate_bytes_per_sec.to_string(),
         ),
         (
+            "limits.close_linger_timeout_ms".into(),
+            c.close_linger_timeout_ms.to_string(),
+        ),
+        (
+            "limits.close_linger_max_bytes".into(),
+            c.close_linger_max_bytes.to_string(),
+        ),
+        (
             "pool.preset".into(),
             s.pool_preset
                 .map_or_else(|| "(none)".to_string(), |p| format!("{p:?}").to_lowercase()),

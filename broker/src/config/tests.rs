@@ -188,3 +188,37 @@ fn monitoring_keys_take_an_address_or_off_and_an_interval() {
     let error = resolve("[monitoring]\nsys_interval_secs = 90000\n").expect_err("above a day");
     assert_eq!(error.position, Some((2, 21)), "{error}");
 }
+
+#[test]
+fn linger_keys_from_file_and_flags_and_live_on_reload() {
+    let defaults = resolve("").expect("empty is valid");
+    assert_eq!(
+        defaults.core.close_linger_timeout_ms,
+        crate::core::config::DEFAULT_CLOSE_LINGER_TIMEOUT_MS
+    );
+    let text = "[limits]\nclose_linger_timeout_ms = 250\nclose_linger_max_bytes = 0\n";
+    let settings = resolve(text).expect("valid");
+    assert_eq!(settings.core.close_linger_timeout_ms, 250);
+    assert_eq!(settings.core.close_linger_max_bytes, 0);
+    let flags = FileConfig::parse("[limits]\nclose_linger_timeout_ms = 10\n", "flags")
+        .expect("valid layer");
+    let file = FileConfig::parse(text, "test.toml").expect("valid");
+    let over = Settings::resolve(&file.overlay(&flags), "test.toml", Some(text)).expect("valid");
+    assert_eq!(over.core.close_linger_timeout_ms, 10);
+    let changes = diff(&defaults, &settings);
+    for key in [
+        "limits.close_linger_timeout_ms",
+        "limits.close_linger_max_bytes",
+    ] {
+        assert!(
+            changes.iter().any(|c| c.key == key && c.live),
+            "{key} in {changes:?}"
+        );
+    }
+    assert_eq!(
+        apply_live(&defaults, &settings)
+            .core
+            .close_linger_timeout_ms,
+        250
+    );
+}

@@ -37,6 +37,12 @@ pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 1024;
 /// Default longest time a publisher is held back for a congested subscriber before that
 /// subscriber's queue limit applies instead (`core::flow`).
 pub const DEFAULT_MAX_PUBLISHER_HOLD_MS: u64 = 1000;
+/// Default time a connection the broker closed after a last packet (a refusing CONNACK, a
+/// DISCONNECT with a reason) lingers: its input is read and discarded until EOF, so that a
+/// client still writing gets that packet rather than a reset that destroys it.
+pub const DEFAULT_CLOSE_LINGER_TIMEOUT_MS: u64 = 2_000;
+/// Default most input discarded while lingering before the socket is closed anyway.
+pub const DEFAULT_CLOSE_LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -81,6 +87,13 @@ pub struct CoreConfig {
     pub max_publish_rate_bytes_per_sec: u64,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
+    /// How long the driver keeps a closed connection lingering after the broker's last
+    /// packet to it, discarding its input until EOF (0: closed at once). A lingering socket
+    /// holds no pool object and no connection slot.
+    pub close_linger_timeout_ms: u64,
+    /// Most input a lingering connection may send before it is closed anyway (0: no
+    /// lingering).
+    pub close_linger_max_bytes: usize,
     /// The per-loop connection pool.
     pub pool: PoolConfig,
 }
@@ -105,6 +118,8 @@ impl Default for CoreConfig {
             max_publish_rate_messages_per_sec: 0,
             max_publish_rate_bytes_per_sec: 0,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
+            close_linger_timeout_ms: DEFAULT_CLOSE_LINGER_TIMEOUT_MS,
+            close_linger_max_bytes: DEFAULT_CLOSE_LINGER_MAX_BYTES,
             pool: PoolConfig::default(),
         }
     }

@@ -15,6 +15,7 @@ use crate::core::conn::{PendingWill, Phase};
 use crate::core::input::Flow;
 use crate::core::message::Message;
 use crate::core::observe::DropReason;
+use crate::core::refusals::Refusal;
 use crate::core::{Action, ConnId, Shard, groups, routing};
 use crate::protocol::v5::{DisconnectV5, PublishV5};
 use crate::protocol::{ProtocolVersion, ReasonCode};
@@ -50,8 +51,9 @@ pub(crate) fn close_for(
     start_close(shard, key);
 }
 
-/// Marks `key` closing and asks the driver to close it.
-fn start_close(shard: &mut Shard, key: ConnId) {
+/// Marks `key` closing and asks the driver to close it (what is in its output is written
+/// first).
+pub(crate) fn start_close(shard: &mut Shard, key: ConnId) {
     if let Ok(conn) = shard.pool.get_mut(key)
         && conn.phase != Phase::Closing
     {
@@ -359,13 +361,17 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
                 "keep-alive timeout (MQTT-3.1.2-24)"
             };
             shard.stats.closed_timeout += 1;
-            if connecting {
-                shard.stats.closed_connect_timeout += 1;
-            } else if conn.version == ProtocolVersion::V5 {
+            if conn.version == ProtocolVersion::V5 && !connecting {
                 shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
             }
             let client = client_name(shard, key);
-            tracing::info!(client = %client, conn = %key, "closing connection: {what}");
+            if connecting {
+                // A flood of sockets that never send CONNECT times out by the thousand:
+                // counted and summarised (`core::refusals`), not one line each.
+                shard.refused(Refusal::ConnectTimeout, now_ms, &client);
+            } else {
+                tracing::info!(client = %client, conn = %key, "closing connection: {what}");
+            }
             start_close(shard, key);
         } else {
             shard.arm_timer(key, deadline);

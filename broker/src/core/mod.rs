@@ -22,6 +22,8 @@
 //! - [`groups`]: shared subscriptions, one registry for all loops.
 //! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
 //!   Subscription Identifiers of a delivery.
+//! - [`refusals`]: turning newcomers away at the connection ceilings (shedding connections
+//!   idle before CONNECT first) and logging it as a summary.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
 //!
 //! The handlers are written once, against the MQTT 5 shapes of the packets; a 3.1.1
@@ -47,6 +49,7 @@ pub mod lifecycle;
 pub mod message;
 pub mod observe;
 pub mod outbound;
+pub mod refusals;
 pub mod routing;
 pub mod session;
 pub mod shared;
@@ -54,6 +57,7 @@ pub mod subscription;
 pub mod timers;
 
 use std::collections::VecDeque;
+use std::fmt::Display;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -66,7 +70,8 @@ pub use shared::Shared;
 
 use crate::topic::SubscriptionIndex;
 use buffers::{BufferPool, DEFAULT_MAX_FREE_BUFFERS};
-use conn::Conn;
+use conn::{Conn, Phase};
+use refusals::{Refusal, RefusalLog};
 use session::Sessions;
 use subscription::SubOpts;
 use timers::Timers;
@@ -134,8 +139,16 @@ pub enum Action {
 pub struct ShardStats {
     /// Connections accepted.
     pub accepted: u64,
-    /// Connections refused at the pool's hard limit (no CONNACK possible).
+    /// Newcomers refused at the pool's hard limit with no connection to shed (the driver
+    /// answers them outside the pool).
     pub refused_at_pool_limit: u64,
+    /// Newcomers accepted on the spare descriptor when the process was out of them.
+    pub refused_descriptors: u64,
+    /// Newcomers refused outside the pool and closed without a CONNACK (no CONNECT in time,
+    /// not a CONNECT, or no room to hold them).
+    pub refused_unanswered: u64,
+    /// Connections idle before CONNECT closed to give their object to a newcomer.
+    pub shed_before_connect: u64,
     /// CONNECTs refused with CONNACK 0x03 at the connection limit.
     pub refused_at_max_connections: u64,
     /// CONNECTs refused for a protocol reason.
@@ -225,6 +238,15 @@ pub enum AcceptRefusal {
     ListenerFull,
 }
 
+impl From<AcceptRefusal> for Refusal {
+    fn from(refusal: AcceptRefusal) -> Refusal {
+        match refusal {
+            AcceptRefusal::PerIp => Refusal::PerIp,
+            AcceptRefusal::ListenerFull => Refusal::ListenerFull,
+        }
+    }
+}
+
 /// One event loop's broker state. Not `Send` (it holds the loop's pool): it is built on its
 /// thread and stays there.
 pub struct Shard {
@@ -249,6 +271,12 @@ pub struct Shard {
     next_assigned_id: u64,
     stats: ShardStats,
     authenticator: Option<std::rc::Rc<dyn Authenticator>>,
+    /// Connections in the order they were accepted, the oldest first, for shedding those
+    /// still awaiting CONNECT when the pool is full. Entries of connections that have sent
+    /// CONNECT or closed since are stale and dropped when they reach the front.
+    awaiting: VecDeque<ConnId>,
+    /// Refusals and sheds, logged as a summary.
+    refusal_log: RefusalLog,
 }
 
 /// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
@@ -291,6 +319,8 @@ impl Shard {
             next_assigned_id: 0,
             stats: ShardStats::default(),
             authenticator: None,
+            awaiting: VecDeque::new(),
+            refusal_log: RefusalLog::default(),
             config,
         })
     }
@@ -318,12 +348,31 @@ impl Shard {
         self.config = next;
     }
 
-    /// Counts a refusal the driver made at accept.
-    pub fn record_refusal(&mut self, refusal: AcceptRefusal) {
-        match refusal {
-            AcceptRefusal::PerIp => self.stats.refused_per_ip += 1,
-            AcceptRefusal::ListenerFull => self.stats.refused_listener_max_connections += 1,
+    /// Counts a refusal (or a shed) by reason and logs it: the first of a spell with `who`
+    /// (a peer address or client id), the rest as one summary line per interval
+    /// ([`refusals::RefusalLog`]). The driver calls it for the refusals it decides itself.
+    pub fn refused(&mut self, refusal: Refusal, now_ms: u64, who: &dyn Display) {
+        let counter = match refusal {
+            Refusal::MaxConnections => &mut self.stats.refused_at_max_connections,
+            Refusal::PoolLimit => &mut self.stats.refused_at_pool_limit,
+            Refusal::Descriptors => &mut self.stats.refused_descriptors,
+            Refusal::PerIp => &mut self.stats.refused_per_ip,
+            Refusal::ListenerFull => &mut self.stats.refused_listener_max_connections,
+            Refusal::ShedBeforeConnect => &mut self.stats.shed_before_connect,
+            Refusal::ConnectTimeout => &mut self.stats.closed_connect_timeout,
+            Refusal::Unanswered => &mut self.stats.refused_unanswered,
+        };
+        *counter += 1;
+        // The rest of a spell only in the summary, at every log level: a flood refused at
+        // accept writes no line per connection even at debug.
+        if self.refusal_log.note(refusal, now_ms) {
+            refusals::log_first(self.loop_index, refusal, who);
         }
+    }
+
+    /// Writes the pending refusal summary now (a shutdown does not wait for its interval).
+    pub fn flush_refusal_log(&mut self, now_ms: u64) {
+        self.refusal_log.flush(self.loop_index, now_ms, true);
     }
 
     /// What `conn` still has to send: output bytes waiting for the socket and messages in
@@ -341,22 +390,90 @@ impl Shard {
     }
 
     /// A new connection: draws its object from the pool and starts its connect timeout.
-    /// `None` when the pool is at its hard limit: the driver closes the socket.
+    /// When the pool is at its hard limit, the connection accepted longest ago that is
+    /// still awaiting its CONNECT is shed to make room (its object recycled for the
+    /// newcomer, its socket closed by an [`Action::Close`] that the driver must carry out
+    /// before it files the newcomer's socket). `None` when there is none to shed: the
+    /// driver answers the newcomer outside the pool.
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
-        let Ok(key) = self.pool.acquire() else {
-            self.stats.refused_at_pool_limit += 1;
-            tracing::warn!(
-                loop_index = self.loop_index,
-                "connection refused: pool at max_live_objects"
-            );
-            return None;
+        let key = if self.pool.active() >= self.pool.config().max_live_objects {
+            self.shed_for_newcomer(now_ms)?
+        } else {
+            self.pool.acquire().ok()?
         };
         self.stats.accepted += 1;
         if let Ok(conn) = self.pool.get_mut(key) {
             conn.last_seen_ms = now_ms;
         }
         self.arm_timer(key, now_ms + self.config.connect_timeout_ms);
+        self.awaiting.push_back(key);
+        self.prune_awaiting();
         Some(key)
+    }
+
+    /// Drops the entries at the front of the accept-order list whose connections have sent
+    /// CONNECT or closed since (after a burst of connects, all of them: the list holds
+    /// nothing for idle clients, and its capacity goes at the next shrink).
+    fn prune_awaiting(&mut self) {
+        while let Some(&front) = self.awaiting.front() {
+            if self.is_awaiting_connect(front) {
+                break;
+            }
+            self.awaiting.pop_front();
+        }
+    }
+
+    /// Whether `key` is a live connection that has not sent CONNECT yet.
+    fn is_awaiting_connect(&self, key: ConnId) -> bool {
+        self.pool
+            .get(key)
+            .is_ok_and(|c| c.phase == Phase::AwaitingConnect)
+    }
+
+    /// Sheds the oldest connection still awaiting CONNECT: its object, reset, under a new
+    /// key for the newcomer. `None` if no connection awaits CONNECT.
+    fn shed_for_newcomer(&mut self, now_ms: u64) -> Option<ConnId> {
+        while let Some(victim) = self.shed_victim(now_ms) {
+            if let Ok(key) = self.pool.recycle(victim, now_ms) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Sheds the oldest connection still awaiting CONNECT, its object back to the pool (the
+    /// driver needs its descriptor, not its object). Whether there was one.
+    pub fn shed_oldest_awaiting(&mut self, now_ms: u64) -> bool {
+        let Some(victim) = self.shed_victim(now_ms) else {
+            return false;
+        };
+        let _ = self.pool.release(victim, now_ms);
+        true
+    }
+
+    /// The oldest connection still awaiting CONNECT, with its buffers returned, counted as
+    /// shed and its socket's close asked of the driver; its object is the caller's to
+    /// recycle or release.
+    fn shed_victim(&mut self, now_ms: u64) -> Option<ConnId> {
+        while let Some(victim) = self.awaiting.pop_front() {
+            if !self.is_awaiting_connect(victim) {
+                continue;
+            }
+            let Ok(conn) = self.pool.get_mut(victim) else {
+                continue;
+            };
+            // Invariant: before CONNECT a connection holds no session, will or slot of the
+            // connection count: giving its object away leaves nothing behind.
+            debug_assert!(!conn.counted && conn.session == u32::MAX && conn.will.is_none());
+            let input = std::mem::take(&mut conn.input);
+            let output = std::mem::take(&mut conn.output);
+            self.buffers.give(input);
+            self.buffers.give(output);
+            self.refused(Refusal::ShedBeforeConnect, now_ms, &victim);
+            self.actions.push_back(Action::Close(victim));
+            return Some(victim);
+        }
+        None
     }
 
     /// Whether the driver should read `conn`'s socket now: `false` while `conn` is a
@@ -440,6 +557,8 @@ impl Shard {
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
         flow::refresh(self, now_ms);
         lifecycle::expire_timers(self, now_ms);
+        self.refusal_log.flush(self.loop_index, now_ms, false);
+        self.prune_awaiting();
         lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;
         self.pool.preheat_step(budget, now_ms);
@@ -459,6 +578,7 @@ impl Shard {
             next = next.min(*due);
         }
         next = next.min(self.next_sweep_ms);
+        next = next.min(self.refusal_log.due_ms().unwrap_or(u64::MAX));
         if self.pool.preheat_pending() > 0 {
             next = now_ms;
         }
@@ -553,6 +673,11 @@ impl Shard {
         }
         if self.dirty.is_empty() && self.dirty.capacity() > SCRATCH_KEEP_ENTRIES {
             self.dirty = Vec::new();
+        }
+        if self.awaiting.capacity() > SCRATCH_KEEP_ENTRIES
+            && self.awaiting.len() < self.awaiting.capacity() / 4
+        {
+            self.awaiting.shrink_to_fit();
         }
     }
 

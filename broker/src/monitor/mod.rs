@@ -77,6 +77,8 @@ pub struct LoopSnapshot {
     pub buffer_bytes: usize,
     /// Sockets open on the loop (connected or not yet).
     pub sockets: usize,
+    /// Sockets the loop holds outside its pool (refused newcomers, lingering closes).
+    pub outside: crate::server::outside::OutsideStats,
     /// The global connection limit in force.
     pub max_connections: usize,
     /// Retained messages (shared, the same in every loop's snapshot).
@@ -171,6 +173,7 @@ impl Snapshot {
     pub fn refused(&self) -> u64 {
         let t = self.totals();
         t.refused_at_pool_limit
+            + t.refused_descriptors
             + t.refused_at_max_connections
             + t.refused_connect
             + t.refused_per_ip
@@ -183,6 +186,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     let ShardStats {
         accepted,
         refused_at_pool_limit,
+        refused_descriptors,
+        refused_unanswered,
+        shed_before_connect,
         refused_at_max_connections,
         refused_connect,
         handed_over,
@@ -219,6 +225,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     } = *from;
     into.accepted += accepted;
     into.refused_at_pool_limit += refused_at_pool_limit;
+    into.refused_descriptors += refused_descriptors;
+    into.refused_unanswered += refused_unanswered;
+    into.shed_before_connect += shed_before_connect;
     into.refused_at_max_connections += refused_at_max_connections;
     into.refused_connect += refused_connect;
     into.handed_over += handed_over;

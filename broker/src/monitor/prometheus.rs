@@ -14,6 +14,7 @@ use starling_pool::Health;
 use super::Snapshot;
 use super::health::HealthReport;
 use crate::core::observe::DropReason;
+use crate::server::outside::{LingerEnd, OutsideStats};
 
 /// Names of the packet types by their fixed-header nibble (0 and 15 are reserved in 3.1.1;
 /// 15 is AUTH in 5.0).
@@ -119,6 +120,30 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         "starling_connections_closed_total",
         None,
         "Connections closed by the broker, by reason.",
+    ),
+    (
+        Kind::Counter,
+        "starling_refusals_unanswered_total",
+        None,
+        "Newcomers refused outside the pool and closed without a CONNACK (no CONNECT in time, not a CONNECT, or no room).",
+    ),
+    (
+        Kind::Gauge,
+        "starling_outside_pool_sockets",
+        None,
+        "Sockets a loop holds outside its pool, by state: refusing (a newcomer awaiting its CONNACK 0x03/0x97), lingering (closed after a last packet, input discarded until EOF).",
+    ),
+    (
+        Kind::Counter,
+        "starling_outside_pool_connacks_total",
+        None,
+        "Refusing CONNACKs written to newcomers held outside the pool.",
+    ),
+    (
+        Kind::Counter,
+        "starling_lingering_closes_total",
+        None,
+        "Lingering closes ended, by how: eof (the client closed), timeout, bytes (it sent too much), evicted (room needed, or shutdown), error.",
     ),
     (
         Kind::Counter,
@@ -397,6 +422,7 @@ fn record(s: &Snapshot) {
     counter!("starling_connections_accepted_total").absolute(t.accepted);
     for (reason, value) in [
         ("pool_limit", t.refused_at_pool_limit),
+        ("descriptors", t.refused_descriptors),
         ("max_connections", t.refused_at_max_connections),
         ("protocol", t.refused_connect),
         ("per_ip", t.refused_per_ip),
@@ -419,9 +445,11 @@ fn record(s: &Snapshot) {
             t.closed_timeout.saturating_sub(t.closed_connect_timeout),
         ),
         ("connect_timeout", t.closed_connect_timeout),
+        ("shed_before_connect", t.shed_before_connect),
     ] {
         counter!("starling_connections_closed_total", "reason" => reason).absolute(value);
     }
+    counter!("starling_refusals_unanswered_total").absolute(t.refused_unanswered);
     counter!("starling_connections_handed_over_total").absolute(t.handed_over);
     for (kind, name) in PACKET_TYPE_NAMES.iter().enumerate() {
         // Each direction's own packet types always, any other only once seen.
@@ -496,7 +524,8 @@ fn record(s: &Snapshot) {
         counter!("starling_pool_shrinks_total", "loop" => label.clone()).absolute(p.shrinks);
         counter!("starling_pool_refused_total", "loop" => label.clone()).absolute(p.refused);
         gauge!("starling_pool_reuse_ratio", "loop" => label.clone()).set(p.reuse_rate());
-        gauge!("starling_pool_health", "loop" => label).set(health_value(p.health));
+        gauge!("starling_pool_health", "loop" => label.clone()).set(health_value(p.health));
+        record_outside(&label, &l.outside);
     }
     if let Some(l) = s.loops.first() {
         gauge!("starling_buffer_size_bytes").set(l.buffer_bytes as f64);
@@ -512,6 +541,20 @@ fn record(s: &Snapshot) {
     gauge!("starling_event_loops", "state" => "answering").set(s.loops.len() as f64);
     gauge!("starling_event_loops", "state" => "silent")
         .set(s.loops_expected.saturating_sub(s.loops.len()) as f64);
+}
+
+/// One loop's sockets outside its pool.
+fn record_outside(label: &str, o: &OutsideStats) {
+    for (state, value) in [("refusing", o.refusing), ("lingering", o.lingering)] {
+        gauge!("starling_outside_pool_sockets", "loop" => label.to_string(), "state" => state)
+            .set(value as f64);
+    }
+    counter!("starling_outside_pool_connacks_total", "loop" => label.to_string())
+        .absolute(o.answered);
+    for (end, value) in LingerEnd::ALL.iter().zip(o.linger_ended) {
+        counter!("starling_lingering_closes_total", "loop" => label.to_string(), "end" => end.name())
+            .absolute(value);
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,13 @@
 //! Accepting: new sockets from the listeners (after the admission limits) and sockets
 //! handed over by other loops.
+//!
+//! At a ceiling a newcomer is still accepted wherever a socket can be: when the pool is
+//! full, the core sheds the oldest connection still awaiting its CONNECT to make room
+//! (`Shard::accept`); when there is none to shed, the newcomer is held outside the pool and
+//! answered CONNACK 0x03 / 0x97 (`outside`). When the process is out of descriptors, the
+//! loop gives up its spare one to accept the next newcomer, sheds a connection awaiting
+//! CONNECT if there is one (which frees a descriptor for the spare again) and otherwise
+//! answers the newcomer on the spare.
 
 use std::io;
 
@@ -7,6 +15,21 @@ use mio::net::TcpStream;
 
 use super::admission::Origin;
 use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, Peer};
+use crate::core::refusals::Refusal;
+
+/// What the spare descriptor is opened on.
+const SPARE_PATH: &str = "/dev/null";
+
+/// Opens the loop's spare descriptor (`None` where it cannot be: the loop then leaves
+/// newcomers in the backlog when out of descriptors, and retries).
+pub(super) fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open(SPARE_PATH).ok()
+}
+
+/// Whether `error` says the process (or the system) has no descriptor left.
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
 
 impl EventLoop {
     /// Accepts from listener `i` until it would block.
@@ -25,6 +48,17 @@ impl EventLoop {
                             | io::ErrorKind::ConnectionAborted
                             | io::ErrorKind::ConnectionReset
                     ) => {}
+                Err(e) if out_of_descriptors(&e) && self.spare.is_some() => {
+                    // Give up the spare to take one newcomer; the rest of the backlog
+                    // waits for descriptors to come back (shortly retried).
+                    self.spare = None;
+                    self.accept_retry = true;
+                    match self.listeners.get(i).map(|l| l.accept()) {
+                        Some(Ok((stream, peer))) => self.adopt_on_spare(stream, peer, i),
+                        _ => self.refill_spare(),
+                    }
+                    return;
+                }
                 Err(e) => {
                     // Out of descriptors or memory: leave the queued connections in the
                     // backlog and try again shortly.
@@ -42,24 +76,44 @@ impl EventLoop {
         }
     }
 
+    /// Reopens the spare descriptor if it is given up (a descriptor has come back).
+    pub(super) fn refill_spare(&mut self) {
+        if self.spare.is_none() {
+            self.spare = open_spare();
+        }
+    }
+
+    /// A newcomer accepted on the spare descriptor: a connection awaiting CONNECT is shed
+    /// for it if there is one (its descriptor goes back to the spare), else it is answered
+    /// outside the pool on the spare.
+    fn adopt_on_spare(&mut self, stream: TcpStream, peer: std::net::SocketAddr, listener: usize) {
+        self.shard.refused(Refusal::Descriptors, self.now_ms, &peer);
+        if self.shard.shed_oldest_awaiting(self.now_ms) {
+            self.act();
+            self.refill_spare();
+            self.adopt_new(stream, peer, listener);
+        } else {
+            self.hold_refusing(stream, &[], true);
+        }
+    }
+
     /// A socket fresh from listener `listener`'s `accept`. The per-IP and per-listener
     /// limits are checked first: a refused socket is closed before it costs a pool object,
-    /// and the refusal is counted and logged at most once per interval (no log flood).
+    /// and the refusal is counted and logged as a summary (no log flood).
     fn adopt_new(&mut self, stream: TcpStream, peer: std::net::SocketAddr, listener: usize) {
         let origin = Origin {
             ip: peer.ip(),
             listener: u8::try_from(listener).unwrap_or(u8::MAX),
         };
         if let Err(refusal) = self.admission.admit(origin) {
-            self.shard.record_refusal(refusal);
-            self.refusal_log
-                .refused(self.index, self.now_ms, refusal, peer);
+            self.shard.refused(refusal.into(), self.now_ms, &peer);
             return; // dropping the stream closes it
         }
         let _ = stream.set_nodelay(true);
-        let Some(key) = self.shard.accept(self.now_ms) else {
+        let Some(key) = self.accept_object() else {
             self.admission.release(origin);
-            tracing::info!(loop_index = self.index, %peer, "connection refused: pool at its limit");
+            self.shard.refused(Refusal::PoolLimit, self.now_ms, &peer);
+            self.hold_refusing(stream, &[], false);
             return;
         };
         match self.register(key, stream, origin) {
@@ -78,11 +132,21 @@ impl EventLoop {
         }
     }
 
+    /// A pool object for a newcomer (`Shard::accept`). A connection shed to make room is
+    /// closed now, before the newcomer's socket is filed in the slot it may share.
+    fn accept_object(&mut self) -> Option<crate::core::ConnId> {
+        let key = self.shard.accept(self.now_ms);
+        self.act();
+        key
+    }
+
     /// A socket handed over by another loop, with the CONNECT (and what followed) to replay.
     pub(super) fn adopt_handover(&mut self, stream: TcpStream, origin: Origin, bytes: &[u8]) {
-        let Some(key) = self.shard.accept(self.now_ms) else {
+        let Some(key) = self.accept_object() else {
             self.admission.release(origin);
-            tracing::info!(loop_index = self.index, peer = %Peer(&stream), "handed-over connection refused: pool at its limit");
+            self.shard
+                .refused(Refusal::PoolLimit, self.now_ms, &Peer(&stream));
+            self.hold_refusing(stream, bytes, false);
             return;
         };
         let peer = Peer(&stream).to_string_if_debug();

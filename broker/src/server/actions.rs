@@ -37,31 +37,42 @@ impl EventLoop {
         }
     }
 
-    /// Close: best-effort write of the last output, FIN, discard unread input, close.
+    /// Close: the connection's object and its limits' slots are given back at once. With
+    /// a last packet in its output (a refusing CONNACK, a DISCONNECT with a reason), the
+    /// socket lingers outside the pool until the client has read it (`outside`); without
+    /// one it gets FIN, a few reads discard unread input, and it is closed.
     pub(super) fn close(&mut self, key: ConnId) {
-        if let Some((mut stream, origin)) = self.unregister(key) {
-            self.admission.release(origin);
-            let mut output = self.shard.output(key);
-            while !output.is_empty() {
-                match stream.write(output) {
-                    Ok(n) if n > 0 => {
-                        self.shard.consume_output(key, n, self.now_ms);
-                        output = self.shard.output(key);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    _ => break,
+        let Some((mut stream, origin)) = self.unregister(key) else {
+            self.shard.closed(key, self.now_ms);
+            return;
+        };
+        self.admission.release(origin);
+        let last_packet = !self.shard.output(key).is_empty();
+        let mut output = self.shard.output(key);
+        while !output.is_empty() {
+            match stream.write(output) {
+                Ok(n) if n > 0 => {
+                    self.shard.consume_output(key, n, self.now_ms);
+                    output = self.shard.output(key);
                 }
-            }
-            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
-            let _ = stream.shutdown(Shutdown::Write);
-            for _ in 0..CLOSE_DRAIN_READS {
-                match stream.read(&mut self.scratch) {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => break,
             }
         }
+        let rest = output.to_vec();
+        tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
         self.shard.closed(key, self.now_ms);
+        if last_packet {
+            self.linger(stream, rest);
+            return;
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        for _ in 0..CLOSE_DRAIN_READS {
+            match stream.read(&mut self.scratch) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
     }
 
     /// Handover: the socket moves to loop `to` (the core has already released `conn`).

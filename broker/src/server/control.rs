@@ -8,18 +8,13 @@
 //! messages counted as dropped. MQTT 3.1.1 has no server DISCONNECT: clients are told by the
 //! close. The loop then reports its numbers and its thread ends.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
 use super::event_loop::EventLoop;
-use crate::core::{AcceptRefusal, ConnId, CoreConfig, ShardStats};
+use crate::core::{ConnId, CoreConfig, ShardStats};
 use crate::monitor::LoopSnapshot;
-
-/// At most one log line per refusal reason per loop in this interval; the others are counted
-/// in the next line.
-pub const REFUSAL_LOG_INTERVAL_MS: u64 = 1000;
 
 /// A request from the main thread.
 #[derive(Debug)]
@@ -65,44 +60,6 @@ pub struct Draining {
     summary: ShutdownReport,
     sent_before: u64,
     dropped_before: u64,
-}
-
-/// Rate-limits the log lines of refusals decided at accept.
-#[derive(Debug, Default)]
-pub struct RefusalLog {
-    last_ms: [Option<u64>; 2],
-    suppressed: [u64; 2],
-}
-
-impl RefusalLog {
-    /// A connection from `peer` was refused: logs it unless a line for this reason was
-    /// written less than [`REFUSAL_LOG_INTERVAL_MS`] ago (then it is only counted).
-    pub fn refused(
-        &mut self,
-        loop_index: usize,
-        now_ms: u64,
-        refusal: AcceptRefusal,
-        peer: SocketAddr,
-    ) {
-        let (slot, limit) = match refusal {
-            AcceptRefusal::PerIp => (0, "max_connections_per_ip"),
-            AcceptRefusal::ListenerFull => (1, "listener max_connections"),
-        };
-        let due = self.last_ms[slot].is_none_or(|at| now_ms >= at + REFUSAL_LOG_INTERVAL_MS);
-        if !due {
-            self.suppressed[slot] += 1;
-            return;
-        }
-        self.last_ms[slot] = Some(now_ms);
-        let also = std::mem::take(&mut self.suppressed[slot]);
-        tracing::info!(
-            loop_index,
-            %peer,
-            limit,
-            refused_since_last_line = also,
-            "connection refused at accept"
-        );
-    }
 }
 
 impl EventLoop {
@@ -169,8 +126,12 @@ impl EventLoop {
             self.close(key);
         }
         self.settle();
+        if overdue {
+            self.close_all_outside();
+        }
         let stats = self.shard.stats();
-        let left = self.conns.iter().flatten().count();
+        // Lingering sockets finish first (bounded by their own timeout and the deadline).
+        let left = self.conns.iter().flatten().count() + self.outside.len();
         let Some(draining) = self.draining.as_mut() else {
             return false;
         };
@@ -180,6 +141,10 @@ impl EventLoop {
         if left > 0 {
             return false;
         }
+        self.shard.flush_refusal_log(self.now_ms);
+        let Some(draining) = self.draining.as_mut() else {
+            return false;
+        };
         let mut summary = draining.summary;
         summary.stats = stats;
         summary.messages_flushed = stats.publish_sent - draining.sent_before;

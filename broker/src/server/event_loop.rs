@@ -27,8 +27,9 @@ use mio::{Events, Interest, Poll, Token};
 use starling_pool::PoolStats;
 
 use super::admission::{Admission, Origin};
-use super::control::{Draining, RefusalLog};
+use super::control::Draining;
 use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
+use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
 use crate::core::{ConnId, CoreConfig, Shard, Shared};
 
 /// Size of the loop's one read buffer, shared by all its connections.
@@ -54,8 +55,9 @@ pub const INBOX_BATCH_DELIVERIES: usize = 1024;
 pub const ACCEPT_RETRY_MS: u64 = 50;
 /// At most one "accept failed" warning per this interval.
 pub const ACCEPT_WARNING_INTERVAL_MS: u64 = 1000;
-/// Reads that discard unread input before a close: closing a socket with unread input
-/// makes the kernel send RST, which can destroy a refusing CONNACK the client has not read.
+/// Reads that discard unread input before a close without a last packet (one with a last
+/// packet lingers instead, `outside`): closing a socket with unread input makes the kernel
+/// send RST.
 pub const CLOSE_DRAIN_READS: usize = 4;
 /// How often the loop checks, while shutting down, whether its connections have drained.
 pub const SHUTDOWN_POLL_MS: u64 = 10;
@@ -77,8 +79,9 @@ fn listener_token(i: usize) -> Token {
 }
 
 /// The token of a connection: its whole key. Never collides with the reserved tokens: their
-/// low halves are within [`MAX_LISTENERS`] of `u32::MAX`, and slot indices stay below
-/// `max_live_objects`, which [`EventLoop::new`] keeps below that.
+/// low halves are within [`MAX_LISTENERS`] of `u32::MAX` (the waker's and listeners') or
+/// [`OUTSIDE_TOKEN_MARK`] (sockets outside the pool), and slot indices stay below
+/// `max_live_objects`, which [`EventLoop::new`] keeps below both.
 fn conn_token(key: ConnId) -> Token {
     Token(key.to_u64() as usize)
 }
@@ -165,7 +168,11 @@ pub struct EventLoop {
     start: Instant,
     pub(super) now_ms: u64,
     pub(super) admission: Arc<Admission>,
-    pub(super) refusal_log: RefusalLog,
+    /// Sockets held outside the pool: refused newcomers and lingering closes.
+    pub(super) outside: Outside,
+    /// A descriptor held in reserve: given up to accept (and answer) one newcomer when the
+    /// process has run out of them (`accept`).
+    pub(super) spare: Option<std::fs::File>,
     /// Set once a graceful shutdown has begun.
     pub(super) draining: Option<Draining>,
     next_trim_ms: u64,
@@ -191,7 +198,8 @@ impl EventLoop {
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listen addresses").into());
         }
-        let max_index = (u32::MAX as usize) - MAX_LISTENERS - 1;
+        // Slot indices stay below the mark of the tokens of sockets outside the pool.
+        let max_index = OUTSIDE_TOKEN_MARK as usize - 1;
         if core.pool.max_live_objects > max_index {
             return Err(format!("max_live_objects must stay below {max_index}").into());
         }
@@ -219,7 +227,8 @@ impl EventLoop {
             start: epoch,
             now_ms: 0,
             admission,
-            refusal_log: RefusalLog::default(),
+            outside: Outside::default(),
+            spare: super::accept::open_spare(),
             draining: None,
             next_trim_ms: TRIM_INTERVAL_MS,
             shrinks_seen: 0,
@@ -238,6 +247,7 @@ impl EventLoop {
         loop {
             self.now_ms = self.clock_ms();
             let next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
+            let next_ms = next_ms.min(self.expire_outside());
             self.settle();
             if self.now_ms >= self.next_trim_ms {
                 self.trim();
@@ -295,6 +305,11 @@ impl EventLoop {
         let listener = WAKER_TOKEN.0 - 1 - token.0;
         if listener < self.listeners.len() {
             self.accept_all(listener);
+            return;
+        }
+        if let Some(index) = outside_index(token) {
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            self.outside_event(index, readable, event.is_writable());
             return;
         }
         let key = ConnId::from_u64(token.0 as u64);

@@ -8,6 +8,8 @@
 //! - [`admission`]: the per-IP and per-listener limits, checked at accept.
 //! - [`control`]: live reload and graceful shutdown, asked by the main thread.
 //! - [`accept`], [`actions`]: the loop's accepting and its carrying out of core actions.
+//! - [`outside`]: sockets a loop holds outside its pool (newcomers refused when it is full,
+//!   connections lingering after the broker's last packet).
 //! - [`supervisor`]: the main thread (signals, reload, shutdown summary).
 //! - [`observe`]: a loop's answer to the monitoring threads (its numbers, `$SYS` messages).
 //!
@@ -22,6 +24,7 @@ pub mod event_loop;
 pub mod listener;
 pub mod mailbox;
 pub mod observe;
+pub mod outside;
 pub mod rlimit;
 pub mod supervisor;
 

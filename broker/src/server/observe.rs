@@ -22,6 +22,7 @@ impl EventLoop {
             buffers_idle,
             buffer_bytes: self.shard.config().buffer_bytes,
             sockets: self.conns.iter().flatten().count(),
+            outside: self.outside.stats(),
             max_connections: self.shard.config().max_connections,
             retained: self.shard.retained_count(),
         }

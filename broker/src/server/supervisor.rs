@@ -1,7 +1,10 @@
 //! The main thread once the loops run: it waits for signals and for loops that fail.
 //!
 //! - SIGTERM, SIGINT: graceful shutdown (`control`): stop accepting, drain within
-//!   `server.shutdown_timeout_ms`, log a summary, exit 0. A second one exits at once (1).
+//!   `server.shutdown_timeout_ms`, log a summary, exit 0. A second one at least
+//!   [`SECOND_SIGNAL_GRACE_MS`] after the first exits at once (1); one sooner is the same
+//!   request delivered twice (`timeout` and a terminal's Ctrl-C signal the whole process
+//!   group, so the broker may get the signal twice within a millisecond) and is ignored.
 //! - SIGHUP: live reload: re-read the `--config` file (flags still override it), refuse it
 //!   whole if it is invalid, log every changed key, apply the live ones
 //!   ([`crate::config::reload`]) and log the others as needing a restart.
@@ -24,6 +27,12 @@ use crate::config::{FileConfig, Host, Settings, load_fitted, reload};
 pub const SUPERVISOR_POLL_MS: u64 = 100;
 /// How long after the shutdown deadline the main thread waits for loops to report.
 pub const SHUTDOWN_GRACE_MS: u64 = 1000;
+/// A shutdown signal this soon after the first is taken as the same request (a process
+/// group signalled as a whole), not as "exit now".
+pub const SECOND_SIGNAL_GRACE_MS: u64 = 500;
+/// The signals the supervisor handles. Their handlers are installed (by creating the
+/// `Signals` the supervisor reads) before the listeners are bound.
+pub const SUPERVISED_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGHUP];
 
 const SIGNALS: Token = Token(0);
 
@@ -52,10 +61,10 @@ struct Stopping {
 
 impl Supervisor {
     /// Runs until a graceful shutdown completes (success), a second signal arrives or a
-    /// loop fails (failure).
-    pub fn run(mut self) -> io::Result<ExitCode> {
+    /// loop fails (failure). `signals` are the [`SUPERVISED_SIGNALS`], installed before the
+    /// server was started; those that arrived since are handled first.
+    pub fn run(mut self, mut signals: Signals) -> io::Result<ExitCode> {
         let mut poll = Poll::new()?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut events = Events::with_capacity(8);
@@ -70,11 +79,19 @@ impl Supervisor {
                 match signal {
                     SIGHUP if stopping.is_none() => self.reload(),
                     SIGHUP => tracing::info!("SIGHUP ignored: shutting down"),
-                    _ if stopping.is_some() => {
-                        tracing::warn!(signal, "second shutdown signal: exiting at once");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    _ => stopping = Some(self.begin_shutdown(signal)),
+                    _ => match stopping.as_ref().map(|s| s.started.elapsed()) {
+                        Some(since) if since >= Duration::from_millis(SECOND_SIGNAL_GRACE_MS) => {
+                            tracing::warn!(signal, "second shutdown signal: exiting at once");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                        Some(since) => tracing::info!(
+                            signal,
+                            since_first_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+                            grace_ms = SECOND_SIGNAL_GRACE_MS,
+                            "shutdown signal repeated within the grace: the shutdown goes on"
+                        ),
+                        None => stopping = Some(self.begin_shutdown(signal)),
+                    },
                 }
             }
             if let Some(stop) = stopping.as_mut() {
@@ -171,7 +188,7 @@ impl Supervisor {
 
 fn log_summary(stop: &Stopping, loops: usize) {
     let mut total = ShutdownReport::default();
-    let mut refusals = [0u64; 10];
+    let mut refusals = [0u64; 14];
     for r in &stop.received {
         total.clients_closed += r.clients_closed;
         total.clients_forced += r.clients_forced;
@@ -180,6 +197,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
         let s = &r.stats;
         let each = [
             s.refused_at_max_connections,
+            s.refused_at_pool_limit,
+            s.refused_descriptors,
+            s.refused_unanswered,
+            s.shed_before_connect,
             s.refused_listener_max_connections,
             s.refused_per_ip,
             s.closed_connect_timeout,
@@ -206,6 +227,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
     );
     let [
         max_connections,
+        pool_limit,
+        descriptors,
+        unanswered,
+        shed_before_connect,
         listener_max_connections,
         max_connections_per_ip,
         connect_timeout_ms,
@@ -218,6 +243,10 @@ fn log_summary(stop: &Stopping, loops: usize) {
     ] = refusals;
     tracing::info!(
         max_connections,
+        pool_limit,
+        descriptors,
+        unanswered,
+        shed_before_connect,
         listener_max_connections,
         max_connections_per_ip,
         connect_timeout_ms,

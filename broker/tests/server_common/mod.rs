@@ -87,36 +87,63 @@ impl Broker {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
                 .parse()
                 .expect("loopback address");
-            let mut child = starling_command(open_files)
-                .args(listen(addr))
-                .args(log_level.iter().flat_map(|level| ["--log-level", level]))
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn the starling binary");
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let stderr = child.stderr.take().expect("piped stderr");
-            let sink = Arc::clone(&log);
-            let reader = std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    sink.lock().expect("log lock").push(line);
-                }
-            });
-            let mut broker = Broker {
-                child,
-                addr,
-                log,
-                reader: Some(reader),
-            };
+            let mut command_line = listen(addr);
+            if let Some(level) = log_level {
+                command_line.extend(["--log-level".to_string(), level.to_string()]);
+            }
+            command_line.extend(args.iter().map(|a| a.to_string()));
+            let mut broker = Broker::spawn_limited(addr, &command_line, open_files);
             if broker.wait_listening() {
                 return broker;
             }
             last = broker.log_text();
         }
         panic!("the broker did not start:\n{last}");
+    }
+
+    /// Spawns the binary with exactly `args`, its log captured, without waiting for it to
+    /// listen on `addr` (where the caller's arguments tell it to).
+    pub fn spawn(addr: SocketAddr, args: &[String]) -> Broker {
+        Broker::spawn_limited(addr, args, None)
+    }
+
+    /// Like [`Broker::start`] with `--log-level info` (no line per accept and close), in a
+    /// process whose open-file limit (soft and hard) is `open_files` if given.
+    pub fn start_info(args: &[&str], open_files: Option<u64>) -> Broker {
+        let listen = |addr: SocketAddr| vec!["--listen".to_string(), addr.to_string()];
+        Broker::start_limited(open_files, args, listen, Some("info"))
+    }
+
+    /// [`Broker::spawn`] under the open-file limit `open_files` (see [`starling_command`]).
+    fn spawn_limited(addr: SocketAddr, args: &[String], open_files: Option<u64>) -> Broker {
+        let mut command = starling_command(open_files);
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the starling binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Broker {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id (to signal it without spawning `kill`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_listening(&mut self) -> bool {
@@ -198,11 +225,15 @@ impl Broker {
     }
 
     /// Waits up to `timeout` for the process to exit; its exit code (`None`: still running,
-    /// or killed by a signal).
+    /// or killed by a signal). Once it has exited, its whole log has been read.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Its last lines may still be in the pipe: the reader ends at its EOF.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -222,6 +253,45 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A connection from `source` (any port) to `to`, with SO_LINGER 0 so that dropping it
+/// resets rather than leaving TIME_WAIT behind (thousands of those would exhaust ports).
+pub fn connect_from(source: [u8; 4], to: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_linger(Some(Duration::ZERO))?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// The body of `GET path` from the HTTP endpoint at `addr` (the metrics endpoint).
+pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(io::Error::other(format!("GET {path}: {response}"))),
+    }
+}
+
+/// The value of the Prometheus sample `name{labels}` (labels as written, `""` for none) in
+/// `text`.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{labels}}}")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A configuration file in the temporary directory, removed when dropped.

@@ -10,6 +10,7 @@ use crate::core::handlers::auth::{self, AuthState};
 use crate::core::input::Flow;
 use crate::core::message::MessageProps;
 use crate::core::outbound::OutAliases;
+use crate::core::refusals::{self, Refusal};
 use crate::core::{ConnId, Shard, delivery, lifecycle};
 use crate::protocol::v5::{
     ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
@@ -189,13 +190,12 @@ pub(crate) fn accept(
         None => shard.shared.try_connect(shard.config.max_connections),
     };
     if !claimed {
-        shard.stats.refused_at_max_connections += 1;
         // 3.1.1: 0x03 Server unavailable; MQTT 5: 0x97 Quota exceeded (an administrative
-        // limit, §3.2.2.2).
-        let code = ReasonCode::QuotaExceeded;
-        refuse(shard, key, version, code);
-        let why = &"max_connections reached (CONNACK 0x03 / 0x97)";
-        lifecycle::close_for(shard, key, "CONNECT refused", code, why, now_ms);
+        // limit, §3.2.2.2). Counted and logged as a summary: at the ceiling, newcomers can
+        // come by the thousand.
+        refuse(shard, key, version, ReasonCode::QuotaExceeded);
+        shard.refused(Refusal::MaxConnections, now_ms, &client_id);
+        lifecycle::start_close(shard, key);
         return Flow::Stop;
     }
     let clean_start = request.connect.clean_session;
@@ -426,29 +426,14 @@ pub(crate) fn refuse(shard: &mut Shard, key: ConnId, version: ProtocolVersion, c
     if let Ok(conn) = shard.pool.get_mut(key) {
         conn.version = version;
     }
-    if version == ProtocolVersion::V5 {
-        let connack = ConnAckV5 {
-            session_present: false,
-            reason: code,
-            properties: ConnAckProperties::default(),
-        };
-        shard.write_with(key, |out, _, peer_max| {
-            encode_connack_v5(out, &connack, peer_max)
-        });
+    // 3.1.1 has no return code for some reasons: then no CONNACK, only the close (§3.2.2.3).
+    if version.is_v3() && !refusals::has_v3_return_code(code) {
         return;
     }
-    let v3 = match code {
-        ReasonCode::UnsupportedProtocolVersion => ConnectReturnCode::UnacceptableProtocolVersion,
-        ReasonCode::ClientIdentifierNotValid => ConnectReturnCode::IdentifierRejected,
-        ReasonCode::BadUserNameOrPassword => ConnectReturnCode::BadUsernameOrPassword,
-        ReasonCode::NotAuthorized => ConnectReturnCode::NotAuthorized,
-        ReasonCode::QuotaExceeded | ReasonCode::ServerUnavailable => {
-            ConnectReturnCode::ServerUnavailable
-        }
-        // 3.1.1 has no return code for the rest: close without CONNACK (§3.2.2.3).
-        _ => return,
-    };
-    shard.write(key, |out, v| encode_connack(out, v, false, v3));
+    shard.write_with(key, |out, _, peer_max| {
+        let start = out.len();
+        refusals::refusing_connack(out, version, code, peer_max).map(|_| out.len() - start)
+    });
 }
 
 impl Shard {
