@@ -62,6 +62,9 @@ STARLING_OPTIONS = {
     # MQTT 5 (issue 4)
     "topic_alias_maximum",
     "receive_maximum",
+    # What one connection may pin
+    "max_topic_alias_bytes",
+    "max_client_id_length_bytes",
 }
 # Options Mosquitto can express: (config key, whether it goes in the listener block).
 MOSQUITTO_EQUIVALENTS = {

@@ -162,6 +162,12 @@ impl Settings {
             receive_maximum: l.receive_maximum.map_or(defaults.receive_maximum, |v| {
                 u16::try_from(v.get()).unwrap_or(u16::MAX)
             }),
+            max_topic_alias_bytes: l
+                .max_topic_alias_bytes
+                .map_or(defaults.max_topic_alias_bytes, |v| v.get()),
+            max_client_id_length_bytes: l
+                .max_client_id_length_bytes
+                .map_or(defaults.max_client_id_length_bytes, |v| v.get()),
             buffer_bytes: defaults.buffer_bytes,
             pool: PoolConfig {
                 idle_ttl_ms: p.idle_ttl_ms.map_or(defaults.pool.idle_ttl_ms, |v| v.0),

@@ -34,6 +34,16 @@ pub const DEFAULT_BUFFER_BYTES: usize = 4096;
 pub const DEFAULT_TOPIC_ALIAS_MAXIMUM: u16 = 10;
 /// QoS 1/2 PUBLISHes a client may have unacknowledged toward the broker.
 pub const DEFAULT_RECEIVE_MAXIMUM: u16 = 1024;
+/// Default topic bytes one MQTT 5 connection's Topic Alias table may hold (each direction):
+/// the default 10 aliases of 6.5 KB topics, while 300 connections with 10 aliases of 60 KB
+/// each would otherwise pin 180 MB.
+pub const DEFAULT_MAX_TOPIC_ALIAS_BYTES: usize = 64 * 1024;
+/// Default longest client identifier, in bytes (VerneMQ's default is 100, AWS IoT's 128;
+/// a 64 KiB id would be pinned by the session for as long as it lives).
+pub const DEFAULT_MAX_CLIENT_ID_LENGTH_BYTES: usize = 256;
+/// The least `max_client_id_length_bytes` may be: a server must accept client ids of 1 to
+/// 23 bytes (MQTT-3.1.3-5).
+pub const MIN_CLIENT_ID_LENGTH_BYTES: usize = 23;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -68,6 +78,13 @@ pub struct CoreConfig {
     /// Receive Maximum: QoS 1/2 PUBLISHes a client may have unacknowledged toward us (in
     /// practice QoS 2 ones awaiting PUBREL: QoS 1 is acknowledged at once).
     pub receive_maximum: u16,
+    /// Topic bytes one MQTT 5 connection's Topic Alias table may hold (0: no byte limit,
+    /// only `topic_alias_maximum`): a client setting an alias past it is disconnected with
+    /// 0x97 Quota exceeded; the broker's own aliases toward the client stay within it too.
+    pub max_topic_alias_bytes: usize,
+    /// Longest client identifier in bytes: a longer one is refused with CONNACK 0x85
+    /// (3.1.1: 0x02).
+    pub max_client_id_length_bytes: usize,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
     /// The per-loop connection pool.
@@ -90,6 +107,8 @@ impl Default for CoreConfig {
             max_output_buffer_bytes: DEFAULT_MAX_OUTPUT_BUFFER_BYTES,
             topic_alias_maximum: DEFAULT_TOPIC_ALIAS_MAXIMUM,
             receive_maximum: DEFAULT_RECEIVE_MAXIMUM,
+            max_topic_alias_bytes: DEFAULT_MAX_TOPIC_ALIAS_BYTES,
+            max_client_id_length_bytes: DEFAULT_MAX_CLIENT_ID_LENGTH_BYTES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             pool: PoolConfig::default(),
         }
@@ -106,6 +125,12 @@ impl CoreConfig {
             return Some(TopicRefusal::Levels);
         }
         None
+    }
+
+    /// Whether a Topic Alias table holding `bytes` of topics is within
+    /// `max_topic_alias_bytes`.
+    pub fn topic_aliases_fit(&self, bytes: usize) -> bool {
+        self.max_topic_alias_bytes == 0 || bytes <= self.max_topic_alias_bytes
     }
 
     /// The keep-alive deadline interval in ms for a client asking `keep_alive_secs`

@@ -63,8 +63,13 @@ pub struct ConnV5 {
     pub max_packet_size_bytes: usize,
     /// Topic aliases the client set on this connection: (alias, topic), one entry per
     /// alias in use, so memory follows the aliases used, not the maximum allowed (at most
-    /// `topic_alias_maximum` entries of at most `max_topic_length_bytes` each).
+    /// `topic_alias_maximum` entries of at most `max_topic_length_bytes` each, and at most
+    /// `max_topic_alias_bytes` of topics in all).
     pub topic_aliases: Vec<(u16, Box<str>)>,
+    /// Topic bytes of `topic_aliases`, counting an entry taken out while its PUBLISH is
+    /// handled.
+    // Invariant: the sum of the topics' lengths whenever no PUBLISH is being handled.
+    pub topic_alias_bytes: usize,
     /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
     pub problem_information: bool,
     /// The Topic Aliases the broker uses toward the client (within its Topic Alias
@@ -80,6 +85,7 @@ impl Default for ConnV5 {
             receive_maximum: u16::MAX,
             max_packet_size_bytes: UNLIMITED_PACKET_SIZE_BYTES,
             topic_aliases: Vec::new(),
+            topic_alias_bytes: 0,
             problem_information: true,
             out_aliases: Default::default(),
             auth: None,
@@ -148,6 +154,21 @@ impl Conn {
             .map_or(UNLIMITED_PACKET_SIZE_BYTES, |v| v.max_packet_size_bytes)
     }
 
+    /// Bytes of variable-size state the connection holds beside its pooled object (the
+    /// topics of both Topic Alias tables, the will's topic and payload): what closing it
+    /// gives back to the allocator (an estimate: allocator overhead left out).
+    pub fn pinned_bytes(&self) -> usize {
+        let v5 = self
+            .v5
+            .as_ref()
+            .map_or(0, |v| v.topic_alias_bytes + v.out_aliases.bytes());
+        let will = self
+            .will
+            .as_ref()
+            .map_or(0, |w| w.will.topic.len() + w.will.payload.len());
+        v5 + will
+    }
+
     /// Whether nothing is buffered in either direction.
     pub fn is_idle(&self) -> bool {
         self.input.is_empty() && self.output.is_empty()
@@ -181,7 +202,11 @@ impl Poolable for Conn {
         self.counted = false;
         self.refusal_logged = false;
         self.timer_due_ms = 0;
-        self.arena.reset();
+        // A pooled object keeps no arena chunk: an idle connection frees it anyway
+        // (`settle`), and one closed mid-burst would otherwise keep it while pooled.
+        if self.arena.allocated_bytes() > 0 {
+            self.arena = Bump::new();
+        }
     }
 
     fn is_healthy(&self) -> bool {

@@ -155,6 +155,12 @@ pub struct ShardStats {
     pub refused_topic_levels: u64,
     /// Subscriptions refused at `max_subscriptions_per_client`.
     pub refused_subscriptions: u64,
+    /// MQTT 5 connections closed (0x97) for a Topic Alias table over
+    /// `max_topic_alias_bytes` (also in `closed_bad_input`).
+    pub refused_topic_alias_bytes: u64,
+    /// CONNECTs refused (0x85 / 0x02) for a client id over `max_client_id_length_bytes`
+    /// (also in `refused_connect`).
+    pub refused_client_id_length: u64,
     /// Messages dropped because a queue held `max_queued_messages` (also in `dropped`).
     pub dropped_queue_messages: u64,
     /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
@@ -215,6 +221,9 @@ pub struct Shard {
     next_assigned_id: u64,
     stats: ShardStats,
     authenticator: Option<std::rc::Rc<dyn Authenticator>>,
+    /// Bytes of connection and session state freed since the driver last asked
+    /// ([`Shard::take_released_bytes`]).
+    released_bytes: usize,
 }
 
 /// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
@@ -258,6 +267,7 @@ impl Shard {
             next_assigned_id: 0,
             stats: ShardStats::default(),
             authenticator: None,
+            released_bytes: 0,
             config,
         })
     }
@@ -465,11 +475,21 @@ impl Shard {
         (self.buffers.lent(), self.buffers.idle())
     }
 
+    /// Bytes of connection and session state (topic aliases, client ids, subscription
+    /// lists, queues, lent buffers, table capacity) freed since the previous call: the
+    /// driver asks the allocator to return freed memory to the OS once enough was freed.
+    /// An estimate of what the allocator got back, not of what the OS will.
+    pub fn take_released_bytes(&mut self) -> usize {
+        std::mem::take(&mut self.released_bytes) + self.buffers.take_released_bytes()
+    }
+
     /// After a spike has gone, gives back what the loop's tables kept of its peak: the
-    /// session slab and id table, and the scratch vectors (the pool compacts itself when
-    /// its sweep completes a shrink; the subscription index shrinks on every removal).
+    /// session slab and id table, the buffers no one used for a whole interval, and the
+    /// scratch vectors (the pool compacts itself when its sweep completes a shrink; the
+    /// subscription index shrinks on every removal).
     fn shrink_if_sparse(&mut self) {
-        self.sessions.shrink_if_sparse();
+        self.released_bytes += self.sessions.shrink_if_sparse();
+        self.buffers.trim_idle();
         if self.loop_index == 0 {
             // One loop is enough to trim the table all loops share.
             self.shared.directory.shrink_if_sparse();
