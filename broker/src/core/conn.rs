@@ -19,11 +19,6 @@ use crate::core::message::MessageProps;
 use crate::protocol::v5::UNLIMITED_PACKET_SIZE_BYTES;
 use crate::protocol::{ProtocolVersion, Will};
 
-/// An arena holding more than this when its connection is released (a burst of huge
-/// SUBSCRIBEs cut short) makes the object unhealthy: the pool drops it instead of keeping
-/// the memory.
-pub const ARENA_MAX_KEPT_BYTES: usize = 64 * 1024;
-
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -202,14 +197,35 @@ impl Poolable for Conn {
         self.counted = false;
         self.refusal_logged = false;
         self.timer_due_ms = 0;
-        // A pooled object keeps no arena chunk: an idle connection frees it anyway
-        // (`settle`), and one closed mid-burst would otherwise keep it while pooled.
+        // A pooled object keeps no arena chunk (so no object is ever too big to pool): an
+        // idle connection frees it anyway (`settle`), and one closed mid-burst (a burst of
+        // huge SUBSCRIBEs cut short) would otherwise keep it for as long as it is pooled.
         if self.arena.allocated_bytes() > 0 {
             self.arena = Bump::new();
         }
     }
+}
 
-    fn is_healthy(&self) -> bool {
-        self.arena.allocated_bytes() <= ARENA_MAX_KEPT_BYTES
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_object_keeps_no_arena_chunk_and_no_mqtt5_state() {
+        let mut conn = Conn::new();
+        conn.output = vec![0; 8]; // pending output: `settle` keeps the arena
+        let _scratch = conn.arena.alloc_slice_fill_copy(10_000, 0u8);
+        let mut v5 = Box::new(ConnV5::default());
+        v5.topic_aliases.push((1, "a/b".into()));
+        v5.topic_alias_bytes = 3;
+        conn.v5 = Some(v5);
+        assert_eq!(conn.pinned_bytes(), 3);
+        conn.settle();
+        assert!(conn.arena.allocated_bytes() >= 10_000);
+        conn.output = Vec::new();
+        conn.reset();
+        assert_eq!(conn.arena.allocated_bytes(), 0);
+        assert!(conn.v5.is_none());
+        assert_eq!(conn.pinned_bytes(), 0);
     }
 }
