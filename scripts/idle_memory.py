@@ -76,17 +76,19 @@ def publish_packet(topic, payload):
     return frame(0x30, field(topic) + payload)
 
 
-def start_broker(kind, port, workdir):
+def start_broker(kind, port, workdir, starling_args=(), mosquitto_lines=()):
+    """Starts Starling (release build, ``starling_args`` added) or Mosquitto (``mosquitto_lines``
+    added to its config) on 127.0.0.1:port; returns the process once the port accepts."""
     if kind == "starling":
         binary = ROOT / "target" / "release" / "starling"
         if not binary.exists():
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "starling"], cwd=ROOT, check=True)
         cmd = [str(binary), "--listen", f"127.0.0.1:{port}", "--log-level", "warn",
-               "--metrics-listen", f"127.0.0.1:{free_port()}"]
+               "--metrics-listen", f"127.0.0.1:{free_port()}", *starling_args]
     else:
         conf = Path(workdir) / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "log_dest none\nmax_connections -1\n")
+                        "log_dest none\nmax_connections -1\n" + "".join(f"{line}\n" for line in mosquitto_lines))
         cmd = ["mosquitto", "-c", str(conf)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10

@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::config::file::{
-    Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs, ListenerSection,
-    MetricsListen, Millis, Objects, OptionalBytes, OptionalConnections, OutputBytes, PacketSize,
-    PositiveMillis, SysIntervalSecs, ThresholdPercent, TopicLength, TopicLevels,
+    ClientIdLength, Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs,
+    ListenerSection, MetricsListen, Millis, Objects, OptionalBytes, OptionalConnections,
+    OutputBytes, PacketSize, PositiveMillis, SysIntervalSecs, ThresholdPercent, TopicLength,
+    TopicLevels,
 };
 use crate::config::{FileConfig, ListenerProtocol};
 
@@ -166,6 +167,17 @@ pub struct Cli {
     /// lingering). [default: 1048576]
     #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
     pub close_linger_max_bytes: Option<OptionalBytes>,
+
+    /// MQTT 5: topic bytes one connection's Topic Alias table may hold (0: no byte limit);
+    /// a client setting an alias past it gets DISCONNECT 0x97 Quota exceeded. The broker's
+    /// own aliases toward a client stay within it too. [default: 65536]
+    #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
+    pub max_topic_alias_bytes: Option<OptionalBytes>,
+
+    /// Longest client identifier in bytes (at least 23); a longer one gets CONNACK 0x85
+    /// (3.1.1: 0x02 Identifier rejected). [default: 256]
+    #[arg(long, value_name = "N", value_parser = ClientIdLength::parse)]
+    pub max_client_id_length_bytes: Option<ClientIdLength>,
 
     /// A deployment size for each loop's pool of connection objects: small (256 built at
     /// start, 10 000 preheated at most, 10 000 connections), medium (2 048 / 100 000 /
@@ -351,6 +363,8 @@ impl Cli {
         l.max_publish_rate_bytes_per_sec = self.max_publish_rate_bytes_per_sec;
         l.close_linger_timeout_ms = self.close_linger_timeout_ms;
         l.close_linger_max_bytes = self.close_linger_max_bytes;
+        l.max_topic_alias_bytes = self.max_topic_alias_bytes;
+        l.max_client_id_length_bytes = self.max_client_id_length_bytes;
         let p = &mut c.pool;
         p.preset = self.pool_preset;
         p.initial_objects = self.pool_initial_objects;
@@ -444,6 +458,23 @@ mod tests {
         assert!(parse(&["--listen", "127.0.0.1:1,bogus=1"]).is_err());
         assert!(parse(&["--pool-preset", "huge"]).is_err());
         assert!(parse(&["--max-topic-levels", "257"]).is_err());
+        // Every server must accept client ids of up to 23 bytes (MQTT-3.1.3-5).
+        assert!(parse(&["--max-client-id-length-bytes", "22"]).is_err());
+        assert!(parse(&["--max-client-id-length-bytes", "65536"]).is_err());
+    }
+
+    #[test]
+    fn what_one_connection_may_pin_is_set_by_flags() {
+        let cli = parse(&[
+            "--max-topic-alias-bytes",
+            "0",
+            "--max-client-id-length-bytes",
+            "23",
+        ])
+        .expect("flags");
+        let settings = cli.settings().expect("valid");
+        assert_eq!(settings.core.max_topic_alias_bytes, 0);
+        assert_eq!(settings.core.max_client_id_length_bytes, 23);
     }
 
     #[test]

@@ -67,6 +67,9 @@ STARLING_OPTIONS = {
     "max_publisher_hold_ms",
     "max_publish_rate_messages_per_sec",
     "max_publish_rate_bytes_per_sec",
+    # What one connection may pin
+    "max_topic_alias_bytes",
+    "max_client_id_length_bytes",
 }
 # Options Mosquitto can express: (config key, whether it goes in the listener block).
 MOSQUITTO_EQUIVALENTS = {

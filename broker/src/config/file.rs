@@ -112,6 +112,9 @@ pub type OptionalBytes = Bounded<0, { 1 << 40 }>;
 pub type OutputBytes = Bounded<4096, { 1 << 30 }>;
 /// Topic length (an MQTT string).
 pub type TopicLength = Bounded<1, 65_535>;
+/// Client identifier length: at least the 23 bytes every server must accept
+/// (MQTT-3.1.3-5), at most an MQTT string.
+pub type ClientIdLength = Bounded<23, 65_535>;
 /// Topic levels (the topic index's ceiling).
 pub type TopicLevels = Bounded<1, 256>;
 /// Pool object counts.
@@ -200,6 +203,8 @@ pub struct LimitsSection {
     pub max_publish_rate_bytes_per_sec: Option<OptionalBytes>,
     pub close_linger_timeout_ms: Option<Millis>,
     pub close_linger_max_bytes: Option<OptionalBytes>,
+    pub max_topic_alias_bytes: Option<OptionalBytes>,
+    pub max_client_id_length_bytes: Option<ClientIdLength>,
 }
 
 /// `[pool]`.
@@ -283,7 +288,8 @@ impl FileConfig {
             max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
             topic_alias_maximum, receive_maximum, max_publisher_hold_ms,
             max_publish_rate_messages_per_sec, max_publish_rate_bytes_per_sec,
-            close_linger_timeout_ms, close_linger_max_bytes);
+            close_linger_timeout_ms, close_linger_max_bytes, max_topic_alias_bytes,
+            max_client_id_length_bytes);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
         take!(monitoring: metrics_listen, sys_interval_secs);

@@ -180,6 +180,12 @@ impl Settings {
             max_publish_rate_bytes_per_sec: l
                 .max_publish_rate_bytes_per_sec
                 .map_or(defaults.max_publish_rate_bytes_per_sec, |v| v.0),
+            max_topic_alias_bytes: l
+                .max_topic_alias_bytes
+                .map_or(defaults.max_topic_alias_bytes, |v| v.get()),
+            max_client_id_length_bytes: l
+                .max_client_id_length_bytes
+                .map_or(defaults.max_client_id_length_bytes, |v| v.get()),
             buffer_bytes: defaults.buffer_bytes,
             close_linger_timeout_ms: l
                 .close_linger_timeout_ms

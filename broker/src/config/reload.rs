@@ -129,6 +129,14 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             c.close_linger_max_bytes.to_string(),
         ),
         (
+            "limits.max_topic_alias_bytes".into(),
+            c.max_topic_alias_bytes.to_string(),
+        ),
+        (
+            "limits.max_client_id_length_bytes".into(),
+            c.max_client_id_length_bytes.to_string(),
+        ),
+        (
             "pool.preset".into(),
             s.pool_preset
                 .map_or_else(|| "(none)".to_string(), |p| format!("{p:?}").to_lowercase()),

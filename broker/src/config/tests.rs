@@ -222,3 +222,42 @@ fn linger_keys_from_file_and_flags_and_live_on_reload() {
         250
     );
 }
+
+#[test]
+fn what_one_connection_may_pin_is_read_checked_and_reloaded_live() {
+    let settings = resolve("").expect("defaults");
+    let defaults = crate::core::CoreConfig::default();
+    assert_eq!(
+        settings.core.max_topic_alias_bytes,
+        defaults.max_topic_alias_bytes
+    );
+    assert_eq!(
+        settings.core.max_client_id_length_bytes,
+        defaults.max_client_id_length_bytes
+    );
+    let old = resolve("[limits]\nmax_topic_alias_bytes = 1000\nmax_client_id_length_bytes = 64\n")
+        .expect("valid");
+    assert_eq!(old.core.max_topic_alias_bytes, 1000);
+    assert_eq!(old.core.max_client_id_length_bytes, 64);
+    let error = resolve("[limits]\nmax_client_id_length_bytes = 10\n")
+        .expect_err("below the 23 bytes every server must accept");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("limits.max_client_id_length_bytes"),
+        "{error}"
+    );
+    assert!(error.message.contains("23..=65535"), "{error}");
+    let new = resolve("[limits]\nmax_topic_alias_bytes = 0\n").expect("0: no byte limit");
+    let changes = diff(&old, &new);
+    for key in [
+        "limits.max_topic_alias_bytes",
+        "limits.max_client_id_length_bytes",
+    ] {
+        assert!(
+            changes.iter().any(|c| c.key == key && c.live),
+            "{key} changes live: {changes:?}"
+        );
+    }
+    let next = apply_live(&old, &new);
+    assert_eq!(next.core.max_topic_alias_bytes, 0);
+}

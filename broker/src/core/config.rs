@@ -43,6 +43,16 @@ pub const DEFAULT_MAX_PUBLISHER_HOLD_MS: u64 = 1000;
 pub const DEFAULT_CLOSE_LINGER_TIMEOUT_MS: u64 = 2_000;
 /// Default most input discarded while lingering before the socket is closed anyway.
 pub const DEFAULT_CLOSE_LINGER_MAX_BYTES: usize = 1024 * 1024;
+/// Default topic bytes one MQTT 5 connection's Topic Alias table may hold (each direction):
+/// the default 10 aliases of 6.5 KB topics, while 300 connections with 10 aliases of 60 KB
+/// each would otherwise pin 180 MB.
+pub const DEFAULT_MAX_TOPIC_ALIAS_BYTES: usize = 64 * 1024;
+/// Default longest client identifier, in bytes (VerneMQ's default is 100, AWS IoT's 128;
+/// a 64 KiB id would be pinned by the session for as long as it lives).
+pub const DEFAULT_MAX_CLIENT_ID_LENGTH_BYTES: usize = 256;
+/// The least `max_client_id_length_bytes` may be: a server must accept client ids of 1 to
+/// 23 bytes (MQTT-3.1.3-5).
+pub const MIN_CLIENT_ID_LENGTH_BYTES: usize = 23;
 /// Keep-alive is enforced at one and a half times the client's interval (MQTT-3.1.2-24).
 pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 
@@ -85,6 +95,13 @@ pub struct CoreConfig {
     pub max_publish_rate_messages_per_sec: u64,
     /// PUBLISH bytes (whole packets) one client may send per second, likewise (0 = unlimited).
     pub max_publish_rate_bytes_per_sec: u64,
+    /// Topic bytes one MQTT 5 connection's Topic Alias table may hold (0: no byte limit,
+    /// only `topic_alias_maximum`): a client setting an alias past it is disconnected with
+    /// 0x97 Quota exceeded; the broker's own aliases toward the client stay within it too.
+    pub max_topic_alias_bytes: usize,
+    /// Longest client identifier in bytes: a longer one is refused with CONNACK 0x85
+    /// (3.1.1: 0x02).
+    pub max_client_id_length_bytes: usize,
     /// Size of one lent buffer.
     pub buffer_bytes: usize,
     /// How long the driver keeps a closed connection lingering after the broker's last
@@ -117,6 +134,8 @@ impl Default for CoreConfig {
             max_publisher_hold_ms: DEFAULT_MAX_PUBLISHER_HOLD_MS,
             max_publish_rate_messages_per_sec: 0,
             max_publish_rate_bytes_per_sec: 0,
+            max_topic_alias_bytes: DEFAULT_MAX_TOPIC_ALIAS_BYTES,
+            max_client_id_length_bytes: DEFAULT_MAX_CLIENT_ID_LENGTH_BYTES,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             close_linger_timeout_ms: DEFAULT_CLOSE_LINGER_TIMEOUT_MS,
             close_linger_max_bytes: DEFAULT_CLOSE_LINGER_MAX_BYTES,
@@ -135,6 +154,12 @@ impl CoreConfig {
             return Some(TopicRefusal::Levels);
         }
         None
+    }
+
+    /// Whether a Topic Alias table holding `bytes` of topics is within
+    /// `max_topic_alias_bytes`.
+    pub fn topic_aliases_fit(&self, bytes: usize) -> bool {
+        self.max_topic_alias_bytes == 0 || bytes <= self.max_topic_alias_bytes
     }
 
     /// The keep-alive deadline interval in ms for a client asking `keep_alive_secs`

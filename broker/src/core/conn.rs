@@ -19,11 +19,6 @@ use crate::core::message::MessageProps;
 use crate::protocol::v5::UNLIMITED_PACKET_SIZE_BYTES;
 use crate::protocol::{ProtocolVersion, Will};
 
-/// An arena holding more than this when its connection is released (a burst of huge
-/// SUBSCRIBEs cut short) makes the object unhealthy: the pool drops it instead of keeping
-/// the memory.
-pub const ARENA_MAX_KEPT_BYTES: usize = 64 * 1024;
-
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -63,8 +58,13 @@ pub struct ConnV5 {
     pub max_packet_size_bytes: usize,
     /// Topic aliases the client set on this connection: (alias, topic), one entry per
     /// alias in use, so memory follows the aliases used, not the maximum allowed (at most
-    /// `topic_alias_maximum` entries of at most `max_topic_length_bytes` each).
+    /// `topic_alias_maximum` entries of at most `max_topic_length_bytes` each, and at most
+    /// `max_topic_alias_bytes` of topics in all).
     pub topic_aliases: Vec<(u16, Box<str>)>,
+    /// Topic bytes of `topic_aliases`, counting an entry taken out while its PUBLISH is
+    /// handled.
+    // Invariant: the sum of the topics' lengths whenever no PUBLISH is being handled.
+    pub topic_alias_bytes: usize,
     /// Request Problem Information: whether Reason Strings may be sent (MQTT-3.1.2-29).
     pub problem_information: bool,
     /// The Topic Aliases the broker uses toward the client (within its Topic Alias
@@ -80,6 +80,7 @@ impl Default for ConnV5 {
             receive_maximum: u16::MAX,
             max_packet_size_bytes: UNLIMITED_PACKET_SIZE_BYTES,
             topic_aliases: Vec::new(),
+            topic_alias_bytes: 0,
             problem_information: true,
             out_aliases: Default::default(),
             auth: None,
@@ -152,6 +153,21 @@ impl Conn {
             .map_or(UNLIMITED_PACKET_SIZE_BYTES, |v| v.max_packet_size_bytes)
     }
 
+    /// Bytes of variable-size state the connection holds beside its pooled object (the
+    /// topics of both Topic Alias tables, the will's topic and payload): what closing it
+    /// gives back to the allocator (an estimate: allocator overhead left out).
+    pub fn pinned_bytes(&self) -> usize {
+        let v5 = self
+            .v5
+            .as_ref()
+            .map_or(0, |v| v.topic_alias_bytes + v.out_aliases.bytes());
+        let will = self
+            .will
+            .as_ref()
+            .map_or(0, |w| w.will.topic.len() + w.will.payload.len());
+        v5 + will
+    }
+
     /// Whether nothing is buffered in either direction.
     pub fn is_idle(&self) -> bool {
         self.input.is_empty() && self.output.is_empty()
@@ -186,10 +202,35 @@ impl Poolable for Conn {
         self.counted = false;
         self.refusal_logged = false;
         self.timer_due_ms = 0;
-        self.arena.reset();
+        // A pooled object keeps no arena chunk (so no object is ever too big to pool): an
+        // idle connection frees it anyway (`settle`), and one closed mid-burst (a burst of
+        // huge SUBSCRIBEs cut short) would otherwise keep it for as long as it is pooled.
+        if self.arena.allocated_bytes() > 0 {
+            self.arena = Bump::new();
+        }
     }
+}
 
-    fn is_healthy(&self) -> bool {
-        self.arena.allocated_bytes() <= ARENA_MAX_KEPT_BYTES
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_released_object_keeps_no_arena_chunk_and_no_mqtt5_state() {
+        let mut conn = Conn::new();
+        conn.output = vec![0; 8]; // pending output: `settle` keeps the arena
+        let _scratch = conn.arena.alloc_slice_fill_copy(10_000, 0u8);
+        let mut v5 = Box::new(ConnV5::default());
+        v5.topic_aliases.push((1, "a/b".into()));
+        v5.topic_alias_bytes = 3;
+        conn.v5 = Some(v5);
+        assert_eq!(conn.pinned_bytes(), 3);
+        conn.settle();
+        assert!(conn.arena.allocated_bytes() >= 10_000);
+        conn.output = Vec::new();
+        conn.reset();
+        assert_eq!(conn.arena.allocated_bytes(), 0);
+        assert!(conn.v5.is_none());
+        assert_eq!(conn.pinned_bytes(), 0);
     }
 }

@@ -250,6 +250,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
         return;
     }
     let mut session = shard.sessions.remove(session_id);
+    shard.released_bytes += session.pinned_bytes();
     let mut plain = Vec::with_capacity(session.subscriptions.len());
     for (filter, _) in &session.subscriptions {
         match crate::protocol::v5::parse_shared_filter(filter) {
@@ -291,6 +292,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
 /// Returns the connection's buffers to the loop and its object to the pool.
 fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
     if let Ok(conn) = shard.pool.get_mut(key) {
+        shard.released_bytes += conn.pinned_bytes();
         let input = std::mem::take(&mut conn.input);
         let output = std::mem::take(&mut conn.output);
         shard.buffers.give(input);

@@ -185,6 +185,12 @@ pub struct ShardStats {
     pub refused_topic_levels: u64,
     /// Subscriptions refused at `max_subscriptions_per_client`.
     pub refused_subscriptions: u64,
+    /// MQTT 5 connections closed (0x97) for a Topic Alias table over
+    /// `max_topic_alias_bytes` (also in `closed_bad_input`).
+    pub refused_topic_alias_bytes: u64,
+    /// CONNECTs refused (0x85 / 0x02) for a client id over `max_client_id_length_bytes`
+    /// (also in `refused_connect`).
+    pub refused_client_id_length: u64,
     /// Messages dropped because a queue held `max_queued_messages` (also in `dropped`).
     pub dropped_queue_messages: u64,
     /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
@@ -227,6 +233,18 @@ pub struct ShardStats {
     pub dropped_group_member_gone: u64,
     /// Messages queued for a session when it ended (also in `dropped`).
     pub dropped_session_ended: u64,
+}
+
+/// What a connection still has to send ([`Shard::pending`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Output bytes waiting for the socket.
+    pub output_bytes: usize,
+    /// Messages in its session's queue.
+    pub queued: usize,
+    /// Whether its session outlives the connection (then what is queued is kept, not
+    /// dropped, when the connection closes; a session that ends counts its queue as dropped).
+    pub session_persists: bool,
 }
 
 /// A refusal the driver decides before the core sees a connection.
@@ -277,6 +295,9 @@ pub struct Shard {
     awaiting: VecDeque<ConnId>,
     /// Refusals and sheds, logged as a summary.
     refusal_log: RefusalLog,
+    /// Bytes of connection and session state freed since the driver last asked
+    /// ([`Shard::take_released_bytes`]).
+    released_bytes: usize,
 }
 
 /// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
@@ -321,6 +342,7 @@ impl Shard {
             authenticator: None,
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
+            released_bytes: 0,
             config,
         })
     }
@@ -377,16 +399,19 @@ impl Shard {
 
     /// What `conn` still has to send: output bytes waiting for the socket and messages in
     /// its session's queue (a graceful shutdown waits for both to drain).
-    pub fn pending(&self, conn: ConnId) -> (usize, usize) {
+    pub fn pending(&self, conn: ConnId) -> Pending {
         let Ok(c) = self.pool.get(conn) else {
-            return (0, 0);
+            return Pending::default();
         };
-        let queued = self
+        let session = self
             .sessions
             .get(c.session)
-            .filter(|s| s.conn == Some(conn))
-            .map_or(0, |s| s.traffic().queue.len());
-        (c.output.len(), queued)
+            .filter(|s| s.conn == Some(conn));
+        Pending {
+            output_bytes: c.output.len(),
+            queued: session.map_or(0, |s| s.traffic().queue.len()),
+            session_persists: session.is_some_and(|s| s.expiry_secs > 0),
+        }
     }
 
     /// A new connection: draws its object from the pool and starts its connect timeout.
@@ -650,11 +675,21 @@ impl Shard {
         (self.buffers.lent(), self.buffers.idle())
     }
 
+    /// Bytes of connection and session state (topic aliases, client ids, subscription
+    /// lists, queues, lent buffers, table capacity) freed since the previous call: the
+    /// driver asks the allocator to return freed memory to the OS once enough was freed.
+    /// An estimate of what the allocator got back, not of what the OS will.
+    pub fn take_released_bytes(&mut self) -> usize {
+        std::mem::take(&mut self.released_bytes) + self.buffers.take_released_bytes()
+    }
+
     /// After a spike has gone, gives back what the loop's tables kept of its peak: the
-    /// session slab and id table, and the scratch vectors (the pool compacts itself when
-    /// its sweep completes a shrink; the subscription index shrinks on every removal).
+    /// session slab and id table, the buffers no one used for a whole interval, and the
+    /// scratch vectors (the pool compacts itself when its sweep completes a shrink; the
+    /// subscription index shrinks on every removal).
     fn shrink_if_sparse(&mut self) {
-        self.sessions.shrink_if_sparse();
+        self.released_bytes += self.sessions.shrink_if_sparse();
+        self.buffers.trim_idle();
         if self.loop_index == 0 {
             // One loop is enough to trim the table all loops share.
             self.shared.directory.shrink_if_sparse();

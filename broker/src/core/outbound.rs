@@ -151,12 +151,13 @@ impl Shard {
     ) -> bool {
         // Toward a v5 client that accepts Topic Aliases, the topic may go as an alias
         // (decided now, recorded only once the packet is written: MQTT-3.3.2-10/11).
+        let budget_bytes = self.config.max_topic_alias_bytes;
         let alias = self
             .pool
             .get(key)
             .ok()
             .and_then(|c| c.v5.as_ref())
-            .and_then(|v| v.out_aliases.choose(publish.topic));
+            .and_then(|v| v.out_aliases.choose(publish.topic, budget_bytes));
         let written = self.write_with(key, |out, version, peer_max| {
             if version != ProtocolVersion::V5 {
                 let v3 = publish.to_v3().ok_or(EncodeError::EmptyTopicWithoutAlias)?;
@@ -193,6 +194,9 @@ pub struct OutAliases {
     maximum: u16,
     /// The topic of each alias (index: alias − 1).
     topics: Vec<Box<str>>,
+    /// Bytes of `topics`, kept within `max_topic_alias_bytes`.
+    // Invariant: the sum of the lengths of `topics`.
+    bytes: usize,
     /// The slot reused next once all are taken (round-robin).
     next: u16,
 }
@@ -224,12 +228,19 @@ impl OutAliases {
         OutAliases {
             maximum: client_maximum.min(OUT_TOPIC_ALIASES_MAX),
             topics: Vec::new(),
+            bytes: 0,
             next: 0,
         }
     }
 
-    /// How to send `topic`, or `None` when the client takes no aliases.
-    fn choose(&self, topic: &str) -> Option<AliasChoice> {
+    /// Topic bytes the aliases hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// How to send `topic`, or `None` when the client takes no aliases or mapping it would
+    /// take the table past `budget_bytes` (0: no byte limit): the topic then goes in full.
+    fn choose(&self, topic: &str, budget_bytes: usize) -> Option<AliasChoice> {
         if self.maximum == 0 || topic.is_empty() {
             return None;
         }
@@ -240,6 +251,10 @@ impl OutAliases {
         let slot = if len < self.maximum { len } else { self.next };
         // Invariant: aliases stay within 1..=the client's maximum (MQTT-3.1.2-26).
         debug_assert!(slot < self.maximum);
+        let replaced = self.topics.get(usize::from(slot)).map_or(0, |t| t.len());
+        if budget_bytes != 0 && self.bytes - replaced + topic.len() > budget_bytes {
+            return None;
+        }
         Some(AliasChoice::Set(slot + 1))
     }
 
@@ -251,10 +266,16 @@ impl OutAliases {
         let slot = usize::from(alias - 1);
         if slot == self.topics.len() {
             self.topics.push(topic.into());
+            self.bytes += topic.len();
         } else if let Some(t) = self.topics.get_mut(slot) {
+            self.bytes = self.bytes - t.len() + topic.len();
             *t = topic.into();
             self.next = (alias) % self.maximum;
         }
+        debug_assert_eq!(
+            self.bytes,
+            self.topics.iter().map(|t| t.len()).sum::<usize>()
+        );
     }
 }
 
@@ -288,5 +309,50 @@ fn suback<'a>(packet_id: u16, codes: &'a [ReasonCode]) -> SubAckV5<'a> {
         reason_codes: codes,
         reason_string: None,
         user_properties: UserProperties::NONE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_brokers_aliases_stay_within_the_byte_budget() {
+        let mut aliases = OutAliases::new(4);
+        let long = "t/".repeat(30); // 60 bytes
+        let first = aliases.choose(&long, 100).expect("fits");
+        assert_eq!(first, AliasChoice::Set(1));
+        aliases.record(first, &long);
+        assert_eq!(aliases.bytes(), 60);
+        assert_eq!(aliases.choose(&long, 100), Some(AliasChoice::Known(1)));
+        let other = "u/".repeat(30);
+        assert_eq!(
+            aliases.choose(&other, 100),
+            None,
+            "120 bytes > 100: sent in full"
+        );
+        let short = "s/1";
+        let second = aliases.choose(short, 100).expect("63 bytes fit");
+        aliases.record(second, short);
+        assert_eq!(aliases.bytes(), 63);
+        assert_eq!(
+            aliases.choose(&other, 0),
+            Some(AliasChoice::Set(3)),
+            "0: no byte limit"
+        );
+    }
+
+    #[test]
+    fn a_replaced_alias_gives_its_bytes_back() {
+        let mut aliases = OutAliases::new(1);
+        let a = "a".repeat(80);
+        let b = "b".repeat(90);
+        let choice = aliases.choose(&a, 100).expect("fits");
+        aliases.record(choice, &a);
+        // The only slot is reused: 80 out, 90 in.
+        let choice = aliases.choose(&b, 100).expect("fits once a is replaced");
+        assert_eq!(choice, AliasChoice::Set(1));
+        aliases.record(choice, &b);
+        assert_eq!(aliases.bytes(), 90);
     }
 }

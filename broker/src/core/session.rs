@@ -240,6 +240,23 @@ impl Session {
         self.subscriptions.push((filter.into(), opts));
     }
 
+    /// Bytes of variable-size state the session holds beside its slab slot (client id,
+    /// subscription list, traffic and what it queues): what ending it gives back to the
+    /// allocator (an estimate: shared messages are counted whole, allocator overhead left
+    /// out).
+    pub fn pinned_bytes(&self) -> usize {
+        let filters: usize = self
+            .subscriptions
+            .iter()
+            .map(|(filter, _)| filter.len() + std::mem::size_of::<(Box<str>, SubOpts)>())
+            .sum();
+        let traffic = self
+            .traffic
+            .as_deref()
+            .map_or(0, |t| std::mem::size_of::<Traffic>() + t.queued_bytes);
+        self.client_id.len() + filters + traffic
+    }
+
     /// When the offline session expires (0: online, or never).
     pub fn expiry_due_ms(&self) -> u64 {
         self.extras().map_or(0, |e| e.expiry_due_ms)
@@ -359,21 +376,26 @@ impl Sessions {
     /// (at least [`SHRINK_WHEN_CAPACITY_OVER_LEN`] × what they hold). Session indices are
     /// held by the subscription index and connections, so the slab only frees its vacant
     /// tail (down to the highest live session); the id table is rebuilt at its size.
-    /// O(capacity), and only when the count changed since the last sparse check.
-    pub fn shrink_if_sparse(&mut self) {
+    /// O(capacity), and only when the count changed since the last sparse check. Returns
+    /// the bytes of capacity given back.
+    pub fn shrink_if_sparse(&mut self) -> usize {
         let len = self.slab.len();
         let sparse = |capacity: usize| capacity >= SHRINK_WHEN_CAPACITY_OVER_LEN * len.max(1);
         if !sparse(self.slab.capacity()) && !sparse(self.by_client_id.capacity()) {
-            return;
+            return 0;
         }
         if self.shrunk_at_len == Some(len) {
-            return;
+            return 0;
         }
         self.shrunk_at_len = Some(len);
+        let before = self.capacity();
         self.slab.shrink_to_fit();
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.by_client_id
             .shrink_to_fit(|&id| hasher.hash_one(&*slab[id as usize].client_id));
+        let after = self.capacity();
+        (before.0 - after.0) * std::mem::size_of::<Session>()
+            + (before.1 - after.1) * std::mem::size_of::<u32>()
     }
 
     /// Slots the slab and the id table have room for (for memory tests).

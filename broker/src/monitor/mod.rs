@@ -205,6 +205,8 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         refused_topic_length,
         refused_topic_levels,
         refused_subscriptions,
+        refused_topic_alias_bytes,
+        refused_client_id_length,
         dropped_queue_messages,
         dropped_queue_bytes,
         dropped_expired,
@@ -244,6 +246,8 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.refused_topic_length += refused_topic_length;
     into.refused_topic_levels += refused_topic_levels;
     into.refused_subscriptions += refused_subscriptions;
+    into.refused_topic_alias_bytes += refused_topic_alias_bytes;
+    into.refused_client_id_length += refused_client_id_length;
     into.dropped_queue_messages += dropped_queue_messages;
     into.dropped_queue_bytes += dropped_queue_bytes;
     into.dropped_expired += dropped_expired;

@@ -424,7 +424,11 @@ fn record(s: &Snapshot) {
         ("pool_limit", t.refused_at_pool_limit),
         ("descriptors", t.refused_descriptors),
         ("max_connections", t.refused_at_max_connections),
-        ("protocol", t.refused_connect),
+        (
+            "protocol",
+            t.refused_connect.saturating_sub(t.refused_client_id_length),
+        ),
+        ("client_id_length", t.refused_client_id_length),
         ("per_ip", t.refused_per_ip),
         (
             "listener_max_connections",
@@ -489,6 +493,7 @@ fn record(s: &Snapshot) {
         ("topic_length", t.refused_topic_length),
         ("topic_levels", t.refused_topic_levels),
         ("max_subscriptions_per_client", t.refused_subscriptions),
+        ("max_topic_alias_bytes", t.refused_topic_alias_bytes),
     ] {
         counter!("starling_requests_refused_total", "reason" => reason).absolute(value);
     }

@@ -30,9 +30,7 @@ impl EventLoop {
                 } => {
                     let _ = self.send(to, Inbound::ForwardShared(pick, message, origin));
                 }
-                Action::Hold { to, conn, hold } => {
-                    let _ = self.send(to, Inbound::Hold(conn, hold));
-                }
+                Action::Hold { to, conn, hold } => self.send_hold(to, conn, hold),
             }
         }
     }
@@ -90,6 +88,20 @@ impl EventLoop {
             },
         ) {
             self.admission.release(origin);
+        }
+    }
+
+    /// Holds or releases loop `to`'s publisher `conn` (`core::flow`): flagged urgent, so
+    /// that a loop busy reading that publisher stops before its next read, not after its
+    /// turn.
+    fn send_hold(&mut self, to: usize, conn: ConnId, hold: bool) {
+        let Some(peer) = self.peers.get(to) else {
+            return;
+        };
+        if peer.send_urgent(Inbound::Hold(conn, hold)).is_ok()
+            && let Some(flag) = self.wake.get_mut(to)
+        {
+            *flag = true;
         }
     }
 

@@ -112,14 +112,18 @@ impl EventLoop {
         let keys: Vec<ConnId> = self.conns.iter().flatten().map(|slot| slot.key).collect();
         let (mut closed, mut forced, mut dropped) = (0u64, 0u64, 0u64);
         for key in keys {
-            let (output, queued) = self.shard.pending(key);
-            let drained = output == 0 && queued == 0;
+            let pending = self.shard.pending(key);
+            let drained = pending.output_bytes == 0 && pending.queued == 0;
             if !drained && !overdue {
                 continue;
             }
             if !drained {
                 forced += 1;
-                dropped += queued as u64;
+                // A session that ends with its connection counts its queue as dropped
+                // itself; a persistent one keeps it, and the process exit loses it.
+                if pending.session_persists {
+                    dropped += pending.queued as u64;
+                }
             }
             closed += 1;
             self.shard.notify_shutdown(key);

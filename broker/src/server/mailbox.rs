@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -49,6 +50,9 @@ pub enum Inbound {
 pub struct Mailbox {
     sender: Sender<Inbound>,
     waker: mio::Waker,
+    /// Set when something was queued that the loop should see before its next read rather
+    /// than after its turn: a hold on one of its publishers ([`Inbound::Hold`]).
+    urgent: AtomicBool,
 }
 
 /// Every loop's mailbox, indexed by loop.
@@ -61,13 +65,34 @@ impl Mailbox {
     pub fn new(registry: &mio::Registry) -> io::Result<(Mailbox, Receiver<Inbound>)> {
         let waker = mio::Waker::new(registry, WAKER_TOKEN)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
-        Ok((Mailbox { sender, waker }, receiver))
+        let urgent = AtomicBool::new(false);
+        Ok((
+            Mailbox {
+                sender,
+                waker,
+                urgent,
+            },
+            receiver,
+        ))
     }
 
     /// Queues `inbound` without waking the loop (the sender batches wakes). Gives the
     /// delivery back if the loop is gone.
     pub fn send(&self, inbound: Inbound) -> Result<(), Inbound> {
         self.sender.send(inbound).map_err(|e| e.0)
+    }
+
+    /// Queues `inbound` and flags it for the loop's next read ([`Mailbox::take_urgent`]).
+    pub fn send_urgent(&self, inbound: Inbound) -> Result<(), Inbound> {
+        self.send(inbound)?;
+        self.urgent.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether something urgent was queued since the last call (the loop then drains its
+    /// mailbox before it reads another socket).
+    pub fn take_urgent(&self) -> bool {
+        self.urgent.load(Ordering::Relaxed) && self.urgent.swap(false, Ordering::AcqRel)
     }
 
     /// Deliveries waiting in the mailbox.

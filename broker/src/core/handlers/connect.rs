@@ -100,6 +100,9 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
         );
         return Flow::Stop;
     }
+    if request.connect.client_id.len() > shard.config.max_client_id_length_bytes {
+        return refuse_client_id(shard, key, &request, now_ms);
+    }
     let (client_id, assigned, reservation) = if request.connect.client_id.is_empty() {
         // MQTT-3.1.3-6: assign a unique id, one that no loop holds.
         let (id, reservation) = shard.assign_client_id();
@@ -128,6 +131,23 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
     // The session (if one was made) now holds the id on this loop by itself.
     drop(reservation);
     flow
+}
+
+/// A client id over `max_client_id_length_bytes` (a session would keep it for as long as
+/// it lives): CONNACK 0x85 Client Identifier not valid (3.1.1: 0x02 Identifier rejected),
+/// then close (§3.1.3.1). Refused before the directory sees the id.
+fn refuse_client_id(shard: &mut Shard, key: ConnId, request: &Request, now_ms: u64) -> Flow {
+    shard.stats.refused_connect += 1;
+    shard.stats.refused_client_id_length += 1;
+    let code = ReasonCode::ClientIdentifierNotValid;
+    refuse(shard, key, request.version(), code);
+    let limit = shard.config.max_client_id_length_bytes;
+    let why = format!(
+        "{} bytes > max_client_id_length_bytes {limit}",
+        request.connect.client_id.len()
+    );
+    lifecycle::close_for(shard, key, "client id too long", code, &why, now_ms);
+    Flow::Stop
 }
 
 /// A CONNECT that does not decode: CONNACK with the reason where the protocol has one
@@ -349,6 +369,7 @@ fn conn_v5(props: &ConnectProperties) -> Box<ConnV5> {
         receive_maximum: props.receive_maximum.map_or(u16::MAX, |n| n.get()),
         max_packet_size_bytes: props.max_packet_size_bytes(),
         topic_aliases: Vec::new(),
+        topic_alias_bytes: 0,
         problem_information: props.request_problem_information.unwrap_or(true),
         out_aliases: OutAliases::new(props.topic_alias_maximum.unwrap_or(0)),
         auth: None,

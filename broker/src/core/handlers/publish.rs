@@ -134,7 +134,9 @@ fn refuse_payload(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_m
 
 /// Applies the PUBLISH's Topic Alias (MQTT 5): a topic with an alias sets the mapping
 /// (MQTT-3.3.2-12), an empty topic uses it. Returns the alias and topic taken out of the
-/// table to use for this PUBLISH, or the flow after a protocol error.
+/// table to use for this PUBLISH, or the flow after a protocol error or a table that would
+/// outgrow `max_topic_alias_bytes`. A topic over the topic limits is not mapped: the
+/// PUBLISH is refused for its topic (0x90) instead.
 fn resolve_alias(
     shard: &mut Shard,
     key: ConnId,
@@ -152,29 +154,50 @@ fn resolve_alias(
         lifecycle::close_for(shard, key, what, code, &alias, now_ms);
         return Err(Flow::Stop);
     }
+    let topic = publish.topic;
+    if !topic.is_empty() && shard.config.topic_refusal(topic).is_some() {
+        return Ok(None);
+    }
     let Ok(conn) = shard.pool.get_mut(key) else {
         return Err(Flow::Stop);
     };
-    let table = &mut conn.v5.get_or_insert_with(Default::default).topic_aliases;
-    let at = table.iter().position(|(a, _)| *a == alias);
-    let topic = match (at, publish.topic.is_empty()) {
-        // A topic with an alias sets (or replaces) the mapping (MQTT-3.3.2-12).
-        (Some(at), false) => {
-            table.swap_remove(at);
-            Some(publish.topic.into())
-        }
-        (None, false) => Some(publish.topic.into()),
-        (Some(at), true) => Some(table.swap_remove(at).1),
-        (None, true) => None,
-    };
-    match topic {
-        Some(topic) => Ok(Some((alias, topic))),
-        None => {
-            let what = "empty topic with an unknown Topic Alias";
-            lifecycle::close_for(shard, key, what, ReasonCode::ProtocolError, &alias, now_ms);
-            Err(Flow::Stop)
-        }
+    let v5 = conn.v5.get_or_insert_with(Default::default);
+    let at = v5.topic_aliases.iter().position(|(a, _)| *a == alias);
+    if topic.is_empty() {
+        return match at {
+            Some(at) => Ok(Some(v5.topic_aliases.swap_remove(at))),
+            None => {
+                let what = "empty topic with an unknown Topic Alias";
+                lifecycle::close_for(shard, key, what, ReasonCode::ProtocolError, &alias, now_ms);
+                Err(Flow::Stop)
+            }
+        };
     }
+    // A topic with an alias sets (or replaces) the mapping (MQTT-3.3.2-12).
+    let replaced = at.map_or(0, |at| v5.topic_aliases[at].1.len());
+    let bytes = v5.topic_alias_bytes - replaced + topic.len();
+    if !shard.config.topic_aliases_fit(bytes) {
+        return Err(refuse_alias_bytes(shard, key, bytes, now_ms));
+    }
+    if let Some(at) = at {
+        v5.topic_aliases.swap_remove(at);
+    }
+    v5.topic_alias_bytes = bytes;
+    Ok(Some((alias, topic.into())))
+}
+
+/// A client whose Topic Alias table would hold more than `max_topic_alias_bytes`: MQTT 5
+/// has no way to announce a byte budget, only a count (Topic Alias Maximum), so the
+/// connection is closed with 0x97 Quota exceeded, the reason code for an administrative
+/// limit (§4.13; 0x95 Packet too large would blame a packet that is within the Maximum
+/// Packet Size, and 0x94 Topic Alias invalid an alias that is within the maximum).
+fn refuse_alias_bytes(shard: &mut Shard, key: ConnId, bytes: usize, now_ms: u64) -> Flow {
+    shard.stats.refused_topic_alias_bytes += 1;
+    let limit = shard.config.max_topic_alias_bytes;
+    let why = format!("{bytes} bytes of topics > max_topic_alias_bytes {limit}");
+    let what = "Topic Alias table over max_topic_alias_bytes";
+    lifecycle::close_for(shard, key, what, ReasonCode::QuotaExceeded, &why, now_ms);
+    Flow::Stop
 }
 
 /// Puts an alias's topic back after its PUBLISH was handled.
