@@ -139,7 +139,7 @@ def metrics(r):
     m = r.get("messages")
     if m:
         out["delivered msg/s"] = m["delivered_per_sec"]
-        out["lost"] = m["tally"]["lost"]
+        out["missing"] = m["tally"]["missing"]
         out["duplicated"] = m["tally"]["duplicates"]
         out["e2e p50 ms"] = m["latency"]["p50_ms"]
         out["e2e p99 ms"] = m["latency"]["p99_ms"]
