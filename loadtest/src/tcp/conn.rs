@@ -11,11 +11,11 @@ use crate::track::{self, Tracker};
 /// Packet id of the one SUBSCRIBE each client sends.
 pub const SUBSCRIBE_PACKET_ID: u16 = 1;
 /// A paced subscriber may read at most this long's worth of its rate at once, milliseconds.
-const PACE_BURST_MS: u64 = 10;
+pub const PACE_BURST_MS: u64 = 10;
 /// Socket reads of one connection per turn before it yields to the worker's other clients
 /// and to the run's shared counters (a broker that keeps the socket full would otherwise
 /// keep the worker in one connection).
-const MAX_READS_PER_TURN: usize = 16;
+pub const MAX_READS_PER_TURN: usize = 16;
 
 /// A deliberately slow reader (`--subscriber-pause-ms`, `--subscriber-read-bytes-per-sec`):
 /// nothing until the pause is over, then a token bucket of bytes refilled at the rate and
