@@ -94,7 +94,7 @@ def metrics(report):
             out["RSS B/client"] = (b["rss_bytes_per_client"], CONNECT)
         out["peak RSS MiB"] = (b["peak_rss_bytes"] / 2**20, memory)
         if b.get("end"):
-            out["RSS at the end MiB"] = (b["end"]["rss_bytes"] / 2**20, memory)
+            out["RSS after the run MiB"] = (b["end"]["rss_bytes"] / 2**20, memory)
         if b.get("cpu_percent_messages") is not None:
             out["CPU %"] = (b["cpu_percent_messages"], MESSAGE)
         delivered = m["tally"]["delivered"] if m else 0

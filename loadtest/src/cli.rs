@@ -159,8 +159,12 @@ pub struct Args {
     /// After publishing, stop waiting for deliveries after this long even if they are still
     /// arriving, seconds (what is still missing then counts as not delivered by the
     /// deadline).
-    #[arg(long, alias = "drain-secs", default_value_t = DEFAULT_DRAIN_DEADLINE_SECS)]
-    pub drain_deadline_secs: u64,
+    #[arg(
+        long = "drain-deadline-secs",
+        alias = "drain-secs",
+        default_value_t = DEFAULT_DRAIN_DEADLINE_SECS
+    )]
+    pub drain_secs: u64,
     /// Each subscriber reads at most this many bytes a second from its socket during the
     /// message phase (0 = as fast as it can): a deliberately slow subscriber.
     #[arg(long, default_value_t = 0)]
@@ -189,6 +193,10 @@ pub struct Args {
     /// conn/churn: hold the clients this long after the last CONNACK, seconds.
     #[arg(long, default_value_t = 0)]
     pub hold_secs: u64,
+    /// After every client disconnected, wait this long before the broker's last RSS sample
+    /// (`--broker-pid`), seconds: what it still holds once it had time to give memory back.
+    #[arg(long, default_value_t = 0)]
+    pub settle_secs: u64,
     /// Keep-alive the clients ask for, seconds (they send PINGREQ when idle that long).
     #[arg(long, default_value_t = DEFAULT_KEEP_ALIVE_SECS)]
     pub keep_alive_secs: u16,

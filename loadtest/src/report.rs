@@ -208,7 +208,7 @@ pub struct Broker {
     pub start: Option<Sample>,
     /// With every client connected (and subscribed).
     pub loaded: Option<Sample>,
-    /// At the end.
+    /// At the end: after every client disconnected and `--settle-secs` passed.
     pub end: Option<Sample>,
     /// Largest RSS seen, bytes.
     pub peak_rss_bytes: u64,

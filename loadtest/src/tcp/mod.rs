@@ -138,6 +138,9 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         report.notes.extend(notes);
     }
     if let (Some(b), Some(s)) = (broker.as_mut(), sampler.as_ref()) {
+        // What the broker still holds some time after its clients left (a pool that sweeps
+        // idle objects, memory given back to the OS).
+        std::thread::sleep(Duration::from_secs(args.settle_secs));
         b.end = procstat::sample(b.pid);
         b.peak_rss_bytes = s.peak_bytes();
     }
@@ -352,7 +355,7 @@ fn drain(args: &Args, control: &Control, end_ns: u64) -> Drain {
     let mut watch = DrainWatch::new(
         end_ns,
         args.drain_quiet_ms,
-        args.drain_deadline_secs,
+        args.drain_secs,
         control.receipts.load(Ordering::Relaxed),
     );
     let ended = loop {
@@ -369,7 +372,7 @@ fn drain(args: &Args, control: &Control, end_ns: u64) -> Drain {
         ended,
         secs: track::now_ns().saturating_sub(end_ns) as f64 / 1e9,
         quiet_ms: args.drain_quiet_ms,
-        deadline_secs: args.drain_deadline_secs,
+        deadline_secs: args.drain_secs,
     }
 }
 
