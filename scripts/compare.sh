@@ -10,8 +10,9 @@
 # round R starts with the (N + R)th broker of the list and goes round it. Every run gets a
 # freshly started broker process, stopped after it (memory and pools start from nothing);
 # KEEP_BROKERS=1 starts each broker once for the whole invocation instead (steady-state runs,
-# e.g. connecting again to a pool grown by the previous scenario). Message figures are only
-# divided between runs that delivered the same share (the table's notes say why not).
+# e.g. connecting again to a pool grown by the previous scenario). Figures are only divided
+# between runs that did the same work: the same clients connected and, for message figures,
+# the same share delivered (the table's notes say why not).
 #
 # Environment: BIN_DIR (default target/release; SKIP_BUILD=1 uses it as is), BROKERS (which,
 # in column order; default "starling mosquitto rumqttd"; ratios are the first's), RUMQTTD
@@ -28,7 +29,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="${BIN_DIR:-$root/target/release}"
 if [[ $# -eq 0 ]]; then
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 read -r -a brokers <<<"${BROKERS:-starling mosquitto rumqttd}"
@@ -61,6 +62,9 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     (cd "$root" && cargo build --release -p starling -p starling-loadtest)
 fi
 
+# Every broker may open as many files as this shell may (rumqttd does not raise its own
+# limit, Starling does).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 results_given="${RESULTS_DIR:-}"
 if [[ -n "$results_given" && -e "$results_given/brokers" ]]; then
     echo "RESULTS_DIR=$results_given holds an earlier invocation's results: give a new directory" >&2

@@ -8,13 +8,15 @@ the one the ratios are about), `N.spec` (scenario N as given) and `N-R-BROKER.js
 harness's JSON report of scenario N, round R, against BROKER; `floor` is starling-floor).
 
 A broker's cell is its figure, or with several rounds the median and [min-max]. A ratio is
-the median of the same-round ratios. A message figure (a rate, a latency, CPU, memory in a
-run with messages) is compared only between two runs that delivered the same share of what
-they were expected to (everything, or the same fraction to within
-DELIVERED_PERCENT_TOLERANCE points): a broker that dropped, or was still delivering when the
-harness gave up, did less work, so its rate is no measure of the other's. Otherwise the
-ratio cell names a note under the table that says what each delivered and whether the rest
-was dropped (deliveries had stopped) or not delivered by the deadline (still arriving).
+the median of the same-round ratios. Two runs are divided only if they did the same work:
+they connected the same number of clients, and for a message figure (a rate, a latency,
+CPU, memory in a run with messages) they delivered the same share of what they were
+expected to (everything, or the same fraction to within DELIVERED_PERCENT_TOLERANCE
+points): a broker that dropped, or was still delivering when the harness gave up, did less
+work, so its rate is no measure of the other's. Otherwise the ratio cell names a note under
+the table that says what each did: how many it connected, what it delivered, and whether
+the rest was dropped (deliveries had stopped) or not delivered by the deadline (still
+arriving).
 """
 
 import json
@@ -124,15 +126,33 @@ def delivery(report):
     return share, words
 
 
-def comparable(a, b):
-    """Whether two runs' message figures may be divided, and if not, why (in words)."""
+def connected(report):
+    """How many clients a run connected, in words, and the count (None: no connect phase)."""
+    phases = [(report or {}).get("connects")] + [c["connects"] for c in (report or {}).get("cycles", [])]
+    phases = [p for p in phases if p]
+    if not phases:
+        return None, ""
+    done = sum(p["connected"] for p in phases)
+    tried = sum(p["attempted"] for p in phases)
+    return done, f"connected {done:,} of {tried:,}"
+
+
+def comparable(a, b, kind):
+    """Whether two runs' figures of `kind` may be divided; if not, what each did (in words).
+    Message figures need the same delivered share; every figure needs the same clients."""
+    done_a, words_a = connected(a)
+    done_b, words_b = connected(b)
+    if done_a is not None and done_b is not None and done_a != done_b:
+        return False, (words_a, words_b)
+    if kind != MESSAGE:
+        return True, ""
     share_a, words_a = delivery(a)
     share_b, words_b = delivery(b)
     if share_a is None or share_b is None:
         return True, ""
     if abs(share_a - share_b) <= DELIVERED_PERCENT_TOLERANCE:
         return True, ""
-    return False, (words_a, words_b)
+    return False, (f"delivered {words_a}", f"delivered {words_b}")
 
 
 def fmt(v, count=False):
@@ -186,11 +206,10 @@ class Table:
             va, vb = metrics(a).get(key, (None,))[0], metrics(b).get(key, (None,))[0]
             if va is None or not vb:
                 continue
-            if kind == MESSAGE:
-                ok, why = comparable(a, b)
-                if not ok:
-                    refused.append((r, why))
-                    continue
+            ok, why = comparable(a, b, kind)
+            if not ok:
+                refused.append((r, why))
+                continue
             ratios.append(va / vb)
         if ratios:
             text = f"{statistics.median(ratios):.2f}"
@@ -199,9 +218,9 @@ class Table:
             return text
         if refused:
             lines = "; ".join(
-                f"run {r}: {NAMES.get(ref, ref)} delivered {wa}, {NAMES.get(peer, peer)} {wb}" for r, (wa, wb) in refused
+                f"run {r}: {NAMES.get(ref, ref)} {wa}, {NAMES.get(peer, peer)} {wb}" for r, (wa, wb) in refused
             )
-            k = self.note(f"`{spec}`: no ratio of message figures, the runs did not deliver the same share ({lines}).")
+            k = self.note(f"`{spec}`: no ratio, the runs did not do the same work ({lines}).")
             return f"no ratio [{k}]"
         return "-"
 

@@ -13,11 +13,14 @@ compare_report = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compare_report)
 
 
-def harness_report(rate, expected, unique, ended, connects_per_sec=1000.0, deadline_secs=120):
-    """A tcp run's report: `unique` of `expected` deliveries arrived; its drain ended `ended`."""
+def harness_report(rate, expected, unique, ended, connects_per_sec=1000.0, deadline_secs=120, connected=10):
+    """A tcp run's report: `connected` of 10 clients connected, `unique` of `expected`
+    deliveries arrived, and its drain ended `ended`."""
     missing = expected - unique
     return {
         "connects": {
+            "attempted": 10,
+            "connected": connected,
             "per_sec": connects_per_sec,
             "connack_latency": {"p50_ms": 0.2, "p99_ms": 1.0},
         },
@@ -93,7 +96,7 @@ def test_a_run_cut_by_the_deadline_gets_no_ratio_and_a_note_that_says_why(tmp_pa
     assert row(out, "drain ended")[:3] == ["complete", "deadline", "complete"]
     note = out.split("[1] ", 1)[1]
     assert "Starling delivered 100.0 %" in note
-    assert "Mosquitto 40.0 % (600 not delivered by the 10 s deadline)" in note
+    assert "Mosquitto delivered 40.0 % (600 not delivered by the 10 s deadline)" in note
     # Connect figures do not depend on what was delivered: still divided.
     assert row(out, "connects/s")[3] == "1.00"
 
@@ -106,7 +109,7 @@ def test_dropped_messages_are_named_as_such(tmp_path):
     )
     assert row(out, "delivered msg/s")[2] == "no ratio [1]"
     assert row(out, "missing: dropped")[:2] == ["70", "0"]
-    assert "Starling delivered 93.0 % (70 dropped), Mosquitto 100.0 %" in out
+    assert "Starling delivered 93.0 % (70 dropped), Mosquitto delivered 100.0 %" in out
 
 
 def test_the_same_share_delivered_is_divided(tmp_path):
@@ -133,3 +136,14 @@ def test_several_rounds_give_median_spread_and_the_ratio_of_comparable_rounds(tm
     # Rounds 1 and 2 compare (3.00 and 5.00); round 3 does not.
     assert cells[2] == "4.00 (2 of 3 runs)"
     assert row(out, "drain ended")[1] == "complete/quiet"
+
+
+def test_runs_that_connected_different_numbers_of_clients_are_not_divided(tmp_path):
+    out = starling_and_mosquitto(
+        tmp_path,
+        harness_report(900_000, 1000, 1000, "complete", connects_per_sec=5000.0),
+        harness_report(300_000, 1000, 1000, "complete", connects_per_sec=4000.0, connected=7),
+    )
+    assert row(out, "connects/s")[2] == "no ratio [1]"
+    assert row(out, "delivered msg/s")[2] == "no ratio [1]"
+    assert "Starling connected 10 of 10, Mosquitto connected 7 of 10" in out
