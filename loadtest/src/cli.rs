@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{Parser, ValueEnum};
 
+use crate::drain::{DEFAULT_DRAIN_DEADLINE_SECS, DEFAULT_DRAIN_QUIET_MS};
 pub use crate::mqtt::Protocol;
 
 /// Default clients for `conn` and `churn`.
@@ -14,8 +15,6 @@ pub const DEFAULT_FAN: usize = 100;
 pub const DEFAULT_PAYLOAD_BYTES: usize = 64;
 /// Default publishing phase, seconds.
 pub const DEFAULT_DURATION_SECS: u64 = 10;
-/// Default time to wait for the last deliveries after publishing stops, seconds.
-pub const DEFAULT_DRAIN_SECS: u64 = 5;
 /// Default QoS 1/2 messages a publisher keeps unacknowledged.
 pub const DEFAULT_INFLIGHT: usize = 10;
 /// Default CONNECTs waiting for their CONNACK at once.
@@ -46,10 +45,16 @@ SCENARIOS (the field's standard shapes; QoS, payload, rates, counts and duration
            within each member, and the report gives each member's count and the balance.
 
 Publishers publish for --duration-secs at --rate messages/s in total (0 = as fast as TCP
-backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged), then the
-harness waits up to --drain-secs for the last deliveries. Every payload carries a timestamp,
-a publisher number and a sequence number, so the report counts lost, duplicated and
-out-of-order messages, and end-to-end latency p50/p99/p99.9.
+backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged). Then the
+harness drains: it keeps reading until every expected delivery has arrived, or no delivery
+has arrived for --drain-quiet-ms, or --drain-deadline-secs have passed. Every payload
+carries a timestamp, a publisher number and a sequence number, so the report counts
+delivered, duplicated, missing and out-of-order messages exactly per (publisher, sequence),
+and end-to-end latency p50/p99/p99.9. What is missing after a quiet drain is reported as
+dropped (the broker had stopped delivering); what is missing when the deadline ended the
+drain is reported as not delivered by the deadline (deliveries were still arriving).
+--subscriber-read-bytes-per-sec and --subscriber-pause-ms make every subscriber deliberately
+slow (with --subscriber-rcvbuf-bytes, so the kernel cannot hide its backlog).
 
 TRANSPORTS
   tcp   Real clients over real sockets to --target. Client sockets are spread over
@@ -147,9 +152,32 @@ pub struct Args {
     /// Stop each publisher after this many messages (0 = only --duration-secs limits).
     #[arg(long, default_value_t = 0)]
     pub messages: u64,
-    /// Wait at most this long for outstanding deliveries after publishing, seconds.
-    #[arg(long, default_value_t = DEFAULT_DRAIN_SECS)]
+    /// After publishing, stop waiting for deliveries once none has arrived for this long,
+    /// milliseconds (what is still missing then counts as dropped).
+    #[arg(long, default_value_t = DEFAULT_DRAIN_QUIET_MS)]
+    pub drain_quiet_ms: u64,
+    /// After publishing, stop waiting for deliveries after this long even if they are still
+    /// arriving, seconds (what is still missing then counts as not delivered by the
+    /// deadline).
+    #[arg(
+        long = "drain-deadline-secs",
+        alias = "drain-secs",
+        default_value_t = DEFAULT_DRAIN_DEADLINE_SECS
+    )]
     pub drain_secs: u64,
+    /// Each subscriber reads at most this many bytes a second from its socket during the
+    /// message phase (0 = as fast as it can): a deliberately slow subscriber.
+    #[arg(long, default_value_t = 0)]
+    pub subscriber_read_bytes_per_sec: u64,
+    /// Each subscriber reads nothing for this long at the start of the message phase,
+    /// milliseconds (then at --subscriber-read-bytes-per-sec): a subscriber that stalls.
+    #[arg(long, default_value_t = 0)]
+    pub subscriber_pause_ms: u64,
+    /// Socket receive buffer each subscriber asks for, bytes (0 = the kernel's default,
+    /// which grows on its own): a small one keeps the kernel from absorbing the backlog of a
+    /// slow subscriber, so the broker has to hold it (or drop it).
+    #[arg(long, default_value_t = 0)]
+    pub subscriber_rcvbuf_bytes: usize,
     /// QoS 1/2 messages each publisher keeps unacknowledged.
     #[arg(long, default_value_t = DEFAULT_INFLIGHT)]
     pub inflight: usize,
@@ -165,6 +193,10 @@ pub struct Args {
     /// conn/churn: hold the clients this long after the last CONNACK, seconds.
     #[arg(long, default_value_t = 0)]
     pub hold_secs: u64,
+    /// After every client disconnected, wait this long before the broker's last RSS sample
+    /// (`--broker-pid`), seconds: what it still holds once it had time to give memory back.
+    #[arg(long, default_value_t = 0)]
+    pub settle_secs: u64,
     /// Keep-alive the clients ask for, seconds (they send PINGREQ when idle that long).
     #[arg(long, default_value_t = DEFAULT_KEEP_ALIVE_SECS)]
     pub keep_alive_secs: u16,

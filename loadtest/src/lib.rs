@@ -12,17 +12,22 @@
 //!
 //! Scenarios ([`plan`]) are the field's standard shapes: `conn`, `fanin`, `fanout`, `p2p`,
 //! `churn`, and `shared` (publishers to one MQTT 5 `$share` group: loss and duplication
-//! counted across the group, each member's share and the balance reported). Every payload carries a timestamp and a (publisher, sequence) pair ([`track`]),
-//! so the report has end-to-end latency percentiles (hdrhistogram) and counts of lost,
-//! duplicated and out-of-order messages. With `--broker-pid` the broker's RSS and CPU are
-//! read from /proc ([`procstat`]). A probe thread ([`stalls`]) records how late the machine
-//! wakes a sleeping thread during the run, so a latency tail that is the machine's shows.
+//! counted across the group, each member's share and the balance reported). Every payload
+//! carries a timestamp and a (publisher, sequence) pair ([`track`]), so the report has
+//! end-to-end latency percentiles (hdrhistogram) and exact counts of missing, duplicated and
+//! out-of-order messages. After publishing the harness drains until every delivery arrived,
+//! deliveries stopped, or a deadline passed ([`drain`]), and says whether what is missing
+//! was dropped or not delivered by the deadline. With `--broker-pid` the broker's RSS and
+//! CPU are read from /proc ([`procstat`]). A probe thread ([`stalls`]) records how late the
+//! machine wakes a sleeping thread during the run, so a latency tail that is the machine's
+//! shows.
 //!
 //! [`floor`] is the `starling-floor` server: the least any MQTT server must do per
 //! connection (fixed CONNACK/SUBACK, no sessions), to measure what the machine allows.
 
 pub mod alloc_count;
 pub mod cli;
+pub mod drain;
 pub mod floor;
 pub mod mqtt;
 pub mod plan;

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cli::{Scenario, Transport};
+use crate::drain::{Drain, Missing};
 use crate::procstat::Sample;
 use crate::track::Tally;
 
@@ -101,6 +102,62 @@ pub struct Messages {
     pub latency: Latency,
     /// `shared`: how the group's members divided the messages.
     pub group: Option<GroupBalance>,
+    /// Distinct deliveries over expected, percent (100 when nothing was expected).
+    pub delivered_percent: f64,
+    /// tcp: how the harness stopped waiting for deliveries ([`crate::drain`]).
+    pub drain: Option<Drain>,
+    /// Missing deliveries counted as dropped: the drain ended quiet (deliveries had
+    /// stopped), or sim (the core ran until idle).
+    pub dropped: u64,
+    /// Missing deliveries counted as not delivered by the deadline: deliveries were still
+    /// arriving when it passed, so some might have arrived later.
+    pub undelivered: u64,
+    /// tcp, QoS 1/2: publishes the broker had not acknowledged (PUBACK, PUBCOMP) when the
+    /// drain ended.
+    pub unacknowledged: u64,
+    /// tcp: the longest time one subscriber waited between two deliveries, milliseconds (a
+    /// broker that stalls shows here even when everything arrives).
+    pub longest_gap_ms: f64,
+}
+
+impl Messages {
+    /// Judges the missing deliveries by how the drain ended (`None`: the broker ran until
+    /// idle) and fills in what follows from the tally.
+    pub fn judge(&mut self, drain: Option<Drain>) {
+        let missing = Missing::classify(self.tally.missing, drain.map(|d| d.ended));
+        // Invariant: every missing delivery is counted once, as one kind or the other.
+        debug_assert_eq!(missing.dropped + missing.undelivered, self.tally.missing);
+        self.drain = drain;
+        self.dropped = missing.dropped;
+        self.undelivered = missing.undelivered;
+        self.delivered_percent = if self.expected == 0 {
+            100.0
+        } else {
+            100.0 * self.tally.unique.min(self.expected) as f64 / self.expected as f64
+        };
+    }
+
+    /// The missing deliveries, and what they were, in words.
+    fn missing_text(&self) -> String {
+        let missing = self.tally.missing;
+        if missing == 0 {
+            return "missing 0".into();
+        }
+        if self.undelivered > 0 {
+            let deadline = self.drain.map_or(0, |d| d.deadline_secs);
+            return format!(
+                "missing {missing}: not delivered by the {deadline} s deadline (deliveries \
+                 were still arriving)"
+            );
+        }
+        match self.drain {
+            Some(d) => format!(
+                "missing {missing}: dropped (no delivery for {} ms before the drain ended)",
+                d.quiet_ms
+            ),
+            None => format!("missing {missing}: dropped (the broker ran until idle)"),
+        }
+    }
 }
 
 /// How a shared-subscription group's members divided the messages.
@@ -151,14 +208,16 @@ pub struct Broker {
     pub start: Option<Sample>,
     /// With every client connected (and subscribed).
     pub loaded: Option<Sample>,
-    /// At the end.
+    /// At the end: after every client disconnected and `--settle-secs` passed.
     pub end: Option<Sample>,
     /// Largest RSS seen, bytes.
     pub peak_rss_bytes: u64,
     /// (loaded − start) RSS / connected clients.
     pub rss_bytes_per_client: Option<f64>,
-    /// CPU used during the message phase, percent of one core.
+    /// CPU used from the first publish to the last delivery, percent of one core.
     pub cpu_percent_messages: Option<f64>,
+    /// CPU used from the first publish to the end of the drain, seconds.
+    pub cpu_secs_messages: Option<f64>,
 }
 
 /// What the sim transport measured inside the process.
@@ -293,15 +352,39 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "delivered        {} in {:.2} s: {:.0} msg/s (expected {})",
-                t.delivered, m.deliver_secs, m.delivered_per_sec, m.expected
+                "delivered        {} in {:.2} s: {:.0} msg/s (expected {}, {:.2} % arrived)",
+                t.delivered, m.deliver_secs, m.delivered_per_sec, m.expected, m.delivered_percent
             );
+            if let Some(d) = &m.drain {
+                let _ = writeln!(
+                    out,
+                    "drain            {}, {:.2} s after publishing stopped (quiet {} ms, \
+                     deadline {} s)",
+                    d.ended.describe(),
+                    d.secs,
+                    d.quiet_ms,
+                    d.deadline_secs
+                );
+            }
             let _ = writeln!(
                 out,
-                "QoS {} accounting lost {}, duplicated {}, out of order {}",
-                m.qos, t.lost, t.duplicates, t.out_of_order
+                "QoS {} accounting {}, duplicated {}, out of order {}{}",
+                m.qos,
+                m.missing_text(),
+                t.duplicates,
+                t.out_of_order,
+                if m.qos > 0 {
+                    format!(", publishes unacknowledged {}", m.unacknowledged)
+                } else {
+                    String::new()
+                }
             );
             let _ = writeln!(out, "end-to-end       {}", lat(&m.latency));
+            let _ = writeln!(
+                out,
+                "longest gap      {:.1} ms between two deliveries to one subscriber",
+                m.longest_gap_ms
+            );
             if let Some(g) = &m.group {
                 let _ = writeln!(
                     out,
@@ -329,10 +412,10 @@ impl Report {
             if let Some(per) = b.rss_bytes_per_client {
                 let _ = writeln!(out, "broker RSS/client {per:.0} B");
             }
-            if let Some(cpu) = b.cpu_percent_messages {
+            if let (Some(cpu), Some(secs)) = (b.cpu_percent_messages, b.cpu_secs_messages) {
                 let _ = writeln!(
                     out,
-                    "broker CPU       {cpu:.0} % of one core (message phase)"
+                    "broker CPU       {cpu:.0} % of one core, {secs:.2} CPU-s (message phase)"
                 );
             }
         }

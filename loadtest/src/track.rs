@@ -1,6 +1,7 @@
 //! What a message carries and how its arrival is judged: the payload layout (send timestamp,
 //! publisher number, sequence number), latency histograms, and the per-stream accounting of
-//! lost, duplicated and out-of-order deliveries.
+//! missing, duplicated and out-of-order deliveries (what a missing delivery was is judged
+//! by how the drain ended: [`crate::drain`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -136,8 +137,8 @@ pub struct Tally {
     pub duplicates: u64,
     /// Receipts that overtook nothing but came after a later one.
     pub out_of_order: u64,
-    /// Expected but never received.
-    pub lost: u64,
+    /// Expected but not received by the end of the drain.
+    pub missing: u64,
 }
 
 impl Tracker {
@@ -227,7 +228,7 @@ impl Tracker {
             unique,
             duplicates: self.duplicates,
             out_of_order: self.out_of_order,
-            lost: expected.saturating_sub(unique),
+            missing: expected.saturating_sub(unique),
         }
     }
 }
@@ -250,19 +251,19 @@ mod tests {
         for seq in [0, 1, 3, 2, 3, 5] {
             t.receive(1, 7, seq);
         }
-        // Sent 0..=5: 4 is lost, the second 3 is a duplicate, 2 came after 3.
+        // Sent 0..=5: 4 is missing, the second 3 is a duplicate, 2 came after 3.
         let tally = t.tally(6);
         assert_eq!(tally.delivered, 6);
         assert_eq!(tally.unique, 5);
         assert_eq!(tally.duplicates, 1);
         assert_eq!(tally.out_of_order, 1);
-        assert_eq!(tally.lost, 1);
+        assert_eq!(tally.missing, 1);
     }
 
     #[test]
     fn a_group_gets_each_message_once_across_members_and_threads() {
         // Publisher 9 sent 0..=5 to a group whose members 1 and 2 live on one thread and
-        // member 3 on another. 4 is lost; 2 reached two members (a duplicate); member 2
+        // member 3 on another. 4 is missing; 2 reached two members (a duplicate); member 2
         // got 3 before 1 (out of order within the member).
         let mut a = Tracker::default();
         for (member, seq) in [(1, 0), (2, 3), (2, 1), (1, 2)] {
@@ -278,7 +279,7 @@ mod tests {
         assert_eq!(tally.unique, 5);
         assert_eq!(tally.duplicates, 1);
         assert_eq!(tally.out_of_order, 1);
-        assert_eq!(tally.lost, 1);
+        assert_eq!(tally.missing, 1);
         assert_eq!(a.per_subscriber(), vec![(1, 2), (2, 2), (3, 2)]);
     }
 }

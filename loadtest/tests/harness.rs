@@ -1,6 +1,9 @@
 //! Tests of the harness itself: it counts deliveries exactly against the real broker, it
-//! detects loss and duplication (a fake broker that drops and duplicates on purpose), and it
-//! exits non-zero with a clear message when the target is down. Loopback only, seconds each.
+//! detects loss and duplication (a fake broker that drops and duplicates on purpose), it
+//! tells dropped deliveries (the broker stopped delivering: Starling's own drop counter
+//! agrees) from deliveries still under way at the drain's deadline (a deliberately slow
+//! subscriber), and it exits non-zero with a clear message when the target is down.
+//! Loopback only, seconds each.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,8 +14,11 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use starling::config::{ListenerProtocol, ListenerSettings};
 use starling::core::CoreConfig;
+use starling::monitor::Probe;
 use starling::server::{ServerConfig, start};
 use starling_loadtest::cli::Args;
+use starling_loadtest::drain::DrainEnd;
+use starling_loadtest::report::Messages;
 
 fn args(argv: &[&str]) -> Args {
     let mut full = vec!["starling-loadtest"];
@@ -22,6 +28,11 @@ fn args(argv: &[&str]) -> Args {
 
 /// Starling in this process on a free loopback port (its loops live until the test ends).
 fn starling() -> SocketAddr {
+    starling_with(CoreConfig::default(), 2).0
+}
+
+/// Starling with `core` limits on `event_loops` loops, and a probe to read its own counters.
+fn starling_with(core: CoreConfig, event_loops: usize) -> (SocketAddr, Probe) {
     let server = start(ServerConfig {
         listeners: vec![ListenerSettings {
             protocol: ListenerProtocol::Tcp,
@@ -29,13 +40,39 @@ fn starling() -> SocketAddr {
             max_connections: 0,
         }],
         max_connections_per_ip: 0,
-        event_loops: 2,
-        core: CoreConfig::default(),
+        event_loops,
+        core,
     })
     .expect("the broker starts");
     let addr = server.local_addrs[0];
+    let probe = server.probe();
     std::thread::spawn(move || server.wait());
-    addr
+    (addr, probe)
+}
+
+/// Every missing delivery is counted once, as dropped or as not delivered by the deadline,
+/// and what arrived plus what is missing is what was expected.
+fn assert_accounted(m: &Messages) {
+    assert_eq!(m.dropped + m.undelivered, m.tally.missing);
+    assert_eq!(m.tally.unique + m.tally.missing, m.expected);
+    assert_eq!(m.tally.delivered, m.tally.unique + m.tally.duplicates);
+}
+
+/// A `fanin` run of two publishers against `target` with `flags`; its message phase.
+fn fanin(target: SocketAddr, flags: &[&str]) -> Messages {
+    let target = target.to_string();
+    let mut argv = vec![
+        "fanin",
+        "--target",
+        &target,
+        "--publishers",
+        "2",
+        "--duration-secs",
+        "10",
+    ];
+    argv.extend_from_slice(flags);
+    let report = starling_loadtest::run(&args(&argv)).expect("the run completes");
+    report.messages.expect("a message phase")
 }
 
 #[test]
@@ -60,8 +97,8 @@ fn counts_every_delivery_against_starling() {
             "20000",
             "--duration-secs",
             "10",
-            "--drain-secs",
-            "5",
+            "--drain-deadline-secs",
+            "10",
         ]))
         .expect("the run completes");
         let m = report.messages.expect("a message phase");
@@ -75,10 +112,14 @@ fn counts_every_delivery_against_starling() {
         assert_eq!(m.tally.delivered, 1000, "{scenario}");
         assert_eq!(m.tally.unique, 1000, "{scenario}");
         assert_eq!(
-            (m.tally.lost, m.tally.duplicates, m.tally.out_of_order),
+            (m.tally.missing, m.tally.duplicates, m.tally.out_of_order),
             (0, 0, 0),
             "{scenario}"
         );
+        assert_eq!((m.dropped, m.undelivered), (0, 0), "{scenario}");
+        assert_eq!(m.delivered_percent, 100.0, "{scenario}");
+        let drain = m.drain.expect("a tcp run drains");
+        assert_eq!(drain.ended, DrainEnd::Complete, "{scenario}");
         assert_eq!(m.latency.count, 1000, "{scenario}");
     }
 }
@@ -102,15 +143,15 @@ fn counts_a_shared_group_once_per_message_against_starling_over_mqtt_5() {
         "250",
         "--rate",
         "20000",
-        "--drain-secs",
-        "5",
+        "--drain-deadline-secs",
+        "10",
     ]))
     .expect("the run completes");
     let m = report.messages.expect("a message phase");
     assert_eq!(m.published, 1000);
     assert_eq!(m.expected, 1000, "the group counts once per message");
     assert_eq!(m.tally.delivered, 1000);
-    assert_eq!((m.tally.lost, m.tally.duplicates), (0, 0));
+    assert_eq!((m.tally.missing, m.tally.duplicates), (0, 0));
     let group = m.group.expect("a group balance");
     assert_eq!(group.per_member.len(), 3);
     assert_eq!(group.per_member.iter().sum::<u64>(), 1000);
@@ -202,26 +243,21 @@ fn frame(buf: &[u8]) -> Option<(u8, usize, usize)> {
 
 #[test]
 fn detects_loss_and_duplication() {
-    let target = faulty_broker().to_string();
-    let report = starling_loadtest::run(&args(&[
-        "fanin",
-        "--target",
-        &target,
-        "--publishers",
-        "2",
-        "--messages",
-        "100",
-        "--rate",
-        "2000",
-        "--duration-secs",
-        "10",
-        "--drain-secs",
-        "1",
-        "--threads",
-        "1",
-    ]))
-    .expect("the run completes");
-    let m = report.messages.expect("a message phase");
+    let m = fanin(
+        faulty_broker(),
+        &[
+            "--messages",
+            "100",
+            "--rate",
+            "2000",
+            "--drain-quiet-ms",
+            "300",
+            "--drain-deadline-secs",
+            "30",
+            "--threads",
+            "1",
+        ],
+    );
     let dropped = (1..=200u64)
         .filter(|n| n.is_multiple_of(DROP_EVERY))
         .count() as u64;
@@ -229,9 +265,84 @@ fn detects_loss_and_duplication() {
         .filter(|n| !n.is_multiple_of(DROP_EVERY) && n.is_multiple_of(DUP_EVERY))
         .count() as u64;
     assert_eq!(m.expected, 200);
-    assert_eq!(m.tally.lost, dropped);
+    assert_eq!(m.tally.missing, dropped);
     assert_eq!(m.tally.duplicates, doubled);
     assert_eq!(m.tally.delivered, 200 - dropped + doubled);
+    // The fake broker stopped delivering: a quiet drain, and what is missing was dropped.
+    assert_eq!(m.drain.map(|d| d.ended), Some(DrainEnd::Quiet));
+    assert_eq!((m.dropped, m.undelivered), (dropped, 0));
+    assert_accounted(&m);
+}
+
+#[test]
+fn a_stalled_subscriber_behind_a_small_queue_shows_what_starling_dropped() {
+    // 100 000 QoS 0 messages (8.6 MB) as fast as TCP allows toward one subscriber that
+    // reads nothing for the first 500 ms (with a small receive buffer, so the kernel holds
+    // little of it), on a Starling that queues at most 16 KiB of messages for a subscriber
+    // (a limit that applies even while it holds the publishers back): it must drop, and
+    // every message it drops is one the harness finds missing once deliveries stopped.
+    let core = CoreConfig {
+        max_queued_messages: 100,
+        max_queued_bytes: 16 * 1024,
+        max_publisher_hold_ms: 50,
+        max_output_buffer_bytes: 16 * 1024,
+        ..CoreConfig::default()
+    };
+    let (addr, probe) = starling_with(core, 1);
+    let m = fanin(
+        addr,
+        &[
+            "--messages",
+            "50000",
+            "--subscriber-pause-ms",
+            "500",
+            "--subscriber-rcvbuf-bytes",
+            "16384",
+            "--drain-quiet-ms",
+            "1000",
+            "--drain-deadline-secs",
+            "60",
+        ],
+    );
+    assert_eq!(m.expected, 100_000);
+    assert_eq!(m.drain.map(|d| d.ended), Some(DrainEnd::Quiet));
+    assert!(m.tally.missing > 0, "nothing dropped: {m:?}");
+    assert_eq!((m.dropped, m.undelivered), (m.tally.missing, 0));
+    assert_eq!(m.tally.duplicates, 0);
+    assert_accounted(&m);
+    let starling_dropped = probe.snapshot().totals().dropped;
+    assert_eq!(
+        m.dropped, starling_dropped,
+        "Starling's own count differs: {m:?}"
+    );
+}
+
+#[test]
+fn a_subscriber_still_receiving_at_the_deadline_is_undelivered_not_dropped() {
+    // 10 000 messages in half a second toward a subscriber that reads 100 kB/s (about
+    // 1 200 messages a second): the drain gives up 1 s after publishing, while they are
+    // still arriving (the quiet period is longer than the deadline, so it cannot end quiet).
+    let m = fanin(
+        starling(),
+        &[
+            "--messages",
+            "5000",
+            "--rate",
+            "20000",
+            "--subscriber-read-bytes-per-sec",
+            "100000",
+            "--drain-quiet-ms",
+            "5000",
+            "--drain-deadline-secs",
+            "1",
+        ],
+    );
+    assert_eq!(m.expected, 10_000);
+    assert_eq!(m.drain.map(|d| d.ended), Some(DrainEnd::Deadline));
+    assert!(m.tally.missing > 0, "everything arrived: {m:?}");
+    assert_eq!((m.dropped, m.undelivered), (0, m.tally.missing));
+    assert!(m.delivered_percent < 100.0);
+    assert_accounted(&m);
 }
 
 #[test]

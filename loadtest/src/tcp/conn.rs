@@ -10,6 +10,54 @@ use crate::track::{self, Tracker};
 
 /// Packet id of the one SUBSCRIBE each client sends.
 pub const SUBSCRIBE_PACKET_ID: u16 = 1;
+/// A paced subscriber may read at most this long's worth of its rate at once, milliseconds.
+pub const PACE_BURST_MS: u64 = 10;
+/// Socket reads of one connection per turn before it yields to the worker's other clients
+/// and to the run's shared counters (a broker that keeps the socket full would otherwise
+/// keep the worker in one connection).
+pub const MAX_READS_PER_TURN: usize = 16;
+
+/// A deliberately slow reader (`--subscriber-pause-ms`, `--subscriber-read-bytes-per-sec`):
+/// nothing until the pause is over, then a token bucket of bytes refilled at the rate and
+/// holding at most [`PACE_BURST_MS`] worth (at least one byte), or no limit at rate 0.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    bytes_per_sec: u64,
+    tokens: f64,
+    last_ns: u64,
+}
+
+impl Pace {
+    /// A pace starting at `now_ns`: nothing for `pause_ms`, then `bytes_per_sec` (0 = no
+    /// limit) from an empty bucket.
+    pub fn new(bytes_per_sec: u64, pause_ms: u64, now_ns: u64) -> Pace {
+        Pace {
+            bytes_per_sec,
+            tokens: 0.0,
+            last_ns: now_ns.saturating_add(pause_ms.saturating_mul(1_000_000)),
+        }
+    }
+
+    /// Bytes it may read at `now_ns`.
+    pub fn allowance(&mut self, now_ns: u64) -> usize {
+        if now_ns < self.last_ns {
+            return 0;
+        }
+        if self.bytes_per_sec == 0 {
+            return usize::MAX;
+        }
+        let burst = (self.bytes_per_sec as f64 * PACE_BURST_MS as f64 / 1e3).max(1.0);
+        let elapsed = (now_ns - self.last_ns) as f64 / 1e9;
+        self.tokens = (self.tokens + elapsed * self.bytes_per_sec as f64).min(burst);
+        self.last_ns = now_ns;
+        self.tokens as usize
+    }
+
+    /// `bytes` were read.
+    pub fn spend(&mut self, bytes: usize) {
+        self.tokens = (self.tokens - bytes as f64).max(0.0);
+    }
+}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +101,8 @@ pub struct Sinks<'a> {
     pub unique_delta: &'a mut u64,
     /// Latest delivery time.
     pub last_delivery_ns: &'a mut u64,
+    /// Longest time one subscriber waited between two deliveries.
+    pub longest_gap_ns: &'a mut u64,
 }
 
 /// One client.
@@ -90,6 +140,14 @@ pub struct Conn {
     pub next_packet_id: u16,
     /// Publisher: QoS 1/2 messages not yet acknowledged.
     pub inflight: usize,
+    /// Subscriber: reads at most this fast (set for the message phase).
+    pub pace: Option<Pace>,
+    /// Subscriber: when it last received a PUBLISH (0: not yet).
+    pub last_receipt_ns: u64,
+    /// Its last read stopped before the socket was empty (its pace allowed no more, or its
+    /// turn was over): the worker must read it again (edge-triggered: no new event will say
+    /// so).
+    pub read_pending: bool,
 }
 
 impl Conn {
@@ -118,6 +176,9 @@ impl Conn {
             next_seq: 0,
             next_packet_id: 1,
             inflight: 0,
+            pace: None,
+            last_receipt_ns: 0,
+            read_pending: false,
         }
     }
 
@@ -150,14 +211,24 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads everything available and handles each complete packet.
+    /// Reads what is available (at most [`MAX_READS_PER_TURN`] reads, and what its pace
+    /// allows) and handles each complete packet.
     pub fn read(&mut self, scratch: &mut [u8], qos: u8, sinks: &mut Sinks<'_>) -> Outcome {
         let mut outcome = Outcome::default();
-        loop {
+        self.read_pending = false;
+        for _ in 0..MAX_READS_PER_TURN {
+            let limit = match self.pace.as_mut() {
+                Some(pace) => pace.allowance(track::now_ns()).min(scratch.len()),
+                None => scratch.len(),
+            };
+            if limit == 0 {
+                self.read_pending = true;
+                return outcome;
+            }
             let Some(stream) = self.stream.as_mut() else {
                 return outcome;
             };
-            let n = match stream.read(scratch) {
+            let n = match stream.read(&mut scratch[..limit]) {
                 Ok(0) => {
                     if self.state != State::Closing {
                         outcome.failed = Some("the broker closed the connection".into());
@@ -165,7 +236,12 @@ impl Conn {
                     self.state = State::Closed;
                     return outcome;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    if let Some(pace) = self.pace.as_mut() {
+                        pace.spend(n);
+                    }
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return outcome,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -189,6 +265,8 @@ impl Conn {
                 return outcome;
             }
         }
+        self.read_pending = true;
+        outcome
     }
 
     /// Handles the complete frames at the start of `buf`; returns the bytes they took.
@@ -292,6 +370,11 @@ impl Conn {
                     *sinks.unique_delta += 1;
                 }
                 *sinks.last_delivery_ns = now_ns;
+                if self.last_receipt_ns > 0 {
+                    let gap = now_ns.saturating_sub(self.last_receipt_ns);
+                    *sinks.longest_gap_ns = (*sinks.longest_gap_ns).max(gap);
+                }
+                self.last_receipt_ns = now_ns;
                 track::record(sinks.e2e, now_ns.saturating_sub(sent_ns));
             }
             Incoming::Ack(Ack::PubAck, _) if qos == 1 => {

@@ -1,7 +1,7 @@
 //! The `tcp` transport: real MQTT clients over real sockets, spread over worker threads
 //! ([`worker`]), each client a [`conn::Conn`]. The main thread runs the phases: everyone
-//! connects (and subscribes), the clients are held, publishers publish, the harness waits
-//! for the last deliveries, everyone disconnects.
+//! connects (and subscribes), the clients are held, publishers publish, the harness drains
+//! (waits for the last deliveries: [`crate::drain`]), everyone disconnects.
 
 pub mod conn;
 pub mod worker;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::RunError;
 use crate::cli::{Args, Scenario};
+use crate::drain::{Drain, DrainWatch};
 use crate::plan::{self, ClientPlan};
 use crate::procstat::{self, PeakSampler};
 use crate::progress::Progress;
@@ -55,6 +56,10 @@ pub struct Control {
     pub expected: AtomicU64,
     /// Distinct deliveries so far.
     pub unique: AtomicU64,
+    /// Every PUBLISH received so far (repeats included): the drain's sign of activity.
+    pub receipts: AtomicU64,
+    /// When the last PUBLISH was received (ns on the harness clock).
+    pub last_receipt_ns: AtomicU64,
     /// A reason the run cannot go on.
     pub fatal: Mutex<Option<String>>,
 }
@@ -133,6 +138,9 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         report.notes.extend(notes);
     }
     if let (Some(b), Some(s)) = (broker.as_mut(), sampler.as_ref()) {
+        // What the broker still holds some time after its clients left (a pool that sweeps
+        // idle objects, memory given back to the OS).
+        std::thread::sleep(Duration::from_secs(args.settle_secs));
         b.end = procstat::sample(b.pid);
         b.peak_rss_bytes = s.peak_bytes();
     }
@@ -172,6 +180,9 @@ fn run_once(
             connect_concurrency: (args.connect_concurrency / workers).max(1),
             keep_alive_secs: args.keep_alive_secs,
             protocol: args.protocol,
+            subscriber_read_bytes_per_sec: args.subscriber_read_bytes_per_sec,
+            subscriber_pause_ms: args.subscriber_pause_ms,
+            subscriber_rcvbuf_bytes: args.subscriber_rcvbuf_bytes,
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-worker-{index}"))
@@ -213,6 +224,7 @@ fn run_once(
         b.loaded = procstat::sample(b.pid);
     }
     let mut publish_window = (0u64, 0u64);
+    let mut drained = None;
     if publish && fatal(&control).is_none() {
         let cpu_before = broker.as_deref().and_then(|b| procstat::cpu_secs(b.pid));
         let start = track::now_ns();
@@ -229,21 +241,15 @@ fn run_once(
         bar.finish();
         let end = track::now_ns();
         publish_window = (start, end);
-        let drain = Progress::new("drain", control.expected.load(Ordering::Relaxed));
-        let drain_deadline = Instant::now() + Duration::from_secs(args.drain_secs);
-        while Instant::now() < drain_deadline {
-            let unique = control.unique.load(Ordering::Relaxed);
-            drain.set(unique);
-            if unique >= control.expected.load(Ordering::Relaxed) {
-                break;
-            }
-            std::thread::sleep(WATCH_INTERVAL);
-        }
-        drain.finish();
+        drained = Some(drain(args, &control, end));
         if let (Some(b), Some(before)) = (broker, cpu_before)
             && let Some(after) = procstat::cpu_secs(b.pid)
         {
-            let wall = track::now_ns().saturating_sub(start) as f64 / 1e9;
+            b.cpu_secs_messages = Some(after - before);
+            // Busy from the first publish to the last delivery (the quiet tail of the drain
+            // is idle time and not counted).
+            let last = control.last_receipt_ns.load(Ordering::Relaxed).max(end);
+            let wall = last.saturating_sub(start) as f64 / 1e9;
             b.cpu_percent_messages = Some(100.0 * (after - before) / wall.max(1e-9));
         }
     }
@@ -253,8 +259,9 @@ fn run_once(
     let mut connect_to_connack = track::latency_histogram();
     let mut e2e = track::latency_histogram();
     let mut tracker = Tracker::default();
-    let (mut connected, mut failed, mut published) = (0u64, 0u64, 0u64);
+    let (mut connected, mut failed, mut published, mut unacknowledged) = (0u64, 0u64, 0u64, 0u64);
     let (mut first_connect, mut last_ready, mut last_delivery) = (u64::MAX, 0u64, 0u64);
+    let mut longest_gap = 0u64;
     let mut notes = Vec::new();
     for handle in handles {
         let out = handle
@@ -269,11 +276,13 @@ fn run_once(
         connected += out.connected;
         failed += out.failed;
         published += out.published;
+        unacknowledged += out.unacknowledged;
         if out.first_connect_ns > 0 {
             first_connect = first_connect.min(out.first_connect_ns);
         }
         last_ready = last_ready.max(out.last_ready_ns);
         last_delivery = last_delivery.max(out.last_delivery_ns);
+        longest_gap = longest_gap.max(out.longest_gap_ns);
         for e in out.errors {
             if !notes.contains(&e) {
                 notes.push(e);
@@ -317,7 +326,7 @@ fn run_once(
                     .collect(),
             )
         });
-        Messages {
+        let mut messages = Messages {
             qos: args.qos,
             published,
             publish_secs,
@@ -328,9 +337,43 @@ fn run_once(
             tally,
             latency: Latency::of(&e2e),
             group,
-        }
+            unacknowledged,
+            longest_gap_ms: longest_gap as f64 / 1e6,
+            ..Messages::default()
+        };
+        messages.judge(drained);
+        messages
     });
     Ok((connects, messages, notes))
+}
+
+/// Waits for the last deliveries after publishing stopped at `end_ns`, until every expected
+/// one arrived, none arrived for `--drain-quiet-ms`, or `--drain-deadline-secs` passed.
+fn drain(args: &Args, control: &Control, end_ns: u64) -> Drain {
+    let expected = control.expected.load(Ordering::Relaxed);
+    let bar = Progress::new("drain", expected);
+    let mut watch = DrainWatch::new(
+        end_ns,
+        args.drain_quiet_ms,
+        args.drain_secs,
+        control.receipts.load(Ordering::Relaxed),
+    );
+    let ended = loop {
+        let unique = control.unique.load(Ordering::Relaxed);
+        bar.set(unique);
+        let receipts = control.receipts.load(Ordering::Relaxed);
+        if let Some(ended) = watch.observe(track::now_ns(), receipts, unique, expected) {
+            break ended;
+        }
+        std::thread::sleep(WATCH_INTERVAL);
+    };
+    bar.finish();
+    Drain {
+        ended,
+        secs: track::now_ns().saturating_sub(end_ns) as f64 / 1e9,
+        quiet_ms: args.drain_quiet_ms,
+        deadline_secs: args.drain_secs,
+    }
 }
 
 fn fatal(control: &Control) -> Option<String> {

@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::conn::{Conn, Sinks, State};
+use super::conn::{Conn, Pace, Sinks, State};
 use super::{Control, PHASE_CONNECT, PHASE_PUBLISH, PHASE_STOP};
 use crate::mqtt;
 use crate::plan::ClientPlan;
@@ -69,6 +69,12 @@ pub struct Setup {
     pub keep_alive_secs: u16,
     /// The MQTT version the clients speak.
     pub protocol: mqtt::Protocol,
+    /// Bytes a second each subscriber reads at most in the message phase (0 = no limit).
+    pub subscriber_read_bytes_per_sec: u64,
+    /// Subscribers read nothing for this long at the start of the message phase, ms.
+    pub subscriber_pause_ms: u64,
+    /// Socket receive buffer subscribers ask for, bytes (0 = the kernel's default).
+    pub subscriber_rcvbuf_bytes: usize,
 }
 
 /// What the worker measured.
@@ -95,6 +101,10 @@ pub struct Outcome {
     pub last_ready_ns: u64,
     /// Last delivery.
     pub last_delivery_ns: u64,
+    /// Longest time one subscriber waited between two deliveries.
+    pub longest_gap_ns: u64,
+    /// QoS 1/2 publishes not acknowledged by the broker when the drain ended.
+    pub unacknowledged: u64,
     /// The first few errors.
     pub errors: Vec<String>,
 }
@@ -129,11 +139,17 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         first_connect_ns: 0,
         last_ready_ns: 0,
         last_delivery_ns: 0,
+        longest_gap_ns: 0,
+        unacknowledged: 0,
         errors: Vec::new(),
     };
     let mut scratch = vec![0u8; READ_SCRATCH_BYTES];
     let mut payload = vec![0u8; setup.payload_bytes.max(track::MIN_PAYLOAD_BYTES)];
     let mut touched: Vec<usize> = Vec::new();
+    // Clients whose last read stopped with bytes perhaps left in their socket, and the
+    // clients one turn reads.
+    let mut read_again: Vec<usize> = Vec::new();
+    let mut to_read: Vec<usize> = Vec::new();
     let mut next_open = 0usize;
     let mut pending = 0usize;
     let mut reported_ready = false;
@@ -158,6 +174,9 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         busy = false;
         let now = track::now_ns();
         let mut unique_delta = 0u64;
+        let receipts_before = out.tracker.delivered;
+        // This turn reads the clients with events and those whose last read stopped early.
+        to_read.append(&mut read_again);
         for event in events.iter() {
             let c = event.token().0;
             let Some(conn) = conns.get_mut(c) else {
@@ -193,35 +212,35 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 conn.writable = true;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
-                let mut sinks = Sinks {
-                    tracker: &mut out.tracker,
-                    e2e: &mut out.e2e,
-                    connack: &mut out.connack,
-                    connect_to_connack: &mut out.connect_to_connack,
-                    unique_delta: &mut unique_delta,
-                    last_delivery_ns: &mut out.last_delivery_ns,
-                };
-                let result = conn.read(&mut scratch, setup.qos, &mut sinks);
-                if result.became_ready {
-                    pending -= 1;
-                    out.connected += 1;
-                    out.last_ready_ns = track::now_ns();
-                    control.connected.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(why) = result.failed {
-                    if was_waiting {
-                        pending -= 1;
-                    }
-                    if conn.state != State::Closing {
-                        fail(conn, &mut out, &why);
-                    }
-                    conn.stream = None;
-                }
+                to_read.push(c);
             }
         }
+        to_read.sort_unstable();
+        to_read.dedup();
+        for &c in &to_read {
+            let conn = &mut conns[c];
+            read_conn(
+                conn,
+                &mut scratch,
+                &setup,
+                &mut out,
+                &mut unique_delta,
+                &mut pending,
+            );
+            if conn.read_pending {
+                read_again.push(c);
+            }
+        }
+        to_read.clear();
         if unique_delta > 0 {
             control.unique.fetch_add(unique_delta, Ordering::Relaxed);
+        }
+        let receipts = out.tracker.delivered - receipts_before;
+        if receipts > 0 {
+            control.receipts.fetch_add(receipts, Ordering::Relaxed);
+            control
+                .last_receipt_ns
+                .fetch_max(out.last_delivery_ns, Ordering::Relaxed);
         }
         let phase = control.phase.load(Ordering::Acquire);
         if phase == PHASE_CONNECT {
@@ -238,7 +257,12 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 let c = next_open;
                 next_open += 1;
                 let source = setup.sources[(setup.index + c * setup.workers) % setup.sources.len()];
-                match open(&poll, setup.target, source, c) {
+                let rcvbuf = if plan[conns[c].plan].subscribe.is_some() {
+                    setup.subscriber_rcvbuf_bytes
+                } else {
+                    0
+                };
+                match open(&poll, setup.target, source, rcvbuf, c) {
                     Ok(stream) => {
                         let conn = &mut conns[c];
                         conn.stream = Some(stream);
@@ -269,6 +293,15 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         } else if phase == PHASE_PUBLISH {
             if publish_start_ns == 0 {
                 publish_start_ns = now;
+                if setup.subscriber_read_bytes_per_sec > 0 || setup.subscriber_pause_ms > 0 {
+                    for conn in conns.iter_mut().filter(|c| c.filter.is_some()) {
+                        conn.pace = Some(Pace::new(
+                            setup.subscriber_read_bytes_per_sec,
+                            setup.subscriber_pause_ms,
+                            now,
+                        ));
+                    }
+                }
             }
             let deadline = control.publish_deadline_ns.load(Ordering::Relaxed);
             let mut all_done = true;
@@ -335,6 +368,9 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         } else if phase == PHASE_STOP {
             if stop_started_ns == 0 {
                 stop_started_ns = now;
+                if setup.qos > 0 {
+                    out.unacknowledged = publishers.iter().map(|&c| conns[c].inflight as u64).sum();
+                }
                 for (c, conn) in conns.iter_mut().enumerate() {
                     if conn.stream.is_some() && conn.state != State::Closed {
                         mqtt::disconnect(&mut conn.wbuf);
@@ -382,6 +418,45 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
     }
 }
 
+/// Reads what `conn` has (as much as its pace allows) and handles the outcome: a client
+/// that became ready, or one that failed.
+fn read_conn(
+    conn: &mut Conn,
+    scratch: &mut [u8],
+    setup: &Setup,
+    out: &mut Outcome,
+    unique_delta: &mut u64,
+    pending: &mut usize,
+) {
+    let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
+    let mut sinks = Sinks {
+        tracker: &mut out.tracker,
+        e2e: &mut out.e2e,
+        connack: &mut out.connack,
+        connect_to_connack: &mut out.connect_to_connack,
+        unique_delta,
+        last_delivery_ns: &mut out.last_delivery_ns,
+        longest_gap_ns: &mut out.longest_gap_ns,
+    };
+    let result = conn.read(scratch, setup.qos, &mut sinks);
+    if result.became_ready {
+        *pending -= 1;
+        out.connected += 1;
+        out.last_ready_ns = track::now_ns();
+        setup.control.connected.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(why) = result.failed {
+        if was_waiting {
+            *pending -= 1;
+        }
+        if conn.state != State::Closing {
+            fail(conn, out, &why);
+        }
+        conn.stream = None;
+        conn.read_pending = false;
+    }
+}
+
 /// Marks a client failed and keeps the first few reasons.
 fn fail(conn: &mut Conn, out: &mut Outcome, why: &str) {
     conn.state = State::Closed;
@@ -392,12 +467,23 @@ fn fail(conn: &mut Conn, out: &mut Outcome, why: &str) {
     }
 }
 
-/// Opens a non-blocking socket from `source` (port chosen at connect time) toward `target`.
-fn open(poll: &Poll, target: SocketAddr, source: IpAddr, token: usize) -> io::Result<TcpStream> {
+/// Opens a non-blocking socket from `source` (port chosen at connect time) toward `target`,
+/// with a receive buffer of `rcvbuf` bytes (0: the kernel's default).
+fn open(
+    poll: &Poll,
+    target: SocketAddr,
+    source: IpAddr,
+    rcvbuf: usize,
+    token: usize,
+) -> io::Result<TcpStream> {
     let domain = Domain::for_address(target);
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if rcvbuf > 0 {
+        // Before connect, so the window announced in the handshake already fits it.
+        socket.set_recv_buffer_size(rcvbuf)?;
+    }
     if source.is_ipv4() == target.is_ipv4() {
         if source.is_ipv4() {
             let on: libc::c_int = 1;
