@@ -178,6 +178,16 @@ pub struct ShardStats {
     /// QoS 1/2 messages queued past `max_queued_messages` for a subscriber that was holding
     /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
     pub queued_past_limit: u64,
+    /// Connections closed for an acknowledgement of the wrong kind: PUBREC or PUBCOMP for a
+    /// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC (also in
+    /// `closed_bad_input`).
+    pub closed_wrong_ack: u64,
+    /// 3.x CONNECTs refused (CONNACK 0x02) for a keep-alive over `max_keep_alive_secs`, or
+    /// 0, while a cap is set (also in `refused_connect`).
+    pub refused_keep_alive: u64,
+    /// v5 CONNECTs refused because even the smallest CONNACK exceeds the client's Maximum
+    /// Packet Size (also in `refused_connect`).
+    pub refused_connack_too_large: u64,
 }
 
 /// A refusal the driver decides before the core sees a connection.

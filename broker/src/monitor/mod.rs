@@ -202,6 +202,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         dropped_expired,
         dropped_too_large,
         queued_past_limit,
+        closed_wrong_ack,
+        refused_keep_alive,
+        refused_connack_too_large,
         packets_in,
         packets_out,
         bytes_in,
@@ -230,6 +233,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_expired += dropped_expired;
     into.dropped_too_large += dropped_too_large;
     into.queued_past_limit += queued_past_limit;
+    into.closed_wrong_ack += closed_wrong_ack;
+    into.refused_keep_alive += refused_keep_alive;
+    into.refused_connack_too_large += refused_connack_too_large;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
     into.packets_in.add(&packets_in);

@@ -373,7 +373,13 @@ fn record(s: &Snapshot) {
     for (reason, value) in [
         ("pool_limit", t.refused_at_pool_limit),
         ("max_connections", t.refused_at_max_connections),
-        ("protocol", t.refused_connect),
+        (
+            "protocol",
+            t.refused_connect
+                .saturating_sub(t.refused_keep_alive + t.refused_connack_too_large),
+        ),
+        ("keep_alive_over_cap", t.refused_keep_alive),
+        ("connack_too_large", t.refused_connack_too_large),
         ("per_ip", t.refused_per_ip),
         (
             "listener_max_connections",
@@ -386,9 +392,10 @@ fn record(s: &Snapshot) {
         (
             "bad_input",
             t.closed_bad_input
-                .saturating_sub(t.refused_packet_too_large),
+                .saturating_sub(t.refused_packet_too_large + t.closed_wrong_ack),
         ),
         ("packet_too_large", t.refused_packet_too_large),
+        ("wrong_ack", t.closed_wrong_ack),
         (
             "keep_alive_timeout",
             t.closed_timeout.saturating_sub(t.closed_connect_timeout),

@@ -72,6 +72,8 @@ pub struct Client {
     pub closed: bool,
     /// Whether the client spoke MQTT 5 in its CONNECT.
     pub v5: bool,
+    /// Whether the client sent its first CONNECT (a second one does not change `v5`).
+    pub sent_connect: bool,
 }
 
 /// Shards and clients.
@@ -127,6 +129,7 @@ impl Net {
             received: Vec::new(),
             closed: false,
             v5: false,
+            sent_connect: false,
         });
         self.by_conn.insert((loop_index, conn), id);
         id
@@ -135,10 +138,11 @@ impl Net {
     /// Sends raw bytes from a client and runs the network until it is quiet.
     pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
         let c = &mut self.clients[client];
-        if bytes.first() == Some(&0x10) && c.conn.is_some() && c.received.is_empty() {
+        if bytes.first() == Some(&0x10) && c.conn.is_some() && !c.sent_connect {
             // A CONNECT: its protocol level (after the fixed header and "MQTT") says v5.
             let header = check_frame(bytes, usize::MAX).map_or(2, |h| h.header_len);
             c.v5 = bytes.get(header + 6) == Some(&5);
+            c.sent_connect = true;
         }
         if let (Some(conn), false) = (c.conn, c.closed) {
             let loop_index = c.loop_index;
