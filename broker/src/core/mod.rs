@@ -49,6 +49,7 @@ pub mod routing;
 pub mod session;
 pub mod shared;
 pub mod subscription;
+pub mod summary;
 pub mod timers;
 
 use std::collections::VecDeque;
@@ -208,6 +209,8 @@ pub struct Shard {
     pool: Pool<Conn>,
     sessions: Sessions,
     index: SubscriptionIndex<u32, SubOpts>,
+    /// The first levels of `index`'s filters, for the other loops (`summary`).
+    summary: summary::TopicSummary,
     buffers: BufferPool,
     timers: Timers,
     session_timers: lifecycle::SessionTimers,
@@ -253,6 +256,7 @@ impl Shard {
             pool,
             sessions: Sessions::new(Arc::clone(&shared.directory), loop_index),
             index: SubscriptionIndex::new(),
+            summary: summary::TopicSummary::default(),
             buffers,
             timers: Timers::default(),
             session_timers: lifecycle::SessionTimers::new(),

@@ -1,12 +1,12 @@
 //! A PUBLISH to everyone who wants it: the retained store, this loop's matching sessions
 //! (one delivery per session at the highest matching QoS, MQTT-3.3.5-1, carrying every
-//! matching Subscription Identifier, MQTT-3.3.4-3), and the other loops that hold any
-//! subscription.
+//! matching Subscription Identifier, MQTT-3.3.4-3), and the other loops whose summary says
+//! they may hold a matching subscription (`core::summary`).
 
 use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::message::SharedMessage;
 use crate::core::subscription::SubOpts;
-use crate::core::{Action, Shard, groups};
+use crate::core::{Action, Shard, groups, summary};
 use crate::protocol::QoS;
 use crate::protocol::v5::PublishV5;
 
@@ -16,9 +16,10 @@ pub(crate) type Publisher = Option<u32>;
 /// Whether a PUBLISH may have reached a subscriber, for MQTT 5's 0x10 No matching
 /// subscribers (§3.4.2.1). `false` only when the broker knows nobody got it: no matching
 /// subscription on this loop (No Local ones of the publisher do not count), no shared
-/// group took it, and no other loop holds any subscription at all. A loop does not know
-/// which topics another loop's subscriptions match, so a message forwarded to one counts
-/// as matched: the answer may be 0x00 when nobody matched, never 0x10 when somebody did.
+/// group took it, and no other loop's summary (`core::summary`) says it may hold a match.
+/// A summary can say "may" for a topic nobody matches (it knows first levels only), so a
+/// message forwarded to another loop counts as matched: the answer may be 0x00 when nobody
+/// matched, never 0x10 when somebody did.
 pub(crate) type Matched = bool;
 
 /// A PUBLISH received on this loop (its topic resolved, its expiry computed).
@@ -43,11 +44,15 @@ pub(crate) fn route_local_publish(
     }
     let mut matched = deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
     matched |= groups::route(shard, &mut outgoing, now_ms);
-    for to in 0..shard.loops {
-        if to != shard.loop_index && shard.shared.has_subscribers(to) {
-            let message = outgoing.shared();
-            shard.actions.push_back(Action::Forward { to, message });
-            matched = true;
+    if shard.loops > 1 {
+        // Computed once per PUBLISH, and only with more than one loop.
+        let bits = summary::topic_bits(outgoing.view.topic);
+        for to in 0..shard.loops {
+            if to != shard.loop_index && shard.shared.may_match(to, bits) {
+                let message = outgoing.shared();
+                shard.actions.push_back(Action::Forward { to, message });
+                matched = true;
+            }
         }
     }
     matched

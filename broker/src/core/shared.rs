@@ -1,9 +1,10 @@
 //! The little state the event loops share: the retained store, the connected-client count
-//! (for the global connection limit), and each loop's subscription count (so a loop forwards
-//! a PUBLISH only to loops that have subscribers at all), and each loop's count of congested
-//! subscribers (so every loop holds its publishers back: `core::flow`).
+//! (for the global connection limit), each loop's subscription count and the summary of its
+//! subscriptions' first levels (so a loop forwards a PUBLISH only to loops that may have a
+//! matching subscriber: `core::summary`), and each loop's count of congested subscribers (so
+//! every loop holds its publishers back: `core::flow`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::core::directory::Directory;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub connected: AtomicUsize,
     /// Subscriptions held on each loop.
     pub subscriptions_per_loop: Vec<AtomicUsize>,
+    /// Each loop's `TopicSummary` bits (`core::summary`).
+    pub summary_per_loop: Vec<AtomicU64>,
     /// Shared-subscription groups (locked only while `group_count` is non-zero).
     pub groups: Mutex<SharedGroups>,
     /// Groups in `groups`.
@@ -36,6 +39,7 @@ impl Shared {
             retained: Mutex::new(RetainedStore::new()),
             connected: AtomicUsize::new(0),
             subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
+            summary_per_loop: (0..loops).map(|_| AtomicU64::new(0)).collect(),
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
             congested_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
@@ -74,10 +78,21 @@ impl Shared {
             .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
     }
 
-    /// Records loop `index`'s subscription count.
-    pub fn set_subscriptions(&self, index: usize, count: usize) {
+    /// Whether loop `index` may hold a subscription matching a topic with `topic_bits`
+    /// (`core::summary::topic_bits`): never `false` when it holds one.
+    pub fn may_match(&self, index: usize, topic_bits: u64) -> bool {
+        self.summary_per_loop
+            .get(index)
+            .is_some_and(|bits| bits.load(Ordering::Relaxed) & topic_bits != 0)
+    }
+
+    /// Records loop `index`'s subscription count and summary bits.
+    pub fn set_subscriptions(&self, index: usize, count: usize, summary_bits: u64) {
         if let Some(n) = self.subscriptions_per_loop.get(index) {
             n.store(count, Ordering::Relaxed);
+        }
+        if let Some(bits) = self.summary_per_loop.get(index) {
+            bits.store(summary_bits, Ordering::Relaxed);
         }
     }
 
