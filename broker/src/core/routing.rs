@@ -44,15 +44,18 @@ pub(crate) fn route_local_publish(
     }
     let mut matched = deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
     matched |= groups::route(shard, &mut outgoing, now_ms);
-    if shard.loops > 1 {
-        // Computed once per PUBLISH, and only with more than one loop.
-        let bits = summary::topic_bits(outgoing.view.topic);
-        for to in 0..shard.loops {
-            if to != shard.loop_index && shard.shared.may_match(to, bits) {
-                let message = outgoing.shared();
-                shard.actions.push_back(Action::Forward { to, message });
-                matched = true;
-            }
+    // The topic's bits are computed once, and only if another loop holds a subscription.
+    let mut topic_bits = None;
+    for to in 0..shard.loops {
+        let held = shard.shared.summary(to);
+        if to == shard.loop_index || held == 0 {
+            continue;
+        }
+        let bits = *topic_bits.get_or_insert_with(|| summary::topic_bits(outgoing.view.topic));
+        if held & bits != 0 {
+            let message = outgoing.shared();
+            shard.actions.push_back(Action::Forward { to, message });
+            matched = true;
         }
     }
     matched

@@ -78,12 +78,12 @@ impl Shared {
             .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
     }
 
-    /// Whether loop `index` may hold a subscription matching a topic with `topic_bits`
-    /// (`core::summary::topic_bits`): never `false` when it holds one.
-    pub fn may_match(&self, index: usize, topic_bits: u64) -> bool {
+    /// Loop `index`'s summary bits (`core::summary`): 0 when it holds no subscription. A
+    /// topic whose `topic_bits` share none of them matches none of its subscriptions.
+    pub fn summary(&self, index: usize) -> u64 {
         self.summary_per_loop
             .get(index)
-            .is_some_and(|bits| bits.load(Ordering::Relaxed) & topic_bits != 0)
+            .map_or(0, |bits| bits.load(Ordering::Relaxed))
     }
 
     /// Records loop `index`'s subscription count and summary bits.

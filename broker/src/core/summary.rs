@@ -75,34 +75,36 @@ impl TopicSummary {
 
 /// The bit a filter sets.
 pub fn filter_bit(filter: &str) -> u64 {
-    match first_level(filter) {
-        "+" | "#" => WILDCARD_FIRST_LEVEL_BIT,
-        level => level_bit(level),
+    match filter.as_bytes() {
+        [b'+' | b'#'] | [b'+' | b'#', b'/', ..] => WILDCARD_FIRST_LEVEL_BIT,
+        bytes => first_level_bit(bytes),
     }
 }
 
 /// The bits a topic name tests: its first level's bucket and, unless it starts with `$`,
-/// the wildcard bit. A summary sharing any of them may hold a matching filter.
+/// the wildcard bit. A summary sharing any of them may hold a matching filter. On the
+/// publishing hot path: one pass over the first level's bytes.
 pub fn topic_bits(topic: &str) -> u64 {
-    let bit = level_bit(first_level(topic));
-    if topic.starts_with('$') {
+    let bytes = topic.as_bytes();
+    let bit = first_level_bit(bytes);
+    if bytes.first() == Some(&b'$') {
         bit
     } else {
         bit | WILDCARD_FIRST_LEVEL_BIT
     }
 }
 
-fn first_level(topic: &str) -> &str {
-    topic.split('/').next().unwrap_or(topic)
-}
-
-/// FNV-1a (64-bit) of the level, in one of the 63 buckets.
-fn level_bit(level: &str) -> u64 {
+/// FNV-1a (64-bit) of the bytes before the first `/`, in one of the 63 buckets.
+fn first_level_bit(topic: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = level
-        .bytes()
-        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    let mut hash = OFFSET;
+    for &b in topic {
+        if b == b'/' {
+            break;
+        }
+        hash = (hash ^ u64::from(b)).wrapping_mul(PRIME);
+    }
     1 << (hash % LEVEL_BUCKETS)
 }
 
@@ -153,6 +155,12 @@ mod tests {
         assert_ne!(topic_bits("$SYS/x") & filter_bit("$SYS/#"), 0);
         // The first level is the whole topic when there is no '/', and may be empty.
         assert_eq!(filter_bit("a"), filter_bit("a/#"));
+        // Only a whole first level of `+` or `#` is a wildcard.
+        assert_eq!(filter_bit("+"), WILDCARD_FIRST_LEVEL_BIT);
+        assert_eq!(
+            filter_bit("ab/c"),
+            topic_bits("ab") & !WILDCARD_FIRST_LEVEL_BIT
+        );
         assert_eq!(
             filter_bit("/a"),
             topic_bits("/b") & !WILDCARD_FIRST_LEVEL_BIT

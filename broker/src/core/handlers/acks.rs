@@ -16,9 +16,11 @@ use crate::protocol::{PacketType, ReasonCode};
 /// PUBACK: the QoS 1 message is delivered (whatever its reason code: MQTT 5 §4.3.2, the
 /// message is no longer ours to resend).
 pub(crate) fn handle_puback(shard: &mut Shard, key: ConnId, id: u16, now_ms: u64) -> Flow {
-    match inflight_state(shard, key, id) {
-        Some((at, InflightState::AwaitPubAck)) => complete(shard, key, at, now_ms),
-        Some((_, state)) => wrong_kind(shard, key, PacketType::PubAck, id, state, now_ms),
+    match find(shard, key, id) {
+        Some(slot) if slot.state == InflightState::AwaitPubAck => {
+            complete(shard, key, slot, now_ms)
+        }
+        Some(slot) => wrong_kind(shard, key, PacketType::PubAck, id, slot.state, now_ms),
         None => ignore_unknown(PacketType::PubAck, id),
     }
 }
@@ -33,65 +35,75 @@ pub(crate) fn handle_pubrec(
     reason: ReasonCode,
     now_ms: u64,
 ) -> Flow {
-    match (inflight_state(shard, key, id), reason.is_error()) {
-        (Some((at, InflightState::AwaitPubRec)), true) => complete(shard, key, at, now_ms),
-        (Some((at, InflightState::AwaitPubRec | InflightState::AwaitPubComp)), false) => {
-            set_state(shard, key, at, InflightState::AwaitPubComp);
+    let Some(slot) = find(shard, key, id) else {
+        return ignore_unknown(PacketType::PubRec, id);
+    };
+    match (slot.state, reason.is_error()) {
+        (InflightState::AwaitPubRec, true) => complete(shard, key, slot, now_ms),
+        (InflightState::AwaitPubRec | InflightState::AwaitPubComp, false) => {
+            set_state(shard, slot, InflightState::AwaitPubComp);
             shard.write_ack(key, PacketType::PubRel, id, ReasonCode::Success);
             Flow::Continue
         }
         // An error PUBREC after a successful one: the PUBREL is out, PUBCOMP will end it.
-        (Some((_, InflightState::AwaitPubComp)), true) => ignore_unknown(PacketType::PubRec, id),
-        (Some((_, state @ InflightState::AwaitPubAck)), _) => {
+        (InflightState::AwaitPubComp, true) => ignore_unknown(PacketType::PubRec, id),
+        (state @ InflightState::AwaitPubAck, _) => {
             wrong_kind(shard, key, PacketType::PubRec, id, state, now_ms)
         }
-        (None, _) => ignore_unknown(PacketType::PubRec, id),
     }
 }
 
 /// PUBCOMP: the QoS 2 flow is complete.
 pub(crate) fn handle_pubcomp(shard: &mut Shard, key: ConnId, id: u16, now_ms: u64) -> Flow {
-    match inflight_state(shard, key, id) {
-        Some((at, InflightState::AwaitPubComp)) => complete(shard, key, at, now_ms),
-        Some((_, state)) => wrong_kind(shard, key, PacketType::PubComp, id, state, now_ms),
+    match find(shard, key, id) {
+        Some(slot) if slot.state == InflightState::AwaitPubComp => {
+            complete(shard, key, slot, now_ms)
+        }
+        Some(slot) => wrong_kind(shard, key, PacketType::PubComp, id, slot.state, now_ms),
         None => ignore_unknown(PacketType::PubComp, id),
     }
 }
 
-/// Where in `key`'s in-flight window the message `id` is, and where it is in its flow.
-fn inflight_state(shard: &Shard, key: ConnId, id: u16) -> Option<(usize, InflightState)> {
-    let conn = shard.pool.get(key).ok()?;
-    let session = shard.sessions.get(conn.session)?;
-    let inflight = &session.traffic().inflight;
-    let at = inflight.iter().position(|m| m.packet_id == id)?;
-    Some((at, inflight[at].state))
+/// Where an acknowledged message is: its session, its place in the in-flight window and
+/// where it is in its flow.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    session: u32,
+    at: usize,
+    state: InflightState,
 }
 
-/// Moves the in-flight message at `at` (from [`inflight_state`]) to `state`.
-fn set_state(shard: &mut Shard, key: ConnId, at: usize, state: InflightState) {
-    let Ok(conn) = shard.pool.get(key) else {
-        return;
-    };
-    if let Some(session) = shard.sessions.get_mut(conn.session)
-        && let Some(message) = session.traffic_mut().inflight.get_mut(at)
+/// The in-flight message `id` of `key`'s session, if it is in flight.
+fn find(shard: &Shard, key: ConnId, id: u16) -> Option<Slot> {
+    let session = shard.pool.get(key).ok()?.session;
+    let inflight = &shard.sessions.get(session)?.traffic().inflight;
+    let at = inflight.iter().position(|m| m.packet_id == id)?;
+    Some(Slot {
+        session,
+        at,
+        state: inflight[at].state,
+    })
+}
+
+/// Moves the in-flight message of `slot` to `state`.
+fn set_state(shard: &mut Shard, slot: Slot, state: InflightState) {
+    if let Some(session) = shard.sessions.get_mut(slot.session)
+        && let Some(message) = session.traffic_mut().inflight.get_mut(slot.at)
     {
         message.state = state;
     }
 }
 
-/// Removes the in-flight message at `at` (its flow is over) and lets queued messages move.
-fn complete(shard: &mut Shard, key: ConnId, at: usize, now_ms: u64) -> Flow {
-    let Ok(conn) = shard.pool.get(key) else {
-        return Flow::Stop;
-    };
-    let session_id = conn.session;
-    let Some(session) = shard.sessions.get_mut(session_id) else {
+/// Removes the in-flight message of `slot` (its flow is over) and lets queued messages
+/// move.
+fn complete(shard: &mut Shard, key: ConnId, slot: Slot, now_ms: u64) -> Flow {
+    let Some(session) = shard.sessions.get_mut(slot.session) else {
         return Flow::Continue;
     };
     let inflight = &mut session.traffic_mut().inflight;
-    if at < inflight.len() {
-        inflight.remove(at);
-        crate::core::groups::sync_presence(shard, session_id);
+    if slot.at < inflight.len() {
+        inflight.remove(slot.at);
+        crate::core::groups::sync_presence(shard, slot.session);
         delivery::pump(shard, key, now_ms);
     }
     Flow::Continue
