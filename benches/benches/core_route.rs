@@ -4,9 +4,9 @@
 //! packet out, two byte counters), so `docs/benchmarks.md` ("Metrics cost") compares it
 //! with and without them. The QoS 1 fan-in scenarios add the acknowledgements both ways
 //! (the publisher's PUBACK, whose MQTT 5 reason code says whether anyone matched, and the
-//! subscriber's PUBACKs), one with the shard as one of two loops (the other loop's
-//! subscription summary is read per PUBLISH: "No matching subscribers" in
-//! `docs/benchmarks.md`).
+//! subscriber's PUBACKs), and with the shard as one of two loops whose other loop holds
+//! nothing, or a subscription to other topics (its summary is read per PUBLISH and the
+//! topic hashed: "No matching subscribers" in `docs/benchmarks.md`).
 //!
 //! `cargo bench -p starling-benches --bench core_route`
 
@@ -59,8 +59,10 @@ struct Scenario {
     qos: u8,
     /// The publisher's protocol.
     publisher: mqtt::Protocol,
-    /// Event loops of the broker (the benchmark drives loop 0; the others hold nothing).
+    /// Event loops of the broker (the benchmark drives loop 0).
     loops: usize,
+    /// A filter loop 1 holds (as its summary tells the others), or none.
+    other_loop_filter: Option<&'static str>,
 }
 
 struct Bench {
@@ -76,6 +78,9 @@ impl Bench {
     /// One shard with the scenario's subscribers and one publisher on `topic`.
     fn new(scenario: &Scenario, topic: &str) -> Bench {
         let shared = Arc::new(Shared::new(scenario.loops));
+        if let Some(filter) = scenario.other_loop_filter {
+            shared.set_subscriptions(1, 1, starling::core::summary::filter_bit(filter));
+        }
         let shard = Shard::new(0, scenario.loops, CoreConfig::default(), shared)
             .expect("default pool config is valid");
         let mut bench = Bench {
@@ -140,7 +145,7 @@ impl Bench {
 }
 
 /// The scenarios.
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "fanin_1_sub_wildcard",
         subscribers: 1,
@@ -148,6 +153,7 @@ const SCENARIOS: [Scenario; 4] = [
         qos: 0,
         publisher: mqtt::Protocol::V311,
         loops: 1,
+        other_loop_filter: None,
     },
     Scenario {
         name: "fanout_100_subs",
@@ -156,6 +162,7 @@ const SCENARIOS: [Scenario; 4] = [
         qos: 0,
         publisher: mqtt::Protocol::V311,
         loops: 1,
+        other_loop_filter: None,
     },
     Scenario {
         name: "fanin_qos1_v5_one_loop",
@@ -164,6 +171,7 @@ const SCENARIOS: [Scenario; 4] = [
         qos: 1,
         publisher: mqtt::Protocol::V5,
         loops: 1,
+        other_loop_filter: None,
     },
     Scenario {
         name: "fanin_qos1_v5_two_loops",
@@ -172,6 +180,16 @@ const SCENARIOS: [Scenario; 4] = [
         qos: 1,
         publisher: mqtt::Protocol::V5,
         loops: 2,
+        other_loop_filter: None,
+    },
+    Scenario {
+        name: "fanin_qos1_v5_other_loop_elsewhere",
+        subscribers: 1,
+        filter: "bench/+",
+        qos: 1,
+        publisher: mqtt::Protocol::V5,
+        loops: 2,
+        other_loop_filter: Some("elsewhere/#"),
     },
 ];
 

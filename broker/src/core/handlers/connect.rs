@@ -155,7 +155,7 @@ fn refuse_keep_alive_over_cap(
     refuse(shard, key, request.version(), code);
     let why = format!(
         "client {:?} asked for a keep-alive of {asked} s (0 = none) but max_keep_alive_secs \
-         is {cap}; MQTT 3.1.1 cannot announce a Server Keep Alive (CONNACK 0x02)",
+         is {cap}; MQTT 3.x cannot announce a Server Keep Alive (CONNACK 0x02)",
         request.connect.client_id
     );
     let what = "CONNECT refused: keep-alive over the cap";

@@ -2,7 +2,8 @@
 //!
 //! For MQTT 5 the PUBLISH is checked before it is routed: its Topic Alias resolved against
 //! the connection's table (MQTT-3.3.2-7 … 12), its payload against a UTF-8 Payload Format
-//! Indicator (0x99), and a QoS 2 one against the Receive Maximum we announced (0x93).
+//! Indicator (0x99), and a QoS 2 one against the Receive Maximum we announced (0x93). Its
+//! PUBACK / PUBREC says 0x10 No matching subscribers when routing knows nobody got it.
 
 use crate::core::config::TopicRefusal;
 use crate::core::input::Flow;
