@@ -1,8 +1,12 @@
-//! The core's routing throughput: QoS 0 PUBLISHes fed to one `Shard` in batches and
-//! delivered to subscribers' output buffers, which are then drained as a socket would.
-//! This is the hot path the metrics counters sit on (`core::observe`: one counter per frame
-//! in, one per packet out, two byte counters), so `docs/benchmarks.md` ("Metrics cost")
-//! compares it with and without them.
+//! The core's routing throughput: PUBLISHes fed to one `Shard` in batches and delivered
+//! to subscribers' output buffers, which are then drained as a socket would. This is the
+//! hot path the metrics counters sit on (`core::observe`: one counter per frame in, one per
+//! packet out, two byte counters), so `docs/benchmarks.md` ("Metrics cost") compares it
+//! with and without them. The QoS 1 fan-in scenarios add the acknowledgements both ways
+//! (the publisher's PUBACK, whose MQTT 5 reason code says whether anyone matched, and the
+//! subscriber's PUBACKs), and with the shard as one of two loops whose other loop holds
+//! nothing, or a subscription to other topics (its summary is read per PUBLISH and the
+//! topic hashed: "No matching subscribers" in `docs/benchmarks.md`).
 //!
 //! `cargo bench -p starling-benches --bench core_route`
 
@@ -17,29 +21,48 @@ const BATCH_PUBLISHES: usize = 50;
 /// Payload of each PUBLISH.
 const PAYLOAD_BYTES: usize = 64;
 
-fn connect(client_id: &str) -> Vec<u8> {
+fn connect(client_id: &str, protocol: mqtt::Protocol) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::connect(&mut out, mqtt::Protocol::V311, client_id, 60, true);
+    mqtt::connect(&mut out, protocol, client_id, 60, true);
     out
 }
 
-fn subscribe(filter: &str) -> Vec<u8> {
+fn subscribe(filter: &str, qos: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::subscribe(&mut out, mqtt::Protocol::V311, 1, filter, 0);
+    mqtt::subscribe(&mut out, mqtt::Protocol::V311, 1, filter, qos);
     out
 }
 
-fn publish(topic: &str) -> Vec<u8> {
+/// One batch of PUBLISHes to `topic` at `qos` (packet ids 1 to [`BATCH_PUBLISHES`]).
+fn batch(topic: &str, scenario: &Scenario) -> Vec<u8> {
     let mut out = Vec::new();
-    mqtt::publish(
-        &mut out,
-        mqtt::Protocol::V311,
-        topic,
-        0,
-        0,
-        &[b'x'; PAYLOAD_BYTES],
-    );
+    for i in 0..BATCH_PUBLISHES {
+        mqtt::publish(
+            &mut out,
+            scenario.publisher,
+            topic,
+            scenario.qos,
+            i as u16 + 1,
+            &[b'x'; PAYLOAD_BYTES],
+        );
+    }
     out
+}
+
+/// One benchmark setting.
+struct Scenario {
+    name: &'static str,
+    subscribers: usize,
+    /// The subscribers' filter (the publisher uses `bench/t`).
+    filter: &'static str,
+    /// The publisher's QoS, also the subscribers' requested QoS.
+    qos: u8,
+    /// The publisher's protocol.
+    publisher: mqtt::Protocol,
+    /// Event loops of the broker (the benchmark drives loop 0).
+    loops: usize,
+    /// A filter loop 1 holds (as its summary tells the others), or none.
+    other_loop_filter: Option<&'static str>,
 }
 
 struct Bench {
@@ -47,40 +70,70 @@ struct Bench {
     publisher: ConnId,
     dirty: Vec<ConnId>,
     batch: Vec<u8>,
+    /// Scratch for the subscribers' PUBACKs.
+    acks: Vec<u8>,
 }
 
 impl Bench {
-    /// One shard with `subscribers` clients on `filter` and one publisher on `topic`.
-    fn new(subscribers: usize, filter: &str, topic: &str) -> Bench {
-        let shard = Shard::new(0, 1, CoreConfig::default(), Arc::new(Shared::new(1)))
+    /// One shard with the scenario's subscribers and one publisher on `topic`.
+    fn new(scenario: &Scenario, topic: &str) -> Bench {
+        let shared = Arc::new(Shared::new(scenario.loops));
+        if let Some(filter) = scenario.other_loop_filter {
+            shared.set_subscriptions(1, 1, starling::core::summary::filter_bit(filter));
+        }
+        let shard = Shard::new(0, scenario.loops, CoreConfig::default(), shared)
             .expect("default pool config is valid");
         let mut bench = Bench {
             shard,
             publisher: ConnId::from_u64(0),
             dirty: Vec::new(),
-            batch: (0..BATCH_PUBLISHES).flat_map(|_| publish(topic)).collect(),
+            batch: batch(topic, scenario),
+            acks: Vec::new(),
         };
-        for i in 0..subscribers {
-            let c = bench.client(&format!("sub-{i}"));
-            bench.shard.receive(c, &subscribe(filter), 0);
+        for i in 0..scenario.subscribers {
+            let c = bench.client(&format!("sub-{i}"), mqtt::Protocol::V311);
+            bench
+                .shard
+                .receive(c, &subscribe(scenario.filter, scenario.qos), 0);
         }
-        bench.publisher = bench.client("pub");
+        bench.publisher = bench.client("pub", scenario.publisher);
         bench.drain();
         bench
     }
 
-    fn client(&mut self, id: &str) -> ConnId {
+    fn client(&mut self, id: &str, protocol: mqtt::Protocol) -> ConnId {
         let c = self.shard.accept(0).expect("pool has room");
-        self.shard.receive(c, &connect(id), 0);
+        self.shard.receive(c, &connect(id, protocol), 0);
         c
     }
 
-    /// Writes every dirty connection's output, as the driver's socket writes would.
+    /// Writes every dirty connection's output, as the driver's socket writes would; a
+    /// subscriber acknowledges each QoS 1 PUBLISH it was sent, until nothing moves.
     fn drain(&mut self) {
-        self.shard.drain_dirty(&mut self.dirty);
-        for &c in &self.dirty {
-            let n = self.shard.output(c).len();
-            self.shard.consume_output(c, n, 0);
+        loop {
+            self.shard.drain_dirty(&mut self.dirty);
+            if self.dirty.is_empty() {
+                break;
+            }
+            for &c in &self.dirty {
+                self.acks.clear();
+                let out = self.shard.output(c);
+                let mut at = 0;
+                while let Ok((packet, used)) = mqtt::parse(&out[at..], mqtt::Protocol::V311) {
+                    if let mqtt::Incoming::Publish {
+                        qos: 1, packet_id, ..
+                    } = packet
+                    {
+                        mqtt::ack(&mut self.acks, mqtt::Ack::PubAck, packet_id);
+                    }
+                    at += used;
+                }
+                let n = out.len();
+                self.shard.consume_output(c, n, 0);
+                if !self.acks.is_empty() && c != self.publisher {
+                    self.shard.receive(c, &self.acks, 0);
+                }
+            }
         }
         while self.shard.poll_action().is_some() {}
     }
@@ -91,18 +144,63 @@ impl Bench {
     }
 }
 
-/// The scenarios: name, subscribers, their filter (the publisher uses `bench/t`).
-const SCENARIOS: [(&str, usize, &str); 2] = [
-    ("fanin_1_sub_wildcard", 1, "bench/+"),
-    ("fanout_100_subs", 100, "bench/t"),
+/// The scenarios.
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        name: "fanin_1_sub_wildcard",
+        subscribers: 1,
+        filter: "bench/+",
+        qos: 0,
+        publisher: mqtt::Protocol::V311,
+        loops: 1,
+        other_loop_filter: None,
+    },
+    Scenario {
+        name: "fanout_100_subs",
+        subscribers: 100,
+        filter: "bench/t",
+        qos: 0,
+        publisher: mqtt::Protocol::V311,
+        loops: 1,
+        other_loop_filter: None,
+    },
+    Scenario {
+        name: "fanin_qos1_v5_one_loop",
+        subscribers: 1,
+        filter: "bench/+",
+        qos: 1,
+        publisher: mqtt::Protocol::V5,
+        loops: 1,
+        other_loop_filter: None,
+    },
+    Scenario {
+        name: "fanin_qos1_v5_two_loops",
+        subscribers: 1,
+        filter: "bench/+",
+        qos: 1,
+        publisher: mqtt::Protocol::V5,
+        loops: 2,
+        other_loop_filter: None,
+    },
+    Scenario {
+        name: "fanin_qos1_v5_other_loop_elsewhere",
+        subscribers: 1,
+        filter: "bench/+",
+        qos: 1,
+        publisher: mqtt::Protocol::V5,
+        loops: 2,
+        other_loop_filter: Some("elsewhere/#"),
+    },
 ];
 
 fn route(c: &mut Criterion) {
     let mut group = c.benchmark_group("core_route");
-    for (name, subscribers, filter) in SCENARIOS {
-        let mut bench = Bench::new(subscribers, filter, "bench/t");
-        group.throughput(Throughput::Elements((BATCH_PUBLISHES * subscribers) as u64));
-        group.bench_function(name, |b| b.iter(|| bench.round()));
+    for scenario in &SCENARIOS {
+        let mut bench = Bench::new(scenario, "bench/t");
+        group.throughput(Throughput::Elements(
+            (BATCH_PUBLISHES * scenario.subscribers) as u64,
+        ));
+        group.bench_function(scenario.name, |b| b.iter(|| bench.round()));
     }
     group.finish();
 }
@@ -119,14 +217,15 @@ fn main() {
         .and_then(|n| n.parse::<usize>().ok())
     {
         let only = std::env::var("CORE_ROUTE_ONLY").unwrap_or_default();
-        for (name, subscribers, filter) in SCENARIOS {
-            if !name.contains(only.as_str()) {
+        for scenario in &SCENARIOS {
+            if !scenario.name.contains(only.as_str()) {
                 continue;
             }
-            let mut bench = Bench::new(subscribers, filter, "bench/t");
+            let mut bench = Bench::new(scenario, "bench/t");
             for _ in 0..rounds {
                 bench.round();
             }
+            let name = scenario.name;
             println!("{name}: {rounds} rounds of {BATCH_PUBLISHES} PUBLISHes");
         }
         return;

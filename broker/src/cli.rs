@@ -109,7 +109,9 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = OptionalBytes::parse)]
     pub max_queued_bytes: Option<OptionalBytes>,
 
-    /// Cap on the keep-alive a client may ask for (0: no cap). [default: 0]
+    /// Cap on the keep-alive a client may ask for (0: no cap): MQTT 5 clients asking for
+    /// more, or for 0, are told the cap; 3.x clients are refused with CONNACK 0x02.
+    /// [default: 0]
     #[arg(long, value_name = "N", value_parser = KeepAliveSecs::parse)]
     pub max_keep_alive_secs: Option<KeepAliveSecs>,
 

@@ -383,3 +383,121 @@ fn the_broker_uses_topic_aliases_toward_a_client_within_its_maximum_mqtt_3_1_2_2
         );
     }
 }
+
+/// The reason code of the last PUBACK or PUBREC `client` received for `packet_id`.
+fn last_ack_reason(net: &Net, client: ClientId, packet_id: u16) -> Option<u8> {
+    net.clients[client]
+        .ack_reasons
+        .iter()
+        .rev()
+        .find(|(t, id, _)| {
+            *id == packet_id
+                && matches!(
+                    t,
+                    starling::protocol::PacketType::PubAck | starling::protocol::PacketType::PubRec
+                )
+        })
+        .map(|&(_, _, reason)| reason)
+}
+
+const SUCCESS: u8 = 0x00;
+const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+
+#[test]
+fn no_matching_subscribers_0x10_holds_across_loops_3_4_2_1() {
+    let mut net = net(2);
+    let (here, there) = ids_on_two_loops();
+    let (publisher, _) = connect_v5(&mut net, &here, true, &[], None);
+    let (subscriber, _) = connect_v5(&mut net, &there, true, &[], None);
+    assert_ne!(
+        net.clients[publisher].loop_index,
+        net.clients[subscriber].loop_index
+    );
+    let send = |net: &mut Net, topic: &str, qos: u8| {
+        publish_v5(net, publisher, topic, qos, &[], b"m");
+        last_ack_reason(net, publisher, 1)
+    };
+    // Nobody subscribed anywhere.
+    assert_eq!(send(&mut net, "a/b", 1), Some(NO_MATCHING_SUBSCRIBERS));
+    assert_eq!(send(&mut net, "a/b", 2), Some(NO_MATCHING_SUBSCRIBERS));
+    net.send(publisher, &packets::ack(0x62, 1));
+    // A subscriber on the other loop: forwarded and delivered, so never 0x10.
+    subscribe_v5(&mut net, subscriber, "a/+", 1, None);
+    assert_eq!(send(&mut net, "a/b", 1), Some(SUCCESS));
+    assert_eq!(payloads(&net.take(subscriber)), vec![b"m".to_vec()]);
+    // Another first level: the other loop's summary rules it out.
+    assert_eq!(send(&mut net, "zz/b", 1), Some(NO_MATCHING_SUBSCRIBERS));
+    // `#` matches every topic but those starting with `$` (MQTT-4.7.2-1).
+    subscribe_v5(&mut net, subscriber, "#", 1, None);
+    assert_eq!(send(&mut net, "zz/b", 1), Some(SUCCESS));
+    assert_eq!(send(&mut net, "$x/b", 1), Some(NO_MATCHING_SUBSCRIBERS));
+    assert_eq!(payloads(&net.take(subscriber)), vec![b"m".to_vec()]);
+    // Unsubscribed: nothing left there.
+    net.send(
+        subscriber,
+        &unsubscribe5(2, &no_props(), &[b"#".as_slice(), b"a/+"]),
+    );
+    assert!(matches!(
+        net.take(subscriber)[..],
+        [Received::UnsubAck5 { ref codes, .. }] if codes == &[0, 0]
+    ));
+    assert_eq!(send(&mut net, "a/b", 1), Some(NO_MATCHING_SUBSCRIBERS));
+    // A shared group whose member is on the other loop.
+    subscribe_v5(&mut net, subscriber, "$share/g/c/#", 1, None);
+    assert_eq!(send(&mut net, "c/d", 1), Some(SUCCESS));
+    assert_eq!(publishes(&net.take(subscriber)).len(), 1);
+    // The session ends: its subscriptions leave the summary.
+    net.send(subscriber, &reason_packet(0xE0, Some(0), None));
+    assert_eq!(send(&mut net, "c/d", 1), Some(NO_MATCHING_SUBSCRIBERS));
+}
+
+mod summary_never_hides_a_subscriber {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![Just("+".to_string()), Just("$s".to_string()), "[ab]{1,2}"]
+    }
+
+    fn filter() -> impl Strategy<Value = String> {
+        (prop::collection::vec(level(), 1..4), any::<bool>()).prop_map(|(levels, hash)| {
+            let mut f = levels.join("/");
+            if hash {
+                f.push_str("/#");
+            }
+            f
+        })
+    }
+
+    fn topic() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop_oneof![Just("$s".to_string()), "[ab]{1,2}"], 1..4)
+            .prop_map(|levels| levels.join("/"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A subscriber on another loop gets exactly the messages its filters match, and the
+        /// publisher hears 0x10 only for those nobody got.
+        #[test]
+        fn across_loops(filters in prop::collection::vec(filter(), 1..4), topics in prop::collection::vec(topic(), 1..6)) {
+            let mut net = net(2);
+            let (here, there) = ids_on_two_loops();
+            let (publisher, _) = connect_v5(&mut net, &here, true, &[], None);
+            let (subscriber, _) = connect_v5(&mut net, &there, true, &[], None);
+            for f in &filters {
+                subscribe_v5(&mut net, subscriber, f, 0, None);
+            }
+            for t in &topics {
+                publish_v5(&mut net, publisher, t, 1, &[], t.as_bytes());
+                let matched = filters.iter().any(|f| starling::topic::matches(f, t));
+                let got = publishes(&net.take(subscriber));
+                prop_assert_eq!(got.len(), usize::from(matched), "{:?} → {}", filters, t);
+                let reason = last_ack_reason(&net, publisher, 1);
+                if matched {
+                    prop_assert_eq!(reason, Some(SUCCESS));
+                }
+                prop_assert!(matches!(reason, Some(SUCCESS | NO_MATCHING_SUBSCRIBERS)));
+            }
+        }
+    }
+}

@@ -59,10 +59,14 @@ fn a_packet_over_max_packet_size_closes_only_its_connection() {
 
 #[test]
 fn the_keep_alive_cap_closes_a_client_silent_past_it() {
-    let broker = Broker::start(&["--max-keep-alive-secs", "1"]);
-    let mut bystander = Client::connected(&broker, "bystander");
-    // Asks for 60 s; the cap makes it 1 s, enforced at 1.5 s.
-    let mut silent = Client::connected(&broker, "silent");
+    let broker = Broker::start(&["--max-keep-alive-secs", "10"]);
+    let mut bystander = Client::open(&broker);
+    bystander.send(&connect_frame("bystander", true, 10));
+    assert_eq!(bystander.recv().expect("CONNACK").body, vec![0, 0]);
+    // Within the cap: enforced at 1.5 s.
+    let mut silent = Client::open(&broker);
+    silent.send(&connect_frame("silent", true, 1));
+    assert_eq!(silent.recv().expect("CONNACK").body, vec![0, 0]);
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1200) {
         bystander.ping();
@@ -72,6 +76,25 @@ fn the_keep_alive_cap_closes_a_client_silent_past_it() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(4), "{waited:?}");
     bystander.ping();
+}
+
+#[test]
+fn a_v3_client_asking_past_the_keep_alive_cap_is_refused_with_0x02() {
+    let broker = Broker::start(&["--max-keep-alive-secs", "1"]);
+    // 3.1.1 cannot be told a shorter keep-alive: over the cap (60 s), or none (0), is refused
+    // with CONNACK 0x02 instead of being accepted and then closed for silence.
+    for (n, keep_alive_secs) in [60u16, 0].into_iter().enumerate() {
+        let mut client = Client::open(&broker);
+        client.send(&connect_frame("long", true, keep_alive_secs));
+        assert_eq!(client.recv().expect("CONNACK").body, vec![0, 0x02]);
+        client.expect_closed();
+        broker.wait_log("CONNECT refused: keep-alive over the cap", n + 1);
+    }
+    assert!(
+        broker
+            .log_text()
+            .contains("\"long\" asked for a keep-alive of 60 s")
+    );
 }
 
 #[test]

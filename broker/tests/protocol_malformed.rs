@@ -406,16 +406,24 @@ fn truncation_inside_a_complete_connect_is_malformed_not_incomplete() {
 
 #[test]
 fn publish_topic_names_mqtt_3_3_2_2_and_4_7_3_1_and_4_7_3_2() {
-    for (topic, e, statement) in [
-        (&b"a/+"[..], TopicError::WildcardInName, "MQTT-3.3.2-2"),
-        (b"#", TopicError::WildcardInName, "MQTT-3.3.2-2"),
-        (b"", TopicError::Empty, "MQTT-4.7.3-1"),
-        (b"a\0", TopicError::NullCharacter, "MQTT-4.7.3-2"),
+    const INVALID: ReasonCode = ReasonCode::TopicNameInvalid;
+    // U+0000 in a string makes the packet malformed (MQTT-1.5.4-2): 0x81, not 0x90.
+    const MALFORMED: ReasonCode = ReasonCode::MalformedPacket;
+    for (topic, e, code, statement) in [
+        (
+            &b"a/+"[..],
+            TopicError::WildcardInName,
+            INVALID,
+            "MQTT-3.3.2-2",
+        ),
+        (b"#", TopicError::WildcardInName, INVALID, "MQTT-3.3.2-2"),
+        (b"", TopicError::Empty, INVALID, "MQTT-4.7.3-1"),
+        (b"a\0", TopicError::NullCharacter, MALFORMED, "MQTT-4.7.3-2"),
     ] {
         assert_error(
             refused(&publish(0, topic, None, b"x")),
             K::InvalidTopicName(e),
-            ReasonCode::TopicNameInvalid,
+            code,
             Some(statement),
         );
     }
@@ -504,22 +512,34 @@ fn subscribe_reserved_option_bits_and_qos3_mqtt_3_8_3_4() {
 
 #[test]
 fn subscribe_invalid_filters_mqtt_4_7_1_2_and_4_7_3_1() {
-    for (filter, e, statement) in [
-        (&b"a/#/b"[..], TopicError::MisplacedWildcard, "MQTT-4.7.1-2"),
-        (b"a+", TopicError::MisplacedWildcard, "MQTT-4.7.1-2"),
-        (b"", TopicError::Empty, "MQTT-4.7.3-1"),
-        (b"a\0", TopicError::NullCharacter, "MQTT-4.7.3-2"),
+    const INVALID: ReasonCode = ReasonCode::TopicFilterInvalid;
+    const MALFORMED: ReasonCode = ReasonCode::MalformedPacket;
+    for (filter, e, code, statement) in [
+        (
+            &b"a/#/b"[..],
+            TopicError::MisplacedWildcard,
+            INVALID,
+            "MQTT-4.7.1-2",
+        ),
+        (
+            b"a+",
+            TopicError::MisplacedWildcard,
+            INVALID,
+            "MQTT-4.7.1-2",
+        ),
+        (b"", TopicError::Empty, INVALID, "MQTT-4.7.3-1"),
+        (b"a\0", TopicError::NullCharacter, MALFORMED, "MQTT-4.7.3-2"),
     ] {
         assert_error(
             refused(&subscribe(1, &[(filter, 1)])),
             K::InvalidTopicFilter(e),
-            ReasonCode::TopicFilterInvalid,
+            code,
             Some(statement),
         );
         assert_error(
             refused(&unsubscribe(1, &[filter])),
             K::InvalidTopicFilter(e),
-            ReasonCode::TopicFilterInvalid,
+            code,
             Some(statement),
         );
     }

@@ -427,3 +427,51 @@ fn pingreq_server_packets_and_dispatch() {
         Ok(AnyPacket::V3(_))
     ));
 }
+
+#[test]
+fn nul_in_any_topic_is_malformed_mqtt_1_5_4_2() {
+    // U+0000 in a topic name, a topic filter (shared or not, in the ShareName too), a will
+    // topic or a Response Topic: a Malformed Packet (0x81), not 0x90 / 0x8F.
+    let malformed = |frame: &[u8]| refusal(frame).1;
+    assert_eq!(
+        malformed(&publish5(0, b"a\0b", None, &no_props(), b"")),
+        ReasonCode::MalformedPacket
+    );
+    for filter in [&b"a/\0"[..], b"$share/g/\0", b"$share/g\0/a"] {
+        assert_eq!(
+            malformed(&subscribe5(1, &no_props(), &[(filter, 0)])),
+            ReasonCode::MalformedPacket,
+            "{filter:?}"
+        );
+        assert_eq!(
+            malformed(&unsubscribe5(1, &no_props(), &[filter])),
+            ReasonCode::MalformedPacket,
+            "{filter:?}"
+        );
+    }
+    assert_eq!(
+        malformed(&publish5(
+            0,
+            b"a",
+            None,
+            &props(&[p_str(0x08, b"r\0")]),
+            b""
+        )),
+        ReasonCode::MalformedPacket
+    );
+    // A will topic with U+0000: the CONNECT is malformed.
+    let mut payload = field(b"id");
+    payload.extend(no_props());
+    payload.extend(field(b"w\0"));
+    payload.extend(field(b"bye"));
+    let error = decode_connect_any(&connect5(0x06, &no_props(), &payload))
+        .map(drop)
+        .expect_err("must be refused");
+    assert_eq!(error.reason_code(), ReasonCode::MalformedPacket);
+    // Without the U+0000 the same will is accepted.
+    let mut payload = field(b"id");
+    payload.extend(no_props());
+    payload.extend(field(b"w"));
+    payload.extend(field(b"bye"));
+    assert!(decode_connect_any(&connect5(0x06, &no_props(), &payload)).is_ok());
+}

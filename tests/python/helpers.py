@@ -44,3 +44,16 @@ def publishes_before_sentinel(pub: RawClient, sub: RawClient, topic: str, qos: i
         if msg.topic == topic and msg.payload == marker:
             return before
         before.append(msg)
+
+
+def wait_for_log(broker, *texts: str, timeout: float = 5.0) -> str:
+    """Polls the broker's log until it contains every one of ``texts``; returns the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = broker.log()
+        if all(t in log for t in texts):
+            return log
+        if time.monotonic() > deadline:
+            missing = [t for t in texts if t not in log]
+            raise AssertionError(f"broker log lacks {missing}:\n{log[-3000:]}")
+        time.sleep(0.05)

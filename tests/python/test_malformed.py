@@ -11,7 +11,7 @@ import struct
 import pytest
 
 import mqtt_packets as mp
-from helpers import assert_healthy
+from helpers import assert_healthy, wait_for_log
 
 
 # A violation is detected as the packet is parsed: the close should be immediate.
@@ -124,6 +124,7 @@ AS_CONNECT = [
     ("connect-trailing-bytes", mp.connect("trailing", extra=b"zz"), "MQTT-3.1.4-1"),
     ("connect-truncated-payload", mp.packet(mp.CONNECT, 0, mp.connect("cut")[2:-2]), "MQTT-3.1.4-1"),
     ("connect-will-topic-bad-utf8", mp.connect("w", will_topic=b"\xff", will_message=b"m"), "MQTT-3.1.3-10"),
+    ("connect-will-topic-nul", mp.connect("w", will_topic=b"w/\x00", will_message=b"m"), "MQTT-1.5.3-2"),
     ("connect-username-bad-utf8", mp.connect("u", username=b"\xc3"), "MQTT-3.1.3-11"),
     ("connect-reserved-flag", mp.connect("r", reserved_flag=True), "MQTT-3.1.2-3"),
     ("connect-remaining-length-5-bytes", mp.raw_packet(0x10, remaining_length=b"\x80\x80\x80\x80\x01"), "2.2.3"),
@@ -207,3 +208,99 @@ def test_oversized_connect_closes(broker, clients):
     bad = clients.raw()
     bad.try_send(mp.connect("big", will_topic="w", will_message=b"m" * 4096))
     _assert_only_offender_closed(broker, clients, bystander, bad)
+
+
+# ---- MQTT 3.1: DUP on resent PUBREL, SUBSCRIBE and UNSUBSCRIBE ------------------------------
+
+
+def _v31_client(clients):
+    c = clients.raw()
+    assert c.connect(clients.unique_id("v31"), protocol_name="MQIsdp", protocol_level=3).return_code == 0
+    return c
+
+
+def test_v31_resent_subscribe_and_unsubscribe_with_dup_are_answered(clients):
+    """MQTT 3.1 gives SUBSCRIBE and UNSUBSCRIBE QoS 1 and a DUP flag its clients set on a
+    retry (3.1 sections 3.8, 3.10): flags 1010 are accepted from a 3.1 client, not treated
+    as the 3.1.1 rule's malformed header (MQTT-3.8.1-1 and MQTT-3.10.1-1 are 3.1.1 rules)."""
+    c = _v31_client(clients)
+    c.send(mp.subscribe(7, [("v31/dup", 1)], flags=0x0A))
+    assert mp.decode_suback(c.expect(mp.SUBACK, 7)).return_codes == [1]
+    c.publish("v31/dup", b"subscribed", qos=1)
+    assert c.recv_publish(ack=True).payload == b"subscribed"
+    c.send(mp.unsubscribe(8, ["v31/dup"], flags=0x0A))
+    c.expect(mp.UNSUBACK, 8)
+    c.publish("v31/dup", b"gone", qos=0)
+    c.expect_no_packet(0.5)
+    assert c.is_open()
+
+
+def test_v31_resent_pubrel_with_dup_completes_qos2(clients):
+    """A 3.1 client resending PUBREL sets DUP (flags 1010): answered with PUBCOMP, and the
+    message was delivered once."""
+    sub = _v31_client(clients)
+    assert sub.subscribe([("v31/rel", 2)]) == [2]
+    pub = _v31_client(clients)
+    pub.send(mp.publish("v31/rel", b"once", qos=2, packet_id=5))
+    pub.expect(mp.PUBREC, 5)
+    pub.send(mp.pubrel(5, flags=0x0A))
+    pub.expect(mp.PUBCOMP, 5)
+    assert sub.recv_publish(ack=True).payload == b"once"
+    sub.expect_no_packet(0.5)
+    assert pub.is_open()
+
+
+@pytest.mark.parametrize("data", [
+    mp.subscribe(1, [("a", 0)], flags=0x0A),
+    mp.unsubscribe(1, ["a"], flags=0x0A),
+    mp.pubrel(1, flags=0x0A),
+], ids=["subscribe-MQTT-3.8.1-1", "unsubscribe-MQTT-3.10.1-1", "pubrel-MQTT-3.6.1-1"])
+def test_v311_dup_on_pubrel_subscribe_unsubscribe_closes(broker, clients, data):
+    """The same bytes from a 3.1.1 client break the fixed-header flags rule: closed."""
+    bystander = _bystander(clients)
+    bad = clients.raw_connected()
+    bad.send(data)
+    _assert_only_offender_closed(broker, clients, bystander, bad)
+
+
+# ---- acknowledgements of the wrong kind ------------------------------------------------------
+
+def _inflight(clients, qos):
+    """A subscriber with one unacknowledged message of ``qos`` in flight toward it."""
+    sub = clients.raw_connected(clients.unique_id("wrong-ack"))
+    assert sub.subscribe([("wrong/ack", qos)]) == [qos]
+    clients.raw_connected().publish("wrong/ack", b"m", qos=qos)
+    msg = sub.recv_publish()
+    assert msg.qos == qos
+    return sub, msg
+
+
+@pytest.mark.parametrize("qos,answer", [
+    (1, mp.pubrec), (1, mp.pubcomp), (2, mp.puback), (2, mp.pubcomp),
+], ids=["pubrec-for-qos1", "pubcomp-for-qos1", "puback-for-qos2", "pubcomp-before-pubrec"])
+def test_acknowledgement_of_the_wrong_kind_closes_4_3(broker, clients, qos, answer):
+    """Each QoS has its own exchange (4.3.2, 4.3.3): PUBREC or PUBCOMP for a QoS 1 message,
+    PUBACK for a QoS 2 one, PUBCOMP before PUBREC are protocol violations that close the
+    connection (MQTT-4.8.0-1), instead of being ignored with the in-flight slot kept taken."""
+    bystander = _bystander(clients)
+    sub, msg = _inflight(clients, qos)
+    sub.send(answer(msg.packet_id))
+    _assert_only_offender_closed(broker, clients, bystander, sub)
+    if broker.kind == "starling":
+        # One line naming the client id and the reason.
+        wait_for_log(broker, "acknowledgement of the wrong kind", "client=wrong-ack-")
+
+
+def test_right_acknowledgements_and_unknown_ids_keep_the_connection(clients):
+    """Control: the right exchange completes, and an acknowledgement for an id that is not in
+    flight (a late duplicate) is ignored."""
+    sub, msg = _inflight(clients, 2)
+    sub.send(mp.pubrec(msg.packet_id))
+    sub.expect(mp.PUBREL, msg.packet_id)
+    sub.send(mp.pubrec(msg.packet_id))  # a repeated PUBREC gets the PUBREL again
+    sub.expect(mp.PUBREL, msg.packet_id)
+    sub.send(mp.pubcomp(msg.packet_id))
+    sub.send(mp.puback(4321) + mp.pubcomp(4321))
+    assert sub.is_open()
+    clients.raw_connected().publish("wrong/ack", b"next", qos=1)
+    assert sub.recv_publish(ack=True).payload == b"next"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import mqtt5_packets as m5
+import mqtt_packets as mp
 from conftest import HOST, REPO_ROOT, Broker, Clients, free_port, is_mosquitto
 
 pytestmark = [
@@ -394,3 +396,29 @@ def test_mem_monitor_refuses_a_missing_process():
     proc = subprocess.run(["bash", str(SCRIPTS / "mem-monitor.sh"), "--name", "no-such-broker-xyz"],
                           capture_output=True, text=True, timeout=10)
     assert proc.returncode == 1 and "no process named" in proc.stderr
+
+
+@pytest.mark.monitor_options(max_keep_alive_secs=20, event_loops=1)
+def test_protocol_refusals_and_wrong_acks_are_counted_by_reason(monitored):
+    """The refusals and closes the protocol rules add have their own reasons: a 3.x
+    keep-alive over the cap (CONNACK 0x02), a v5 CONNACK that cannot fit the client's Maximum
+    Packet Size (CONNACK 0x95), and an acknowledgement of the wrong kind (closed)."""
+    clients = monitored.clients
+    clients.raw().connect("long-keep-alive", keepalive=60, expect_rc=mp.CONNACK_IDENTIFIER_REJECTED)
+    tiny = clients.raw5()
+    tiny.send(m5.connect("tiny", properties={m5.PROP_MAXIMUM_PACKET_SIZE: 10}))
+    assert m5.decode_connack(tiny.recv_packet()).reason_code == m5.RC_PACKET_TOO_LARGE
+    sub = clients.raw()
+    sub.connect("wrong-ack", keepalive=20)
+    assert sub.subscribe([("metrics/wrong", 1)]) == [1]
+    pub = clients.raw()
+    pub.connect("publisher", keepalive=20)
+    pub.publish("metrics/wrong", b"m", qos=1)
+    sub.send(mp.pubcomp(sub.recv_publish().packet_id))
+    sub.expect_closed(timeout=3)
+    wait_until(lambda: value(monitored.metrics(), "starling_connections_closed_total", reason="wrong_ack") == 1,
+               what="the wrong-kind acknowledgement to be counted")
+    text = monitored.metrics()
+    assert value(text, "starling_connections_refused_total", reason="keep_alive_over_cap") == 1
+    assert value(text, "starling_connections_refused_total", reason="connack_too_large") == 1
+    assert value(text, "starling_connections_refused_total", reason="protocol") == 0

@@ -4,7 +4,7 @@ Identifier, Server Keep Alive, Clean Start, Authentication Method."""
 import pytest
 
 import mqtt5_packets as m5
-from helpers import publishes_before_sentinel
+from helpers import publishes_before_sentinel, wait_for_log
 
 BOOLEAN_CAPABILITIES = (
     m5.PROP_RETAIN_AVAILABLE,
@@ -206,3 +206,97 @@ def test_connection_limit_refused_with_0x97_quota_exceeded_MQTT_3_2_2_7(clients)
     assert ack.session_present is False
     second.expect_closed(timeout=3)
     first.ping()
+
+
+# ---- a CONNACK within the client's Maximum Packet Size (MQTT-3.1.2-24) ----------------------
+
+
+def _small_client(clients, limit, client_id=None):
+    """Sends a v5 CONNECT announcing Maximum Packet Size ``limit``; returns the client and
+    every packet it got before the connection closed or went quiet."""
+    c = clients.raw5()
+    c.send(m5.connect(clients.unique_id("mps") if client_id is None else client_id,
+                      properties={m5.PROP_MAXIMUM_PACKET_SIZE: limit}))
+    try:
+        return c, [c.recv_packet(timeout=2)]
+    except m5.ConnectionClosed:
+        return c, []
+
+
+def test_v5_connack_fits_a_small_maximum_packet_size_MQTT_3_1_2_24(clients):
+    """A client announcing Maximum Packet Size 20 gets its CONNACK within 20 bytes: the
+    capabilities whose absence means 'available' (Retain, Wildcard Subscription, Subscription
+    Identifier, Shared Subscription Available = 1) need not be sent, and the session then
+    works."""
+    c, seen = _small_client(clients, 20)
+    assert seen, "no CONNACK: a client must get its CONNACK before anything else"
+    ack = m5.decode_connack(seen[0])
+    assert ack.reason_code == m5.RC_SUCCESS
+    assert m5.packet_size(seen[0]) <= 20, f"CONNACK of {m5.packet_size(seen[0])} bytes"
+    assert c.subscribe([("v5/mps/small", 1)]) == [1]
+    c.ping()
+
+
+@pytest.mark.starling_only
+def test_v5_connack_leaves_out_default_capabilities(clients):
+    """Starling sends only what differs from the defaults a client assumes when a property is
+    absent: with its default limits the CONNACK is 16 bytes (Receive Maximum, Maximum Packet
+    Size and Topic Alias Maximum)."""
+    c, seen = _small_client(clients, 16)
+    assert m5.packet_size(seen[0]) == 16
+    c.connack = m5.decode_connack(seen[0])
+    assert set(c.connack.properties.ids()) == {m5.PROP_MAXIMUM_PACKET_SIZE, m5.PROP_RECEIVE_MAXIMUM,
+                                              m5.PROP_TOPIC_ALIAS_MAXIMUM}
+
+
+@pytest.mark.parametrize("limit,client_id", [
+    pytest.param(10, None, marks=pytest.mark.xfail_mosquitto(
+        "sends an 11-byte CONNACK to a client whose Maximum Packet Size is 10")),
+    (20, ""), (4, None)], ids=["limit-10", "assigned-id-over-20", "limit-4"])
+def test_v5_no_session_without_its_connack_MQTT_3_1_2_24(clients, limit, client_id):
+    """When the CONNACK cannot fit the client's Maximum Packet Size, the server must neither
+    send it (MQTT-3.1.2-24) nor run the session without it: at most a refusing CONNACK that
+    fits, then the close; a SUBSCRIBE or PINGREQ sent meanwhile is never answered."""
+    c, seen = _small_client(clients, limit, client_id)
+    if seen and m5.decode_connack(seen[0]).reason_code == m5.RC_SUCCESS:
+        # A broker whose CONNACK fits this limit: it must fit, and the session must work.
+        assert m5.packet_size(seen[0]) <= limit
+        pytest.skip(f"this broker's CONNACK fits {limit} bytes")
+    for p in seen:
+        assert p.type == m5.CONNACK and m5.packet_size(p) <= limit, p
+        assert m5.decode_connack(p).reason_code == m5.RC_PACKET_TOO_LARGE
+    c.try_send(m5.subscribe(1, [("v5/mps/none", 0)]) + m5.mp.pingreq())
+    assert c.expect_closed(timeout=3, allow_packets=[m5.CONNACK]) == [], "answered without a CONNACK"
+
+
+@pytest.mark.starling_only
+@pytest.mark.parametrize("limit,client_id,refusal", [(10, None, True), (20, "", True), (4, None, False)],
+                         ids=["limit-10", "assigned-id-over-20", "limit-4"])
+def test_v5_connack_too_large_is_refused_with_0x95(broker, clients, limit, client_id, refusal):
+    """Starling's CONNACK (16 bytes with its defaults; more with an Assigned Client
+    Identifier) does not fit: CONNACK 0x95 Packet too large (5 bytes) where that fits, nothing
+    where even that does not, then the close, logged with the sizes and counted."""
+    c, seen = _small_client(clients, limit, client_id)
+    if refusal:
+        assert len(seen) == 1 and m5.decode_connack(seen[0]).reason_code == m5.RC_PACKET_TOO_LARGE
+        assert m5.packet_size(seen[0]) == 5
+    else:
+        assert seen == []
+    c.expect_closed(timeout=3)
+    wait_for_log(broker, "CONNACK larger than the client's Maximum Packet Size",
+                 f"Maximum Packet Size of {limit} bytes")
+
+
+@pytest.mark.xfail_mosquitto("sends the SUBACK although it exceeds the client's Maximum Packet Size")
+def test_v5_suback_too_large_for_the_client_closes_it_MQTT_3_1_2_24(clients):
+    """A SUBACK whose reason codes alone exceed the client's Maximum Packet Size cannot be
+    trimmed (only a Reason String and User Properties may be left out, MQTT-3.9.2-1/2): the
+    server must not send it (MQTT-3.1.2-24), so the client is told DISCONNECT 0x95 and closed
+    rather than left waiting for an answer that never comes."""
+    c, seen = _small_client(clients, 20)
+    assert seen and m5.decode_connack(seen[0]).reason_code == m5.RC_SUCCESS
+    filters = [(f"v5/mps/f{i}", 0) for i in range(20)]  # SUBACK: 5 + 20 bytes
+    c.send(m5.subscribe(3, filters))
+    for p in c.expect_closed(timeout=3, allow_packets=[m5.DISCONNECT, m5.SUBACK]):
+        assert p.type == m5.DISCONNECT and m5.packet_size(p) <= 20, p
+        assert m5.decode_disconnect(p).reason_code == m5.RC_PACKET_TOO_LARGE

@@ -90,6 +90,14 @@ AFTER_CONNECT = [
                                                    {m5.PROP_AUTHENTICATION_METHOD: "X"}), PROTOCOL, "3.15",
      SILENT),
     ("second-connect", m5.connect("again"), PROTOCOL, "MQTT-3.1.0-2", SILENT),
+    # U+0000 in any UTF-8 string, topics included, is a Malformed Packet (MQTT-1.5.4-2),
+    # not Topic Name / Topic Filter invalid.
+    ("publish-topic-nul", m5.publish(b"v5/\x00", b"x"), MALFORMED, "MQTT-1.5.4-2"),
+    ("subscribe-filter-nul", _raw_subscribe(topic=b"v5/\x00/#"), MALFORMED, "MQTT-1.5.4-2"),
+    ("subscribe-share-name-nul", _raw_subscribe(topic=b"$share/g\x00/v5/x"), MALFORMED, "MQTT-1.5.4-2"),
+    ("unsubscribe-filter-nul", m5.unsubscribe(1, [b"v5/\x00"]), MALFORMED, "MQTT-1.5.4-2"),
+    ("publish-response-topic-nul", _raw_publish(_bad_string_prop(RT, b"v5/\x00")), MALFORMED, "MQTT-1.5.4-2",
+     SILENT),
 ]
 
 
@@ -195,6 +203,8 @@ AS_CONNECT = [
     ("will-duplicate-will-delay", _will_props(P([(m5.PROP_WILL_DELAY_INTERVAL, 1)] * 2)), PROTOCOL,
      "3.1.3.2.2"),
     ("will-subscription-identifier", _will_props(P([(SID, 1)])), MALFORMED, "3.1.3.2"),
+    ("will-topic-nul", m5.connect("nul-will", will_topic=b"v5/\x00", will_payload=b"p"), MALFORMED,
+     "MQTT-1.5.4-2"),
 ]
 
 
@@ -253,6 +263,50 @@ def test_puback_reason_without_subscribers(clients):
     pub = clients.v5()
     ack = pub.publish("v5/acks/nobody", b"x", qos=1)
     assert ack.reason_code in (m5.RC_SUCCESS, m5.RC_NO_MATCHING_SUBSCRIBERS)
+
+
+@pytest.mark.parametrize("qos", [1, pytest.param(2, marks=pytest.mark.xfail_mosquitto(
+    "routes a QoS 2 message at PUBREL, after its PUBREC, which therefore says 0x00"))])
+def test_no_matching_subscribers_0x10_3_4_2_1(clients, qos):
+    """Nobody subscribed: PUBACK / PUBREC 0x10 No matching subscribers (3.4.2.1, 3.5.2.1),
+    which lets a publisher notice it talks to nobody; a QoS 2 exchange still completes
+    (0x10 is not an error). A subscription elsewhere in the tree and a subscriber that left
+    do not count, nor does a retained message being stored."""
+    other = clients.v5()
+    other.subscribe([("elsewhere/v5/#", 1)])  # another first level
+    gone = clients.v5()
+    gone.subscribe([("v5/nobody/t", 1)])
+    gone.unsubscribe(["v5/nobody/t"])
+    pub = clients.v5()
+    pub.publish("v5/nobody/t", b"x", qos=qos, expect_reason=m5.RC_NO_MATCHING_SUBSCRIBERS)
+    pub.publish("v5/nobody/t", b"retained", qos=qos, retain=True,
+                expect_reason=m5.RC_NO_MATCHING_SUBSCRIBERS)
+    assert pub.is_open()
+
+
+@pytest.mark.xfail_mosquitto("counts the publisher's own No Local subscription as a match (0x00)")
+def test_own_no_local_subscription_is_no_match_0x10(clients):
+    """The publisher's own No Local subscription never receives its message
+    (MQTT-3.8.3-3), so it is no matching subscriber either."""
+    pub = clients.v5()
+    pub.subscribe([("v5/nobody/+", m5.sub_options(1, no_local=True))])
+    pub.publish("v5/nobody/t", b"x", qos=1, expect_reason=m5.RC_NO_MATCHING_SUBSCRIBERS)
+    pub.expect_no_packet(0.3)
+
+
+@pytest.mark.parametrize("kind", ["plain", "wildcard", "shared", "own-without-no-local"])
+def test_matching_subscriber_gets_success_not_0x10(clients, kind):
+    """Never 0x10 when a subscriber did get the message: a plain or wildcard subscriber (on
+    whichever event loop its connection landed), a shared-subscription group, or the
+    publisher's own subscription without No Local."""
+    pub = clients.v5()
+    filters = {"plain": "v5/match/t", "wildcard": "v5/+/t", "shared": "$share/g/v5/match/t",
+               "own-without-no-local": "v5/match/#"}
+    sub = pub if kind == "own-without-no-local" else clients.v5()
+    sub.subscribe([(filters[kind], 1)])
+    for qos in (1, 2):
+        pub.publish("v5/match/t", b"m", qos=qos, expect_reason=m5.RC_SUCCESS)
+        assert sub.recv_publish(ack=True).payload == b"m"
 
 
 def test_puback_success_with_subscriber(clients):
@@ -318,3 +372,25 @@ def test_subscriber_qos2_acks_with_properties_accepted(clients):
         assert rel.reason_code == m5.RC_SUCCESS
         sub.send(m5.ack(m5.PUBCOMP, m.packet_id, m5.RC_SUCCESS, {m5.PROP_REASON_STRING: "done"}))
     assert sub.is_open()
+
+
+# ---- acknowledgements of the wrong kind ------------------------------------------------------
+
+
+@pytest.mark.xfail_mosquitto("closes the connection without DISCONNECT 0x82 (4.13.1: SHOULD)")
+@pytest.mark.parametrize("qos,ack_type", [
+    (1, m5.PUBREC), (1, m5.PUBCOMP), (2, m5.PUBACK), (2, m5.PUBCOMP),
+], ids=["pubrec-for-qos1", "pubcomp-for-qos1", "puback-for-qos2", "pubcomp-before-pubrec"])
+def test_wrong_kind_of_acknowledgement_is_a_protocol_error_0x82(broker, clients, qos, ack_type):
+    """PUBREC or PUBCOMP for a QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC:
+    each QoS has its own exchange (4.3.2, 4.3.3), so the subscriber gets DISCONNECT 0x82
+    Protocol Error and the close, instead of the ack being ignored with its in-flight slot
+    kept taken."""
+    bystander = _bystander(clients)
+    sub = clients.v5()
+    sub.subscribe([("v5/acks/wrong", qos)])
+    clients.v5().publish("v5/acks/wrong", b"m", qos=qos)
+    msg = sub.recv_publish()
+    sub.send(m5.ack(ack_type, msg.packet_id))
+    sub.expect_disconnect(m5.RC_PROTOCOL_ERROR)
+    _assert_bystander_served(broker, clients, bystander)

@@ -7,8 +7,9 @@ use starling_pool::PoolConfig;
 pub const DEFAULT_MAX_PACKET_SIZE_BYTES: usize = 256 * 1024;
 /// Default time a new connection has to send its CONNECT.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
-/// Default cap on the keep-alive a client may ask for (0 = no cap). 3.1.1 has no way to tell
-/// the client, so a larger request is reduced silently.
+/// Default cap on the keep-alive a client may ask for (0 = no cap). An MQTT 5 client asking
+/// for more, or for 0, is told the cap as Server Keep Alive; 3.x has no way to tell the
+/// client, so such a 3.x CONNECT is refused with CONNACK 0x02.
 pub const DEFAULT_MAX_KEEP_ALIVE_SECS: u16 = 0;
 /// Default QoS 1/2 messages in flight toward one client (Mosquitto's default is 20).
 pub const DEFAULT_MAX_INFLIGHT_MESSAGES: usize = 20;
@@ -63,7 +64,8 @@ pub struct CoreConfig {
     pub max_packet_size_bytes: usize,
     /// A connection that has not sent CONNECT by then is closed.
     pub connect_timeout_ms: u64,
-    /// Cap on the keep-alive interval (0 = none).
+    /// Cap on the keep-alive interval (0 = none); 3.x CONNECTs over it (or asking for 0)
+    /// are refused.
     pub max_keep_alive_secs: u16,
     /// QoS 1/2 messages in flight toward one client.
     pub max_inflight_messages: usize,

@@ -239,18 +239,20 @@ pub(crate) fn leave(shard: &mut Shard, session_id: u32, shared: SharedFilter<'_>
     }
 }
 
-/// Gives a PUBLISH to one member of every matching group.
-pub(crate) fn route(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, now_ms: u64) {
+/// Gives a PUBLISH to one member of every matching group; whether any group took it.
+pub(crate) fn route(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, now_ms: u64) -> bool {
     if !shard.shared.has_groups() {
-        return;
+        return false;
     }
     let mut picks = Vec::new();
     if let Ok(mut groups) = shard.shared.groups.lock() {
         groups.pick_all(outgoing.view.topic, outgoing.view.qos, &mut picks);
     }
+    let any = !picks.is_empty();
     for pick in picks {
         give(shard, outgoing, pick, now_ms);
     }
+    any
 }
 
 /// Hands a message of group `group` on to another member (its member's session ended).

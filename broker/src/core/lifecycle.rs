@@ -258,10 +258,10 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
             _ => plain.push(&**filter),
         }
     }
-    shard.index.unsubscribe_all(session_id, plain);
-    shard
-        .shared
-        .set_subscriptions(shard.loop_index, shard.index.len());
+    for filter in plain {
+        shard.index_unsubscribe(filter, session_id);
+    }
+    shard.publish_subscriptions();
     let mut traffic = session.take_traffic();
     let delayed_will = traffic.extras.delayed_will.take();
     // A QoS 2 message already sent must not go to another member (MQTT-4.8.2-5).

@@ -54,6 +54,7 @@ pub mod routing;
 pub mod session;
 pub mod shared;
 pub mod subscription;
+pub mod summary;
 pub mod timers;
 
 use std::collections::VecDeque;
@@ -233,6 +234,16 @@ pub struct ShardStats {
     pub dropped_group_member_gone: u64,
     /// Messages queued for a session when it ended (also in `dropped`).
     pub dropped_session_ended: u64,
+    /// Connections closed for an acknowledgement of the wrong kind: PUBREC or PUBCOMP for a
+    /// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC (also in
+    /// `closed_bad_input`).
+    pub closed_wrong_ack: u64,
+    /// 3.x CONNECTs refused (CONNACK 0x02) for a keep-alive over `max_keep_alive_secs`, or
+    /// 0, while a cap is set (also in `refused_connect`).
+    pub refused_keep_alive: u64,
+    /// v5 CONNECTs refused because even the smallest CONNACK exceeds the client's Maximum
+    /// Packet Size (also in `refused_connect`).
+    pub refused_connack_too_large: u64,
 }
 
 /// What a connection still has to send ([`Shard::pending`]).
@@ -274,6 +285,8 @@ pub struct Shard {
     pool: Pool<Conn>,
     sessions: Sessions,
     index: SubscriptionIndex<u32, SubOpts>,
+    /// The first levels of `index`'s filters, for the other loops (`summary`).
+    summary: summary::TopicSummary,
     buffers: BufferPool,
     timers: Timers,
     session_timers: lifecycle::SessionTimers,
@@ -326,6 +339,7 @@ impl Shard {
             pool,
             sessions: Sessions::new(Arc::clone(&shared.directory), loop_index),
             index: SubscriptionIndex::new(),
+            summary: summary::TopicSummary::default(),
             buffers,
             timers: Timers::default(),
             session_timers: lifecycle::SessionTimers::new(),

@@ -1,18 +1,27 @@
 //! A PUBLISH to everyone who wants it: the retained store, this loop's matching sessions
 //! (one delivery per session at the highest matching QoS, MQTT-3.3.5-1, carrying every
-//! matching Subscription Identifier, MQTT-3.3.4-3), and the other loops that hold any
-//! subscription.
+//! matching Subscription Identifier, MQTT-3.3.4-3), and the other loops whose summary says
+//! they may hold a matching subscription (`core::summary`).
 
 use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::flow::Origin;
 use crate::core::message::SharedMessage;
 use crate::core::subscription::SubOpts;
-use crate::core::{Action, ConnId, Shard, groups};
+use crate::core::{Action, ConnId, Shard, groups, summary};
 use crate::protocol::QoS;
 use crate::protocol::v5::PublishV5;
 
 /// Who published a message, for No Local (MQTT-3.8.3-3): the session on this loop.
 pub(crate) type Publisher = Option<u32>;
+
+/// Whether a PUBLISH may have reached a subscriber, for MQTT 5's 0x10 No matching
+/// subscribers (§3.4.2.1). `false` only when the broker knows nobody got it: no matching
+/// subscription on this loop (No Local ones of the publisher do not count), no shared
+/// group took it, and no other loop's summary (`core::summary`) says it may hold a match.
+/// A summary can say "may" for a topic nobody matches (it knows first levels only), so a
+/// message forwarded to another loop counts as matched: the answer may be 0x00 when nobody
+/// matched, never 0x10 when somebody did.
+pub(crate) type Matched = bool;
 
 /// A PUBLISH received on this loop (its topic resolved, its expiry computed), from the
 /// client of connection `origin` if a client sent it.
@@ -23,7 +32,7 @@ pub(crate) fn route_local_publish(
     publish: &PublishV5<'_>,
     expires_at_ms: Option<u64>,
     now_ms: u64,
-) {
+) -> Matched {
     let mut shared: Option<SharedMessage> = None;
     // What reaches subscribers never carries the publisher's alias or expiry interval as
     // sent: those are set per delivery (`outbound::for_subscriber`), and the shared copy
@@ -40,10 +49,17 @@ pub(crate) fn route_local_publish(
     if publish.retain {
         retain(shard, &mut outgoing);
     }
-    deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
-    groups::route(shard, &mut outgoing, now_ms);
+    let mut matched = deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
+    matched |= groups::route(shard, &mut outgoing, now_ms);
+    // The topic's bits are computed once, and only if another loop holds a subscription.
+    let mut topic_bits = None;
     for to in 0..shard.loops {
-        if to != shard.loop_index && shard.shared.has_subscribers(to) {
+        let held = shard.shared.summary(to);
+        if to == shard.loop_index || held == 0 {
+            continue;
+        }
+        let bits = *topic_bits.get_or_insert_with(|| summary::topic_bits(outgoing.view.topic));
+        if held & bits != 0 {
             let message = outgoing.shared();
             let origin = outgoing.origin;
             shard.actions.push_back(Action::Forward {
@@ -51,8 +67,10 @@ pub(crate) fn route_local_publish(
                 message,
                 origin,
             });
+            matched = true;
         }
     }
+    matched
 }
 
 /// A PUBLISH forwarded by another loop (already retained there).
@@ -102,13 +120,14 @@ fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>) {
     }
 }
 
-/// Delivers to every session of this loop with a matching subscription, once each.
+/// Delivers to every session of this loop with a matching subscription, once each;
+/// whether there was any.
 fn deliver_to_matches(
     shard: &mut Shard,
     publisher: Publisher,
     outgoing: &mut Outgoing<'_, '_>,
     now_ms: u64,
-) {
+) -> Matched {
     let mut matches = std::mem::take(&mut shard.route_scratch);
     let mut ids = std::mem::take(&mut shard.id_scratch);
     matches.clear();
@@ -135,8 +154,9 @@ fn deliver_to_matches(
         delivery::deliver(shard, session, outgoing, grant, now_ms);
         shard.route_scratch = matches;
         shard.id_scratch = ids;
-        return;
+        return true;
     }
+    let matched = !matches.is_empty();
     let mut at = 0;
     while at < matches.len() {
         let session = matches[at].0;
@@ -162,6 +182,7 @@ fn deliver_to_matches(
     }
     shard.route_scratch = matches;
     shard.id_scratch = ids;
+    matched
 }
 
 /// The RETAIN flag of a live delivery: 0 (MQTT-3.3.1-12), or the publisher's where a

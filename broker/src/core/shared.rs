@@ -1,9 +1,10 @@
 //! The little state the event loops share: the retained store, the connected-client count
-//! (for the global connection limit), and each loop's subscription count (so a loop forwards
-//! a PUBLISH only to loops that have subscribers at all), the shared-subscription groups and
-//! the client-id directory.
+//! (for the global connection limit), each loop's subscription count and the summary of its
+//! subscriptions' first levels (so a loop forwards a PUBLISH only to loops that may have a
+//! matching subscriber: `core::summary`), the shared-subscription groups and the client-id
+//! directory.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::core::directory::Directory;
@@ -19,6 +20,8 @@ pub struct Shared {
     pub connected: AtomicUsize,
     /// Subscriptions held on each loop.
     pub subscriptions_per_loop: Vec<AtomicUsize>,
+    /// Each loop's `TopicSummary` bits (`core::summary`).
+    pub summary_per_loop: Vec<AtomicU64>,
     /// Shared-subscription groups (locked only while `group_count` is non-zero).
     pub groups: Mutex<SharedGroups>,
     /// Groups in `groups`.
@@ -34,6 +37,7 @@ impl Shared {
             retained: Mutex::new(RetainedStore::new()),
             connected: AtomicUsize::new(0),
             subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
+            summary_per_loop: (0..loops).map(|_| AtomicU64::new(0)).collect(),
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
             directory: Arc::new(Directory::new(loops)),
@@ -71,10 +75,21 @@ impl Shared {
             .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
     }
 
-    /// Records loop `index`'s subscription count.
-    pub fn set_subscriptions(&self, index: usize, count: usize) {
+    /// Loop `index`'s summary bits (`core::summary`): 0 when it holds no subscription. A
+    /// topic whose `topic_bits` share none of them matches none of its subscriptions.
+    pub fn summary(&self, index: usize) -> u64 {
+        self.summary_per_loop
+            .get(index)
+            .map_or(0, |bits| bits.load(Ordering::Relaxed))
+    }
+
+    /// Records loop `index`'s subscription count and summary bits.
+    pub fn set_subscriptions(&self, index: usize, count: usize, summary_bits: u64) {
         if let Some(n) = self.subscriptions_per_loop.get(index) {
             n.store(count, Ordering::Relaxed);
+        }
+        if let Some(bits) = self.summary_per_loop.get(index) {
+            bits.store(summary_bits, Ordering::Relaxed);
         }
     }
 }

@@ -220,6 +220,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         dropped_no_packet_id,
         dropped_group_member_gone,
         dropped_session_ended,
+        closed_wrong_ack,
+        refused_keep_alive,
+        refused_connack_too_large,
         packets_in,
         packets_out,
         bytes_in,
@@ -261,6 +264,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_no_packet_id += dropped_no_packet_id;
     into.dropped_group_member_gone += dropped_group_member_gone;
     into.dropped_session_ended += dropped_session_ended;
+    into.closed_wrong_ack += closed_wrong_ack;
+    into.refused_keep_alive += refused_keep_alive;
+    into.refused_connack_too_large += refused_connack_too_large;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
     into.packets_in.add(&packets_in);

@@ -426,9 +426,13 @@ fn record(s: &Snapshot) {
         ("max_connections", t.refused_at_max_connections),
         (
             "protocol",
-            t.refused_connect.saturating_sub(t.refused_client_id_length),
+            t.refused_connect.saturating_sub(
+                t.refused_client_id_length + t.refused_keep_alive + t.refused_connack_too_large,
+            ),
         ),
         ("client_id_length", t.refused_client_id_length),
+        ("keep_alive_over_cap", t.refused_keep_alive),
+        ("connack_too_large", t.refused_connack_too_large),
         ("per_ip", t.refused_per_ip),
         (
             "listener_max_connections",
@@ -441,9 +445,10 @@ fn record(s: &Snapshot) {
         (
             "bad_input",
             t.closed_bad_input
-                .saturating_sub(t.refused_packet_too_large),
+                .saturating_sub(t.refused_packet_too_large + t.closed_wrong_ack),
         ),
         ("packet_too_large", t.refused_packet_too_large),
+        ("wrong_ack", t.closed_wrong_ack),
         (
             "keep_alive_timeout",
             t.closed_timeout.saturating_sub(t.closed_connect_timeout),

@@ -11,6 +11,10 @@ use crate::topic::validate_topic_name;
 /// Fixed-header flags of PUBREL, SUBSCRIBE and UNSUBSCRIBE (MQTT-2.2.2-1).
 pub(crate) const FLAGS_0010: u8 = 0b0010;
 
+/// The DUP bit an MQTT 3.1 client sets when it resends PUBREL, SUBSCRIBE or UNSUBSCRIBE
+/// (3.1 §3.6, §3.8, §3.10: "QoS level 1", DUP set on a retry).
+const V31_RETRY_DUP: u8 = 0b1000;
+
 const PUBLISH_DUP: u8 = 0b1000;
 const PUBLISH_QOS_MASK: u8 = 0b0110;
 const PUBLISH_QOS_SHIFT: u8 = 1;
@@ -87,8 +91,14 @@ pub fn decode(version: ProtocolVersion, frame: &[u8]) -> Result<Packet<'_>, Deco
     let packet = match header.packet_type {
         PacketType::Connect => return decode_connect(frame).map(|c| Packet::Connect(Box::new(c))),
         PacketType::Publish => return decode_publish(header.flags, body).map(Packet::Publish),
-        PacketType::Subscribe => return decode_subscribe(header.flags, body),
-        PacketType::Unsubscribe => return decode_unsubscribe(header.flags, body),
+        PacketType::Subscribe => {
+            expect_flags_0010(version, &header, "SUBSCRIBE fixed header")?;
+            return decode_subscribe(body);
+        }
+        PacketType::Unsubscribe => {
+            expect_flags_0010(version, &header, "UNSUBSCRIBE fixed header")?;
+            return decode_unsubscribe(body);
+        }
         PacketType::PubAck => {
             expect_flags(&header, 0, "PUBACK fixed header")?;
             Packet::PubAck(r.packet_id("PUBACK packet identifier")?)
@@ -98,7 +108,7 @@ pub fn decode(version: ProtocolVersion, frame: &[u8]) -> Result<Packet<'_>, Deco
             Packet::PubRec(r.packet_id("PUBREC packet identifier")?)
         }
         PacketType::PubRel => {
-            expect_flags(&header, FLAGS_0010, "PUBREL fixed header")?;
+            expect_flags_0010(version, &header, "PUBREL fixed header")?;
             Packet::PubRel(r.packet_id("PUBREL packet identifier")?)
         }
         PacketType::PubComp => {
@@ -188,6 +198,20 @@ pub(crate) fn expect_flags(
             context,
         ))
     }
+}
+
+/// The flags rule of PUBREL, SUBSCRIBE and UNSUBSCRIBE, by protocol level: `0010` in 3.1.1
+/// and 5.0 (MQTT-3.6.1-1, MQTT-3.8.1-1, MQTT-3.10.1-1); MQTT 3.1 defines these packets with
+/// QoS 1 and a DUP bit its clients set on a retry, so `1010` is accepted from them too.
+pub(crate) fn expect_flags_0010(
+    version: ProtocolVersion,
+    header: &FrameHeader,
+    context: &'static str,
+) -> Result<(), DecodeError> {
+    if version == ProtocolVersion::V31 && header.flags == FLAGS_0010 | V31_RETRY_DUP {
+        return Ok(());
+    }
+    expect_flags(header, FLAGS_0010, context)
 }
 
 /// The flags of a PUBLISH fixed header, the same in 3.1.1 and 5.0.
@@ -349,6 +373,37 @@ mod tests {
         );
         assert_eq!(kind(&[0x40]), DecodeErrorKind::Truncated);
         assert_eq!(kind(&[0xF0, 0]), DecodeErrorKind::ReservedPacketType(15));
+    }
+
+    #[test]
+    fn v31_retries_may_set_dup_on_pubrel_subscribe_unsubscribe() {
+        let pubrel = [0x6A, 2, 0, 7];
+        let subscribe = [0x8A, 6, 0, 9, 0, 1, b'a', 1];
+        let unsubscribe = [0xAA, 5, 0, 9, 0, 1, b'a'];
+        let v31 = ProtocolVersion::V31;
+        assert_eq!(decode(v31, &pubrel), Ok(Packet::PubRel(7)));
+        assert!(matches!(
+            decode(v31, &subscribe),
+            Ok(Packet::Subscribe { packet_id: 9, .. })
+        ));
+        assert!(matches!(
+            decode(v31, &unsubscribe),
+            Ok(Packet::Unsubscribe { packet_id: 9, .. })
+        ));
+        // 3.1.1 allows only 0010 (MQTT-3.6.1-1, MQTT-3.8.1-1, MQTT-3.10.1-1).
+        for frame in [&pubrel[..], &subscribe, &unsubscribe] {
+            let error = decode(V, frame).expect_err("3.1.1 refuses DUP here");
+            assert!(matches!(
+                error.kind(),
+                DecodeErrorKind::InvalidHeaderFlags { flags: 0b1010, .. }
+            ));
+        }
+        // 3.1 still wants QoS 1 and nothing else: RETAIN, QoS 0 or QoS 2 are refused.
+        for first in [0x63, 0x60, 0x64, 0x6B, 0x6E] {
+            assert!(decode(v31, &[first, 2, 0, 7]).is_err(), "{first:#x}");
+        }
+        // The other packets keep their zero flags in 3.1.
+        assert!(decode(v31, &[0x48, 2, 0, 7]).is_err());
     }
 
     #[test]

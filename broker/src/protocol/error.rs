@@ -256,7 +256,16 @@ impl DecodeError {
     /// The MQTT 5 reason code this error maps to.
     pub const fn reason_code(&self) -> ReasonCode {
         use DecodeErrorKind as K;
+        use TopicError::NullCharacter as Nul;
         match self.kind {
+            // U+0000 in any UTF-8 string, topics included, makes the packet malformed
+            // (MQTT-1.5.4-2), whatever else the field's own rules say.
+            K::InvalidTopicName(Nul)
+            | K::InvalidTopicFilter(Nul)
+            | K::InvalidResponseTopic(Nul)
+            | K::InvalidSharedSubscription(SharedFilterError::InvalidFilter(Nul)) => {
+                ReasonCode::MalformedPacket
+            }
             K::NotConnect(_)
             | K::UnexpectedPacketType(_)
             | K::PacketIdZero

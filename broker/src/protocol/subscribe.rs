@@ -1,7 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8, §3.10).
 
 use super::QoS;
-use super::decode::{FLAGS_0010, Packet};
+use super::decode::Packet;
 use super::error::{DecodeError, DecodeErrorKind};
 use super::frame::PacketType;
 use super::reader::Reader;
@@ -9,21 +9,6 @@ use crate::topic::validate_topic_filter;
 
 /// Bits of the 3.x subscription options byte that must be zero (MQTT-3-8.3-4).
 const SUBSCRIBE_OPTIONS_RESERVED: u8 = 0b1111_1100;
-
-fn check_header_flags(
-    packet_type: PacketType,
-    flags: u8,
-    context: &'static str,
-) -> Result<(), DecodeError> {
-    if flags == FLAGS_0010 {
-        Ok(())
-    } else {
-        Err(DecodeError::new(
-            DecodeErrorKind::InvalidHeaderFlags { packet_type, flags },
-            context,
-        ))
-    }
-}
 
 fn read_filter<'a>(r: &mut Reader<'a>, context: &'static str) -> Result<&'a str, DecodeError> {
     let filter = r.utf8(context)?;
@@ -33,8 +18,8 @@ fn read_filter<'a>(r: &mut Reader<'a>, context: &'static str) -> Result<&'a str,
 }
 
 /// SUBSCRIBE body: packet id, then one or more (filter, options) pairs.
-pub(crate) fn decode_subscribe(flags: u8, body: &[u8]) -> Result<Packet<'static>, DecodeError> {
-    check_header_flags(PacketType::Subscribe, flags, "SUBSCRIBE fixed header")?;
+/// The caller has checked the fixed-header flags (they depend on the protocol level).
+pub(crate) fn decode_subscribe(body: &[u8]) -> Result<Packet<'static>, DecodeError> {
     let mut r = Reader::new(body);
     let packet_id = r.packet_id("SUBSCRIBE packet identifier")?;
     if r.is_empty() {
@@ -62,8 +47,8 @@ pub(crate) fn decode_subscribe(flags: u8, body: &[u8]) -> Result<Packet<'static>
 }
 
 /// UNSUBSCRIBE body: packet id, then one or more filters.
-pub(crate) fn decode_unsubscribe(flags: u8, body: &[u8]) -> Result<Packet<'static>, DecodeError> {
-    check_header_flags(PacketType::Unsubscribe, flags, "UNSUBSCRIBE fixed header")?;
+/// The caller has checked the fixed-header flags (they depend on the protocol level).
+pub(crate) fn decode_unsubscribe(body: &[u8]) -> Result<Packet<'static>, DecodeError> {
     let mut r = Reader::new(body);
     let packet_id = r.packet_id("UNSUBSCRIBE packet identifier")?;
     if r.is_empty() {

@@ -72,6 +72,11 @@ pub struct Client {
     pub closed: bool,
     /// Whether the client spoke MQTT 5 in its CONNECT.
     pub v5: bool,
+    /// Whether the client sent its first CONNECT (a second one does not change `v5`).
+    pub sent_connect: bool,
+    /// MQTT 5 only: (type, packet id, reason code) of each PUBACK, PUBREC, PUBREL and
+    /// PUBCOMP received, in order (`received` keeps the packet ids only).
+    pub ack_reasons: Vec<(PacketType, u16, u8)>,
 }
 
 /// Shards and clients.
@@ -127,6 +132,8 @@ impl Net {
             received: Vec::new(),
             closed: false,
             v5: false,
+            sent_connect: false,
+            ack_reasons: Vec::new(),
         });
         self.by_conn.insert((loop_index, conn), id);
         id
@@ -135,10 +142,11 @@ impl Net {
     /// Sends raw bytes from a client and runs the network until it is quiet.
     pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
         let c = &mut self.clients[client];
-        if bytes.first() == Some(&0x10) && c.conn.is_some() && c.received.is_empty() {
+        if bytes.first() == Some(&0x10) && c.conn.is_some() && !c.sent_connect {
             // A CONNECT: its protocol level (after the fixed header and "MQTT") says v5.
             let header = check_frame(bytes, usize::MAX).map_or(2, |h| h.header_len);
             c.v5 = bytes.get(header + 6) == Some(&5);
+            c.sent_connect = true;
         }
         if let (Some(conn), false) = (c.conn, c.closed) {
             let loop_index = c.loop_index;
@@ -329,9 +337,20 @@ fn parse(client: &mut Client) {
         };
         let frame: Vec<u8> = client.bytes.drain(..header.frame_len()).collect();
         if client.v5 {
+            let packet_type = header.packet_type;
+            if let (
+                PacketType::PubAck | PacketType::PubRec | PacketType::PubRel | PacketType::PubComp,
+                [hi, lo, rest @ ..],
+            ) = (packet_type, &frame[header.header_len..])
+            {
+                // The reason code is left out when it is 0x00 (§3.4.2.1).
+                let reason = rest.first().copied().unwrap_or(0);
+                let id = u16::from_be_bytes([*hi, *lo]);
+                client.ack_reasons.push((packet_type, id, reason));
+            }
             client
                 .received
-                .push(parse_v5(&frame, header.header_len, header.packet_type));
+                .push(parse_v5(&frame, header.header_len, packet_type));
             continue;
         }
         let body = &frame[header.header_len..];

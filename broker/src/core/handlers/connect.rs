@@ -4,6 +4,7 @@
 //! with Clean Session standing for "Clean Start, and a Session Expiry Interval of 0 (clean)
 //! or for ever (not clean)", no properties and a CONNACK without them.
 
+use crate::core::config::CoreConfig;
 use crate::core::conn::{ConnV5, PendingWill, Phase};
 use crate::core::directory::{Reservation, Route};
 use crate::core::handlers::auth::{self, AuthState};
@@ -14,11 +15,12 @@ use crate::core::refusals::{self, Refusal};
 use crate::core::{ConnId, Shard, delivery, lifecycle};
 use crate::protocol::v5::{
     ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
-    UserProperties, WillProperties, encode_connack_v5,
+    UNLIMITED_PACKET_SIZE_BYTES, UserProperties, WillProperties, connack_v5_len, encode_connack_v5,
 };
 use crate::protocol::{
-    AnyConnect, Connect, ConnectReturnCode, DecodeError, ProtocolVersion, ReasonCode,
-    decode_connect_any, encode_connack, peek_connect_version,
+    AnyConnect, Connect, ConnectReturnCode, DecodeError, MAX_FIXED_HEADER_LEN_BYTES,
+    MAX_REMAINING_LENGTH_BYTES, ProtocolVersion, ReasonCode, decode_connect_any, encode_connack,
+    peek_connect_version,
 };
 
 /// What a CONNECT asks for, in MQTT 5 terms.
@@ -103,6 +105,9 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
     if request.connect.client_id.len() > shard.config.max_client_id_length_bytes {
         return refuse_client_id(shard, key, &request, now_ms);
     }
+    if let Some(flow) = refuse_keep_alive_over_cap(shard, key, &request, now_ms) {
+        return flow;
+    }
     let (client_id, assigned, reservation) = if request.connect.client_id.is_empty() {
         // MQTT-3.1.3-6: assign a unique id, one that no loop holds.
         let (id, reservation) = shard.assign_client_id();
@@ -150,6 +155,35 @@ fn refuse_client_id(shard: &mut Shard, key: ConnId, request: &Request, now_ms: u
     Flow::Stop
 }
 
+/// With `max_keep_alive_secs` set, a 3.x client asking for a longer keep-alive, or for
+/// none (0), is refused with CONNACK 0x02, as Mosquitto does: 3.x cannot be told a Server
+/// Keep Alive, and a client kept to a shorter one than it asked for would be closed for
+/// silence and reconnect for ever. MQTT 5 clients are told the cap instead (§3.2.2.3.14).
+fn refuse_keep_alive_over_cap(
+    shard: &mut Shard,
+    key: ConnId,
+    request: &Request,
+    now_ms: u64,
+) -> Option<Flow> {
+    let cap = shard.config.max_keep_alive_secs;
+    let asked = request.connect.keep_alive_secs;
+    if request.v5.is_some() || cap == 0 || (asked != 0 && asked <= cap) {
+        return None;
+    }
+    shard.stats.refused_connect += 1;
+    shard.stats.refused_keep_alive += 1;
+    let code = ReasonCode::ClientIdentifierNotValid;
+    refuse(shard, key, request.version(), code);
+    let why = format!(
+        "client {:?} asked for a keep-alive of {asked} s (0 = none) but max_keep_alive_secs \
+         is {cap}; MQTT 3.x cannot announce a Server Keep Alive (CONNACK 0x02)",
+        request.connect.client_id
+    );
+    let what = "CONNECT refused: keep-alive over the cap";
+    lifecycle::close_for(shard, key, what, code, &why, now_ms);
+    Some(Flow::Stop)
+}
+
 /// A CONNECT that does not decode: CONNACK with the reason where the protocol has one
 /// (3.1.1 return codes 0x01/0x02; MQTT 5 reason codes 0x81, 0x82, 0x84, 0x85 …), then close.
 fn refuse_undecodable(
@@ -194,6 +228,17 @@ pub(crate) fn accept(
     now_ms: u64,
 ) -> Flow {
     let version = request.connect.version;
+    let keep_alive_secs = effective_keep_alive(shard, &request);
+    let mut granted = Granted {
+        session_present: false,
+        assigned,
+        server_keep_alive_secs: keep_alive_secs.1,
+        auth,
+    };
+    if let Some(flow) = refuse_connack_too_large(shard, key, &request, &client_id, &granted, now_ms)
+    {
+        return flow;
+    }
     let existing = shard.sessions.find(&client_id);
     let old_conn = existing
         .and_then(|id| shard.sessions.get(id))
@@ -258,24 +303,18 @@ pub(crate) fn accept(
         }
     }
     crate::core::groups::sync_presence(shard, session_id);
-    let keep_alive_secs = effective_keep_alive(shard, &request);
     bind(
         shard,
         key,
         session_id,
         request,
         keep_alive_secs.0,
-        auth.as_ref(),
+        granted.auth.as_ref(),
     );
     if let Some(timeout_ms) = shard.config.keep_alive_timeout_ms(keep_alive_secs.0) {
         shard.arm_timer(key, now_ms + timeout_ms);
     }
-    let granted = Granted {
-        session_present,
-        assigned,
-        server_keep_alive_secs: keep_alive_secs.1,
-        auth,
-    };
+    granted.session_present = session_present;
     write_connack(shard, key, session_id, &granted);
     tracing::debug!(
         client = %shard.sessions.get(session_id).map_or("", |s| &s.client_id),
@@ -301,8 +340,8 @@ fn resume_session(shard: &mut Shard, session_id: u32) {
 }
 
 /// The keep-alive in force, and the Server Keep Alive to announce (MQTT 5, when it differs
-/// from what the client asked: MQTT-3.2.2-21). 3.1.1 cannot announce one: its keep-alive
-/// is only capped.
+/// from what the client asked: MQTT-3.2.2-21). A 3.x client over the cap was refused
+/// already ([`refuse_keep_alive_over_cap`]): its keep-alive is what it asked.
 fn effective_keep_alive(shard: &Shard, request: &Request) -> (u16, Option<u16>) {
     let asked = request.connect.keep_alive_secs;
     let cap = shard.config.max_keep_alive_secs;
@@ -400,9 +439,91 @@ struct Granted {
     auth: Option<AuthDone>,
 }
 
-/// CONNACK 0x00; for MQTT 5 with what the server allows (§3.2.2.3).
+/// The properties of a successful v5 CONNACK (§3.2.2.3): only those whose value is not the
+/// one a client assumes when the property is absent. Retain, Wildcard Subscription,
+/// Subscription Identifier and Shared Subscription Available (all supported: absent means
+/// 1), a Receive Maximum of 65 535, Maximum QoS 2, a Maximum Packet Size at the protocol's
+/// own limit and a Topic Alias Maximum of 0 are left out, so the CONNACK fits a small
+/// Maximum Packet Size.
+fn connack_properties<'a>(
+    config: &CoreConfig,
+    assigned_id: Option<&'a str>,
+    granted: &'a Granted,
+) -> ConnAckProperties<'a> {
+    ConnAckProperties {
+        receive_maximum: (config.receive_maximum != u16::MAX).then_some(config.receive_maximum),
+        maximum_packet_size: u32::try_from(config.max_packet_size_bytes)
+            .ok()
+            .filter(|&n| (n as usize) < MAX_PACKET_SIZE_BYTES),
+        assigned_client_identifier: assigned_id,
+        topic_alias_maximum: (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum),
+        server_keep_alive_secs: granted.server_keep_alive_secs,
+        authentication_method: granted.auth.as_ref().map(|a| &*a.method),
+        authentication_data: granted.auth.as_ref().and_then(|a| a.data.as_deref()),
+        ..ConnAckProperties::default()
+    }
+}
+
+/// The largest packet MQTT can frame: a five-byte fixed header and the largest remaining
+/// length. A Maximum Packet Size of this or more says nothing.
+const MAX_PACKET_SIZE_BYTES: usize = MAX_FIXED_HEADER_LEN_BYTES + MAX_REMAINING_LENGTH_BYTES;
+
+/// A v5 client whose Maximum Packet Size is too small for its CONNACK, even with only the
+/// properties it must be told (the Reason String and User Properties, which it may go
+/// without, MQTT-3.2.2-19/20, are never sent here): refused before any session is touched,
+/// because a session must never run without its CONNACK. It gets CONNACK 0x95 Packet too
+/// large (no properties, 5 bytes) if even that fits, and the connection is closed.
+fn refuse_connack_too_large(
+    shard: &mut Shard,
+    key: ConnId,
+    request: &Request,
+    client_id: &str,
+    granted: &Granted,
+    now_ms: u64,
+) -> Option<Flow> {
+    let (props, _) = request.v5.as_ref()?;
+    let peer_max = props.max_packet_size_bytes();
+    let assigned_id = granted.assigned.then_some(client_id);
+    let connack = ConnAckV5 {
+        session_present: true,
+        reason: ReasonCode::Success,
+        properties: connack_properties(&shard.config, assigned_id, granted),
+    };
+    let needed = match connack_v5_len(&connack, UNLIMITED_PACKET_SIZE_BYTES) {
+        Ok(len) if len <= peer_max => return None,
+        Ok(len) => len,
+        Err(error) => {
+            debug_assert!(false, "CONNACK does not encode: {error}");
+            return None;
+        }
+    };
+    shard.stats.refused_connect += 1;
+    shard.stats.refused_connack_too_large += 1;
+    let code = ReasonCode::PacketTooLarge;
+    let refusal = ConnAckV5 {
+        session_present: false,
+        reason: code,
+        properties: ConnAckProperties::default(),
+    };
+    if let Ok(conn) = shard.pool.get_mut(key) {
+        conn.version = ProtocolVersion::V5;
+    }
+    // Nothing is written when even the 5-byte refusal exceeds the client's limit.
+    shard.write_with(key, |out, _, _| encode_connack_v5(out, &refusal, peer_max));
+    let why = format!(
+        "client {client_id:?} announced a Maximum Packet Size of {peer_max} bytes; its CONNACK \
+         needs {needed} (CONNACK 0x95 if it fits, then close)"
+    );
+    let what = "CONNECT refused: CONNACK larger than the client's Maximum Packet Size";
+    lifecycle::close_for(shard, key, what, code, &why, now_ms);
+    Some(Flow::Stop)
+}
+
+/// CONNACK 0x00; for MQTT 5 with what the server allows (§3.2.2.3). Its size was checked
+/// against the client's Maximum Packet Size before the session was touched
+/// ([`refuse_connack_too_large`]).
 fn write_connack(shard: &mut Shard, key: ConnId, session_id: u32, granted: &Granted) {
-    let (session_present, assigned) = (granted.session_present, granted.assigned);
+    let session_present = granted.session_present;
     let version = shard
         .pool
         .get(key)
@@ -413,32 +534,20 @@ fn write_connack(shard: &mut Shard, key: ConnId, session_id: u32, granted: &Gran
         });
         return;
     }
-    let config = &shard.config;
-    let assigned_id: Option<Box<str>> = assigned
+    let assigned_id: Option<Box<str>> = granted
+        .assigned
         .then(|| shard.sessions.get(session_id).map(|s| s.client_id.clone()))
         .flatten();
-    let properties = ConnAckProperties {
-        receive_maximum: (config.receive_maximum != u16::MAX).then_some(config.receive_maximum),
-        retain_available: Some(true),
-        maximum_packet_size: u32::try_from(config.max_packet_size_bytes).ok(),
-        assigned_client_identifier: assigned_id.as_deref(),
-        topic_alias_maximum: (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum),
-        wildcard_subscription_available: Some(true),
-        subscription_identifiers_available: Some(true),
-        shared_subscription_available: Some(true),
-        server_keep_alive_secs: granted.server_keep_alive_secs,
-        authentication_method: granted.auth.as_ref().map(|a| &*a.method),
-        authentication_data: granted.auth.as_ref().and_then(|a| a.data.as_deref()),
-        ..ConnAckProperties::default()
-    };
     let connack = ConnAckV5 {
         session_present,
         reason: ReasonCode::Success,
-        properties,
+        properties: connack_properties(&shard.config, assigned_id.as_deref(), granted),
     };
-    shard.write_with(key, |out, _, peer_max| {
+    let written = shard.write_with(key, |out, _, peer_max| {
         encode_connack_v5(out, &connack, peer_max)
     });
+    // Invariant: the size was checked before the session was bound.
+    debug_assert!(written, "CONNACK not written after its size was checked");
 }
 
 /// Sends a refusing CONNACK (the connection is closed right after): for 3.x the return

@@ -51,7 +51,7 @@ pub(crate) fn handle_packet(
             subscribe::handle_subscribe(shard, key, packet_id, None, &subscriptions, now_ms)
         }
         Packet::Unsubscribe { packet_id, filters } => {
-            subscribe::handle_unsubscribe(shard, key, packet_id, &filters)
+            subscribe::handle_unsubscribe(shard, key, packet_id, &filters, now_ms)
         }
         Packet::PingReq => handle_pingreq(shard, key),
         Packet::Disconnect => lifecycle::handle_disconnect(shard, key, None, now_ms),
@@ -81,7 +81,7 @@ pub(crate) fn handle_packet_v5(
             now_ms,
         ),
         PacketV5::Unsubscribe(u) => {
-            subscribe::handle_unsubscribe(shard, key, u.packet_id, &u.filters)
+            subscribe::handle_unsubscribe(shard, key, u.packet_id, &u.filters, now_ms)
         }
         PacketV5::PingReq => handle_pingreq(shard, key),
         PacketV5::Disconnect(d) => lifecycle::handle_disconnect(shard, key, Some(&d), now_ms),

@@ -2,7 +2,8 @@
 //!
 //! For MQTT 5 the PUBLISH is checked before it is routed: its Topic Alias resolved against
 //! the connection's table (MQTT-3.3.2-7 … 12), its payload against a UTF-8 Payload Format
-//! Indicator (0x99), and a QoS 2 one against the Receive Maximum we announced (0x93).
+//! Indicator (0x99), and a QoS 2 one against the Receive Maximum we announced (0x93). Its
+//! PUBACK / PUBREC says 0x10 No matching subscribers when routing knows nobody got it.
 
 use crate::core::config::TopicRefusal;
 use crate::core::input::Flow;
@@ -77,14 +78,16 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
             route(shard);
         }
         (QoS::AtLeastOnce, Some(id)) => {
-            route(shard);
-            shard.write_ack(key, PacketType::PubAck, id, ReasonCode::Success);
+            let matched = route(shard);
+            shard.write_ack(key, PacketType::PubAck, id, ack_reason(matched));
         }
         (QoS::ExactlyOnce, Some(id)) => {
             let Some(session) = shard.sessions.get_mut(session_id) else {
                 return Flow::Stop;
             };
             let awaiting_rel = &mut session.traffic_mut().awaiting_rel;
+            // A retransmission (its id still awaits PUBREL) is not routed again: Success.
+            let mut matched = true;
             if !awaiting_rel.contains(&id) {
                 let maximum = shard.config.receive_maximum;
                 if awaiting_rel.len() >= usize::from(maximum) {
@@ -99,14 +102,25 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
                     return Flow::Stop;
                 }
                 awaiting_rel.push(id);
-                route(shard);
+                matched = route(shard);
             }
-            shard.write_ack(key, PacketType::PubRec, id, ReasonCode::Success);
+            shard.write_ack(key, PacketType::PubRec, id, ack_reason(matched));
         }
         // Invariant: the decoder gives QoS 1/2 a packet id (MQTT-2.3.1-1).
         (_, None) => debug_assert!(false, "QoS > 0 PUBLISH without packet id"),
     }
     Flow::Continue
+}
+
+/// The reason code of a PUBACK or PUBREC: 0x10 No matching subscribers when the broker
+/// knows nobody got the message (`routing::Matched`), Success otherwise. A 3.x ack carries
+/// no reason code: the writer leaves it out.
+fn ack_reason(matched: routing::Matched) -> ReasonCode {
+    if matched {
+        ReasonCode::Success
+    } else {
+        ReasonCode::NoMatchingSubscribers
+    }
 }
 
 /// A payload that claims to be UTF-8 and is not: not routed; answered with 0x99 in the

@@ -9,7 +9,7 @@ use bumpalo::Bump;
 use crate::core::delivery::{self, Grant};
 use crate::core::input::Flow;
 use crate::core::subscription::SubOpts;
-use crate::core::{ConnId, Shard, groups};
+use crate::core::{ConnId, Shard, groups, lifecycle};
 use crate::protocol::v5::{RetainHandling, SubscriptionV5, parse_shared_filter};
 use crate::protocol::{QoS, ReasonCode};
 
@@ -41,10 +41,12 @@ pub(crate) fn handle_subscribe(
             let wanted = new.is_some_and(|new| wants_retained(s.options.retain_handling, new));
             send_retained.push(!code.is_error() && wanted);
         }
-        shard
-            .shared
-            .set_subscriptions(shard.loop_index, shard.index.len());
-        shard.write_suback(key, packet_id, &codes, &arena);
+        shard.publish_subscriptions();
+        let answered = shard.write_suback(key, packet_id, &codes, &arena);
+        if !answered {
+            close_ack_too_large(shard, key, "SUBACK", now_ms);
+            send_retained.clear();
+        }
         for ((code, s), send) in codes.iter().zip(subscriptions).zip(send_retained.iter()) {
             if let (Some(qos), true) = (QoS::from_u8(code.as_u8()), *send) {
                 let ids = subscription_id.as_slice();
@@ -59,7 +61,15 @@ pub(crate) fn handle_subscribe(
         }
     }
     return_arena(shard, key, arena);
-    Flow::Continue
+    flow_after(shard, key)
+}
+
+/// Whether the frame loop goes on after an answer that may have closed the connection.
+fn flow_after(shard: &Shard, key: ConnId) -> Flow {
+    match shard.pool.get(key) {
+        Ok(conn) if conn.phase != crate::core::conn::Phase::Closing => Flow::Continue,
+        _ => Flow::Stop,
+    }
 }
 
 /// Retain Handling: 0 always, 1 only for a new subscription, 2 never (§3.8.3.1).
@@ -110,7 +120,7 @@ fn subscribe_one(
         return (ReasonCode::QuotaExceeded, None);
     }
     let result = match parse_shared_filter(filter) {
-        Ok(None) => shard.index.subscribe(filter, session_id, opts).map(|_| ()),
+        Ok(None) => shard.index_subscribe(filter, session_id, opts).map(|_| ()),
         Ok(Some(shared)) => {
             groups::join(shard, session_id, shared, opts);
             record(shard, session_id, existing, filter, opts);
@@ -184,6 +194,7 @@ pub(crate) fn handle_unsubscribe(
     key: ConnId,
     packet_id: u16,
     filters: &[String],
+    now_ms: u64,
 ) -> Flow {
     let Some((session_id, arena)) = borrow_arena(shard, key) else {
         return Flow::Stop;
@@ -198,13 +209,27 @@ pub(crate) fn handle_unsubscribe(
                 ReasonCode::NoSubscriptionExisted
             });
         }
-        shard
-            .shared
-            .set_subscriptions(shard.loop_index, shard.index.len());
-        shard.write_unsuback(key, packet_id, &codes);
+        shard.publish_subscriptions();
+        if !shard.write_unsuback(key, packet_id, &codes) {
+            close_ack_too_large(shard, key, "UNSUBACK", now_ms);
+        }
     }
     return_arena(shard, key, arena);
-    Flow::Continue
+    flow_after(shard, key)
+}
+
+/// A SUBACK or UNSUBACK that could not be written: its reason codes alone exceed the v5
+/// client's Maximum Packet Size (only a Reason String and User Properties may be left out,
+/// MQTT-3.9.2-1/2, MQTT-3.11.2-1/2). The server must not send it (MQTT-3.1.2-24), and a
+/// client left without its answer would wait for ever: DISCONNECT 0x95 and close.
+fn close_ack_too_large(shard: &mut Shard, key: ConnId, ack: &str, now_ms: u64) {
+    let peer_max = shard
+        .pool
+        .get(key)
+        .map_or(0, |c| c.peer_max_packet_size_bytes());
+    let why = format!("{ack} exceeds the client's Maximum Packet Size of {peer_max} bytes");
+    let what = "acknowledgement too large for the client";
+    lifecycle::close_for(shard, key, what, ReasonCode::PacketTooLarge, &why, now_ms);
 }
 
 /// Removes one subscription of a session (plain or shared); whether it existed.
@@ -223,7 +248,7 @@ pub(crate) fn unsubscribe_one(shard: &mut Shard, session_id: u32, filter: &str) 
     match parse_shared_filter(filter) {
         Ok(Some(shared)) => groups::leave(shard, session_id, shared),
         _ => {
-            shard.index.unsubscribe(filter, session_id);
+            shard.index_unsubscribe(filter, session_id);
         }
     }
     true

@@ -9,7 +9,7 @@ use crate::protocol::properties::{
     Direction, PropertyContext, PropertyId, PropertyValue, parse_properties,
 };
 use crate::protocol::reader::Reader;
-use crate::topic::validate_topic_filter;
+use crate::topic::{TopicError, validate_topic_filter};
 
 use super::wire::{UserProperties, UserProperty};
 
@@ -111,6 +111,10 @@ pub fn parse_shared_filter(filter: &str) -> Result<Option<SharedFilter<'_>>, Sha
     let Some(rest) = filter.strip_prefix(SHARED_PREFIX) else {
         return Ok(None);
     };
+    if rest.contains('\0') {
+        // In the ShareName as in the filter: a malformed string (MQTT-1.5.4-2).
+        return Err(SharedFilterError::InvalidFilter(TopicError::NullCharacter));
+    }
     let Some((group, filter)) = rest.split_once('/') else {
         return Err(if rest.is_empty() {
             SharedFilterError::EmptyShareName
