@@ -97,6 +97,13 @@ pub(crate) fn handle_disconnect(
         session.expiry_secs = expiry;
     }
     let keep_will = disconnect.is_some_and(|d| d.reason == ReasonCode::DisconnectWithWillMessage);
+    let code = disconnect.map_or(ReasonCode::Success, |d| d.reason);
+    tracing::info!(
+        client = %client_name(shard, key),
+        code = code.as_u8(),
+        will = keep_will,
+        "client disconnected (DISCONNECT)"
+    );
     if let Ok(conn) = shard.pool.get_mut(key)
         && !keep_will
     {
@@ -291,6 +298,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
 
 /// Returns the connection's buffers to the loop and its object to the pool.
 fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
+    shard.peers.take(key);
     if let Ok(conn) = shard.pool.get_mut(key) {
         shard.released_bytes += conn.pinned_bytes();
         let input = std::mem::take(&mut conn.input);

@@ -24,6 +24,8 @@
 //!   Subscription Identifiers of a delivery.
 //! - [`refusals`]: turning newcomers away at the connection ceilings (shedding connections
 //!   idle before CONNECT first) and logging it as a summary.
+//! - [`peers`]: peer addresses of connections awaiting their CONNECT, for the connect log
+//!   line.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
 //!
 //! The handlers are written once, against the MQTT 5 shapes of the packets; a 3.1.1
@@ -49,6 +51,7 @@ pub mod lifecycle;
 pub mod message;
 pub mod observe;
 pub mod outbound;
+pub mod peers;
 pub mod refusals;
 pub mod routing;
 pub mod session;
@@ -311,6 +314,8 @@ pub struct Shard {
     /// Bytes of connection and session state freed since the driver last asked
     /// ([`Shard::take_released_bytes`]).
     released_bytes: usize,
+    /// Peer addresses of connections awaiting their CONNECT (for the connect log line).
+    peers: peers::PeerBook,
 }
 
 /// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
@@ -357,6 +362,7 @@ impl Shard {
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
             released_bytes: 0,
+            peers: peers::PeerBook::default(),
             config,
         })
     }

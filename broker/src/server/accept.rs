@@ -119,6 +119,7 @@ impl EventLoop {
         match self.register(key, stream, origin) {
             Ok(()) => {
                 tracing::debug!(loop_index = self.index, conn = %key, %peer, "connection accepted");
+                self.shard.note_peer(key, peer);
                 // Read the CONNECT now if it is already here: a refused or handed-over
                 // connection then gives its pool object back at once, instead of a whole
                 // accept burst (up to the backlog) holding objects until the next poll.
@@ -149,6 +150,7 @@ impl EventLoop {
             self.hold_refusing(stream, bytes, false);
             return;
         };
+        let peer_addr = stream.peer_addr().ok();
         let peer = Peer(&stream).to_string_if_debug();
         if let Err(e) = self.register(key, stream, origin) {
             tracing::warn!(loop_index = self.index, error = %e, "could not register a handed-over connection");
@@ -157,6 +159,9 @@ impl EventLoop {
             return;
         }
         tracing::debug!(loop_index = self.index, conn = %key, peer = %peer, "connection received from another loop");
+        if let Some(addr) = peer_addr {
+            self.shard.note_peer(key, addr);
+        }
         self.shard.receive(key, bytes, self.now_ms);
         self.act();
     }

@@ -536,7 +536,15 @@ impl EventLoop {
     fn gone(&mut self, key: ConnId, why: Gone<'_>) {
         if let Some((stream, origin)) = self.unregister(key) {
             self.admission.release(origin);
-            tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), reason = %why, "connection closed");
+            match self.shard.connected_client(key) {
+                // A connected client's connection ended without DISCONNECT: its will goes.
+                Some(client) => {
+                    tracing::info!(client, peer = %Peer(&stream), reason = %why, "connection lost")
+                }
+                None => {
+                    tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), reason = %why, "connection closed")
+                }
+            }
         }
         self.shard.closed(key, self.now_ms);
     }

@@ -11,6 +11,7 @@ use crate::core::handlers::auth::{self, AuthState};
 use crate::core::input::Flow;
 use crate::core::message::MessageProps;
 use crate::core::outbound::OutAliases;
+use crate::core::peers::PeerText;
 use crate::core::refusals::{self, Refusal};
 use crate::core::{ConnId, Shard, delivery, lifecycle};
 use crate::protocol::v5::{
@@ -228,6 +229,7 @@ pub(crate) fn accept(
     now_ms: u64,
 ) -> Flow {
     let version = request.connect.version;
+    let session_expiry_secs = request.expiry_secs;
     let keep_alive_secs = effective_keep_alive(shard, &request);
     let mut granted = Granted {
         session_present: false,
@@ -316,10 +318,16 @@ pub(crate) fn accept(
     }
     granted.session_present = session_present;
     write_connack(shard, key, session_id, &granted);
-    tracing::debug!(
+    let peer = PeerText(shard.peers.take(key));
+    tracing::info!(
         client = %shard.sessions.get(session_id).map_or("", |s| &s.client_id),
-        ?version,
+        %peer,
+        protocol = %version,
+        keep_alive_secs = keep_alive_secs.0,
+        clean_start,
+        session_expiry_secs,
         session_present,
+        assigned_id = assigned,
         "client connected"
     );
     if session_present {
