@@ -316,8 +316,55 @@ pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
     }
 }
 
-/// Closes connections whose connect timeout or keep-alive (1.5 × the interval,
-/// MQTT-3.1.2-24) has run out; files the others again at their real deadline.
+/// The deadline a connection is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// A whole CONNECT within `connect_timeout_ms` of accept (bytes trickling in do not
+    /// extend it).
+    Connect,
+    /// A packet begun after CONNECT whole within `partial_packet_timeout_ms`.
+    PartialPacket,
+    /// A packet within 1.5 × the keep-alive interval (MQTT-3.1.2-24).
+    KeepAlive,
+}
+
+impl Deadline {
+    fn what(self) -> &'static str {
+        match self {
+            Deadline::Connect => "connect timeout",
+            Deadline::PartialPacket => "partial packet timeout (partial_packet_timeout_ms)",
+            Deadline::KeepAlive => "keep-alive timeout (MQTT-3.1.2-24)",
+        }
+    }
+}
+
+/// The deadline `conn` is held to now and when it falls, pushed back by the loop's stalls
+/// since the moment it counts from; `None` when nothing is due (connected, no packet
+/// partial, keep-alive off; or closing).
+fn deadline_of(shard: &Shard, conn: &crate::core::conn::Conn) -> Option<(Deadline, u64)> {
+    let (deadline, timeout_ms) = match conn.phase {
+        Phase::AwaitingConnect | Phase::Authenticating => {
+            (Deadline::Connect, shard.config.connect_timeout_ms)
+        }
+        Phase::Connected if !conn.input.is_empty() => (
+            Deadline::PartialPacket,
+            shard.config.partial_packet_timeout_ms,
+        ),
+        Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
+            (Deadline::KeepAlive, u64::from(conn.keep_alive_timeout_ms))
+        }
+        Phase::Connected | Phase::Closing => return None,
+    };
+    let since = conn.last_seen_ms;
+    let credit = shard.stalls.credit_since(since);
+    Some((
+        deadline,
+        since.saturating_add(timeout_ms).saturating_add(credit),
+    ))
+}
+
+/// Closes connections whose connect, partial-packet or keep-alive deadline has passed;
+/// files the others again at their real deadline.
 pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
     let mut due = std::mem::take(&mut shard.timer_scratch);
     due.clear();
@@ -330,34 +377,31 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
             continue; // superseded by a later entry
         }
         conn.timer_due_ms = 0;
-        let deadline = match conn.phase {
-            Phase::AwaitingConnect | Phase::Authenticating => {
-                conn.last_seen_ms + shard.config.connect_timeout_ms
-            }
-            Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
-                conn.last_seen_ms + u64::from(conn.keep_alive_timeout_ms)
-            }
-            Phase::Connected | Phase::Closing => continue,
+        let Some((deadline, at_ms)) = shard.pool.get(key).ok().and_then(|c| deadline_of(shard, c))
+        else {
+            continue;
         };
-        if now_ms >= deadline {
-            let connecting = matches!(conn.phase, Phase::AwaitingConnect | Phase::Authenticating);
-            let what = if connecting {
-                "connect timeout"
-            } else {
-                "keep-alive timeout (MQTT-3.1.2-24)"
-            };
-            shard.stats.closed_timeout += 1;
-            if connecting {
-                shard.stats.closed_connect_timeout += 1;
-            } else if conn.version == ProtocolVersion::V5 {
-                shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
-            }
-            let client = client_name(shard, key);
-            tracing::info!(client = %client, conn = %key, "closing connection: {what}");
-            start_close(shard, key);
-        } else {
-            shard.arm_timer(key, deadline);
+        if now_ms < at_ms {
+            shard.arm_timer(key, at_ms);
+            continue;
         }
+        shard.stats.closed_timeout += 1;
+        match deadline {
+            Deadline::Connect => shard.stats.closed_connect_timeout += 1,
+            Deadline::PartialPacket => shard.stats.closed_partial_packet_timeout += 1,
+            Deadline::KeepAlive => {
+                if shard
+                    .pool
+                    .get(key)
+                    .is_ok_and(|c| c.version == ProtocolVersion::V5)
+                {
+                    shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
+                }
+            }
+        }
+        let client = client_name(shard, key);
+        tracing::info!(client = %client, conn = %key, "closing connection: {}", deadline.what());
+        start_close(shard, key);
     }
     shard.timer_scratch = due;
 }
