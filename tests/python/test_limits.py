@@ -53,11 +53,12 @@ def test_inflight_window_bounded(clients):
     pub = clients.raw_connected()
     for i in range(10):
         pub.publish("lim/window", str(i).encode(), qos=1)
-    window = sub.collect_publishes(quiet=0.5)
+    window = sub.recv_publishes(3)
     assert [m.payload for m in window] == [b"0", b"1", b"2"]
+    sub.expect_no_packet(0.5)
     for m in window:
         sub.send(mp.puback(m.packet_id))
-    rest = sub.collect_publishes(quiet=0.5, ack=True)
+    rest = sub.recv_publishes(7, ack=True)
     assert [m.payload for m in rest] == [str(i).encode() for i in range(3, 10)]
 
 
@@ -74,13 +75,15 @@ def test_inflight_window_held_after_each_ack(clients):
     pub = clients.raw_connected()
     for i in range(10):
         pub.publish("lim/window", str(i).encode(), qos=1)
-    inflight = sub.collect_publishes(quiet=0.5)
+    inflight = sub.recv_publishes(3)
     assert [m.payload for m in inflight] == [b"0", b"1", b"2"]
+    sub.expect_no_packet(0.5)
     for expected in range(3, 10):
         done = inflight.pop(0)
         sub.send(mp.puback(done.packet_id))
-        new = sub.collect_publishes(quiet=0.3)
+        new = sub.recv_publishes(1)
         assert [m.payload for m in new] == [str(expected).encode()], f"after PUBACK of {done.payload!r}"
+        sub.expect_no_packet(0.3)
         inflight += new
 
 
@@ -98,8 +101,8 @@ def test_slow_subscriber_queue_bounded(broker, clients):
         pub.publish("lim/slow", str(i).encode(), qos=1)  # each waits for its PUBACK
         assert fast.recv_publish(ack=True).payload == str(i).encode()
     assert time.monotonic() - start < 5
-    window = slow.collect_publishes(quiet=0.5)
-    assert len(window) == 3
+    window = slow.recv_publishes(3)
+    slow.expect_no_packet(0.5)
     for m in window:
         slow.send(mp.puback(m.packet_id))
     rest = slow.collect_publishes(quiet=0.5, ack=True)

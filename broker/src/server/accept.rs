@@ -6,12 +6,14 @@ use std::io;
 use mio::net::TcpStream;
 
 use super::admission::Origin;
-use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, Peer};
+use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, MAX_ACCEPTS_PER_TURN, Peer};
 
 impl EventLoop {
-    /// Accepts from listener `i` until it would block.
+    /// Accepts from listener `i` until it would block, or [`MAX_ACCEPTS_PER_TURN`] (the
+    /// rest on the next turn, after the other sockets' events: a flood of connections
+    /// arriving faster than the loop accepts them must not keep it from its clients).
     pub(super) fn accept_all(&mut self, i: usize) {
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(i) else {
                 return;
             };
@@ -40,6 +42,7 @@ impl EventLoop {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     /// A socket fresh from listener `listener`'s `accept`. The per-IP and per-listener

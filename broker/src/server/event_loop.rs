@@ -54,6 +54,9 @@ pub const BACKPRESSURE_POLL_MS: u64 = 1;
 pub const MAX_READS_PER_EVENT: usize = 16;
 /// Mailbox deliveries handled per turn before the loop polls its sockets again.
 pub const INBOX_BATCH_DELIVERIES: usize = 1024;
+/// Connections one listener's accept takes per turn before the loop serves its other
+/// sockets (the rest are accepted on the next turn).
+pub const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How soon accepting is retried after the process ran out of descriptors (an
 /// edge-triggered listener does not report the connections already queued again).
 pub const ACCEPT_RETRY_MS: u64 = 50;
@@ -166,6 +169,8 @@ pub struct EventLoop {
     reads_held: bool,
     pub(super) wake: Vec<bool>,
     pub(super) accept_retry: bool,
+    /// A listener had more to accept than one turn takes ([`MAX_ACCEPTS_PER_TURN`]).
+    pub(super) accept_more: bool,
     pub(super) last_accept_warning_ms: Option<u64>,
     start: Instant,
     pub(super) now_ms: u64,
@@ -222,6 +227,7 @@ impl EventLoop {
             read_again_spare: Vec::new(),
             reads_held: false,
             accept_retry: false,
+            accept_more: false,
             last_accept_warning_ms: None,
             start: epoch,
             now_ms: 0,
@@ -283,7 +289,7 @@ impl EventLoop {
             }
             poll_full = reported >= EVENTS_CAPACITY;
             self.retry_reads();
-            if self.accept_retry {
+            if std::mem::take(&mut self.accept_more) || self.accept_retry {
                 self.accept_retry = false;
                 for i in 0..self.listeners.len() {
                     self.accept_all(i);
@@ -312,7 +318,7 @@ impl EventLoop {
     /// mailbox backlog, a full poll) or connections used their whole turn.
     fn poll_timeout_ms(&mut self, next_ms: u64, busy: bool) -> u64 {
         let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
-        if busy || (!self.read_again.is_empty() && !self.reads_held) {
+        if busy || self.accept_more || (!self.read_again.is_empty() && !self.reads_held) {
             timeout_ms = 0;
         } else if self.reads_held {
             timeout_ms = timeout_ms.min(BACKPRESSURE_POLL_MS);
