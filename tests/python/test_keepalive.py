@@ -9,7 +9,10 @@ from helpers import assert_healthy, close_time
 
 # Starling files keep-alive deadlines in a 1 s timer wheel: a close may come up to one slot
 # after 1.5 x keep-alive, plus scheduling slack.
-LATE_SLACK_S = 1.6
+# 2.5 s: the slot and a busy host's scheduling (a CI machine running other work); loops that
+# report they did not run at all get that time added (helpers.close_time). Still well under
+# Mosquitto's ~5 s check interval, so the strict xfail below keeps telling the two apart.
+LATE_SLACK_S = 2.5
 
 
 def _silent_close_time(clients, keepalive: int, limit: float) -> float:

@@ -391,8 +391,14 @@ def test_healthz_stays_up_while_a_loop_is_late_and_goes_down_when_it_is_stuck(tm
             assert "late to answer" in message and "loop 0" in message, message
             time.sleep(max(0.0, LATE_STOP_S - (time.monotonic() - stopped_at)))
             stopper.resume()
-            status, message = health()
-            assert (status, "late" in message) == (200, False), message
+            # Going round again: it answers (on a busy host maybe after a late probe or two).
+            deadline = time.monotonic() + 5
+            while True:
+                status, message = health()
+                assert status == 200, message
+                if "loop 0" not in message:
+                    break
+                assert time.monotonic() < deadline, f"loop 0 still silent: {message}"
         assert client.is_open()
         # Stuck: stopped for longer than the window.
         stopper.stop()
@@ -403,7 +409,8 @@ def test_healthz_stays_up_while_a_loop_is_late_and_goes_down_when_it_is_stuck(tm
                 break
             assert status == 200, message
             assert time.monotonic() - stopped_at < STUCK_WINDOW_S + 5, "never reported stuck"
-        assert time.monotonic() - stopped_at >= STUCK_WINDOW_S - 0.1
+        # (Its last heartbeat may be up to an idle poll, 100 ms, older than the stop.)
+        assert time.monotonic() - stopped_at >= STUCK_WINDOW_S - 0.5
         assert "stuck" in message and "loop 0" in message, message
         # The health watch (every second) logs the change too.
         wait_for_log(monitored.broker, "[HEALTH] healthy -> unavailable")
