@@ -151,3 +151,31 @@ fn monitoring_keys_take_an_address_or_off_and_an_interval() {
     let error = resolve("[monitoring]\nsys_interval_secs = 90000\n").expect_err("above a day");
     assert_eq!(error.position, Some((2, 21)), "{error}");
 }
+
+#[test]
+fn the_partial_packet_timeout_resolves_validates_and_reloads_live() {
+    let defaults = resolve("").expect("defaults");
+    assert_eq!(
+        defaults.core.partial_packet_timeout_ms,
+        crate::core::config::DEFAULT_PARTIAL_PACKET_TIMEOUT_MS
+    );
+    let set = resolve("[limits]\npartial_packet_timeout_ms = 5000\n").expect("valid");
+    assert_eq!(set.core.partial_packet_timeout_ms, 5000);
+    let error = resolve("[limits]\npartial_packet_timeout_ms = 0\n").expect_err("0 is no bound");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("limits.partial_packet_timeout_ms"),
+        "{error}"
+    );
+    let changes = diff(&defaults, &set);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.key == "limits.partial_packet_timeout_ms" && c.live && c.new == "5000"),
+        "{changes:?}"
+    );
+    assert_eq!(
+        apply_live(&defaults, &set).core.partial_packet_timeout_ms,
+        5000
+    );
+}

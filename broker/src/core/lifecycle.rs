@@ -338,10 +338,11 @@ impl Deadline {
     }
 }
 
-/// The deadline `conn` is held to now and when it falls, pushed back by the loop's stalls
+/// The deadline `key` is held to now and when it falls, pushed back by the loop's stalls
 /// since the moment it counts from; `None` when nothing is due (connected, no packet
-/// partial, keep-alive off; or closing).
-fn deadline_of(shard: &Shard, conn: &crate::core::conn::Conn) -> Option<(Deadline, u64)> {
+/// partial, keep-alive off; closing; gone).
+fn deadline_of(shard: &Shard, key: ConnId) -> Option<(Deadline, u64)> {
+    let conn = shard.pool.get(key).ok()?;
     let (deadline, timeout_ms) = match conn.phase {
         Phase::AwaitingConnect | Phase::Authenticating => {
             (Deadline::Connect, shard.config.connect_timeout_ms)
@@ -377,33 +378,35 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
             continue; // superseded by a later entry
         }
         conn.timer_due_ms = 0;
-        let Some((deadline, at_ms)) = shard.pool.get(key).ok().and_then(|c| deadline_of(shard, c))
-        else {
-            continue;
-        };
-        if now_ms < at_ms {
-            shard.arm_timer(key, at_ms);
-            continue;
+        match deadline_of(shard, key) {
+            Some((_, at_ms)) if now_ms < at_ms => shard.arm_timer(key, at_ms),
+            Some((deadline, _)) => close_at_deadline(shard, key, deadline),
+            None => {}
         }
-        shard.stats.closed_timeout += 1;
-        match deadline {
-            Deadline::Connect => shard.stats.closed_connect_timeout += 1,
-            Deadline::PartialPacket => shard.stats.closed_partial_packet_timeout += 1,
-            Deadline::KeepAlive => {
-                if shard
-                    .pool
-                    .get(key)
-                    .is_ok_and(|c| c.version == ProtocolVersion::V5)
-                {
-                    shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
-                }
-            }
-        }
-        let client = client_name(shard, key);
-        tracing::info!(client = %client, conn = %key, "closing connection: {}", deadline.what());
-        start_close(shard, key);
     }
     shard.timer_scratch = due;
+}
+
+/// Closes `key`, whose `deadline` has passed: counted, logged, and a v5 client silent past
+/// its keep-alive told 0x8D.
+fn close_at_deadline(shard: &mut Shard, key: ConnId, deadline: Deadline) {
+    shard.stats.closed_timeout += 1;
+    match deadline {
+        Deadline::Connect => shard.stats.closed_connect_timeout += 1,
+        Deadline::PartialPacket => shard.stats.closed_partial_packet_timeout += 1,
+        Deadline::KeepAlive => {
+            if shard
+                .pool
+                .get(key)
+                .is_ok_and(|c| c.version == ProtocolVersion::V5)
+            {
+                shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
+            }
+        }
+    }
+    let client = client_name(shard, key);
+    tracing::info!(client = %client, conn = %key, "closing connection: {}", deadline.what());
+    start_close(shard, key);
 }
 
 /// A graceful shutdown: v5 clients are told 0x8B Server shutting down.
