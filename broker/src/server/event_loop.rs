@@ -264,6 +264,7 @@ impl EventLoop {
         let mut next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
         self.settle();
         loop {
+            self.now_ms = self.clock_ms();
             let timeout_ms = self.poll_timeout_ms(next_ms, inbox_backlog || poll_full);
             match self
                 .poll
