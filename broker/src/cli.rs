@@ -93,9 +93,15 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = PacketSize::parse)]
     pub max_packet_size_bytes: Option<PacketSize>,
 
-    /// Time a new connection has to send its CONNECT. [default: 10000]
+    /// Time a new connection has to send its whole CONNECT, counted from accept.
+    /// [default: 10000]
     #[arg(long, value_name = "N", value_parser = PositiveMillis::parse)]
     pub connect_timeout_ms: Option<PositiveMillis>,
+
+    /// Time a packet begun after CONNECT has to arrive whole, counted from its first bytes.
+    /// [default: 60000]
+    #[arg(long, value_name = "N", value_parser = PositiveMillis::parse)]
+    pub partial_packet_timeout_ms: Option<PositiveMillis>,
 
     /// QoS 1/2 messages in flight toward one client. [default: 20]
     #[arg(long, value_name = "N", value_parser = Inflight::parse)]
@@ -349,6 +355,7 @@ impl Cli {
         l.max_connections = self.max_connections;
         l.max_connections_per_ip = self.max_connections_per_ip;
         l.connect_timeout_ms = self.connect_timeout_ms;
+        l.partial_packet_timeout_ms = self.partial_packet_timeout_ms;
         l.max_packet_size_bytes = self.max_packet_size_bytes;
         l.max_keep_alive_secs = self.max_keep_alive_secs;
         l.max_inflight_messages = self.max_inflight_messages;

@@ -7,6 +7,9 @@ mod server_common;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use server_common::{Broker, Client, connect_from};
@@ -35,6 +38,48 @@ fn closed_by_peer(stream: &mut TcpStream) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Waits for the broker's verdict on a connection that sent CONNECT: its CONNACK (admitted)
+/// or its close (refused at accept).
+fn admitted(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(server_common::READ_TIMEOUT))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(0) => false,
+        Ok(_) => {
+            assert_eq!(first[0], 0x20, "CONNACK");
+            true
+        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset) => false,
+        Err(e) => panic!("neither CONNACK nor close: {e}"),
+    }
+}
+
+/// How late a thread asking to sleep 1 ms wakes, sampled until `stop` is set: the machine's
+/// own scheduling delay, which the broker's latency is judged net of (a busy CI host delays
+/// every thread, the test's and the broker's alike).
+fn machine_lateness(stop: Arc<AtomicBool>) -> JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        let mut late = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            late.push(started.elapsed().saturating_sub(Duration::from_millis(1)));
+        }
+        late
+    })
+}
+
+/// The `p`th percentile of `samples` (sorted here).
+fn percentile(samples: &mut [Duration], p: usize) -> Duration {
+    samples.sort_unstable();
+    samples
+        .get(samples.len().saturating_sub(1) * p / 100)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// A client connected from `source`, CONNECT not sent yet.
@@ -96,24 +141,23 @@ fn connect_timeout_closes_a_silent_connection() {
     let broker = Broker::start(&["--connect-timeout-ms", "300"]);
     let mut bystander = Client::connected(&broker, "bystander");
     let mut silent = Client::open(&broker);
-    let started = Instant::now();
-    silent.expect_closed();
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    // Up to a 1 s timer slot after the 300 ms, and slack for a busy host: well short of the
+    // 10 s default, which would mean the flag was not applied.
+    let waited = silent.wait_closed(&broker, server_common::READ_TIMEOUT);
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
     bystander.ping();
     broker.wait_log("connect timeout", 1);
 }
 
 /// 20 000 connection attempts from 127.0.0.2 with a per-IP limit of 100: the attacker
 /// holds 100, every other attempt is closed at accept, the log stays short, and a client
-/// from 127.0.0.1 connects and gets its PINGRESPs with normal latency throughout.
+/// from 127.0.0.1 connects and gets its PINGRESPs with normal latency throughout (judged
+/// net of how late the machine itself wakes a sleeping thread meanwhile).
 #[test]
 fn a_connect_flood_from_one_address_leaves_other_clients_served() {
     let limit = FLOOD_PER_IP_LIMIT.to_string();
-    let mut broker = Broker::start(&["--event-loops", "2", "--max-connections-per-ip", &limit]);
+    let mut broker =
+        Broker::start_monitored(&["--event-loops", "2", "--max-connections-per-ip", &limit]);
     let addr = broker.addr;
     let mut good = Client::connected(&broker, "good");
     let baseline = ping_latencies(&mut good, 50);
@@ -128,6 +172,12 @@ fn a_connect_flood_from_one_address_leaves_other_clients_served() {
             stream
         })
         .collect();
+    // Each held connection is admitted or refused before the flood starts: a flood
+    // connection accepted before a held one could otherwise take its slot for a moment.
+    let admitted_held = held.iter_mut().map(admitted).filter(|&a| a).count();
+    assert_eq!(admitted_held, FLOOD_PER_IP_LIMIT);
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let lateness = machine_lateness(Arc::clone(&stop_probe));
     let started = Instant::now();
     let attackers: Vec<_> = (0..FLOOD_THREADS)
         .map(|_| {
@@ -154,13 +204,14 @@ fn a_connect_flood_from_one_address_leaves_other_clients_served() {
         .map(|a| a.join().expect("attacker thread"))
         .sum();
     let flood_time = started.elapsed();
+    stop_probe.store(true, Ordering::Relaxed);
+    let mut machine = lateness.join().expect("lateness probe");
     assert!(flood_time < Duration::from_secs(60), "{flood_time:?}");
     assert!(
         failed < FLOOD_ATTEMPTS / 100,
         "{failed} attempts failed to connect at all"
     );
 
-    std::thread::sleep(Duration::from_millis(200));
     let open = held
         .iter_mut()
         .map(closed_by_peer)
@@ -171,20 +222,25 @@ fn a_connect_flood_from_one_address_leaves_other_clients_served() {
         "the attacker holds exactly the limit"
     );
 
-    during.sort_unstable();
+    assert!(!during.is_empty());
     let mut base = baseline;
-    base.sort_unstable();
-    let p50 = during[during.len() / 2];
-    let p99 = during[during.len() * 99 / 100];
+    let base_p50 = percentile(&mut base, 50);
+    let (p50, p99) = (percentile(&mut during, 50), percentile(&mut during, 99));
+    let max = during[during.len() - 1];
+    // A ping needs two threads woken (the broker's loop and this one).
+    let (late_p50, late_p99) = (percentile(&mut machine, 50), percentile(&mut machine, 99));
     eprintln!(
-        "flood: {FLOOD_ATTEMPTS} attempts in {flood_time:?}; ping baseline p50 {:?}, during p50 {p50:?} p99 {p99:?} max {:?} ({} pings)",
-        base[base.len() / 2],
-        during[during.len() - 1],
+        "flood: {FLOOD_ATTEMPTS} attempts in {flood_time:?}; ping baseline p50 {base_p50:?}, during p50 {p50:?} p99 {p99:?} max {max:?} ({} pings); the machine woke sleepers late by p50 {late_p50:?} p99 {late_p99:?}",
         during.len()
     );
-    assert!(!during.is_empty());
-    assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
-    assert!(p99 < Duration::from_millis(200), "p99 {p99:?}");
+    assert!(
+        p50 < Duration::from_millis(20) + 2 * late_p50,
+        "p50 {p50:?}"
+    );
+    assert!(
+        p99 < Duration::from_millis(200) + 2 * late_p99,
+        "p99 {p99:?}"
+    );
 
     // Refusals are logged at most once per second per loop, not once per attempt.
     let lines = broker
@@ -195,7 +251,17 @@ fn a_connect_flood_from_one_address_leaves_other_clients_served() {
     fresh.disconnect();
     good.disconnect();
 
-    // Every refusal was counted, by reason (reported at shutdown until metrics exist).
+    // Every refusal was counted, by reason. The last attempts may still be in the kernel's
+    // accept queue when the flood ends: the shutdown closes the listeners, so wait until
+    // the broker has counted them (or has stopped counting).
+    let attempts = (FLOOD_ATTEMPTS - failed) as u64;
+    let expected = attempts - FLOOD_PER_IP_LIMIT as u64;
+    broker.wait_metrics(|b| {
+        b.metric(
+            "starling_connections_refused_total",
+            &[("reason", "per_ip")],
+        ) >= expected as f64
+    });
     broker.signal("TERM");
     assert_eq!(broker.wait_exit(Duration::from_secs(10)), Some(0));
     let log = broker.log_text();
@@ -206,9 +272,7 @@ fn a_connect_flood_from_one_address_leaves_other_clients_served() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no per-IP refusal count in:\n{log}"));
-    let attempts = (FLOOD_ATTEMPTS - failed) as u64;
-    let expected = attempts - FLOOD_PER_IP_LIMIT as u64;
-    // (All of them unless a few were still in the kernel's backlog at shutdown.)
+    // (All of them unless a few never reached the broker.)
     assert!(
         refused <= expected && refused >= expected * 99 / 100,
         "{refused} refusals counted for {expected}"

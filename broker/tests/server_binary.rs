@@ -161,6 +161,7 @@ fn help_lists_the_flags() {
         "--max-connections",
         "--max-packet-size-bytes",
         "--connect-timeout-ms",
+        "--partial-packet-timeout-ms",
         "--max-inflight-messages",
         "--max-queued-messages",
         "--max-keep-alive-secs",

@@ -128,9 +128,16 @@ fn sigterm_with_clients_in_flight_delivers_what_was_queued_and_exits_0() {
     let started = Instant::now();
     broker.signal("TERM");
     broker.wait_log("shutting down", 1);
-    // No new connections.
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(TcpStream::connect_timeout(&broker.addr, Duration::from_secs(1)).is_err());
+    // No new connections, once every loop has closed its listener (each does on its next
+    // turn after the shutdown request).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect_timeout(&broker.addr, Duration::from_secs(1)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting 5 s into the shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Acknowledging opens the window: every queued message still arrives.
     let mut got = vec![first.payload[0]];
     subscriber.send(&puback(first.packet_id.expect("QoS 1")));

@@ -56,6 +56,7 @@ STARLING_OPTIONS = {
     "max_connections",
     "max_packet_size_bytes",
     "connect_timeout_ms",
+    "partial_packet_timeout_ms",
     "max_inflight_messages",
     "max_queued_messages",
     "max_keep_alive_secs",

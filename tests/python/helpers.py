@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import select
 import time
 
 from mqtt_packets import RawClient
@@ -57,3 +59,32 @@ def wait_for_log(broker, *texts: str, timeout: float = 5.0) -> str:
             missing = [t for t in texts if t not in log]
             raise AssertionError(f"broker log lacks {missing}:\n{log[-3000:]}")
         time.sleep(0.05)
+def closed_within(client: RawClient, timeout: float) -> bool:
+    """Whether the server closes ``client`` within ``timeout`` (no packet may come first)."""
+    ready, _, _ = select.select([client.sock], [], [], timeout)
+    if not ready:
+        return False
+    try:
+        data = client.sock.recv(1024)
+    except (ConnectionResetError, ConnectionAbortedError):
+        return True
+    assert data == b"", f"expected a close, got {data!r}"
+    return True
+
+
+def stalled_s(broker) -> float:
+    """Seconds Starling's event loops reported they did not run (``stalled_ms=`` in its log;
+    0 for other brokers). Deadlines are pushed back by that time, so a test bounding when a
+    deadline closes a client allows for it on a host too busy to schedule the broker."""
+    return sum(int(ms) for ms in re.findall(r"stalled_ms=(\d+)", broker.log())) / 1000
+
+
+def close_time(client: RawClient, broker, limit: float) -> float:
+    """Seconds until the server closes ``client``, failing past ``limit`` plus whatever time
+    the broker reported it did not run."""
+    start = time.monotonic()
+    while not closed_within(client, 0.1):
+        waited = time.monotonic() - start
+        assert waited < limit + stalled_s(broker), (
+            f"server did not close the connection within {limit:.1f}s (+{stalled_s(broker):.1f}s stalled)")
+    return time.monotonic() - start

@@ -5,19 +5,20 @@ import time
 import pytest
 
 import mqtt_packets as mp
-from helpers import assert_healthy, wait_for_log
+from helpers import assert_healthy, close_time, wait_for_log
 
 # Starling files keep-alive deadlines in a 1 s timer wheel: a close may come up to one slot
 # after 1.5 x keep-alive, plus scheduling slack.
-LATE_SLACK_S = 1.6
+# 2.5 s: the slot and a busy host's scheduling (a CI machine running other work); loops that
+# report they did not run at all get that time added (helpers.close_time). Still well under
+# Mosquitto's ~5 s check interval, so the strict xfail below keeps telling the two apart.
+LATE_SLACK_S = 2.5
 
 
 def _silent_close_time(clients, keepalive: int, limit: float) -> float:
     c = clients.raw()
     c.connect(clients.unique_id("ka"), keepalive=keepalive)
-    start = time.monotonic()
-    c.expect_closed(timeout=limit)
-    return time.monotonic() - start
+    return close_time(c, clients.broker, limit)
 
 
 @pytest.mark.xfail_mosquitto(
@@ -37,11 +38,22 @@ def test_silent_client_eventually_closed_MQTT_3_1_2_24(clients):
 
 
 def test_not_closed_before_one_and_a_half_keepalive_MQTT_3_1_2_24(clients):
-    """Silence longer than the keep-alive but shorter than 1.5 x is allowed."""
-    c = clients.raw()
-    c.connect(clients.unique_id("ka"), keepalive=2)
-    time.sleep(2.4)
-    c.ping()
+    """Silence longer than the keep-alive but shorter than 1.5 x is allowed.
+
+    The silence is measured from when the CONNECT was sent (the broker counts from when it
+    read it, later): a run in which this process was not scheduled in time to ping within
+    the 3 s proves nothing, and is tried again with a fresh connection."""
+    for _ in range(3):
+        c = clients.raw()
+        sent = time.monotonic()
+        c.connect(clients.unique_id("ka"), keepalive=2)
+        time.sleep(2.4 - (time.monotonic() - sent))
+        c.send(mp.pingreq())
+        silence = time.monotonic() - sent
+        if silence < 2.9:
+            c.expect(mp.PINGRESP)
+            return
+    raise AssertionError("never pinged within 2.9 s of CONNECT: the machine is too busy to tell")
 
 
 def test_pingreq_gets_pingresp_MQTT_3_12_4_1(clients):

@@ -53,11 +53,12 @@ def test_inflight_window_bounded(clients):
     pub = clients.raw_connected()
     for i in range(10):
         pub.publish("lim/window", str(i).encode(), qos=1)
-    window = sub.collect_publishes(quiet=0.5)
+    window = sub.recv_publishes(3)
     assert [m.payload for m in window] == [b"0", b"1", b"2"]
+    sub.expect_no_packet(0.5)
     for m in window:
         sub.send(mp.puback(m.packet_id))
-    rest = sub.collect_publishes(quiet=0.5, ack=True)
+    rest = sub.recv_publishes(7, ack=True)
     assert [m.payload for m in rest] == [str(i).encode() for i in range(3, 10)]
 
 
@@ -74,17 +75,23 @@ def test_inflight_window_held_after_each_ack(clients):
     pub = clients.raw_connected()
     for i in range(10):
         pub.publish("lim/window", str(i).encode(), qos=1)
-    inflight = sub.collect_publishes(quiet=0.5)
+    inflight = sub.recv_publishes(3)
     assert [m.payload for m in inflight] == [b"0", b"1", b"2"]
+    sub.expect_no_packet(0.5)
     for expected in range(3, 10):
         done = inflight.pop(0)
         sub.send(mp.puback(done.packet_id))
-        new = sub.collect_publishes(quiet=0.3)
+        new = sub.recv_publishes(1)
         assert [m.payload for m in new] == [str(expected).encode()], f"after PUBACK of {done.payload!r}"
+        sub.expect_no_packet(0.3)
         inflight += new
 
 
-@pytest.mark.broker_options(max_inflight_messages=3, max_queued_messages=5)
+# One event loop: with two, a PUBACK only says the publisher's loop routed the message, and
+# what is still in the mailbox to the subscriber's loop when its queue fills (or when it
+# reconnects) is queued past the limit (flow control) or delivered live, by design; on a busy
+# host that is several messages, which these bounds are not about.
+@pytest.mark.broker_options(max_inflight_messages=3, max_queued_messages=5, event_loops=1)
 def test_slow_subscriber_queue_bounded(broker, clients):
     """A subscriber that stops acknowledging holds at most in-flight + queued messages; the
     publisher is not slowed down and other subscribers get everything."""
@@ -98,8 +105,8 @@ def test_slow_subscriber_queue_bounded(broker, clients):
         pub.publish("lim/slow", str(i).encode(), qos=1)  # each waits for its PUBACK
         assert fast.recv_publish(ack=True).payload == str(i).encode()
     assert time.monotonic() - start < 5
-    window = slow.collect_publishes(quiet=0.5)
-    assert len(window) == 3
+    window = slow.recv_publishes(3)
+    slow.expect_no_packet(0.5)
     for m in window:
         slow.send(mp.puback(m.packet_id))
     rest = slow.collect_publishes(quiet=0.5, ack=True)
@@ -111,7 +118,7 @@ def test_slow_subscriber_queue_bounded(broker, clients):
     assert_healthy(broker)
 
 
-@pytest.mark.broker_options(max_inflight_messages=3, max_queued_messages=5)
+@pytest.mark.broker_options(max_inflight_messages=3, max_queued_messages=5, event_loops=1)
 def test_offline_session_queue_bounded(broker, clients):
     cid = clients.unique_id("offline-bound")
     sub = clients.raw()

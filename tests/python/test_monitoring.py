@@ -367,7 +367,9 @@ def test_mem_monitor_and_mem_plot_against_a_live_broker(monitored, tmp_path):
          "--metrics-url", f"http://{HOST}:{monitored.metrics_port}/metrics"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(0.8)
+    # The first sample is taken before anyone connects (the script starts at its own pace).
+    wait_until(lambda: csv_path.exists() and len(csv_path.read_text().splitlines()) >= 2,
+               timeout=10, what="mem-monitor's first sample")
     for _ in range(5):
         monitored.clients.paho()
     out, err = monitor.communicate(timeout=30)

@@ -62,7 +62,7 @@ def test_overlapping_subscriptions_delivered_at_maximum_qos_MQTT_3_3_5_1(clients
     assert sub.subscribe([("ovq/+", 1), ("ovq/#", 2), ("ovq/x", 0)]) == [1, 2, 0]
     pub = clients.raw_connected()
     pub.publish("ovq/x", b"max", qos=2)
-    msgs = sub.collect_publishes(quiet=0.5, ack=True)
+    msgs = publishes_before_sentinel(pub, sub, "ovq/x", qos=2)
     assert msgs, "not delivered at all"
     assert max(m.qos for m in msgs) == 2, f"delivered at QoS {[m.qos for m in msgs]}"
 

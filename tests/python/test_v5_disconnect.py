@@ -14,8 +14,9 @@ from helpers import publishes_before_sentinel
 TAKEOVER = ("closes the old connection on a session take-over without DISCONNECT 0x8E "
             "(MQTT-3.1.4-3)")
 
-# Starling files keep-alive deadlines in a 1 s timer wheel (see test_keepalive.py).
-LATE_SLACK_S = 1.6
+# Starling files keep-alive deadlines in a 1 s timer wheel, plus a busy host's scheduling
+# (see test_keepalive.py).
+LATE_SLACK_S = 2.5
 
 
 def _expiry(s):

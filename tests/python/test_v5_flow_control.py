@@ -124,7 +124,7 @@ def test_queued_message_too_big_dropped_on_resume_MQTT_3_1_2_25(clients):
     again = clients.v5(cid, clean_start=False, properties={
         m5.PROP_SESSION_EXPIRY_INTERVAL: 30, m5.PROP_MAXIMUM_PACKET_SIZE: 100})
     assert again.connack.session_present
-    got = again.collect_publishes(quiet=0.7, ack=True)
+    got = publishes_before_sentinel(pub, again, "v5/flow/mpsq", qos=1)
     assert [m.payload for m in got] == [b"small"]
 
 

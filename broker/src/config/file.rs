@@ -187,6 +187,7 @@ pub struct LimitsSection {
     pub max_connections: Option<Connections>,
     pub max_connections_per_ip: Option<OptionalConnections>,
     pub connect_timeout_ms: Option<PositiveMillis>,
+    pub partial_packet_timeout_ms: Option<PositiveMillis>,
     pub max_packet_size_bytes: Option<PacketSize>,
     pub max_keep_alive_secs: Option<KeepAliveSecs>,
     pub max_inflight_messages: Option<Inflight>,
@@ -283,7 +284,7 @@ impl FileConfig {
         }
         take!(server: event_loops, log_level, log_format, shutdown_timeout_ms);
         take!(limits: max_connections, max_connections_per_ip, connect_timeout_ms,
-            max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
+            partial_packet_timeout_ms, max_packet_size_bytes, max_keep_alive_secs, max_inflight_messages,
             max_queued_messages, max_queued_bytes, max_subscriptions_per_client,
             max_topic_length_bytes, max_topic_levels, max_output_buffer_bytes,
             topic_alias_maximum, receive_maximum, max_publisher_hold_ms,

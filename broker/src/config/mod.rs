@@ -132,6 +132,9 @@ impl Settings {
             connect_timeout_ms: l
                 .connect_timeout_ms
                 .map_or(defaults.connect_timeout_ms, |v| v.0),
+            partial_packet_timeout_ms: l
+                .partial_packet_timeout_ms
+                .map_or(defaults.partial_packet_timeout_ms, |v| v.0),
             max_keep_alive_secs: l
                 .max_keep_alive_secs
                 .map_or(defaults.max_keep_alive_secs, |v| {

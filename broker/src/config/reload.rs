@@ -65,6 +65,10 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             c.connect_timeout_ms.to_string(),
         ),
         (
+            "limits.partial_packet_timeout_ms".into(),
+            c.partial_packet_timeout_ms.to_string(),
+        ),
+        (
             "limits.max_packet_size_bytes".into(),
             c.max_packet_size_bytes.to_string(),
         ),

@@ -261,3 +261,31 @@ fn what_one_connection_may_pin_is_read_checked_and_reloaded_live() {
     let next = apply_live(&old, &new);
     assert_eq!(next.core.max_topic_alias_bytes, 0);
 }
+
+#[test]
+fn the_partial_packet_timeout_resolves_validates_and_reloads_live() {
+    let defaults = resolve("").expect("defaults");
+    assert_eq!(
+        defaults.core.partial_packet_timeout_ms,
+        crate::core::config::DEFAULT_PARTIAL_PACKET_TIMEOUT_MS
+    );
+    let set = resolve("[limits]\npartial_packet_timeout_ms = 5000\n").expect("valid");
+    assert_eq!(set.core.partial_packet_timeout_ms, 5000);
+    let error = resolve("[limits]\npartial_packet_timeout_ms = 0\n").expect_err("0 is no bound");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("limits.partial_packet_timeout_ms"),
+        "{error}"
+    );
+    let changes = diff(&defaults, &set);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.key == "limits.partial_packet_timeout_ms" && c.live && c.new == "5000"),
+        "{changes:?}"
+    );
+    assert_eq!(
+        apply_live(&defaults, &set).core.partial_packet_timeout_ms,
+        5000
+    );
+}

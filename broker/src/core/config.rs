@@ -7,6 +7,9 @@ use starling_pool::PoolConfig;
 pub const DEFAULT_MAX_PACKET_SIZE_BYTES: usize = 256 * 1024;
 /// Default time a new connection has to send its CONNECT.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Default time a packet begun after CONNECT has to arrive whole: a 256 KiB packet (the
+/// default `max_packet_size_bytes`) at about 4.4 KB/s.
+pub const DEFAULT_PARTIAL_PACKET_TIMEOUT_MS: u64 = 60_000;
 /// Default cap on the keep-alive a client may ask for (0 = no cap). An MQTT 5 client asking
 /// for more, or for 0, is told the cap as Server Keep Alive; 3.x has no way to tell the
 /// client, so such a 3.x CONNECT is refused with CONNACK 0x02.
@@ -62,8 +65,13 @@ pub const KEEP_ALIVE_GRACE_PERCENT: u64 = 150;
 pub struct CoreConfig {
     /// Largest packet accepted; a larger one closes the connection.
     pub max_packet_size_bytes: usize,
-    /// A connection that has not sent CONNECT by then is closed.
+    /// A connection that has not sent a whole CONNECT by then (counted from accept, however
+    /// many bytes trickle in) is closed.
     pub connect_timeout_ms: u64,
+    /// A packet begun after CONNECT that is not whole by then (counted from the read that
+    /// brought its first bytes) closes the connection. While a packet is partial this
+    /// replaces the keep-alive deadline: the client is evidently there, but must finish.
+    pub partial_packet_timeout_ms: u64,
     /// Cap on the keep-alive interval (0 = none); 3.x CONNECTs over it (or asking for 0)
     /// are refused.
     pub max_keep_alive_secs: u16,
@@ -122,6 +130,7 @@ impl Default for CoreConfig {
         CoreConfig {
             max_packet_size_bytes: DEFAULT_MAX_PACKET_SIZE_BYTES,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            partial_packet_timeout_ms: DEFAULT_PARTIAL_PACKET_TIMEOUT_MS,
             max_keep_alive_secs: DEFAULT_MAX_KEEP_ALIVE_SECS,
             max_inflight_messages: DEFAULT_MAX_INFLIGHT_MESSAGES,
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,

@@ -337,8 +337,61 @@ pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
     }
 }
 
-/// Closes connections whose connect timeout or keep-alive (1.5 × the interval,
-/// MQTT-3.1.2-24) has run out; files the others again at their real deadline.
+/// The deadline a connection is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// A whole CONNECT within `connect_timeout_ms` of accept (bytes trickling in do not
+    /// extend it).
+    Connect,
+    /// A packet begun after CONNECT whole within `partial_packet_timeout_ms`.
+    PartialPacket,
+    /// A packet within 1.5 × the keep-alive interval (MQTT-3.1.2-24).
+    KeepAlive,
+}
+
+impl Deadline {
+    fn what(self) -> &'static str {
+        match self {
+            Deadline::Connect => "connect timeout",
+            Deadline::PartialPacket => "partial packet timeout (partial_packet_timeout_ms)",
+            Deadline::KeepAlive => "keep-alive timeout (MQTT-3.1.2-24)",
+        }
+    }
+}
+
+/// The deadline `key` is held to now and when it falls, pushed back by the loop's stalls
+/// since the moment it counts from; `None` when nothing is due (connected, no packet
+/// partial, keep-alive off; closing; gone).
+fn deadline_of(shard: &Shard, key: ConnId, now_ms: u64) -> Option<(Deadline, u64)> {
+    let conn = shard.pool.get(key).ok()?;
+    let (deadline, timeout_ms) = match conn.phase {
+        Phase::AwaitingConnect | Phase::Authenticating => {
+            (Deadline::Connect, shard.config.connect_timeout_ms)
+        }
+        Phase::Connected if !conn.input.is_empty() => (
+            Deadline::PartialPacket,
+            shard.config.partial_packet_timeout_ms,
+        ),
+        Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
+            (Deadline::KeepAlive, u64::from(conn.keep_alive_timeout_ms))
+        }
+        Phase::Connected | Phase::Closing => return None,
+    };
+    let mut since = conn.last_seen_ms;
+    if deadline == Deadline::KeepAlive {
+        // Time the broker chose not to read the client (a flow-control hold, a rate pause)
+        // does not count against it.
+        since = since.max(conn.gate.as_ref().map_or(0, |g| g.credit_until(now_ms)));
+    }
+    let credit = shard.stalls.credit_since(since);
+    Some((
+        deadline,
+        since.saturating_add(timeout_ms).saturating_add(credit),
+    ))
+}
+
+/// Closes connections whose connect, partial-packet or keep-alive deadline has passed;
+/// files the others again at their real deadline.
 pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
     let mut due = std::mem::take(&mut shard.timer_scratch);
     due.clear();
@@ -351,43 +404,42 @@ pub(crate) fn expire_timers(shard: &mut Shard, now_ms: u64) {
             continue; // superseded by a later entry
         }
         conn.timer_due_ms = 0;
-        let deadline = match conn.phase {
-            Phase::AwaitingConnect | Phase::Authenticating => {
-                conn.last_seen_ms + shard.config.connect_timeout_ms
-            }
-            Phase::Connected if conn.keep_alive_timeout_ms > 0 => {
-                // Time the broker chose not to read the client (a flow-control hold, a rate
-                // pause) does not count against it.
-                let credit = conn.gate.as_ref().map_or(0, |g| g.credit_until(now_ms));
-                conn.last_seen_ms.max(credit) + u64::from(conn.keep_alive_timeout_ms)
-            }
-            Phase::Connected | Phase::Closing => continue,
-        };
-        if now_ms >= deadline {
-            let connecting = matches!(conn.phase, Phase::AwaitingConnect | Phase::Authenticating);
-            let what = if connecting {
-                "connect timeout"
-            } else {
-                "keep-alive timeout (MQTT-3.1.2-24)"
-            };
-            shard.stats.closed_timeout += 1;
-            if conn.version == ProtocolVersion::V5 && !connecting {
-                shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
-            }
-            let client = client_name(shard, key);
-            if connecting {
-                // A flood of sockets that never send CONNECT times out by the thousand:
-                // counted and summarised (`core::refusals`), not one line each.
-                shard.refused(Refusal::ConnectTimeout, now_ms, &client);
-            } else {
-                tracing::info!(client = %client, conn = %key, "closing connection: {what}");
-            }
-            start_close(shard, key);
-        } else {
-            shard.arm_timer(key, deadline);
+        match deadline_of(shard, key, now_ms) {
+            Some((_, at_ms)) if now_ms < at_ms => shard.arm_timer(key, at_ms),
+            Some((deadline, _)) => close_at_deadline(shard, key, deadline, now_ms),
+            None => {}
         }
     }
     shard.timer_scratch = due;
+}
+
+/// Closes `key`, whose `deadline` has passed: counted, logged, and a v5 client silent past
+/// its keep-alive told 0x8D.
+fn close_at_deadline(shard: &mut Shard, key: ConnId, deadline: Deadline, now_ms: u64) {
+    shard.stats.closed_timeout += 1;
+    match deadline {
+        Deadline::Connect => {
+            // A flood of sockets that never send CONNECT times out by the thousand:
+            // counted and summarised (`core::refusals`), not one line each.
+            let client = client_name(shard, key);
+            shard.refused(Refusal::ConnectTimeout, now_ms, &client);
+            start_close(shard, key);
+            return;
+        }
+        Deadline::PartialPacket => shard.stats.closed_partial_packet_timeout += 1,
+        Deadline::KeepAlive => {
+            if shard
+                .pool
+                .get(key)
+                .is_ok_and(|c| c.version == ProtocolVersion::V5)
+            {
+                shard.write_disconnect(key, ReasonCode::KeepAliveTimeout);
+            }
+        }
+    }
+    let client = client_name(shard, key);
+    tracing::info!(client = %client, conn = %key, "closing connection: {}", deadline.what());
+    start_close(shard, key);
 }
 
 /// A graceful shutdown: v5 clients are told 0x8B Server shutting down.

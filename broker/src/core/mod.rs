@@ -87,6 +87,20 @@ pub type ConnId = Key;
 pub const POOL_SWEEP_INTERVAL_MS: u64 = 1000;
 /// A scratch vector larger than this (entries) is freed at the next pool sweep.
 pub const SCRATCH_KEEP_ENTRIES: usize = 4096;
+/// A gap this long or longer in which the driver did not look at its sockets (beyond the
+/// sleep it asked for) is a stall ([`Shard::stalled`]): shorter ones are ordinary
+/// scheduling noise, already covered by the half interval of grace keep-alive gives.
+pub const STALL_THRESHOLD_MS: u64 = 1000;
+
+/// Whether a [`Shard::tick_with`] may close connections whose deadline has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadlines {
+    /// The driver has read everything its sockets reported: deadlines apply.
+    Enforce,
+    /// The driver may have input it has not been told about yet (its last poll was full):
+    /// no connection is closed for silence until a tick with [`Deadlines::Enforce`].
+    Hold,
+}
 
 /// Something the driver must do for the core.
 #[derive(Debug)]
@@ -183,6 +197,14 @@ pub struct ShardStats {
     pub refused_packet_too_large: u64,
     /// Connections closed by the connect timeout (also in `closed_timeout`).
     pub closed_connect_timeout: u64,
+    /// Connections closed because a packet begun after CONNECT was not whole within
+    /// `partial_packet_timeout_ms` (also in `closed_timeout`).
+    pub closed_partial_packet_timeout: u64,
+    /// Times the loop found it had not run for [`STALL_THRESHOLD_MS`] or more
+    /// ([`Shard::stalled`]).
+    pub stalls: u64,
+    /// Milliseconds of those stalls, not counted against any client's deadlines.
+    pub stalled_ms: u64,
     /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_length_bytes`.
     pub refused_topic_length: u64,
     /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_levels`.
@@ -299,6 +321,8 @@ pub struct Shard {
     route_scratch: Vec<(u32, SubOpts)>,
     id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
+    /// When the loop did not run (not counted against connections' deadlines).
+    stalls: timers::Stalls,
     /// Congested sessions of this loop (`flow`).
     congested: Vec<flow::Congested>,
     next_sweep_ms: u64,
@@ -354,6 +378,7 @@ impl Shard {
             route_scratch: Vec::new(),
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
+            stalls: timers::Stalls::default(),
             congested: Vec::new(),
             next_sweep_ms: 0,
             next_assigned_id: 0,
@@ -600,8 +625,17 @@ impl Shard {
 
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
+        self.tick_with(now_ms, Deadlines::Enforce)
+    }
+
+    /// [`Shard::tick`], with the connections' deadlines (connect, keep-alive, partial
+    /// packet) held back while the driver may still have unread input ([`Deadlines::Hold`]):
+    /// a client whose PINGREQ waits unreported in its socket is not closed for silence.
+    pub fn tick_with(&mut self, now_ms: u64, deadlines: Deadlines) -> Option<u64> {
         flow::refresh(self, now_ms);
-        lifecycle::expire_timers(self, now_ms);
+        if deadlines == Deadlines::Enforce {
+            lifecycle::expire_timers(self, now_ms);
+        }
         self.refusal_log.flush(self.loop_index, now_ms, false);
         self.prune_awaiting();
         lifecycle::expire_sessions(self, now_ms);
@@ -628,6 +662,25 @@ impl Shard {
             next = now_ms;
         }
         Some(next)
+    }
+
+    /// The driver did not run for `stalled_ms` up to `now_ms` (the host paused, the process
+    /// was stopped, the thread was not scheduled, or one turn took that long): no client
+    /// could be read in that time, so it is not counted against any connection's connect,
+    /// keep-alive or partial-packet deadline. Gaps shorter than [`STALL_THRESHOLD_MS`] are
+    /// ignored.
+    pub fn stalled(&mut self, stalled_ms: u64, now_ms: u64) {
+        if stalled_ms < STALL_THRESHOLD_MS {
+            return;
+        }
+        self.stats.stalls += 1;
+        self.stats.stalled_ms += stalled_ms;
+        self.stalls.record(stalled_ms, now_ms);
+        tracing::warn!(
+            loop_index = self.loop_index,
+            stalled_ms,
+            "event loop did not run; the time is not counted against clients' deadlines"
+        );
     }
 
     /// The next thing the driver must do, if any.

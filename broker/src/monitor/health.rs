@@ -4,9 +4,12 @@
 //! The status is the worst of: the global utilisation (connected clients over
 //! `max_connections`, classified with the pool's thresholds: degraded from 75 %, overloaded
 //! from 90 %, unavailable at 100 %), and each loop's pool health (its active objects over
-//! its `max_live_objects`). A loop that does not answer the probe makes the broker
-//! unavailable. HTTP 200 for healthy and degraded, 503 for overloaded and unavailable, so
-//! a load balancer stops sending new clients before the limit refuses them.
+//! its `max_live_objects`). A loop that has not gone round for
+//! [`LOOP_STUCK_WINDOW_MS`](super::LOOP_STUCK_WINDOW_MS) is stuck and makes the broker
+//! unavailable; one that is only late to answer the probe (a busy host) is named in the
+//! message and changes nothing, so the health does not flap under CPU load. HTTP 200 for
+//! healthy and degraded, 503 for overloaded and unavailable, so a load balancer stops
+//! sending new clients before the limit refuses them.
 
 use starling_pool::Health;
 
@@ -53,7 +56,6 @@ impl HealthReport {
             .iter()
             .map(|l| (l.pool.health, l.loop_index))
             .max();
-        let missing = snapshot.loops_expected.saturating_sub(snapshot.loops.len());
         let mut status = global;
         let mut why = format!(
             "{active}/{max} connections ({:.0} % of max_connections)",
@@ -65,9 +67,18 @@ impl HealthReport {
             status = pool;
             why = format!("{why}; loop {loop_index}'s pool is {pool}");
         }
-        if missing > 0 {
+        let stuck = loop_list(snapshot.stuck());
+        let late = loop_list(
+            snapshot
+                .unanswered()
+                .filter(|&(_, silent_ms)| silent_ms < super::LOOP_STUCK_WINDOW_MS),
+        );
+        if !stuck.is_empty() {
             status = Health::Unavailable;
-            why = format!("{missing} event loop(s) did not answer; {why}");
+            why = format!("event loop(s) stuck, no progress: {stuck}; {why}");
+        }
+        if !late.is_empty() {
+            why = format!("{why}; event loop(s) late to answer but going round: {late}");
         }
         let errors = totals.closed_bad_input + totals.refused_connect;
         HealthReport {
@@ -104,6 +115,17 @@ impl HealthReport {
             json_escape(&self.message)
         )
     }
+}
+
+/// `loop 1 (silent 5200 ms), loop 3 (…)` for the loops and silences given, or "".
+fn loop_list(loops: impl Iterator<Item = (usize, u64)>) -> String {
+    let named: Vec<String> = loops
+        .map(|(i, silent_ms)| match silent_ms {
+            u64::MAX => format!("loop {i} (never seen going round)"),
+            ms => format!("loop {i} (last went round {ms} ms ago)"),
+        })
+        .collect();
+    named.join(", ")
 }
 
 /// Escapes `text` for a JSON string.
@@ -148,7 +170,7 @@ impl HealthWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::LoopSnapshot;
+    use crate::monitor::{LOOP_STUCK_WINDOW_MS, LoopSnapshot};
 
     fn snapshot(connected: usize, max: usize) -> Snapshot {
         Snapshot {
@@ -181,13 +203,51 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_silent_loop_makes_the_broker_unavailable() {
+    /// Two loops; loop 1 did not answer the probe and last went round `silent_ms` ago.
+    fn loop_1_silent_for(silent_ms: u64) -> HealthReport {
         let mut s = snapshot(0, 100);
         s.loops_expected = 2;
+        s.loop_silence_ms = vec![0, silent_ms];
+        HealthReport::from_snapshot(&s)
+    }
+
+    #[test]
+    fn a_loop_late_to_answer_but_going_round_leaves_the_broker_healthy() {
+        for silent_ms in [0, 1_500, LOOP_STUCK_WINDOW_MS - 1] {
+            let report = loop_1_silent_for(silent_ms);
+            assert_eq!(
+                (report.status, report.http_status()),
+                (Health::Healthy, 200)
+            );
+            assert!(
+                report.message.contains("late to answer"),
+                "{}",
+                report.message
+            );
+            assert!(report.message.contains("loop 1"), "{}", report.message);
+        }
+    }
+
+    #[test]
+    fn a_loop_with_no_progress_over_the_window_makes_the_broker_unavailable() {
+        for silent_ms in [LOOP_STUCK_WINDOW_MS, 60_000, u64::MAX] {
+            let report = loop_1_silent_for(silent_ms);
+            assert_eq!(
+                (report.status, report.http_status()),
+                (Health::Unavailable, 503)
+            );
+            assert!(report.message.contains("stuck"), "{}", report.message);
+        }
+    }
+
+    #[test]
+    fn a_loop_that_answered_is_neither_late_nor_stuck_however_long_ago_it_beat() {
+        // The heartbeat is refreshed every few tens of ms; an answer is proof enough.
+        let mut s = snapshot(0, 100);
+        s.loop_silence_ms = vec![u64::MAX];
         let report = HealthReport::from_snapshot(&s);
-        assert_eq!(report.status, Health::Unavailable);
-        assert!(report.message.contains("did not answer"));
+        assert_eq!(report.status, Health::Healthy);
+        assert!(!report.message.contains("loop 0"), "{}", report.message);
     }
 
     #[test]

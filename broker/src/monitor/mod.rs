@@ -33,6 +33,10 @@ use crate::server::mailbox::{Inbound, Peers};
 
 /// How long a probe waits for the loops to answer.
 pub const PROBE_TIMEOUT_MS: u64 = 1000;
+/// A loop that has not gone round for this long is stuck, and the broker unavailable. Five
+/// probe timeouts (and health-check intervals): a loop merely late to answer a probe, as on a
+/// busy host, is reported as late, not as down.
+pub const LOOP_STUCK_WINDOW_MS: u64 = 5 * PROBE_TIMEOUT_MS;
 /// Default address of the metrics and health endpoint: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Default `$SYS` interval (Mosquitto's `sys_interval` default is 10 s).
@@ -92,6 +96,9 @@ pub struct Snapshot {
     pub loops: Vec<LoopSnapshot>,
     /// How many loops there are (some may not have answered).
     pub loops_expected: usize,
+    /// How long ago each loop (by index) last went round, when the probe ended (a loop
+    /// missing here counts as silent for ever).
+    pub loop_silence_ms: Vec<u64>,
     /// Clients past CONNECT, across loops.
     pub connected: usize,
     /// Seconds since the broker started.
@@ -169,6 +176,20 @@ impl Snapshot {
         self.loops.iter().map(|l| l.subscriptions).sum()
     }
 
+    /// The loops that did not answer, with how long each had been silent.
+    pub fn unanswered(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        (0..self.loops_expected)
+            .filter(|&i| !self.loops.iter().any(|l| l.loop_index == i))
+            .map(|i| (i, self.loop_silence_ms.get(i).copied().unwrap_or(u64::MAX)))
+    }
+
+    /// The loops that did not answer and have not gone round for [`LOOP_STUCK_WINDOW_MS`]:
+    /// stuck, not merely late.
+    pub fn stuck(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.unanswered()
+            .filter(|&(_, silent_ms)| silent_ms >= LOOP_STUCK_WINDOW_MS)
+    }
+
     /// Connections refused, every reason summed.
     pub fn refused(&self) -> u64 {
         let t = self.totals();
@@ -202,6 +223,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         refused_listener_max_connections,
         refused_packet_too_large,
         closed_connect_timeout,
+        closed_partial_packet_timeout,
+        stalls,
+        stalled_ms,
         refused_topic_length,
         refused_topic_levels,
         refused_subscriptions,
@@ -246,6 +270,9 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.refused_listener_max_connections += refused_listener_max_connections;
     into.refused_packet_too_large += refused_packet_too_large;
     into.closed_connect_timeout += closed_connect_timeout;
+    into.closed_partial_packet_timeout += closed_partial_packet_timeout;
+    into.stalls += stalls;
+    into.stalled_ms += stalled_ms;
     into.refused_topic_length += refused_topic_length;
     into.refused_topic_levels += refused_topic_levels;
     into.refused_subscriptions += refused_subscriptions;
@@ -292,7 +319,8 @@ impl Probe {
     }
 
     /// Every loop's numbers; a loop that does not answer within [`PROBE_TIMEOUT_MS`] is
-    /// left out (and the health then says so).
+    /// left out (and the health then says whether it is late or stuck, from how long ago it
+    /// last went round).
     pub fn snapshot(&self) -> Snapshot {
         let (reply, replies) = crossbeam_channel::unbounded();
         for peer in self.peers.iter() {
@@ -312,6 +340,7 @@ impl Probe {
         Snapshot {
             loops,
             loops_expected: self.peers.len(),
+            loop_silence_ms: self.peers.iter().map(|p| p.silent_ms()).collect(),
             connected: self
                 .shared
                 .connected

@@ -153,6 +153,18 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
     ),
     (
         Kind::Counter,
+        "starling_loop_stalls_total",
+        None,
+        "Times an event loop found it had not run for a second or more (host paused, process stopped, thread not scheduled); that time is not counted against clients' deadlines.",
+    ),
+    (
+        Kind::Counter,
+        "starling_loop_stalled_seconds_total",
+        Some(Unit::Seconds),
+        "Seconds of those stalls.",
+    ),
+    (
+        Kind::Counter,
         "starling_packets_received_total",
         None,
         "Complete MQTT packets received, by type.",
@@ -389,7 +401,7 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
         Kind::Gauge,
         "starling_event_loops",
         None,
-        "Event loops, by whether they answered.",
+        "Event loops, by whether they answered the probe (answering, silent) and, of the silent ones, those that made no progress over the stuck window (stuck).",
     ),
 ];
 
@@ -451,15 +463,20 @@ fn record(s: &Snapshot) {
         ("wrong_ack", t.closed_wrong_ack),
         (
             "keep_alive_timeout",
-            t.closed_timeout.saturating_sub(t.closed_connect_timeout),
+            t.closed_timeout
+                .saturating_sub(t.closed_connect_timeout)
+                .saturating_sub(t.closed_partial_packet_timeout),
         ),
         ("connect_timeout", t.closed_connect_timeout),
         ("shed_before_connect", t.shed_before_connect),
+        ("partial_packet_timeout", t.closed_partial_packet_timeout),
     ] {
         counter!("starling_connections_closed_total", "reason" => reason).absolute(value);
     }
     counter!("starling_refusals_unanswered_total").absolute(t.refused_unanswered);
     counter!("starling_connections_handed_over_total").absolute(t.handed_over);
+    counter!("starling_loop_stalls_total").absolute(t.stalls);
+    counter!("starling_loop_stalled_seconds_total").absolute(t.stalled_ms / 1000);
     for (kind, name) in PACKET_TYPE_NAMES.iter().enumerate() {
         // Each direction's own packet types always, any other only once seen.
         if packets_in[kind] > 0 || CLIENT_TO_SERVER.contains(&kind) {
@@ -551,6 +568,7 @@ fn record(s: &Snapshot) {
     gauge!("starling_event_loops", "state" => "answering").set(s.loops.len() as f64);
     gauge!("starling_event_loops", "state" => "silent")
         .set(s.loops_expected.saturating_sub(s.loops.len()) as f64);
+    gauge!("starling_event_loops", "state" => "stuck").set(s.stuck().count() as f64);
 }
 
 /// One loop's sockets outside its pool.

@@ -14,7 +14,7 @@ use std::io;
 use mio::net::TcpStream;
 
 use super::admission::Origin;
-use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, Peer};
+use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, MAX_ACCEPTS_PER_TURN, Peer};
 use crate::core::refusals::Refusal;
 
 /// What the spare descriptor is opened on.
@@ -32,9 +32,11 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 }
 
 impl EventLoop {
-    /// Accepts from listener `i` until it would block.
+    /// Accepts from listener `i` until it would block, or [`MAX_ACCEPTS_PER_TURN`] (the
+    /// rest on the next turn, after the other sockets' events: a flood of connections
+    /// arriving faster than the loop accepts them must not keep it from its clients).
     pub(super) fn accept_all(&mut self, i: usize) {
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(i) else {
                 return;
             };
@@ -74,6 +76,7 @@ impl EventLoop {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     /// Reopens the spare descriptor if it is given up (a descriptor has come back).

@@ -30,8 +30,13 @@ use super::admission::{Admission, Origin};
 use super::control::Draining;
 use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
-use crate::core::{ConnId, CoreConfig, Shard, Shared};
+use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
+/// While polls keep coming back full, the connections' deadlines are held at most this long
+/// (a loop that stays saturated still closes silent clients).
+pub const MAX_DEADLINE_HOLD_MS: u64 = 1000;
+/// The loop's heartbeat for the health check is refreshed at most this often.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
 /// Size of the loop's one read buffer, shared by all its connections.
 pub const READ_SCRATCH_BYTES: usize = 64 * 1024;
 /// Readiness events taken from one `poll`.
@@ -50,6 +55,9 @@ pub const BACKPRESSURE_POLL_MS: u64 = 1;
 pub const MAX_READS_PER_EVENT: usize = 16;
 /// Mailbox deliveries handled per turn before the loop polls its sockets again.
 pub const INBOX_BATCH_DELIVERIES: usize = 1024;
+/// Connections one listener's accept takes per turn before the loop serves its other
+/// sockets (the rest are accepted on the next turn).
+pub const MAX_ACCEPTS_PER_TURN: usize = 256;
 /// How soon accepting is retried after the process ran out of descriptors (an
 /// edge-triggered listener does not report the connections already queued again).
 pub const ACCEPT_RETRY_MS: u64 = 50;
@@ -173,6 +181,8 @@ pub struct EventLoop {
     reads_held: bool,
     pub(super) wake: Vec<bool>,
     pub(super) accept_retry: bool,
+    /// A listener had more to accept than one turn takes ([`MAX_ACCEPTS_PER_TURN`]).
+    pub(super) accept_more: bool,
     pub(super) last_accept_warning_ms: Option<u64>,
     start: Instant,
     pub(super) now_ms: u64,
@@ -185,6 +195,8 @@ pub struct EventLoop {
     /// Set once a graceful shutdown has begun.
     pub(super) draining: Option<Draining>,
     next_trim_ms: u64,
+    /// When the heartbeat was last refreshed.
+    last_beat_ms: u64,
     /// The pool's shrink count at the last `malloc_trim` (a new shrink returns memory to
     /// the OS).
     shrinks_seen: u64,
@@ -237,6 +249,7 @@ impl EventLoop {
             read_again_spare: Vec::new(),
             reads_held: false,
             accept_retry: false,
+            accept_more: false,
             last_accept_warning_ms: None,
             start: epoch,
             now_ms: 0,
@@ -245,6 +258,7 @@ impl EventLoop {
             spare: super::accept::open_spare(),
             draining: None,
             next_trim_ms: TRIM_INTERVAL_MS,
+            last_beat_ms: 0,
             shrinks_seen: 0,
             released_bytes: 0,
             next_malloc_trim_ms: 0,
@@ -257,45 +271,51 @@ impl EventLoop {
     }
 
     /// Runs until `poll` fails or a graceful shutdown is complete.
+    ///
+    /// Each turn: poll, read and write what the events say, then the timers. Deadlines come
+    /// after reading, so a client whose PINGREQ arrived while the loop slept past its
+    /// deadline is read before anyone is expired; while polls come back full (more sockets
+    /// may be ready than one poll reports) deadlines are held for up to
+    /// [`MAX_DEADLINE_HOLD_MS`]. A turn that took [`crate::core::STALL_THRESHOLD_MS`] or
+    /// more beyond the sleep it asked for (the process stopped, the host paused) is reported
+    /// to the core, which does not count it against anyone's deadline.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut inbox_backlog = false;
+        let mut poll_full = false;
+        let mut full_since_ms: Option<u64> = None;
+        self.now_ms = self.clock_ms();
+        let mut looked_ms = self.now_ms;
+        let mut next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
+        self.settle();
         loop {
             self.now_ms = self.clock_ms();
-            let next_ms = self.shard.tick(self.now_ms).unwrap_or(u64::MAX);
-            let next_ms = next_ms.min(self.expire_outside());
-            self.settle();
-            if self.now_ms >= self.next_trim_ms {
-                self.trim();
-                self.next_trim_ms = self.now_ms + TRIM_INTERVAL_MS;
-            }
-            let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
-            if inbox_backlog || (!self.read_again.is_empty() && !self.reads_held) {
-                timeout_ms = 0;
-            } else if self.reads_held {
-                timeout_ms = timeout_ms.min(BACKPRESSURE_POLL_MS);
-            }
-            self.reads_held = false;
-            if self.accept_retry {
-                timeout_ms = timeout_ms.min(ACCEPT_RETRY_MS);
-            }
-            if self.draining.is_some() {
-                timeout_ms = timeout_ms.min(SHUTDOWN_POLL_MS);
-            }
+            let timeout_ms = self.poll_timeout_ms(next_ms, inbox_backlog || poll_full);
             match self
                 .poll
                 .poll(&mut events, Some(Duration::from_millis(timeout_ms)))
             {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Interrupted (a signal, a debugger): a turn with no events.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 Err(e) => return Err(e),
             }
             self.now_ms = self.clock_ms();
+            let late_ms = self
+                .now_ms
+                .saturating_sub(looked_ms)
+                .saturating_sub(timeout_ms);
+            looked_ms = self.now_ms;
+            self.shard.stalled(late_ms, self.now_ms);
+            self.beat();
+            let mut reported = 0;
             for event in events.iter() {
+                reported += 1;
                 self.on_event(event);
             }
+            poll_full = reported >= EVENTS_CAPACITY;
             self.retry_reads();
-            if self.accept_retry {
+            if std::mem::take(&mut self.accept_more) || self.accept_retry {
                 self.accept_retry = false;
                 for i in 0..self.listeners.len() {
                     self.accept_all(i);
@@ -303,8 +323,65 @@ impl EventLoop {
             }
             inbox_backlog = self.drain_inbox();
             self.settle();
+            let deadlines = self.deadlines(poll_full, &mut full_since_ms);
+            next_ms = self
+                .shard
+                .tick_with(self.now_ms, deadlines)
+                .unwrap_or(u64::MAX)
+                .min(self.expire_outside());
+            self.settle();
+            if self.now_ms >= self.next_trim_ms {
+                self.trim();
+                self.next_trim_ms = self.now_ms + TRIM_INTERVAL_MS;
+            }
             if self.draining.is_some() && self.drain_step() {
                 return Ok(());
+            }
+        }
+    }
+
+    /// How long the next poll may sleep: until the core's next deadline (`next_ms`), at most
+    /// [`MAX_POLL_TIMEOUT_MS`]; not at all when work is known to be waiting (`busy`: a
+    /// mailbox backlog, a full poll) or connections used their whole turn.
+    fn poll_timeout_ms(&mut self, next_ms: u64, busy: bool) -> u64 {
+        let mut timeout_ms = next_ms.saturating_sub(self.now_ms).min(MAX_POLL_TIMEOUT_MS);
+        if busy || self.accept_more || (!self.read_again.is_empty() && !self.reads_held) {
+            timeout_ms = 0;
+        } else if self.reads_held {
+            timeout_ms = timeout_ms.min(BACKPRESSURE_POLL_MS);
+        }
+        self.reads_held = false;
+        if self.accept_retry {
+            timeout_ms = timeout_ms.min(ACCEPT_RETRY_MS);
+        }
+        if self.draining.is_some() {
+            timeout_ms = timeout_ms.min(SHUTDOWN_POLL_MS);
+        }
+        timeout_ms
+    }
+
+    /// Whether this turn's tick may close connections for silence: not while polls come
+    /// back full (`poll_full`; since `full_since_ms`), for at most [`MAX_DEADLINE_HOLD_MS`].
+    fn deadlines(&self, poll_full: bool, full_since_ms: &mut Option<u64>) -> Deadlines {
+        if !poll_full {
+            *full_since_ms = None;
+            return Deadlines::Enforce;
+        }
+        let since = *full_since_ms.get_or_insert(self.now_ms);
+        if self.now_ms.saturating_sub(since) < MAX_DEADLINE_HOLD_MS {
+            Deadlines::Hold
+        } else {
+            Deadlines::Enforce
+        }
+    }
+
+    /// Tells the health check this loop is going round (at most every
+    /// [`HEARTBEAT_INTERVAL_MS`]).
+    fn beat(&mut self) {
+        if self.now_ms >= self.last_beat_ms + HEARTBEAT_INTERVAL_MS {
+            self.last_beat_ms = self.now_ms;
+            if let Some(own) = self.peers.get(self.index) {
+                own.beat(self.now_ms);
             }
         }
     }

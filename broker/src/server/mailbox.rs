@@ -2,10 +2,15 @@
 //! message for its subscribers (forward). A channel send does not wake a blocked `poll`, so
 //! every mailbox pairs its channel with the destination loop's `mio::Waker`. The main thread
 //! uses the same mailboxes for reloads and shutdown ([`Control`]).
+//!
+//! Each mailbox also carries its loop's heartbeat: when the loop last went round
+//! ([`Mailbox::beat`]), so the health check can tell a loop that is merely late to answer
+//! from one that has stopped making progress ([`Mailbox::silent_ms`]).
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -53,6 +58,10 @@ pub struct Mailbox {
     /// Set when something was queued that the loop should see before its next read rather
     /// than after its turn: a hold on one of its publishers ([`Inbound::Hold`]).
     urgent: AtomicBool,
+    /// Time zero of the loops' clocks (the same for every loop).
+    epoch: Instant,
+    /// When the loop last went round, in ms since `epoch`.
+    last_turn_ms: AtomicU64,
 }
 
 /// Every loop's mailbox, indexed by loop.
@@ -61,19 +70,31 @@ pub type Peers = Arc<[Mailbox]>;
 impl Mailbox {
     /// A mailbox for the loop whose poll has `registry`, and the receiver that loop drains.
     /// Unbounded: a bounded channel could deadlock two loops that both block on sending to
-    /// each other.
-    pub fn new(registry: &mio::Registry) -> io::Result<(Mailbox, Receiver<Inbound>)> {
+    /// each other. `epoch` is time zero of the loops' clocks (its heartbeat counts from it).
+    pub fn new(
+        registry: &mio::Registry,
+        epoch: Instant,
+    ) -> io::Result<(Mailbox, Receiver<Inbound>)> {
         let waker = mio::Waker::new(registry, WAKER_TOKEN)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
-        let urgent = AtomicBool::new(false);
-        Ok((
-            Mailbox {
-                sender,
-                waker,
-                urgent,
-            },
-            receiver,
-        ))
+        let mailbox = Mailbox {
+            sender,
+            waker,
+            urgent: AtomicBool::new(false),
+            last_turn_ms: AtomicU64::new(ms_since(epoch)),
+            epoch,
+        };
+        Ok((mailbox, receiver))
+    }
+
+    /// The loop went round at `now_ms` (ms since the epoch): it is making progress.
+    pub fn beat(&self, now_ms: u64) {
+        self.last_turn_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last went round.
+    pub fn silent_ms(&self) -> u64 {
+        ms_since(self.epoch).saturating_sub(self.last_turn_ms.load(Ordering::Relaxed))
     }
 
     /// Queues `inbound` without waking the loop (the sender batches wakes). Gives the
@@ -104,4 +125,9 @@ impl Mailbox {
     pub fn wake(&self) -> io::Result<()> {
         self.waker.wake()
     }
+}
+
+/// Milliseconds elapsed since `epoch`.
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -241,7 +241,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     let mut polls = Vec::with_capacity(loops);
     for _ in 0..loops {
         let poll = mio::Poll::new().map_err(StartError::Io)?;
-        let (mailbox, inbox) = Mailbox::new(poll.registry()).map_err(StartError::Io)?;
+        let (mailbox, inbox) = Mailbox::new(poll.registry(), epoch).map_err(StartError::Io)?;
         mailboxes.push(mailbox);
         polls.push((poll, inbox));
     }

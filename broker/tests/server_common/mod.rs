@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod metrics;
+
 /// How long the broker may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long any single read from the broker may block.
@@ -21,6 +23,9 @@ pub struct Broker {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its metrics endpoint listens, if the test asked for one
+    /// ([`Broker::start_monitored`]).
+    pub metrics: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
     reader: Option<JoinHandle<()>>,
 }
@@ -136,6 +141,7 @@ impl Broker {
         Broker {
             child,
             addr,
+            metrics: None,
             log,
             reader: Some(reader),
         }
@@ -239,6 +245,19 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(10));
         }
         None
+    }
+
+    /// The time the broker's loops reported they did not run (`stalled_ms=` in its log): on a
+    /// host too busy to schedule them, deadlines are pushed back by that much, so a test
+    /// bounding when a deadline closes a client allows for it.
+    pub fn stalled(&self) -> Duration {
+        let ms: u64 = self
+            .log_text()
+            .lines()
+            .filter_map(|line| line.split("stalled_ms=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_millis(ms)
     }
 
     /// Waits up to [`READ_TIMEOUT`] for the log to contain `text` `count` times.
@@ -525,17 +544,48 @@ impl Client {
     /// Asserts that the broker closes this connection (EOF or reset) before the timeout,
     /// with no packet before that.
     pub fn expect_closed(&mut self) {
-        let mut buf = [0u8; 64];
-        match self.stream.read(&mut buf) {
-            Ok(0) => {}
-            Ok(n) => panic!("expected the connection closed, got {:?}", &buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                ) => {}
-            Err(e) => panic!("expected the connection closed, got {e}"),
+        assert!(
+            self.closed_within(READ_TIMEOUT),
+            "expected the connection closed within {READ_TIMEOUT:?}"
+        );
+    }
+
+    /// Waits for the broker to close this connection (no packet may come first) and returns
+    /// how long that took; fails past `limit` plus the time the broker reported it did not
+    /// run ([`Broker::stalled`]), which deadlines do not count.
+    pub fn wait_closed(&mut self, broker: &Broker, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while !self.closed_within(Duration::from_millis(100)) {
+            let stalled = broker.stalled();
+            assert!(
+                started.elapsed() < limit + stalled,
+                "still open after {:?} (stalled {stalled:?})",
+                started.elapsed()
+            );
         }
+        started.elapsed()
+    }
+
+    /// Whether the broker closes this connection within `timeout` (no packet may come
+    /// first).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
+        let mut buf = [0u8; 64];
+        let closed = match self.stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => panic!("expected the connection closed, got {:?}", &buf[..n]),
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => false,
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => true,
+                _ => panic!("expected the connection closed, got {e}"),
+            },
+        };
+        self.stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("read timeout");
+        closed
     }
 
     /// PINGREQ → PINGRESP.
