@@ -62,6 +62,7 @@ STARLING_OPTIONS = {
     # MQTT 5 (issue 4)
     "topic_alias_maximum",
     "receive_maximum",
+    "max_subscriptions_per_client",
 }
 # Options Mosquitto can express: (config key, whether it goes in the listener block).
 MOSQUITTO_EQUIVALENTS = {

@@ -15,12 +15,15 @@
 //!   window, bounded queue, redelivery.
 //! - [`flow`]: holding publishers back while a subscriber's queue is filling.
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
+//! - [`retained_stream`]: the retained messages owed since a SUBSCRIBE, sent as the
+//!   subscriber takes them.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
 //! - [`outbound`]: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders), and
 //!   the Topic Aliases the broker uses toward v5 clients.
 //! - [`groups`]: shared subscriptions, one registry for all loops.
 //! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
-//!   Subscription Identifiers of a delivery.
+//!   Subscription Identifiers of a delivery; [`subscriptions`]: a session's own list of
+//!   them, a hash table once long.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
 //!
 //! The handlers are written once, against the MQTT 5 shapes of the packets; a 3.1.1
@@ -45,10 +48,12 @@ pub mod lifecycle;
 pub mod message;
 pub mod observe;
 pub mod outbound;
+pub mod retained_stream;
 pub mod routing;
 pub mod session;
 pub mod shared;
 pub mod subscription;
+pub mod subscriptions;
 pub mod timers;
 
 use std::collections::VecDeque;
@@ -211,6 +216,8 @@ pub struct Shard {
     congested: Vec<flow::Congested>,
     /// How many of them were last published to `shared` as holding publishers back.
     congested_published: usize,
+    /// Retained streams waiting for a turn, and their scratch space.
+    retained: retained_stream::LoopStreams,
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
@@ -254,6 +261,7 @@ impl Shard {
             timer_scratch: Vec::new(),
             congested: Vec::new(),
             congested_published: 0,
+            retained: retained_stream::LoopStreams::default(),
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
@@ -374,6 +382,7 @@ impl Shard {
     /// Timers, preheating and the pool sweep. Returns when it wants to be called next.
     pub fn tick(&mut self, now_ms: u64) -> Option<u64> {
         flow::refresh(self, now_ms);
+        let streaming = retained_stream::on_tick(self, now_ms);
         lifecycle::expire_timers(self, now_ms);
         lifecycle::expire_sessions(self, now_ms);
         let budget = self.config.pool.preheat_budget_objects;
@@ -394,7 +403,7 @@ impl Shard {
             next = next.min(*due);
         }
         next = next.min(self.next_sweep_ms);
-        if self.pool.preheat_pending() > 0 {
+        if self.pool.preheat_pending() > 0 || streaming {
             next = now_ms;
         }
         Some(next)
