@@ -20,33 +20,10 @@ if [[ $# -eq 0 ]]; then
     sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$root" && cargo build --release -p starling -p starling-loadtest)
-fi
-command -v mosquitto >/dev/null || {
-    echo "mosquitto is not installed (apt-get install mosquitto)" >&2
-    exit 2
-}
-
-work="$(mktemp -d)"
-results="${RESULTS_DIR:-$work/results}"
-mkdir -p "$results"
-pids=()
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
-trap cleanup EXIT
-
-wait_port() {
-    local port=$1
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$port" >&2
-    return 1
-}
+prepare_comparison "$root"
+open_workspace
 
 starling_port="$(free_port)"
 # shellcheck disable=SC2086 # STARLING_ARGS is a list of flags
@@ -93,9 +70,7 @@ run_one() {
 
 n=0
 for spec in "$@"; do
-    name="${spec%%:*}"
-    flags=""
-    [[ "$spec" == *:* ]] && flags="${spec#*:}"
+    split_spec "$spec"
     n=$((n + 1))
     s_out="$results/$n-starling.json"
     m_out="$results/$n-mosquitto.json"

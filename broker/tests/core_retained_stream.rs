@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use core_common::{ClientId, Net, Received};
 use protocol_common as packets;
 use starling::core::CoreConfig;
+use starling::core::retained_stream::RETAINED_TURN_MESSAGES;
 
 /// The in-flight window of these tests.
 const WINDOW: usize = 5;
@@ -267,7 +268,8 @@ fn subscribing_again_restarts_the_stream() {
 
 #[test]
 fn a_resumed_session_gets_the_rest() {
-    let n = 400;
+    // More than one turn's worth, so the stream waits for a turn when the client goes.
+    let n = 2 * RETAINED_TURN_MESSAGES + 100;
     let (mut net, _, sub) = loaded(|_| {}, "res", n, 1, "persistent", false);
     subscribe(&mut net, sub, 1, "res/#", 1);
     // Acknowledge one message at a time without letting the loop turn, until the stream
@@ -327,4 +329,26 @@ fn a_sparse_filter_over_a_large_store_is_walked_in_turns() {
     let got = read_all(&mut net, sub);
     assert_eq!(got.len(), n / 2500);
     assert!(got.iter().all(|p| p.1 == b"hit"));
+}
+
+#[test]
+fn a_subscribe_with_thousands_of_filters_gets_each_ones_retained_message_in_order() {
+    let n = 2000;
+    let (mut net, _, sub) = loaded(
+        |c| c.max_subscriptions_per_client = n,
+        "m",
+        n,
+        1,
+        "sub",
+        true,
+    );
+    let filters: Vec<String> = (0..n).rev().map(|i| format!("m/{i}")).collect();
+    let pairs: Vec<(&[u8], u8)> = filters.iter().map(|f| (f.as_bytes(), 1)).collect();
+    net.send(sub, &packets::subscribe(1, &pairs));
+    let suback = net.clients[sub].received.remove(0);
+    assert!(matches!(suback, Received::SubAck { codes, .. } if codes == vec![1; n]));
+    let got = read_all(&mut net, sub);
+    // One stream per filter, served in the SUBSCRIBE's order.
+    assert_eq!(got.len(), n);
+    assert!(topics(&got).iter().eq(filters.iter()));
 }

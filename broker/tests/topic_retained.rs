@@ -250,7 +250,7 @@ proptest! {
             let &(budget, take, ref change) = piece.next().expect("cycled");
             let mut taken = 0;
             let mut first = true;
-            store.scan(&filter, &mut cursor, snapshot, budget, |topic, value| {
+            let visited = store.scan(&filter, &mut cursor, snapshot, budget, |topic, value| {
                 // A topic refused last time is the first one offered again.
                 if first && let Some(r) = refused.take() {
                     assert!(r == topic || touched.contains(&r), "{r} refused, {topic} offered");
@@ -264,6 +264,7 @@ proptest! {
                 reported.push((topic.to_owned(), *value));
                 ControlFlow::Continue(())
             });
+            prop_assert!(visited <= budget, "{} nodes visited on a budget of {}", visited, budget);
             for (topic, _) in &reported {
                 prop_assert!(cursor.has_passed(topic), "{} not passed", topic);
             }

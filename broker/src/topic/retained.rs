@@ -259,7 +259,8 @@ impl<V> RetainedStore<V> {
     /// Each call costs a lookup per level of the cursor to find its place, then at most
     /// `budget_nodes` visits of nodes after it, however many messages are stored; it
     /// allocates one buffer for the topic names. A call makes progress whenever the budget is
-    /// at least 1 and `f` does not refuse the first match it is offered.
+    /// at least 1 and `f` does not refuse the first match it is offered. Returns the nodes
+    /// visited after the cursor.
     pub fn scan(
         &self,
         filter: &str,
@@ -267,20 +268,20 @@ impl<V> RetainedStore<V> {
         max_stamp: u64,
         budget_nodes: usize,
         f: impl FnMut(&str, &V) -> ControlFlow<()>,
-    ) {
+    ) -> usize {
         debug_assert!(
             validate_topic_filter(filter).is_ok(),
             "invalid filter {filter:?}"
         );
         if cursor.is_done() {
-            return;
+            return 0;
         }
         let from = std::mem::take(&mut cursor.topic);
         let bound = match cursor.at {
             Position::Start => Bound::None,
             Position::After => Bound::Exclusive(from.split('/')),
             Position::At => Bound::Inclusive(from.split('/')),
-            Position::Done => return,
+            Position::Done => return 0,
         };
         let mut walk = Walk {
             max_stamp,
@@ -301,6 +302,7 @@ impl<V> RetainedStore<V> {
                 cursor.set(Position::Done, "");
             }
         }
+        budget_nodes - walk.budget
     }
 
     /// The number of trie nodes besides the root: 0 once every message is removed.

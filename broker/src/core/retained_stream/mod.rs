@@ -22,10 +22,10 @@
 //! change; the cursor is a position in the order of topic names, not a reference into the
 //! trie, so the next batch goes on after it.
 //!
-//! **Fairness.** A stream takes at most [`RETAINED_TURN_MESSAGES`] messages, in at most
-//! [`RETAINED_TURN_BATCHES`] batches, per turn of its event loop (a reader that keeps up
-//! would otherwise keep the loop writing to it alone); then it waits on the loop's paused
-//! list, and [`on_tick`] resumes it on the next turn.
+//! **Fairness.** A session's streams send at most [`RETAINED_TURN_MESSAGES`] messages and
+//! visit at most [`RETAINED_TURN_NODES`] trie nodes per turn of its event loop (a reader that
+//! keeps up would otherwise keep the loop writing to it alone); then they wait on the loop's
+//! paused list, and [`on_tick`] resumes them on the next turn.
 //!
 //! **Live messages.** The subscription is in the index from the SUBSCRIBE on, so live
 //! messages arrive while the stream runs. A stream reports only messages stored before it
@@ -35,121 +35,42 @@
 //! first and remembers the topic, which the stream then skips, so each topic's messages
 //! arrive in order.
 //!
-//! **Sessions.** Streams belong to the session: several subscriptions of one SUBSCRIBE, or
-//! of a later one, are served one after the other in order; subscribing again to a filter
-//! that is streaming starts it over (Retain Handling 0) or only updates its grant; an
-//! UNSUBSCRIBE ends it; a persistent session that goes offline keeps its streams and goes on
-//! when the client resumes; a session that ends drops them. Shared subscriptions get no
-//! retained messages (§4.8.2), so no stream.
+//! **Sessions.** Streams belong to the session ([`Streams`]): several subscriptions of one
+//! SUBSCRIBE, or of a later one, are served one after the other in order; subscribing again
+//! to a filter that is streaming starts it over after the others (Retain Handling 0) or only
+//! updates its grant; an UNSUBSCRIBE ends it; a persistent session that goes offline keeps
+//! its streams and goes on when the client resumes; a session that ends drops them. Shared
+//! subscriptions get no retained messages (§4.8.2), so no stream.
 
-use std::collections::{HashSet, VecDeque};
+mod streams;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::core::conn::Phase;
-use crate::core::delivery::{self, Grant, Outgoing};
+use crate::core::delivery::{self, Outgoing};
 use crate::core::message::SharedMessage;
 use crate::core::{ConnId, Shard};
 use crate::protocol::{ProtocolVersion, QoS, publish_len};
-use crate::topic::matches;
-use crate::topic::retained::Cursor;
+
+use streams::Budget;
+pub use streams::{Stream, Streams};
 
 /// Messages a stream takes from the store under one lock.
 pub const RETAINED_BATCH_MESSAGES: usize = 256;
 /// Trie nodes a stream visits under one lock (a filter that matches little of a large
 /// store still lets go of the lock this often).
 pub const RETAINED_BATCH_NODES: usize = 1024;
-/// Messages a stream sends per turn of its event loop before it lets the others go first.
+/// Messages a session's streams send per turn of its event loop before they let the others
+/// go first.
 pub const RETAINED_TURN_MESSAGES: usize = 1024;
-/// Batches (locks of the store) a stream takes per turn of its event loop: with QoS 1 a
-/// batch may be a single message (one acknowledgement freed one slot), and with a filter
-/// that matches little, none.
-pub const RETAINED_TURN_BATCHES: usize = 64;
+/// Trie nodes a session's streams visit per turn of its event loop (a stream that finds
+/// nothing, the usual case for most of a hundred thousand new subscriptions, costs a few).
+pub const RETAINED_TURN_NODES: usize = 64 * RETAINED_BATCH_NODES;
 /// Topics a stream remembers having sent ahead of its cursor (because a live message on
 /// them came first). Past this, a live message on a topic the stream has not reached is
 /// sent without its retained message first, which the stream then sends when it gets there.
 pub const MAX_SENT_AHEAD_TOPICS: usize = 4096;
-
-/// The retained messages one subscription is still owed.
-#[derive(Debug)]
-pub struct Stream {
-    /// The subscription's filter.
-    filter: Box<str>,
-    /// Where the walk of the store stands.
-    cursor: Cursor,
-    /// The store's stamp when the subscription was made: what is stamped later arrived live.
-    snapshot: u64,
-    /// The granted QoS.
-    qos: QoS,
-    /// The SUBSCRIBE's Subscription Identifier (MQTT 5).
-    sub_id: Option<u32>,
-    /// Topics not reached yet whose retained message was sent already ([`before_live`]).
-    // Invariant: every entry matches `filter`; an entry is removed when the walk reaches
-    // it (one whose message was replaced or deleted meanwhile stays until the stream ends).
-    sent_ahead: HashSet<Box<str>>,
-    /// The loop turn `batches` and `turn_sent` count for.
-    turn: u64,
-    /// Batches taken in that turn.
-    batches: usize,
-    /// Messages taken in that turn.
-    turn_sent: usize,
-    /// Messages sent so far (for the log line at the end).
-    sent: u64,
-}
-
-impl Stream {
-    fn new(filter: &str, snapshot: u64, qos: QoS, sub_id: Option<u32>) -> Stream {
-        Stream {
-            filter: filter.into(),
-            cursor: Cursor::new(),
-            snapshot,
-            qos,
-            sub_id,
-            sent_ahead: HashSet::new(),
-            turn: 0,
-            batches: 0,
-            turn_sent: 0,
-            sent: 0,
-        }
-    }
-
-    /// Whether the stream will still send the retained message of `topic`.
-    fn owes(&self, topic: &str) -> bool {
-        !self.cursor.has_passed(topic)
-            && matches(&self.filter, topic)
-            && !self.sent_ahead.contains(topic)
-    }
-
-    /// The delivery of a retained message of QoS `published` on this stream.
-    fn grant(&self, published: QoS) -> Grant<'_> {
-        Grant {
-            qos: published.min(self.qos),
-            retain: true, // MQTT-3.3.1-8
-            sub_ids: self.sub_id.as_slice(),
-            group: None,
-        }
-    }
-}
-
-/// A session's streams, served front first.
-#[derive(Debug, Default)]
-pub struct Streams {
-    list: VecDeque<Stream>,
-    /// Whether the session's connection is on its loop's paused list.
-    paused: bool,
-}
-
-impl Streams {
-    /// Streams not finished yet.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Whether every stream has finished.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-}
 
 /// A loop's side of the streams: the connections waiting for the next turn, the turn
 /// count, and scratch space reused by every batch.
@@ -166,9 +87,9 @@ pub(crate) struct LoopStreams {
     stale: Vec<Box<str>>,
 }
 
-/// A subscription was made or replaced on `filter` at `qos`: `send` starts its stream (from
-/// the beginning, if it was streaming already); otherwise a stream still running for the
-/// filter goes on with the new grant.
+/// A subscription was made or replaced on `filter` at `qos`: `send` starts its stream
+/// (after the others; from the beginning, if the filter was streaming already); otherwise a
+/// stream still running for the filter goes on with the new grant.
 pub(crate) fn subscribed(
     shard: &mut Shard,
     session_id: u32,
@@ -178,18 +99,24 @@ pub(crate) fn subscribed(
     send: bool,
 ) {
     if !send {
-        if let Some(stream) = streams_mut(shard, session_id)
-            .and_then(|s| s.list.iter_mut().find(|s| &*s.filter == filter))
-        {
+        if let Some(stream) = streams_mut(shard, session_id).and_then(|s| s.get_mut(filter)) {
             (stream.qos, stream.sub_id) = (qos, sub_id);
         }
         return;
     }
     // Invariant: the subscription is in the index already, so what the store stamps after
     // this reaches the client live.
-    let Ok(snapshot) = shard.shared.retained.lock().map(|store| store.stamp()) else {
+    let Ok(store) = shard.shared.retained.lock() else {
         return;
     };
+    // A filter without wildcards names one topic: most of a client's many subscriptions
+    // have no retained message, and then no stream is needed.
+    let literal = !filter.bytes().any(|b| b == b'+' || b == b'#');
+    if literal && store.get(filter).is_none() {
+        return;
+    }
+    let snapshot = store.stamp();
+    drop(store);
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return;
     };
@@ -197,12 +124,7 @@ pub(crate) fn subscribed(
         .extras_mut()
         .retained
         .get_or_insert_with(Box::default);
-    match streams.list.iter_mut().find(|s| &*s.filter == filter) {
-        Some(stream) => *stream = Stream::new(filter, snapshot, qos, sub_id),
-        None => streams
-            .list
-            .push_back(Stream::new(filter, snapshot, qos, sub_id)),
-    }
+    streams.start(filter, snapshot, qos, sub_id);
 }
 
 /// The subscription on `filter` is gone: its stream ends.
@@ -214,8 +136,8 @@ pub(crate) fn unsubscribed(shard: &mut Shard, session_id: u32, filter: &str) {
         return;
     };
     if let Some(streams) = extras.retained.as_mut() {
-        streams.list.retain(|s| &*s.filter != filter);
-        if streams.list.is_empty() && !streams.paused {
+        streams.cancel(filter);
+        if streams.is_empty() && !streams.paused {
             extras.retained = None;
         }
     }
@@ -243,7 +165,7 @@ fn take(shard: &mut Shard, session_id: u32) -> Option<Box<Streams>> {
 /// Puts a session's streams back, or drops them once all are finished and none waits on
 /// the paused list.
 fn put_back(shard: &mut Shard, session_id: u32, streams: Box<Streams>) {
-    if streams.list.is_empty() && !streams.paused {
+    if streams.is_empty() && !streams.paused {
         return;
     }
     if let Some(session) = shard.sessions.get_mut(session_id) {
@@ -260,14 +182,14 @@ pub(crate) fn before_live(shard: &mut Shard, session_id: u32, topic: &str, now_m
         .get(session_id)
         .and_then(|s| s.extras())
         .and_then(|e| e.retained.as_deref())
-        .is_some_and(|streams| streams.list.iter().any(|s| s.owes(topic)));
+        .is_some_and(|streams| streams.live().any(|s| s.owes(topic)));
     if !owed {
         return;
     }
     let Some(mut streams) = take(shard, session_id) else {
         return;
     };
-    for stream in streams.list.iter_mut().filter(|s| s.owes(topic)) {
+    for stream in streams.live_mut().filter(|s| s.owes(topic)) {
         if stream.sent_ahead.len() >= MAX_SENT_AHEAD_TOPICS {
             continue;
         }
@@ -334,15 +256,26 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, session_id: u32, now_ms: u64)
         return;
     };
     let mut batch = std::mem::take(&mut shard.retained.batch);
-    let turn = shard.retained.turn;
-    while let Some(stream) = streams.list.front_mut() {
-        if stream.turn != turn {
-            (stream.turn, stream.batches, stream.turn_sent) = (turn, 0, 0);
-        }
-        match send_batch(shard, key, session_id, stream, &mut batch, now_ms) {
+    streams.budget.enter(shard.retained.turn);
+    loop {
+        let mut budget = std::mem::take(&mut streams.budget);
+        let step = match streams.front_mut() {
+            Some(stream) => send_batch(
+                shard,
+                key,
+                session_id,
+                stream,
+                &mut budget,
+                &mut batch,
+                now_ms,
+            ),
+            None => Step::Blocked,
+        };
+        streams.budget = budget;
+        match step {
             Step::More => {}
             Step::Finished => {
-                if let Some(done) = streams.list.pop_front() {
+                if let Some(done) = streams.pop_front() {
                     finished(shard, session_id, &done);
                 }
             }
@@ -419,22 +352,24 @@ fn send_batch(
     key: ConnId,
     session_id: u32,
     stream: &mut Stream,
+    budget: &mut Budget,
     batch: &mut Vec<SharedMessage>,
     now_ms: u64,
 ) -> Step {
-    if stream.batches >= RETAINED_TURN_BATCHES || stream.turn_sent >= RETAINED_TURN_MESSAGES {
+    if budget.messages >= RETAINED_TURN_MESSAGES || budget.nodes >= RETAINED_TURN_NODES {
         return Step::Paused;
     }
     let Some(mut room) = Room::now(shard, key, session_id) else {
         return Step::Blocked;
     };
-    let Some(full) = take_batch(shard, stream, &mut room, batch, now_ms) else {
+    let limits = Limits {
+        messages: RETAINED_BATCH_MESSAGES.min(RETAINED_TURN_MESSAGES - budget.messages),
+        nodes: RETAINED_BATCH_NODES.min(RETAINED_TURN_NODES - budget.nodes),
+    };
+    let Some((full, visited)) = take_batch(shard, stream, &mut room, limits, batch, now_ms) else {
         return Step::Finished; // the store is unusable (a loop panicked holding it)
     };
-    // A look that found no room at once (a full window) is not a batch of the turn.
-    if !(full && batch.is_empty()) {
-        stream.batches += 1;
-    }
+    budget.nodes += visited.max(1);
     let mut blocked = full;
     for message in batch.drain(..) {
         let grant_qos = stream.grant(message.qos).qos;
@@ -455,7 +390,7 @@ fn send_batch(
             break;
         }
         send(shard, session_id, stream, &message, now_ms);
-        stream.turn_sent += 1;
+        budget.messages += 1;
     }
     batch.clear();
     if blocked {
@@ -474,29 +409,35 @@ fn is_connected(shard: &Shard, key: ConnId) -> bool {
         .is_ok_and(|c| c.phase == Phase::Connected)
 }
 
+/// How much one batch may take.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    messages: usize,
+    nodes: usize,
+}
+
 /// Walks the store from the stream's cursor under one lock, putting into `batch` what fits
-/// in `room` (at most [`RETAINED_BATCH_MESSAGES`], and what is left of the turn's
-/// [`RETAINED_TURN_MESSAGES`]); expired messages met on the way are
-/// deleted (§3.3.2.3.3). Whether the walk stopped for lack of room; `None` if the store's
-/// lock is poisoned.
+/// in `room` and `limits`; expired messages met on the way are deleted (§3.3.2.3.3).
+/// Whether the walk stopped for lack of room, and the nodes it visited; `None` if the
+/// store's lock is poisoned.
 fn take_batch(
     shard: &mut Shard,
     stream: &mut Stream,
     room: &mut Room,
+    limits: Limits,
     batch: &mut Vec<SharedMessage>,
     now_ms: u64,
-) -> Option<bool> {
+) -> Option<(bool, usize)> {
     let shared = Arc::clone(&shard.shared);
     let mut store = shared.retained.lock().ok()?;
     let mut stale = std::mem::take(&mut shard.retained.stale);
     let mut out_of_room = false;
-    let most = RETAINED_BATCH_MESSAGES.min(RETAINED_TURN_MESSAGES.saturating_sub(stream.turn_sent));
     let (qos, sent_ahead) = (stream.qos, &mut stream.sent_ahead);
-    store.scan(
+    let visited = store.scan(
         &stream.filter,
         &mut stream.cursor,
         stream.snapshot,
-        RETAINED_BATCH_NODES,
+        limits.nodes,
         |topic, message| {
             if delivery::expired(message.expires_at_ms(), now_ms) {
                 stale.push(topic.into());
@@ -505,7 +446,7 @@ fn take_batch(
             if sent_ahead.remove(topic) {
                 return ControlFlow::Continue(()); // sent before a live message
             }
-            if batch.len() >= most {
+            if batch.len() >= limits.messages {
                 return ControlFlow::Break(());
             }
             let grant_qos = message.qos.min(qos);
@@ -521,7 +462,7 @@ fn take_batch(
         store.remove(&topic);
     }
     shard.retained.stale = stale;
-    Some(out_of_room)
+    Some((out_of_room, visited))
 }
 
 /// A new turn of the loop: streams that used their turn go on. Returns whether any stream
