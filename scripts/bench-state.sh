@@ -115,6 +115,8 @@ def metrics(r):
     if t:
         out["delivery s (SUBSCRIBE → last)"] = t["deliver_secs"]
         out["first message ms"] = t["first_ms"]
+        if t.get("cpu_deliver_secs") is not None:
+            out["broker CPU s delivering"] = t["cpu_deliver_secs"]
         out["delivered (of set)"] = t["distinct"]
         out["missing"] = t["missing"]
         out["duplicates"] = t["duplicates"]
@@ -128,6 +130,9 @@ def metrics(r):
     if s:
         out["µs per subscribe"] = s["per_subscribe_us"]
         out["µs per unsubscribe"] = s["per_unsubscribe_us"]
+        if s.get("cpu_per_subscribe_us") is not None:
+            out["broker CPU µs per subscribe"] = s["cpu_per_subscribe_us"]
+            out["broker CPU µs per unsubscribe"] = s["cpu_per_unsubscribe_us"]
         if s.get("rss_bytes_per_subscription") is not None:
             out["RSS B per subscription"] = s["rss_bytes_per_subscription"]
         out["refused"] = s["refused"]

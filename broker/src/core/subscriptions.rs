@@ -4,7 +4,7 @@
 //! there is (grown one entry at a time). A client may also hold a hundred thousand; looking a
 //! filter up in a vector then costs a scan of all of them on every SUBSCRIBE and UNSUBSCRIBE,
 //! which made 100 000 filters from one client take minutes (measured: 95 % of the broker's
-//! instructions in that scan). Past [`FEW_MAX`] entries the list is a hash table, so adding,
+//! instructions in that scan). Past [`LIST_MAX_SUBSCRIPTIONS`] entries the list is a hash table, so adding,
 //! replacing and removing a subscription cost one hash of the filter however many the session
 //! holds. Filters come from clients, so the table's hash is keyed (std's `RandomState`, as
 //! the index's wide nodes).
@@ -16,12 +16,12 @@ use hashbrown::HashTable;
 use crate::core::subscription::SubOpts;
 
 /// A list holds at most this many subscriptions before it becomes a hash table.
-pub const FEW_MAX: usize = 8;
+pub const LIST_MAX_SUBSCRIPTIONS: usize = 8;
 /// A hash table falls back to a list when it holds this few (hysteresis: one subscription
 /// added and removed at the boundary does not convert back and forth).
-const MANY_MIN: usize = FEW_MAX / 2;
+const TABLE_MIN_SUBSCRIPTIONS: usize = LIST_MAX_SUBSCRIPTIONS / 2;
 /// Up to this many subscriptions a list grows exactly; beyond, amortised.
-const EXACT_GROWTH_UNTIL: usize = 4;
+const EXACT_GROWTH_SUBSCRIPTIONS: usize = 4;
 
 /// One subscription: its filter and options.
 type Entry = (Box<str>, SubOpts);
@@ -34,9 +34,9 @@ pub struct Subscriptions {
 
 #[derive(Debug)]
 enum Repr {
-    /// Invariant: at most [`FEW_MAX`] entries, filters unique.
+    /// Invariant: at most [`LIST_MAX_SUBSCRIPTIONS`] entries, filters unique.
     Few(Vec<Entry>),
-    /// Invariant: more than [`MANY_MIN`] entries.
+    /// Invariant: more than [`TABLE_MIN_SUBSCRIPTIONS`] entries.
     Many(Box<Table>),
 }
 
@@ -92,8 +92,8 @@ impl Subscriptions {
             if let Some(entry) = v.iter_mut().find(|(f, _)| &**f == filter) {
                 return Some(std::mem::replace(&mut entry.1, opts));
             }
-            if v.len() < FEW_MAX {
-                if v.len() < EXACT_GROWTH_UNTIL {
+            if v.len() < LIST_MAX_SUBSCRIPTIONS {
+                if v.len() < EXACT_GROWTH_SUBSCRIPTIONS {
                     v.reserve_exact(1);
                 }
                 v.push((filter.into(), opts));
@@ -154,16 +154,6 @@ impl Subscriptions {
             .map(|(f, o)| (&**f, *o))
     }
 
-    /// Heap bytes held (the entries' filters, the list or table).
-    pub fn heap_bytes(&self) -> usize {
-        let filters: usize = self.iter().map(|(f, _)| f.len()).sum();
-        let slots = match &self.repr {
-            Repr::Few(v) => v.capacity() * size_of::<Entry>(),
-            Repr::Many(t) => size_of::<Table>() + t.entries.capacity() * (size_of::<Entry>() + 1),
-        };
-        filters + slots
-    }
-
     fn widen(&mut self) {
         if let Repr::Few(v) = &mut self.repr {
             let hasher = RandomState::new();
@@ -182,7 +172,7 @@ impl Subscriptions {
         let Repr::Many(t) = &mut self.repr else {
             return;
         };
-        if t.entries.len() <= MANY_MIN {
+        if t.entries.len() <= TABLE_MIN_SUBSCRIPTIONS {
             let entries: Vec<Entry> = std::mem::take(&mut t.entries).into_iter().collect();
             self.repr = Repr::Few(entries);
         } else if t.entries.len() * 4 <= t.entries.capacity() {

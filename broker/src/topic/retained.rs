@@ -133,11 +133,6 @@ impl Cursor {
         self.topic.clear();
         self.topic.push_str(topic);
     }
-
-    /// Heap bytes the cursor holds.
-    pub fn heap_bytes(&self) -> usize {
-        self.topic.capacity()
-    }
 }
 
 /// Compares two topic names level by level (the order of a [`RetainedStore::scan`]).

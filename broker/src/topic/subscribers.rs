@@ -3,7 +3,7 @@
 //! Most filters have exactly one subscriber (a device listening on its own topic), so one
 //! subscription is stored inline and only a second one allocates. A filter thousands of
 //! clients share (`alerts/#`) keeps its subscribers in a vector, which matching walks, plus
-//! a hash table from subscriber to position once there are more than [`SCAN_MAX`]: adding or
+//! a hash table from subscriber to position once there are more than [`SCAN_MAX_SUBSCRIBERS`]: adding or
 //! removing one subscriber then costs a hash, not a scan of everybody subscribed before.
 
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -11,14 +11,14 @@ use std::hash::{BuildHasher, Hash, RandomState};
 use hashbrown::HashTable;
 
 /// A filter's subscribers are found by scanning up to this many; past it, by a table.
-const SCAN_MAX: usize = 32;
+const SCAN_MAX_SUBSCRIBERS: usize = 32;
 /// An indexed list drops its table again when it falls to this many (hysteresis).
-const INDEXED_MIN: usize = SCAN_MAX / 2;
+const INDEXED_MIN_SUBSCRIBERS: usize = SCAN_MAX_SUBSCRIBERS / 2;
 
 /// The subscriptions ending at one trie slot.
 ///
 /// Invariant: a subscriber appears at most once; `Many` holds at least two entries and at
-/// most [`SCAN_MAX`]; `Indexed` more than [`INDEXED_MIN`].
+/// most [`SCAN_MAX_SUBSCRIBERS`]; `Indexed` more than [`INDEXED_MIN_SUBSCRIBERS`].
 #[derive(Debug, Default)]
 pub(super) enum Subscribers<S, O> {
     #[default]
@@ -131,7 +131,7 @@ impl<S: Copy + Eq + Hash, O: Copy> Subscribers<S, O> {
                 if let Some((_, o)) = v.iter_mut().find(|(s, _)| *s == subscriber) {
                     return Some(std::mem::replace(o, options));
                 }
-                if v.len() < SCAN_MAX {
+                if v.len() < SCAN_MAX_SUBSCRIBERS {
                     v.push((subscriber, options));
                 } else {
                     let mut indexed = Indexed::new(std::mem::take(v));
@@ -172,7 +172,7 @@ impl<S: Copy + Eq + Hash, O: Copy> Subscribers<S, O> {
             }
             Subscribers::Indexed(x) => {
                 let old = x.remove(subscriber)?;
-                if x.list.len() <= INDEXED_MIN {
+                if x.list.len() <= INDEXED_MIN_SUBSCRIBERS {
                     *self = Subscribers::Many(std::mem::take(&mut x.list));
                 }
                 Some(old)
@@ -206,7 +206,7 @@ impl<S: Copy + Eq + Hash, O: Copy> Subscribers<S, O> {
     pub(super) fn check(&self) -> Result<(), String> {
         match self {
             Subscribers::Many(v) => {
-                if v.len() < 2 || v.len() > SCAN_MAX {
+                if v.len() < 2 || v.len() > SCAN_MAX_SUBSCRIBERS {
                     return Err(format!("a Many list of {} subscribers", v.len()));
                 }
                 if v.iter()
@@ -217,7 +217,7 @@ impl<S: Copy + Eq + Hash, O: Copy> Subscribers<S, O> {
                 }
             }
             Subscribers::Indexed(x) => {
-                if x.list.len() <= INDEXED_MIN || x.at.len() != x.list.len() {
+                if x.list.len() <= INDEXED_MIN_SUBSCRIBERS || x.at.len() != x.list.len() {
                     return Err("an indexed list of the wrong size".into());
                 }
                 // Each subscriber found at its own place: so none appears twice.

@@ -14,7 +14,7 @@ use super::{Bystander, BystanderReport, Client, acknowledge, client_id, topic_ro
 use crate::RunError;
 use crate::cli::{Args, Scenario};
 use crate::mqtt::{self, Ack, Incoming};
-use crate::procstat::{PeakSampler, rss_bytes};
+use crate::procstat::{PeakSampler, cpu_secs, rss_bytes};
 use crate::report::{Report, mib};
 
 /// Retained messages when `--messages` is 0.
@@ -59,6 +59,9 @@ pub struct RetainedRun {
     pub rss_loaded_bytes: Option<u64>,
     /// Its peak while delivering.
     pub rss_peak_bytes: Option<u64>,
+    /// The broker's CPU time (user + system) from the SUBSCRIBE to the last message,
+    /// seconds.
+    pub cpu_deliver_secs: Option<f64>,
     /// The bystander's probes while delivering.
     pub bystander: BystanderReport,
 }
@@ -83,6 +86,9 @@ impl RetainedRun {
             self.missing,
             self.without_retain
         );
+        if let Some(cpu) = self.cpu_deliver_secs {
+            let _ = writeln!(out, "broker CPU       {cpu:.3} s while delivering");
+        }
         if let (Some(loaded), Some(peak)) = (self.rss_loaded_bytes, self.rss_peak_bytes) {
             let _ = writeln!(
                 out,
@@ -116,7 +122,13 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         .broker_pid
         .map(|pid| PeakSampler::start_every(pid, RSS_SAMPLE_INTERVAL));
     let bystander = Bystander::for_run(args)?;
+    let cpu_before = args.broker_pid.and_then(cpu_secs);
     let mut run = deliver(args, &root, n)?;
+    run.cpu_deliver_secs = args
+        .broker_pid
+        .and_then(cpu_secs)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     run.rss_peak_bytes = sampler.map(|s| s.peak_bytes());
     run.bystander = bystander.finish();
     run.rss_loaded_bytes = rss_loaded;

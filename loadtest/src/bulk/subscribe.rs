@@ -14,7 +14,7 @@ use super::{Bystander, BystanderReport, Client, client_id, topic_root};
 use crate::RunError;
 use crate::cli::{Args, Scenario};
 use crate::mqtt::{self, Incoming, Protocol};
-use crate::procstat::rss_bytes;
+use crate::procstat::{cpu_secs, rss_bytes};
 use crate::report::{Report, mib};
 
 /// SUBSCRIBE (or UNSUBSCRIBE) packets a client keeps unacknowledged.
@@ -45,6 +45,11 @@ pub struct SubscriptionRun {
     pub unsubscribe_secs: f64,
     /// unsubscribe_secs per subscription, microseconds.
     pub per_unsubscribe_us: f64,
+    /// The broker's CPU time (user + system) while subscribing, per subscription,
+    /// microseconds: what one costs, whatever the machine's other load.
+    pub cpu_per_subscribe_us: Option<f64>,
+    /// The same while unsubscribing.
+    pub cpu_per_unsubscribe_us: Option<f64>,
     /// The broker's RSS before the clients connected.
     pub rss_start_bytes: Option<u64>,
     /// With the clients connected, before they subscribe.
@@ -78,6 +83,12 @@ impl SubscriptionRun {
             "unsubscribed     all in {:.3} s: {:.2} µs each",
             self.unsubscribe_secs, self.per_unsubscribe_us
         );
+        if let (Some(s), Some(u)) = (self.cpu_per_subscribe_us, self.cpu_per_unsubscribe_us) {
+            let _ = writeln!(
+                out,
+                "broker CPU       {s:.2} µs per subscribe, {u:.2} µs per unsubscribe"
+            );
+        }
         let rss = |b: Option<u64>| b.map_or("-".into(), |b| mib(b as f64));
         let _ = writeln!(
             out,
@@ -126,20 +137,25 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         qos: args.qos,
     };
     let threads = args.worker_threads().min(conns.len()).max(1);
-    let started = Instant::now();
+    let cpu = || args.broker_pid.and_then(cpu_secs);
+    let total = run.subscriptions as f64;
+    let per_us = |from: Option<f64>, to: Option<f64>| Some((to? - from?) * 1e6 / total);
+    let (started, cpu_before) = (Instant::now(), cpu());
     run.refused = in_parallel(&mut conns, threads, |c, client| {
         shape.pipeline(c, client, false)
     })?;
     run.subscribe_secs = started.elapsed().as_secs_f64();
+    let cpu_subscribed = cpu();
+    run.cpu_per_subscribe_us = per_us(cpu_before, cpu_subscribed);
     run.rss_subscribed_bytes = rss();
     let started = Instant::now();
     in_parallel(&mut conns, threads, |c, client| {
         shape.pipeline(c, client, true)
     })?;
     run.unsubscribe_secs = started.elapsed().as_secs_f64();
+    run.cpu_per_unsubscribe_us = per_us(cpu_subscribed, cpu());
     run.rss_unsubscribed_bytes = rss();
     run.bystander = bystander.finish();
-    let total = run.subscriptions as f64;
     run.per_subscribe_us = run.subscribe_secs * 1e6 / total;
     run.per_unsubscribe_us = run.unsubscribe_secs * 1e6 / total;
     let granted = run.subscriptions - run.refused;
