@@ -126,6 +126,9 @@ def metrics(r):
             out["RSS growth delivering MiB"] = (t["rss_peak_bytes"] - t["rss_loaded_bytes"]) / MIB
         out["bystander p99 ms"] = t["bystander"]["round_trip"]["p99_ms"]
         out["bystander failed"] = t["bystander"]["failed"]
+    lateness = r.get("timer_lateness")
+    if lateness:
+        out["machine stalls p99 ms (0.5 ms sleep woke late)"] = lateness["p99_ms"]
     s = r.get("subscriptions")
     if s:
         out["µs per subscribe"] = s["per_subscribe_us"]

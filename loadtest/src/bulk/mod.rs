@@ -22,6 +22,7 @@ use crate::RunError;
 use crate::cli::{Args, Scenario, Transport};
 use crate::mqtt::{self, Ack, Incoming, ParseError, Protocol};
 use crate::report::{Latency, Report, lat};
+use crate::stalls::StallProbe;
 
 /// How long connecting (TCP and CONNACK) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -289,6 +290,12 @@ pub fn report(args: &Args, scenario: Scenario, clients: u64) -> Report {
         payload_bytes: args.payload_bytes,
         ..Report::default()
     }
+}
+
+/// How late the machine woke a sleeping thread over the run (`crate::stalls`), if the
+/// probe ran: the floor under the bystander's latency tail.
+pub fn stall_lateness(probe: Option<StallProbe>) -> Option<Latency> {
+    probe.and_then(StallProbe::finish).map(|h| Latency::of(&h))
 }
 
 /// `--topic-prefix/PID/{what}`: this run's own topics.

@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Bystander, BystanderReport, Client, acknowledge, client_id, topic_root};
+use super::{
+    Bystander, BystanderReport, Client, acknowledge, client_id, stall_lateness, topic_root,
+};
 use crate::RunError;
 use crate::cli::{Args, Scenario};
 use crate::mqtt::{self, Ack, Incoming};
 use crate::procstat::{PeakSampler, cpu_secs, rss_bytes};
 use crate::report::{Report, mib};
+use crate::stalls::StallProbe;
 
 /// Retained messages when `--messages` is 0.
 pub const DEFAULT_RETAINED_MESSAGES: u64 = 100_000;
@@ -114,6 +117,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         n => n,
     };
     let root = topic_root(&args.topic_prefix, "ret");
+    let stalls = StallProbe::start();
     let started = Instant::now();
     load(args, &root, n)?;
     let load_secs = started.elapsed().as_secs_f64();
@@ -142,6 +146,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
     }
     Ok(Report {
         retained: Some(run),
+        timer_lateness: stall_lateness(stalls),
         notes,
         ..super::report(args, Scenario::Retained, 3)
     })

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Bystander, BystanderReport, Client, client_id, topic_root};
+use super::{Bystander, BystanderReport, Client, client_id, stall_lateness, topic_root};
 use crate::RunError;
 use crate::cli::{Args, Scenario};
 use crate::mqtt::{self, Incoming, Protocol};
 use crate::procstat::{cpu_secs, rss_bytes};
 use crate::report::{Report, mib};
+use crate::stalls::StallProbe;
 
 /// SUBSCRIBE (or UNSUBSCRIBE) packets a client keeps unacknowledged.
 const WINDOW_PACKETS: u64 = 16;
@@ -112,6 +113,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         args.filters_per_packet.max(1) as u64,
     );
     let root = topic_root(&args.topic_prefix, "sub");
+    let stalls = StallProbe::start();
     let rss = || args.broker_pid.and_then(rss_bytes);
     let mut run = SubscriptionRun {
         clients,
@@ -180,6 +182,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
     }
     Ok(Report {
         subscriptions: Some(run),
+        timer_lateness: stall_lateness(stalls),
         notes,
         ..super::report(args, Scenario::Subscribe, clients + 1)
     })
