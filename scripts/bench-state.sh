@@ -15,8 +15,9 @@
 # STARLING_ARGS (extra broker flags; default raises --max-subscriptions-per-client, which
 # Mosquitto does not limit), MOSQUITTO_CONF_EXTRA (default lifts its queue limits:
 # "max_queued_messages 0", as its retained delivery is otherwise cut at the queue limit),
-# RESULTS_DIR (JSON reports; default a temp dir). Only the PIDs this script started are
-# stopped.
+# RESULTS_DIR (JSON reports; default a temp dir), BEFORE_BIN (another starling binary, e.g.
+# a build from before a change: run the same way as a third broker, "before", with its own
+# column and the ratio to it). Only the PIDs this script started are stopped.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,10 +25,10 @@ bin_dir="${BIN_DIR:-$root/target/release}"
 runs="${RUNS:-3}"
 if [[ $# -eq 0 ]]; then
     set -- \
-        'retained:--messages 1000000 --payload-bytes 16 --qos 0 --drain-secs 120' \
-        'retained:--messages 1000000 --payload-bytes 16 --qos 1 --drain-secs 120' \
-        'retained:--messages 100000 --payload-bytes 16 --qos 0 --drain-secs 60' \
-        'retained:--messages 100000 --payload-bytes 16 --qos 1 --drain-secs 60' \
+        'retained:--messages 1000000 --payload-bytes 16 --qos 0 --drain-secs 60' \
+        'retained:--messages 1000000 --payload-bytes 16 --qos 1 --drain-secs 60' \
+        'retained:--messages 100000 --payload-bytes 16 --qos 0 --drain-secs 30' \
+        'retained:--messages 100000 --payload-bytes 16 --qos 1 --drain-secs 30' \
         'subscribe:--clients 1 --filters 1000' \
         'subscribe:--clients 1 --filters 100000' \
         'subscribe:--clients 1000 --filters 1000'
@@ -41,11 +42,13 @@ open_workspace
 start_broker() {
     local broker=$1
     port="$(free_port)"
-    if [[ "$broker" == starling ]]; then
+    if [[ "$broker" == starling || "$broker" == before ]]; then
+        local binary="$bin_dir/starling"
+        [[ "$broker" == before ]] && binary="$BEFORE_BIN"
         # shellcheck disable=SC2086 # STARLING_ARGS is a list of flags
-        "$bin_dir/starling" --listen "127.0.0.1:$port" \
+        "$binary" --listen "127.0.0.1:$port" \
             ${STARLING_ARGS:---max-subscriptions-per-client 2000000} \
-            >>"$work/starling.log" 2>&1 &
+            >>"$work/$broker.log" 2>&1 &
     else
         {
             echo "listener $port 127.0.0.1"
@@ -91,15 +94,19 @@ for spec in "$@"; do
         else
             order=(mosquitto starling)
         fi
+        if [[ -n "${BEFORE_BIN:-}" ]]; then
+            order+=(before)
+        fi
         for broker in "${order[@]}"; do
             run_one "$broker" "$name" "$flags" "$results/$n-$broker-$run.json"
         done
     done
 done
 
-python3 - "$results" "$n" "$runs" <<'PY'
+python3 - "$results" "$n" "$runs" "${BEFORE_BIN:+before}" <<'PY'
 import json, os, statistics, sys
 results, n, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+brokers = ["starling", "mosquitto"] + (["before"] if sys.argv[4:] and sys.argv[4] else [])
 MIB = 2**20
 def report(i, broker, run):
     """The JSON report of one run, or None if it failed."""
@@ -149,15 +156,23 @@ def spread(values):
     m = statistics.median(values)
     return f"{fmt(min(values))} – **{fmt(m)}** – {fmt(max(values))}", m
 print(f"min – **median** – max of {runs} runs, fresh brokers each run\n")
-print("| scenario | metric | Starling | Mosquitto | ratio of medians |")
-print("|---|---|---:|---:|---:|")
+if "before" in brokers:
+    print("| scenario | metric | Starling | Mosquitto | ratio of medians | Starling before | ratio to before |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+else:
+    print("| scenario | metric | Starling | Mosquitto | ratio of medians |")
+    print("|---|---|---:|---:|---:|")
 for i in range(1, n + 1):
     spec = open(os.path.join(results, f"{i}.spec")).read().strip()
-    per = {b: [metrics(report(i, b, k)) for k in range(1, runs + 1)] for b in ("starling", "mosquitto")}
+    per = {b: [metrics(report(i, b, k)) for k in range(1, runs + 1)] for b in brokers}
     keys = list(dict.fromkeys(k for b in per.values() for m in b for k in m))
     for key in keys:
         s_text, s_med = spread([m[key] for m in per["starling"] if key in m])
         m_text, m_med = spread([m[key] for m in per["mosquitto"] if key in m])
         ratio = f"{s_med / m_med:.2f}" if s_med is not None and m_med else "-"
-        print(f"| `{spec}` | {key} | {s_text} | {m_text} | {ratio} |")
+        row = f"| `{spec}` | {key} | {s_text} | {m_text} | {ratio} |"
+        if "before" in brokers:
+            b_text, b_med = spread([m[key] for m in per["before"] if key in m])
+            row += f" {b_text} | {s_med / b_med:.2f} |" if s_med is not None and b_med else f" {b_text} | - |"
+        print(row)
 PY

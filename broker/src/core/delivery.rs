@@ -14,9 +14,9 @@
 //! Size (MQTT-3.1.2-25: dropped for that client only), and the client's Receive Maximum,
 //! which narrows the in-flight window (MQTT-3.3.4-9).
 //!
-//! Retained messages owed since a SUBSCRIBE never enter the queue: [`pump`] hands the
+//! Retained messages owed since a SUBSCRIBE never enter the queue: `pump` hands the
 //! connection to `retained_stream` once the queue is empty, which sends what fits, and
-//! [`deliver`] lets a stream send a topic's retained message before a live one on it.
+//! `deliver` lets a stream send a topic's retained message before a live one on it.
 
 use crate::core::conn::{Conn, Phase};
 use crate::core::message::SharedMessage;

@@ -3,8 +3,9 @@
 //! Most filters have exactly one subscriber (a device listening on its own topic), so one
 //! subscription is stored inline and only a second one allocates. A filter thousands of
 //! clients share (`alerts/#`) keeps its subscribers in a vector, which matching walks, plus
-//! a hash table from subscriber to position once there are more than [`SCAN_MAX_SUBSCRIBERS`]: adding or
-//! removing one subscriber then costs a hash, not a scan of everybody subscribed before.
+//! a hash table from subscriber to position once there are more than
+//! [`SCAN_MAX_SUBSCRIBERS`]: adding or removing one subscriber then costs a hash, not a scan
+//! of everybody subscribed before.
 
 use std::hash::{BuildHasher, Hash, RandomState};
 

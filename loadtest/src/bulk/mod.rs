@@ -182,7 +182,7 @@ impl BystanderReport {
 }
 
 /// A client on a topic of its own that publishes a QoS 1 probe to itself every
-/// [`PROBE_INTERVAL`] and times its round trip, on its own thread, until stopped.
+/// `PROBE_INTERVAL` and times its round trip, on its own thread, until stopped.
 pub struct Bystander {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<BystanderReport>>,

@@ -4,11 +4,12 @@
 //! and there may be a million of them. Instead of copying them into the session's queue
 //! (where all but `max_queued_messages` would be dropped), each subscription that wants them
 //! gets a [`Stream`]: the filter, its granted QoS and Subscription Identifier, and a
-//! [`Cursor`] into the shared [`RetainedStore`](crate::topic::RetainedStore), which the store
-//! walks in level order from wherever the cursor stands. Nothing else is kept: the messages
-//! stay in the store until they are written.
+//! [`Cursor`](crate::topic::retained::Cursor) into the shared
+//! [`RetainedStore`](crate::topic::RetainedStore), which the store walks in level order from
+//! wherever the cursor stands. Nothing else is kept: the messages stay in the store until
+//! they are written.
 //!
-//! **Pacing.** [`pump`] runs at the end of `delivery::pump`, that is whenever the client's
+//! **Pacing.** `pump` runs at the end of `delivery::pump`, that is whenever the client's
 //! queue has drained and its output or window has room (after an acknowledgement, a drained
 //! output, a resumption, the SUBSCRIBE itself). It takes from the store only what fits now:
 //! QoS 1/2 messages up to the free slots of the in-flight window, all of them up to the room
@@ -25,13 +26,13 @@
 //! **Fairness.** A session's streams send at most [`RETAINED_TURN_MESSAGES`] messages and
 //! visit at most [`RETAINED_TURN_NODES`] trie nodes per turn of its event loop (a reader that
 //! keeps up would otherwise keep the loop writing to it alone); then they wait on the loop's
-//! paused list, and [`on_tick`] resumes them on the next turn.
+//! paused list, and `on_tick` resumes them on the next turn.
 //!
 //! **Live messages.** The subscription is in the index from the SUBSCRIBE on, so live
 //! messages arrive while the stream runs. A stream reports only messages stored before it
 //! began (the store stamps every message), since later ones reached the client live. A live
 //! message on a topic the stream has not reached yet would overtake that topic's older
-//! retained message: [`before_live`] (called by `delivery::deliver`) sends the retained one
+//! retained message: `before_live` (called by `delivery::deliver`) sends the retained one
 //! first and remembers the topic, which the stream then skips, so each topic's messages
 //! arrive in order.
 //!
