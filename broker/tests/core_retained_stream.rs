@@ -352,3 +352,41 @@ fn a_subscribe_with_thousands_of_filters_gets_each_ones_retained_message_in_orde
     assert_eq!(got.len(), n);
     assert!(topics(&got).iter().eq(filters.iter()));
 }
+
+/// A client id whose connection the test network opens on loop `want` of two.
+fn id_on_loop(prefix: &str, want: usize) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|id| starling::core::owner_loop(id, 2) == want)
+        .expect("some id hashes to each loop")
+}
+
+#[test]
+fn a_retained_message_forwarded_from_another_loop_after_the_subscribe_arrives_once() {
+    let mut net = net(|_| {});
+    let publisher = net.connect_ok(&id_on_loop("pub", 1), true);
+    retain_many(&mut net, publisher, "fw", 100, 1);
+    // Loop 0 has a subscriber already, so loop 1 forwards every PUBLISH to it.
+    let other = net.connect_ok(&id_on_loop("other", 0), true);
+    assert_eq!(net.subscribe(other, 1, "elsewhere", 0), vec![0]);
+    let sub = net.connect_ok(&id_on_loop("sub", 0), true);
+    // Loop 1 stores a new fw/50 and queues its forward to loop 0; before loop 0 reads the
+    // forward, the subscriber's SUBSCRIBE arrives there: fw/50 is in the store before the
+    // stream's stamp (the stream sends it) and reaches loop 0 live after it.
+    let c = &net.clients[publisher];
+    let bytes = packets::publish(0x03, b"fw/50", Some(60_000), b"new");
+    net.shards[c.loop_index].receive(c.conn.expect("connected"), &bytes, net.now_ms);
+    subscribe(&mut net, sub, 1, "fw/#", 1);
+    let got = read(&mut net, sub, false);
+    let fifty: Vec<(&[u8], bool)> = got
+        .iter()
+        .filter(|p| p.0 == "fw/50")
+        .map(|p| (&p.1[..], p.3))
+        .collect();
+    assert_eq!(
+        fifty,
+        vec![(&b"new"[..], true)],
+        "once, as a retained message"
+    );
+    assert_eq!(got.len(), 100);
+}

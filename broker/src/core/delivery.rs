@@ -151,8 +151,10 @@ pub(crate) fn deliver(
     grant: Grant<'_>,
     now_ms: u64,
 ) {
-    retained_stream::before_live(shard, session_id, message.view.topic, now_ms);
-    send_or_queue(shard, session_id, message, grant, now_ms);
+    let live = message.shared.as_ref();
+    if retained_stream::before_live(shard, session_id, message.view.topic, live, now_ms) {
+        send_or_queue(shard, session_id, message, grant, now_ms);
+    }
 }
 
 /// Sends `message` to session `session_id` now if it can go, else queues it (or drops it,

@@ -210,6 +210,8 @@ pub struct Shard {
     actions: VecDeque<Action>,
     dirty: Vec<ConnId>,
     route_scratch: Vec<(u32, SubOpts)>,
+    /// The loops a PUBLISH is forwarded to (`routing`).
+    forward_scratch: Vec<usize>,
     id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
     /// Congested sessions of this loop (`flow`).
@@ -257,6 +259,7 @@ impl Shard {
             actions: VecDeque::new(),
             dirty: Vec::new(),
             route_scratch: Vec::new(),
+            forward_scratch: Vec::new(),
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
             congested: Vec::new(),

@@ -30,17 +30,27 @@ pub(crate) fn route_local_publish(
         expires_at_ms,
         shared: &mut shared,
     };
+    let mut forward = std::mem::take(&mut shard.forward_scratch);
+    forward.clear();
     if publish.retain {
-        retain(shard, &mut outgoing);
+        retain(shard, &mut outgoing, &mut forward);
+    } else {
+        loops_to_forward_to(shard, &mut forward);
     }
     deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
     groups::route(shard, &mut outgoing, now_ms);
-    for to in 0..shard.loops {
-        if to != shard.loop_index && shard.shared.has_subscribers(to) {
-            let message = outgoing.shared();
-            shard.actions.push_back(Action::Forward { to, message });
-        }
+    for &to in &forward {
+        let message = outgoing.shared();
+        shard.actions.push_back(Action::Forward { to, message });
     }
+    shard.forward_scratch = forward;
+}
+
+/// The other loops that hold any subscription (they get a copy of the message).
+fn loops_to_forward_to(shard: &Shard, into: &mut Vec<usize>) {
+    into.extend(
+        (0..shard.loops).filter(|&to| to != shard.loop_index && shard.shared.has_subscribers(to)),
+    );
 }
 
 /// A PUBLISH forwarded by another loop (already retained there).
@@ -62,14 +72,24 @@ pub(crate) fn route_remote_shared(
     groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
 }
 
-/// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11).
-fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>) {
+/// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11), and
+/// finds the loops to forward the message to while the store is locked.
+///
+/// A SUBSCRIBE publishes its loop's subscription count and takes the store's stamp under the
+/// same lock (`retained_stream::subscriptions_published`), so the two cannot interleave: a
+/// message stored before the stamp is sent by the new subscription's retained stream and,
+/// if that loop had no subscription before, not forwarded to it; one stored after is
+/// forwarded and delivered live, and the stream skips it. Either way it arrives once.
+fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, forward: &mut Vec<usize>) {
     let topic = outgoing.view.topic;
     let clear = outgoing.view.payload.is_empty();
     let message = (!clear).then(|| outgoing.shared());
-    let Ok(mut store) = shard.shared.retained.lock() else {
+    let shared = std::sync::Arc::clone(&shard.shared);
+    let Ok(mut store) = shared.retained.lock() else {
+        loops_to_forward_to(shard, forward);
         return;
     };
+    loops_to_forward_to(shard, forward);
     match message {
         None => {
             store.remove(topic);

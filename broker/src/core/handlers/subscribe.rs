@@ -40,15 +40,16 @@ pub(crate) fn handle_subscribe(
             let made = new.filter(|_| !code.is_error());
             retained.push(made.map(|new| wants_retained(s.options.retain_handling, new)));
         }
-        shard
-            .shared
-            .set_subscriptions(shard.loop_index, shard.index.len());
+        let snapshot = retained_stream::subscriptions_published(shard);
         shard.write_suback(key, packet_id, &codes, &arena);
         // After the SUBACK (MQTT-3.3.1-6): the retained messages, as the client takes them.
         for ((code, s), send) in codes.iter().zip(subscriptions).zip(retained.iter()) {
-            if let (Some(qos), Some(send)) = (QoS::from_u8(code.as_u8()), *send) {
+            if let (Some(qos), Some(send), Some(snapshot)) =
+                (QoS::from_u8(code.as_u8()), *send, snapshot)
+            {
                 let filter = &s.filter;
-                retained_stream::subscribed(shard, session_id, filter, qos, subscription_id, send);
+                let grant = (qos, subscription_id);
+                retained_stream::subscribed(shard, session_id, filter, grant, send, snapshot);
             }
         }
         delivery::pump(shard, key, now_ms);

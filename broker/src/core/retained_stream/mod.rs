@@ -53,6 +53,7 @@ use crate::core::delivery::{self, Outgoing};
 use crate::core::message::SharedMessage;
 use crate::core::{ConnId, Shard};
 use crate::protocol::{ProtocolVersion, QoS, publish_len};
+use crate::topic::matches;
 
 use streams::Budget;
 pub use streams::{Stream, Streams};
@@ -88,36 +89,50 @@ pub(crate) struct LoopStreams {
     stale: Vec<Box<str>>,
 }
 
-/// A subscription was made or replaced on `filter` at `qos`: `send` starts its stream
-/// (after the others; from the beginning, if the filter was streaming already); otherwise a
-/// stream still running for the filter goes on with the new grant.
+/// A SUBSCRIBE's subscriptions are in the loop's index: publishes the loop's subscription
+/// count (so other loops forward to it) and returns the retained store's stamp, both under
+/// the store's lock (see `routing::retain`: a retained message is then either before the
+/// stamp, and streamed, or after it, and delivered live). `None` if the store is unusable.
+pub(crate) fn subscriptions_published(shard: &Shard) -> Option<u64> {
+    let store = shard.shared.retained.lock().ok()?;
+    shard
+        .shared
+        .set_subscriptions(shard.loop_index, shard.index.len());
+    Some(store.stamp())
+}
+
+/// A subscription was made or replaced on `filter` with `grant` (QoS, Subscription
+/// Identifier): `send` starts its stream of what the store held at `snapshot` (after the
+/// others; from the beginning, if the filter was streaming already); otherwise a stream
+/// still running for the filter goes on with the new grant.
 pub(crate) fn subscribed(
     shard: &mut Shard,
     session_id: u32,
     filter: &str,
-    qos: QoS,
-    sub_id: Option<u32>,
+    grant: (QoS, Option<u32>),
     send: bool,
+    snapshot: u64,
 ) {
+    let (qos, sub_id) = grant;
     if !send {
         if let Some(stream) = streams_mut(shard, session_id).and_then(|s| s.get_mut(filter)) {
             (stream.qos, stream.sub_id) = (qos, sub_id);
         }
         return;
     }
-    // Invariant: the subscription is in the index already, so what the store stamps after
-    // this reaches the client live.
-    let Ok(store) = shard.shared.retained.lock() else {
-        return;
-    };
     // A filter without wildcards names one topic: most of a client's many subscriptions
-    // have no retained message, and then no stream is needed.
+    // have no retained message, and then no stream is needed. (Absent now, it was absent at
+    // `snapshot` or has been removed since: nothing is owed either way.)
     let literal = !filter.bytes().any(|b| b == b'+' || b == b'#');
-    if literal && store.get(filter).is_none() {
+    if literal
+        && shard
+            .shared
+            .retained
+            .lock()
+            .map_or(true, |store| store.get(filter).is_none())
+    {
         return;
     }
-    let snapshot = store.stamp();
-    drop(store);
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return;
     };
@@ -174,21 +189,36 @@ fn put_back(shard: &mut Shard, session_id: u32, streams: Box<Streams>) {
     }
 }
 
-/// A live message on `topic` is about to be delivered to session `session_id`: each of its
-/// streams that will still send `topic`'s retained message sends it now, first, so that the
-/// topic's messages arrive in order, and skips it later.
-pub(crate) fn before_live(shard: &mut Shard, session_id: u32, topic: &str, now_ms: u64) {
-    let owed = shard
+/// A live message on `topic` (its shared copy `live`, if made) is about to be delivered to
+/// session `session_id`: each of its streams that will still send `topic`'s retained message
+/// sends it now, first, so that the topic's messages arrive in order, and skips it later.
+///
+/// Returns whether the live message is still to be delivered: not when it is itself a
+/// retained message one of the session's streams sends or has sent (stored by another loop
+/// before the SUBSCRIBE's stamp, forwarded here after it: the client gets it once).
+pub(crate) fn before_live(
+    shard: &mut Shard,
+    session_id: u32,
+    topic: &str,
+    live: Option<&SharedMessage>,
+    now_ms: u64,
+) -> bool {
+    let Some(streams) = shard
         .sessions
         .get(session_id)
         .and_then(|s| s.extras())
         .and_then(|e| e.retained.as_deref())
-        .is_some_and(|streams| streams.live().any(|s| s.owes(topic)));
-    if !owed {
-        return;
+    else {
+        return true;
+    };
+    if live.is_some_and(|m| m.retain) && streamed(shard, streams, topic, live) {
+        return false;
+    }
+    if !streams.live().any(|s| s.owes(topic)) {
+        return true;
     }
     let Some(mut streams) = take(shard, session_id) else {
-        return;
+        return true;
     };
     for stream in streams.live_mut().filter(|s| s.owes(topic)) {
         if stream.sent_ahead.len() >= MAX_SENT_AHEAD_TOPICS {
@@ -211,6 +241,28 @@ pub(crate) fn before_live(shard: &mut Shard, session_id: u32, topic: &str, now_m
         send(shard, session_id, stream, &message, now_ms);
     }
     put_back(shard, session_id, streams);
+    true
+}
+
+/// Whether `live` is the message the store holds for `topic`, stored before the snapshot
+/// of one of `streams` whose filter matches it (so that stream sends or sent it).
+fn streamed(shard: &Shard, streams: &Streams, topic: &str, live: Option<&SharedMessage>) -> bool {
+    let Some(live) = live else {
+        return false;
+    };
+    let Some(snapshot) = streams
+        .live()
+        .filter(|s| matches(&s.filter, topic))
+        .map(|s| s.snapshot)
+        .max()
+    else {
+        return false;
+    };
+    shard.shared.retained.lock().is_ok_and(|store| {
+        store
+            .get_stamped(topic)
+            .is_some_and(|(stamp, stored)| stamp <= snapshot && Arc::ptr_eq(stored, live))
+    })
 }
 
 /// Sends one retained message of `stream` (the caller checked it can go, or accepts that
