@@ -74,7 +74,7 @@ pub const RETAINED_TURN_NODES: usize = 64 * RETAINED_BATCH_NODES;
 /// sent without its retained message first, which the stream then sends when it gets there.
 pub const MAX_SENT_AHEAD_TOPICS: usize = 4096;
 
-/// A loop's side of the streams: the connections waiting for the next turn, the turn
+/// A loop's side of the streams: the sessions waiting for the next turn, the turn
 /// count, and scratch space reused by every batch.
 #[derive(Debug, Default)]
 pub(crate) struct LoopStreams {
@@ -362,14 +362,24 @@ struct Room {
 impl Room {
     /// What `key`'s client can take now, or `None` while its queue is not empty (queued
     /// messages go first).
+    ///
+    /// While messages are in flight and less than half the window is free, there is no room
+    /// either: each acknowledgement would otherwise start a walk of the store (a lock and a
+    /// seek) for one message; waiting for half the window makes it one walk per half
+    /// window, and the acknowledgements still due wake the stream.
     fn now(shard: &Shard, key: ConnId, session_id: u32) -> Option<Room> {
         let traffic = shard.sessions.get(session_id)?.traffic();
         if !traffic.queue.is_empty() {
             return None;
         }
+        let window = delivery::window(shard, key);
+        let slots = window.saturating_sub(traffic.inflight.len());
+        if !traffic.inflight.is_empty() && slots < window.div_ceil(2) {
+            return None;
+        }
         let output = shard.pool.get(key).ok()?.output.len();
         Some(Room {
-            slots: delivery::window(shard, key).saturating_sub(traffic.inflight.len()),
+            slots,
             bytes: shard.config.max_output_buffer_bytes.saturating_sub(output),
             empty: output == 0,
         })
