@@ -30,20 +30,36 @@ pub(crate) fn route_local_publish(
         expires_at_ms,
         shared: &mut shared,
     };
-    let mut forward = std::mem::take(&mut shard.forward_scratch);
-    forward.clear();
-    if publish.retain {
-        retain(shard, &mut outgoing, &mut forward);
-    } else {
-        loops_to_forward_to(shard, &mut forward);
-    }
+    // A retained PUBLISH decides where it goes under the store's lock (`retain`).
+    let decided = publish.retain.then(|| {
+        let mut loops = std::mem::take(&mut shard.forward_scratch);
+        loops.clear();
+        retain(shard, &mut outgoing, &mut loops);
+        loops
+    });
     deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
     groups::route(shard, &mut outgoing, now_ms);
-    for &to in &forward {
-        let message = outgoing.shared();
-        shard.actions.push_back(Action::Forward { to, message });
+    match decided {
+        Some(loops) => {
+            for &to in &loops {
+                forward(shard, &mut outgoing, to);
+            }
+            shard.forward_scratch = loops;
+        }
+        None => {
+            for to in 0..shard.loops {
+                if to != shard.loop_index && shard.shared.has_subscribers(to) {
+                    forward(shard, &mut outgoing, to);
+                }
+            }
+        }
     }
-    shard.forward_scratch = forward;
+}
+
+/// Gives loop `to` the shared copy of the message.
+fn forward(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, to: usize) {
+    let message = outgoing.shared();
+    shard.actions.push_back(Action::Forward { to, message });
 }
 
 /// The other loops that hold any subscription (they get a copy of the message).
