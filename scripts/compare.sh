@@ -78,18 +78,6 @@ pids=()
 . "$root/scripts/lib.sh"
 trap cleanup EXIT
 
-wait_port() {
-    local port=$1
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$port" >&2
-    return 1
-}
-
 # Where each running broker listens (v5: rumqttd's MQTT 5 listener) and its PID.
 declare -A port v5_port pid
 
@@ -168,9 +156,7 @@ printf '%s\n' "${brokers[*]}" >"$results/brokers"
 
 n=0
 for spec in "$@"; do
-    name="${spec%%:*}"
-    flags=""
-    [[ "$spec" == *:* ]] && flags="${spec#*:}"
+    split_spec "$spec"
     n=$((n + 1))
     echo "$spec" >"$results/$n.spec"
     for round in $(seq "$runs"); do

@@ -1,6 +1,6 @@
 # Shared by the scripts that start processes (source it; not meant to run on its own).
 # Expects `work` (a temp dir) and `pids` (an array of PIDs this script started).
-# shellcheck shell=bash disable=SC2154
+# shellcheck shell=bash disable=SC2154,SC2034
 
 # A loopback TCP port that was free a moment ago.
 free_port() {
@@ -17,4 +17,49 @@ cleanup() {
     wait "${pid}" 2>/dev/null || true
   done
   rm -rf "${work}"
+}
+
+# Waits until something listens on 127.0.0.1:PORT (10 s at most).
+wait_port() {
+  local port=$1
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:${port}" >&2
+  return 1
+}
+
+# Builds the release broker and harness in ROOT unless SKIP_BUILD=1, and checks that
+# Mosquitto (the peer of the comparison scripts) is installed.
+prepare_comparison() {
+  local root=$1
+  if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    (cd "${root}" && cargo build --release -p starling -p starling-loadtest)
+  fi
+  command -v mosquitto >/dev/null || {
+    echo "mosquitto is not installed (apt-get install mosquitto)" >&2
+    exit 2
+  }
+}
+
+# For the comparison scripts: the temp dir `work`, the results dir `results` (RESULTS_DIR,
+# or one under `work`) and the list `pids`; on exit those PIDs are stopped and `work` goes.
+open_workspace() {
+  work="$(mktemp -d)"
+  results="${RESULTS_DIR:-${work}/results}"
+  mkdir -p "${results}"
+  pids=()
+  trap cleanup EXIT
+}
+
+# Splits a SCENARIO[:FLAGS] spec of the comparison scripts into `name` and `flags`.
+split_spec() {
+  name="${1%%:*}"
+  flags=""
+  if [[ "$1" == *:* ]]; then
+    flags="${1#*:}"
+  fi
 }

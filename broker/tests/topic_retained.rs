@@ -1,9 +1,13 @@
 //! The retained-message store: set, replace, clear, and matching by filter (wildcards, `$`
-//! topics, empty levels), plus a property test against brute-force `matches`.
+//! topics, empty levels), plus property tests against brute-force `matches`: for a whole
+//! walk, and for a walk cut into pieces while the store changes between them.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 use proptest::prelude::*;
+use starling::topic::retained::{Cursor, level_order};
 use starling::topic::{RetainedStore, matches, validate_topic_filter, validate_topic_name};
 
 fn found(store: &RetainedStore<u32>, filter: &str) -> Vec<(String, u32)> {
@@ -121,6 +125,41 @@ fn wide_levels_are_found_and_emptied() {
     assert_eq!((store.len(), store.node_count()), (0, 0));
 }
 
+#[test]
+fn a_walk_over_a_wide_level_resumes_in_bounded_pieces() {
+    let mut store = RetainedStore::new();
+    let n = 20_000u32;
+    for i in 0..n {
+        store.set(&format!("ret/{i}"), i).expect("shallow topic");
+    }
+    let snapshot = store.stamp();
+    let mut cursor = Cursor::new();
+    let (mut seen, mut calls) = (0u32, 0);
+    let mut last: Option<String> = None;
+    while !cursor.is_done() {
+        calls += 1;
+        let mut taken = 0;
+        store.scan("ret/#", &mut cursor, snapshot, 1000, |topic, _| {
+            if taken == 256 {
+                return ControlFlow::Break(());
+            }
+            taken += 1;
+            if let Some(previous) = &last {
+                assert_eq!(level_order(previous, topic), Ordering::Less);
+            }
+            last = Some(topic.to_owned());
+            seen += 1;
+            ControlFlow::Continue(())
+        });
+        // A topic set after the walk began is not reported by it.
+        store
+            .set(&format!("ret/new{calls}"), 0)
+            .expect("shallow topic");
+    }
+    assert_eq!(seen, n);
+    assert!(calls >= n / 256, "{calls} calls");
+}
+
 fn literal() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec!["a", "b", "", "$SYS", "$x", "é", "日本"])
 }
@@ -171,5 +210,85 @@ proptest! {
             prop_assert!(store.remove(topic).is_some());
         }
         prop_assert_eq!((store.len(), store.node_count()), (0, 0));
+    }
+}
+
+/// One change to the store between two pieces of a walk: set (`Some`) or remove (`None`).
+fn change() -> impl Strategy<Value = (String, Option<u32>)> {
+    (name(), any::<Option<u32>>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A walk cut into pieces (a budget of nodes, a number of matches taken before the next
+    /// is refused) with the store changing between pieces reports, in level order and once
+    /// each, every matching topic it could: present when the walk began, and not set or
+    /// removed meanwhile; never a value stored after it began.
+    #[test]
+    fn a_walk_in_pieces_survives_changes(
+        initial in prop::collection::vec((name(), any::<u32>()), 0..30),
+        filter in filter(),
+        pieces in prop::collection::vec((1usize..5, 0usize..4, prop::option::of(change())), 1..40),
+    ) {
+        let mut store = RetainedStore::new();
+        let mut model = BTreeMap::new();
+        for (topic, value) in &initial {
+            store.set(topic, *value).expect("shallow topic");
+            model.insert(topic.clone(), *value);
+        }
+        let snapshot = store.stamp();
+        let mut touched = BTreeSet::new();
+        let mut cursor = Cursor::new();
+        let mut reported: Vec<(String, u32)> = Vec::new();
+        let mut refused: Option<String> = None;
+        let mut piece = pieces.iter().cycle();
+        let mut calls = 0;
+        while !cursor.is_done() {
+            calls += 1;
+            prop_assert!(calls < 10_000, "the walk makes no progress");
+            let &(budget, take, ref change) = piece.next().expect("cycled");
+            let mut taken = 0;
+            let mut first = true;
+            let visited = store.scan(&filter, &mut cursor, snapshot, budget, |topic, value| {
+                // A topic refused last time is the first one offered again.
+                if first && let Some(r) = refused.take() {
+                    assert!(r == topic || touched.contains(&r), "{r} refused, {topic} offered");
+                }
+                first = false;
+                if taken == take && take > 0 {
+                    refused = Some(topic.to_owned());
+                    return ControlFlow::Break(());
+                }
+                taken += 1;
+                reported.push((topic.to_owned(), *value));
+                ControlFlow::Continue(())
+            });
+            prop_assert!(visited <= budget, "{} nodes visited on a budget of {}", visited, budget);
+            for (topic, _) in &reported {
+                prop_assert!(cursor.has_passed(topic), "{} not passed", topic);
+            }
+            if let Some((topic, value)) = change {
+                touched.insert(topic.clone());
+                match value {
+                    Some(v) => { store.set(topic, *v).expect("shallow topic"); }
+                    None => { store.remove(topic); }
+                }
+            }
+            prop_assert_eq!(store.check_invariants(), Ok(()));
+        }
+        for pair in reported.windows(2) {
+            prop_assert_eq!(level_order(&pair[0].0, &pair[1].0), Ordering::Less, "{:?}", pair);
+        }
+        for (topic, value) in &reported {
+            prop_assert!(matches(&filter, topic));
+            prop_assert_eq!(model.get(topic), Some(value), "{} reported with a newer value", topic);
+        }
+        let reported: BTreeMap<String, u32> = reported.into_iter().collect();
+        for (topic, value) in &model {
+            if matches(&filter, topic) && !touched.contains(topic) {
+                prop_assert_eq!(reported.get(topic), Some(value), "{} missed", topic);
+            }
+        }
     }
 }

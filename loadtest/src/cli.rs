@@ -21,6 +21,10 @@ pub const DEFAULT_INFLIGHT: usize = 10;
 pub const DEFAULT_CONNECT_CONCURRENCY: usize = 100;
 /// Default keep-alive the clients ask for, seconds.
 pub const DEFAULT_KEEP_ALIVE_SECS: u16 = 60;
+/// Default filters each client subscribes to (subscribe).
+pub const DEFAULT_FILTERS_PER_CLIENT: usize = 1000;
+/// Default filters in one SUBSCRIBE / UNSUBSCRIBE packet (subscribe).
+pub const DEFAULT_FILTERS_PER_PACKET: usize = 100;
 
 const ABOUT: &str = "Load harness for MQTT 3.1.1 and 5.0 brokers (Starling, Mosquitto, any other).";
 
@@ -43,6 +47,16 @@ SCENARIOS (the field's standard shapes; QoS, payload, rates, counts and duration
            $share/lt/PREFIX/shared/+ (use --protocol 5; tcp only). Each message must reach
            exactly one member: loss and duplication are counted across the group, order
            within each member, and the report gives each member's count and the balance.
+  retained --messages N retained messages PREFIX/ret/0..N-1 (--payload-bytes each, any size;
+           default 100000) are stored at --qos (0 or 1), then one new client subscribes to
+           PREFIX/ret/# and reads until it has them all (or --drain-secs pass). Measures the
+           time to the first and the last, what arrived (distinct, duplicated, missing,
+           without RETAIN), the broker's RSS loaded and at its peak while delivering
+           (--broker-pid), and a bystander's probe round trips meanwhile. tcp only.
+  subscribe --clients C each subscribe to --filters F filters of their own, --filters-per-packet
+           to a SUBSCRIBE, pipelined, then unsubscribe from them all. Measures the time per
+           subscription and per removal, the broker's RSS per subscription (--broker-pid),
+           refusals, and a bystander's probes. tcp only.
 
 Publishers publish for --duration-secs at --rate messages/s in total (0 = as fast as TCP
 backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged). Then the
@@ -98,6 +112,10 @@ pub enum Scenario {
     Churn,
     /// Publishers to one shared-subscription group (MQTT 5 `$share`).
     Shared,
+    /// A large retained set delivered to one new subscriber.
+    Retained,
+    /// Many subscriptions made and removed.
+    Subscribe,
 }
 
 /// The harness's flags.
@@ -190,6 +208,12 @@ pub struct Args {
     /// conn: subscribe every client to its own topic PREFIX/c/N.
     #[arg(long)]
     pub subscribe: bool,
+    /// subscribe: filters each client subscribes to.
+    #[arg(long, default_value_t = DEFAULT_FILTERS_PER_CLIENT)]
+    pub filters: usize,
+    /// subscribe: filters in one SUBSCRIBE / UNSUBSCRIBE packet.
+    #[arg(long, default_value_t = DEFAULT_FILTERS_PER_PACKET)]
+    pub filters_per_packet: usize,
     /// conn/churn: hold the clients this long after the last CONNACK, seconds.
     #[arg(long, default_value_t = 0)]
     pub hold_secs: u64,

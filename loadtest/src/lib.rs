@@ -12,20 +12,23 @@
 //!
 //! Scenarios ([`plan`]) are the field's standard shapes: `conn`, `fanin`, `fanout`, `p2p`,
 //! `churn`, and `shared` (publishers to one MQTT 5 `$share` group: loss and duplication
-//! counted across the group, each member's share and the balance reported). Every payload
-//! carries a timestamp and a (publisher, sequence) pair ([`track`]), so the report has
-//! end-to-end latency percentiles (hdrhistogram) and exact counts of missing, duplicated and
-//! out-of-order messages. After publishing the harness drains until every delivery arrived,
-//! deliveries stopped, or a deadline passed ([`drain`]), and says whether what is missing
-//! was dropped or not delivered by the deadline. With `--broker-pid` the broker's RSS and
-//! CPU are read from /proc ([`procstat`]). A probe thread ([`stalls`]) records how late the
-//! machine wakes a sleeping thread during the run, so a latency tail that is the machine's
-//! shows.
+//! counted across the group, each member's share and the balance reported); [`bulk`] adds
+//! `retained` (a large retained set to one new subscriber) and `subscribe` (many
+//! subscriptions from few clients), which move much state through few blocking clients.
+//! Every payload carries a timestamp and a (publisher, sequence) pair ([`track`]), so the
+//! report has end-to-end latency percentiles (hdrhistogram) and exact counts of missing,
+//! duplicated and out-of-order messages. After publishing the harness drains until every
+//! delivery arrived, deliveries stopped, or a deadline passed ([`drain`]), and says whether
+//! what is missing was dropped or not delivered by the deadline. With `--broker-pid` the
+//! broker's RSS and CPU are read from /proc ([`procstat`]). A probe thread ([`stalls`])
+//! records how late the machine wakes a sleeping thread during the run, so a latency tail
+//! that is the machine's shows.
 //!
 //! [`floor`] is the `starling-floor` server: the least any MQTT server must do per
 //! connection (fixed CONNACK/SUBACK, no sessions), to measure what the machine allows.
 
 pub mod alloc_count;
+pub mod bulk;
 pub mod cli;
 pub mod drain;
 pub mod floor;
@@ -92,6 +95,18 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
              messages between shards for shared-subscription groups yet)"
                 .into(),
         ));
+    }
+    let bulk = matches!(args.scenario, Scenario::Retained | Scenario::Subscribe);
+    if bulk && args.transport == Transport::Sim {
+        return Err(RunError::Usage(format!(
+            "`{:?}` runs on the tcp transport only",
+            args.scenario
+        )));
+    }
+    match args.scenario {
+        Scenario::Retained => return bulk::retained::run(args),
+        Scenario::Subscribe => return bulk::subscribe::run(args),
+        _ => {}
     }
     if args.payload_bytes < track::MIN_PAYLOAD_BYTES {
         return Err(RunError::Usage(format!(

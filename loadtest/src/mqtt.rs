@@ -47,6 +47,7 @@ mod first {
     pub const PUBREL: u8 = 0x62;
     pub const PUBCOMP: u8 = 0x70;
     pub const SUBSCRIBE: u8 = 0x82;
+    pub const UNSUBSCRIBE: u8 = 0xA2;
     pub const PINGREQ: u8 = 0xC0;
     pub const DISCONNECT: u8 = 0xE0;
 }
@@ -99,13 +100,45 @@ pub fn connect(
 /// Appends a SUBSCRIBE to one filter (MQTT 5: options No Local 0, Retain As Published 0,
 /// Retain Handling 0).
 pub fn subscribe(out: &mut Vec<u8>, protocol: Protocol, packet_id: u16, filter: &str, qos: u8) {
+    subscribe_many(out, protocol, packet_id, &[filter], qos);
+}
+
+/// Appends a SUBSCRIBE to several filters, each at `qos` (MQTT 5 options as [`subscribe`]).
+pub fn subscribe_many<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    packet_id: u16,
+    filters: &[S],
+    qos: u8,
+) {
     let props = protocol.no_properties();
+    let entries: usize = filters.iter().map(|f| 2 + f.as_ref().len() + 1).sum();
     out.push(first::SUBSCRIBE);
-    put_len(out, 2 + props.len() + 2 + filter.len() + 1);
+    put_len(out, 2 + props.len() + entries);
     out.extend_from_slice(&packet_id.to_be_bytes());
     out.extend_from_slice(props);
-    put_str(out, filter.as_bytes());
-    out.push(qos);
+    for filter in filters {
+        put_str(out, filter.as_ref().as_bytes());
+        out.push(qos);
+    }
+}
+
+/// Appends an UNSUBSCRIBE from several filters.
+pub fn unsubscribe_many<S: AsRef<str>>(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    packet_id: u16,
+    filters: &[S],
+) {
+    let props = protocol.no_properties();
+    let entries: usize = filters.iter().map(|f| 2 + f.as_ref().len()).sum();
+    out.push(first::UNSUBSCRIBE);
+    put_len(out, 2 + props.len() + entries);
+    out.extend_from_slice(&packet_id.to_be_bytes());
+    out.extend_from_slice(props);
+    for filter in filters {
+        put_str(out, filter.as_ref().as_bytes());
+    }
 }
 
 /// Appends a PUBLISH. `packet_id` is ignored at QoS 0.
@@ -117,9 +150,22 @@ pub fn publish(
     packet_id: u16,
     payload: &[u8],
 ) {
+    publish_with(out, protocol, topic, qos, false, packet_id, payload);
+}
+
+/// Appends a PUBLISH with the RETAIN flag set (or not). `packet_id` is ignored at QoS 0.
+pub fn publish_with(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    packet_id: u16,
+    payload: &[u8],
+) {
     let props = protocol.no_properties();
     let id_len = if qos > 0 { 2 } else { 0 };
-    out.push(first::PUBLISH | (qos << 1));
+    out.push(first::PUBLISH | (qos << 1) | u8::from(retain));
     put_len(out, 2 + topic.len() + id_len + props.len() + payload.len());
     put_str(out, topic.as_bytes());
     if qos > 0 {
@@ -178,6 +224,8 @@ pub enum Incoming<'a> {
         packet_id: u16,
         /// First return code (0x80 = refused).
         code: u8,
+        /// Return codes that refuse (0x80 and above).
+        refused: usize,
     },
     /// PUBLISH.
     Publish {
@@ -185,6 +233,8 @@ pub enum Incoming<'a> {
         topic: &'a [u8],
         /// QoS.
         qos: u8,
+        /// RETAIN.
+        retain: bool,
         /// Packet id (0 at QoS 0).
         packet_id: u16,
         /// Payload.
@@ -307,6 +357,7 @@ pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), Pa
             Incoming::Publish {
                 topic,
                 qos,
+                retain: byte0 & 1 == 1,
                 packet_id,
                 payload: &body[p.min(body.len())..],
             }
@@ -317,11 +368,13 @@ pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), Pa
         7 => Incoming::Ack(Ack::PubComp, id(body)?),
         9 => {
             let at = if v5 { 2 + properties_len(body, 2)? } else { 2 };
+            let codes = body.get(at..).unwrap_or_default();
             Incoming::SubAck {
                 packet_id: id(body)?,
-                code: *body
-                    .get(at)
+                code: *codes
+                    .first()
                     .ok_or_else(|| ParseError::Malformed("SUBACK without codes".into()))?,
+                refused: codes.iter().filter(|&&c| c >= 0x80).count(),
             }
         }
         11 => Incoming::UnsubAck,
@@ -354,6 +407,7 @@ mod tests {
                 Incoming::Publish {
                     topic: b"a/b",
                     qos: 1,
+                    retain: false,
                     packet_id: 7,
                     payload: &[1, 2, 3]
                 }
@@ -374,6 +428,7 @@ mod tests {
             Incoming::Publish {
                 topic: b"t",
                 qos: 0,
+                retain: false,
                 packet_id: 0,
                 payload: b"hi"
             }
@@ -385,7 +440,8 @@ mod tests {
             packet,
             Incoming::SubAck {
                 packet_id: 1,
-                code: 1
+                code: 1,
+                refused: 0
             }
         );
         // A server DISCONNECT is a packet in MQTT 5, malformed in 3.1.1.
@@ -414,6 +470,19 @@ mod tests {
         let mut sub = Vec::new();
         subscribe(&mut sub, Protocol::V5, 1, "f", 1);
         assert_eq!(sub, vec![0x82, 7, 0, 1, 0, 0, 1, b'f', 1]);
+        let mut unsub = Vec::new();
+        unsubscribe_many(&mut unsub, Protocol::V311, 2, &["f", "gh"]);
+        assert_eq!(unsub, vec![0xA2, 9, 0, 2, 0, 1, b'f', 0, 2, b'g', b'h']);
+        // A SUBACK granting one filter and refusing two.
+        let suback = [0x90, 5, 0, 3, 1, 0x80, 0x80];
+        assert_eq!(
+            parse(&suback, Protocol::V311).map(|p| p.0),
+            Ok(Incoming::SubAck {
+                packet_id: 3,
+                code: 1,
+                refused: 2
+            })
+        );
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
                 push(format!("{c}-pub-{i}"), None, Some(format!("{p}/p2p/{i}")));
             }
         }
+        // Planned by their own clients (`bulk`).
+        Scenario::Retained | Scenario::Subscribe => {}
     }
     set_audiences(&mut out);
     out

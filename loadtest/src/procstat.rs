@@ -59,6 +59,11 @@ pub struct PeakSampler {
 impl PeakSampler {
     /// Starts sampling `pid`.
     pub fn start(pid: u32) -> PeakSampler {
+        PeakSampler::start_every(pid, PEAK_SAMPLE_INTERVAL)
+    }
+
+    /// Starts sampling `pid` every `interval` (for phases shorter than a second).
+    pub fn start_every(pid: u32, interval: Duration) -> PeakSampler {
         let peak = Arc::new(AtomicU64::new(rss_bytes(pid).unwrap_or(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
@@ -69,7 +74,7 @@ impl PeakSampler {
                     if let Some(rss) = rss_bytes(pid) {
                         p.fetch_max(rss, Ordering::Relaxed);
                     }
-                    std::thread::sleep(PEAK_SAMPLE_INTERVAL);
+                    std::thread::sleep(interval);
                 }
             })
             .ok();

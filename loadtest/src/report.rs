@@ -284,15 +284,23 @@ pub struct Report {
     /// the machine's own scheduling tail, which no broker's latency can beat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timer_lateness: Option<Latency>,
+    /// `retained`: the retained set and its delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained: Option<crate::bulk::retained::RetainedRun>,
+    /// `subscribe`: subscriptions made and removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<crate::bulk::subscribe::SubscriptionRun>,
     /// Warnings and remarks.
     pub notes: Vec<String>,
 }
 
-fn mib(bytes: f64) -> String {
+/// Bytes as MiB, one decimal.
+pub fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / MIB)
 }
 
-fn lat(l: &Latency) -> String {
+/// A latency summary on one line.
+pub fn lat(l: &Latency) -> String {
     format!(
         "p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms (n={})",
         l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.count
@@ -418,6 +426,12 @@ impl Report {
                     "broker CPU       {cpu:.0} % of one core, {secs:.2} CPU-s (message phase)"
                 );
             }
+        }
+        if let Some(r) = &self.retained {
+            r.human(&mut out);
+        }
+        if let Some(s) = &self.subscriptions {
+            s.human(&mut out);
         }
         if let Some(l) = &self.timer_lateness {
             let _ = writeln!(

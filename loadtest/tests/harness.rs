@@ -76,6 +76,61 @@ fn fanin(target: SocketAddr, flags: &[&str]) -> Messages {
 }
 
 #[test]
+fn the_bulk_scenarios_count_a_retained_set_and_subscriptions_against_starling() {
+    let target = starling().to_string();
+    for qos in ["0", "1"] {
+        let report = starling_loadtest::run(&args(&[
+            "retained",
+            "--target",
+            &target,
+            "--messages",
+            "3000",
+            "--payload-bytes",
+            "16",
+            "--qos",
+            qos,
+            "--drain-secs",
+            "10",
+        ]))
+        .expect("the run completes");
+        let r = report.retained.expect("a retained run");
+        assert_eq!(
+            (r.distinct, r.duplicates, r.missing, r.without_retain),
+            (3000, 0, 0, 0),
+            "QoS {qos}"
+        );
+        assert_eq!(r.bystander.failed, 0);
+    }
+    let report = starling_loadtest::run(&args(&[
+        "subscribe",
+        "--target",
+        &target,
+        "--clients",
+        "3",
+        "--filters",
+        "500",
+        "--filters-per-packet",
+        "7",
+    ]))
+    .expect("the run completes");
+    let s = report.subscriptions.expect("a subscribe run");
+    assert_eq!((s.subscriptions, s.refused), (1500, 0));
+    assert!(s.per_subscribe_us > 0.0 && s.per_unsubscribe_us > 0.0);
+    // Past the broker's per-client limit (1024 by default) the rest is counted as refused.
+    let report = starling_loadtest::run(&args(&[
+        "subscribe",
+        "--target",
+        &target,
+        "--clients",
+        "1",
+        "--filters",
+        "1100",
+    ]))
+    .expect("the run completes");
+    assert_eq!(report.subscriptions.expect("a subscribe run").refused, 76);
+}
+
+#[test]
 fn counts_every_delivery_against_starling() {
     let target = starling().to_string();
     for (scenario, qos) in [("fanin", "1"), ("p2p", "0"), ("fanout", "2")] {

@@ -71,6 +71,7 @@ STARLING_OPTIONS = {
     # What one connection may pin
     "max_topic_alias_bytes",
     "max_client_id_length_bytes",
+    "max_subscriptions_per_client",
 }
 # Options Mosquitto can express: (config key, whether it goes in the listener block).
 MOSQUITTO_EQUIVALENTS = {

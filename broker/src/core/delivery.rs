@@ -13,6 +13,10 @@
 //! again when a queued message moves up), it is larger than the client's Maximum Packet
 //! Size (MQTT-3.1.2-25: dropped for that client only), and the client's Receive Maximum,
 //! which narrows the in-flight window (MQTT-3.3.4-9).
+//!
+//! Retained messages owed since a SUBSCRIBE never enter the queue: `pump` hands the
+//! connection to `retained_stream` once the queue is empty, which sends what fits, and
+//! `deliver` lets a stream send a topic's retained message before a live one on it.
 
 use crate::core::conn::{Conn, Phase};
 use crate::core::flow::Origin;
@@ -21,7 +25,7 @@ use crate::core::observe::DropReason;
 use crate::core::outbound::for_subscriber;
 use crate::core::session::{Inflight, InflightState, Queued, Session};
 use crate::core::subscription::SubIds;
-use crate::core::{ConnId, Message, Shard, flow, groups};
+use crate::core::{ConnId, Message, Shard, flow, groups, retained_stream};
 use crate::protocol::v5::{PublishV5, UNLIMITED_PACKET_SIZE_BYTES, publish_v5_len};
 use crate::protocol::{PacketType, ProtocolVersion, QoS, ReasonCode, publish_len};
 
@@ -86,14 +90,14 @@ fn online(session: &Session, shard_pool: &starling_pool::Pool<Conn>) -> Option<C
 }
 
 /// Whether `key`'s output can take `len` more bytes (one packet always fits an empty one).
-fn has_room(shard: &Shard, key: ConnId, len: usize) -> bool {
+pub(crate) fn has_room(shard: &Shard, key: ConnId, len: usize) -> bool {
     shard.pool.get(key).is_ok_and(|conn| {
         conn.output.is_empty() || conn.output.len() + len <= shard.config.max_output_buffer_bytes
     })
 }
 
 /// The in-flight window toward `key`'s client: ours, narrowed by its Receive Maximum.
-fn window(shard: &Shard, key: ConnId) -> usize {
+pub(crate) fn window(shard: &Shard, key: ConnId) -> usize {
     let client = shard
         .pool
         .get(key)
@@ -104,7 +108,7 @@ fn window(shard: &Shard, key: ConnId) -> usize {
 }
 
 /// Whether the message is past its Message Expiry Interval.
-fn expired(expires_at_ms: Option<u64>, now_ms: u64) -> bool {
+pub(crate) fn expired(expires_at_ms: Option<u64>, now_ms: u64) -> bool {
     expires_at_ms.is_some_and(|at| at <= now_ms)
 }
 
@@ -130,8 +134,38 @@ fn too_large_for(
     !publish_v5_len(&probe).is_ok_and(|len| len <= max)
 }
 
-/// Delivers `message` to session `session_id` as `grant` says.
+/// Whether a message of `len` bytes at `qos` can go to `session`'s client `key` now: nothing
+/// queued before it, room in the output, and for QoS 1/2 a free slot in the window.
+pub(crate) fn can_send_now(
+    shard: &Shard,
+    session: &Session,
+    key: ConnId,
+    qos: QoS,
+    len: usize,
+) -> bool {
+    let traffic = session.traffic();
+    let window_open = traffic.inflight.len() < window(shard, key);
+    traffic.queue.is_empty() && has_room(shard, key, len) && (qos == QoS::AtMostOnce || window_open)
+}
+
+/// Delivers `message` to session `session_id` as `grant` says, after the retained message
+/// of its topic if a retained stream of the session still owes it ([`retained_stream`]).
 pub(crate) fn deliver(
+    shard: &mut Shard,
+    session_id: u32,
+    message: &mut Outgoing<'_, '_>,
+    grant: Grant<'_>,
+    now_ms: u64,
+) {
+    let live = message.shared.as_ref();
+    if retained_stream::before_live(shard, session_id, message.view.topic, live, now_ms) {
+        send_or_queue(shard, session_id, message, grant, now_ms);
+    }
+}
+
+/// Sends `message` to session `session_id` now if it can go, else queues it (or drops it,
+/// counted).
+pub(crate) fn send_or_queue(
     shard: &mut Shard,
     session_id: u32,
     message: &mut Outgoing<'_, '_>,
@@ -159,12 +193,7 @@ pub(crate) fn deliver(
                 qos,
             )
             .unwrap_or(usize::MAX);
-            let traffic = session.traffic();
-            let window_open = traffic.inflight.len() < window(shard, key);
-            let can_send = traffic.queue.is_empty()
-                && has_room(shard, key, len)
-                && (qos == QoS::AtMostOnce || window_open);
-            can_send.then_some(key)
+            can_send_now(shard, session, key, qos, len).then_some(key)
         }
         // Offline: QoS 0 is not kept (MQTT-3.1.2-5 allows either; Mosquitto does not keep it).
         None if qos == QoS::AtMostOnce => {
@@ -384,6 +413,8 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
     if moved {
         flow::progressed(shard, session_id, now_ms);
     }
+    // Once the queue is empty, the retained messages still owed since a SUBSCRIBE.
+    retained_stream::pump(shard, key, session_id, now_ms);
 }
 
 /// A persistent session resumed: resend what was in flight (PUBLISH with DUP, or PUBREL),
@@ -411,45 +442,4 @@ pub(crate) fn resume(shard: &mut Shard, key: ConnId, now_ms: u64) {
         }
     }
     pump(shard, key, now_ms);
-}
-
-/// Sends the retained messages matching `filter` to the client of `key`, each at the lower
-/// of its QoS and `granted`, with RETAIN set (MQTT-3.3.1-8).
-pub(crate) fn send_retained(
-    shard: &mut Shard,
-    key: ConnId,
-    filter: &str,
-    grant: Grant<'_>,
-    now_ms: u64,
-) {
-    let Ok(conn) = shard.pool.get(key) else {
-        return;
-    };
-    let session_id = conn.session;
-    let mut matching: Vec<SharedMessage> = Vec::new();
-    let mut stale: Vec<Box<str>> = Vec::new();
-    if let Ok(mut retained) = shard.shared.retained.lock() {
-        retained.for_each_match(filter, |topic, message| {
-            if expired(message.expires_at_ms(), now_ms) {
-                stale.push(topic.into());
-            } else {
-                matching.push(message.clone());
-            }
-        });
-        // A retained message past its Message Expiry Interval is deleted (§3.3.2.3.3).
-        for topic in &stale {
-            retained.remove(topic);
-        }
-    }
-    for message in matching {
-        let qos = message.qos.min(grant.qos);
-        let mut slot = None;
-        let mut outgoing = Outgoing::of_shared(&message, qos, true, &mut slot);
-        let grant = Grant {
-            qos,
-            retain: true,
-            ..grant
-        };
-        deliver(shard, session_id, &mut outgoing, grant, now_ms);
-    }
 }

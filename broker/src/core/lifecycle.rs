@@ -259,10 +259,10 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
     let mut session = shard.sessions.remove(session_id);
     shard.released_bytes += session.pinned_bytes();
     let mut plain = Vec::with_capacity(session.subscriptions.len());
-    for (filter, _) in &session.subscriptions {
+    for (filter, _) in session.subscriptions.iter() {
         match crate::protocol::v5::parse_shared_filter(filter) {
             Ok(Some(shared)) => groups::leave(shard, session_id, shared),
-            _ => plain.push(&**filter),
+            _ => plain.push(filter),
         }
     }
     for filter in plain {

@@ -16,12 +16,15 @@
 //! - [`flow`]: holding back the publishers of a subscriber whose queue is filling.
 //! - [`gate`]: whether a connection may be read (flow-control holds, publish rate limits).
 //! - [`routing`]: a PUBLISH to every matching session, the retained store, other loops.
+//! - [`retained_stream`]: the retained messages owed since a SUBSCRIBE, sent as the
+//!   subscriber takes them.
 //! - [`lifecycle`]: closing connections, wills, ending sessions, timers.
 //! - [`outbound`]: one version-aware writer per packet kind (3.1.1 or MQTT 5 encoders), and
 //!   the Topic Aliases the broker uses toward v5 clients.
 //! - [`groups`]: shared subscriptions, one registry for all loops.
 //! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
-//!   Subscription Identifiers of a delivery.
+//!   Subscription Identifiers of a delivery; [`subscriptions`]: a session's own list of
+//!   them, a hash table once long.
 //! - [`refusals`]: turning newcomers away at the connection ceilings (shedding connections
 //!   idle before CONNECT first) and logging it as a summary.
 //! - [`peers`]: peer addresses of connections awaiting their CONNECT, for the connect log
@@ -53,10 +56,12 @@ pub mod observe;
 pub mod outbound;
 pub mod peers;
 pub mod refusals;
+pub mod retained_stream;
 pub mod routing;
 pub mod session;
 pub mod shared;
 pub mod subscription;
+pub mod subscriptions;
 pub mod summary;
 pub mod timers;
 
@@ -319,12 +324,16 @@ pub struct Shard {
     actions: VecDeque<Action>,
     dirty: Vec<ConnId>,
     route_scratch: Vec<(u32, SubOpts)>,
+    /// The loops a PUBLISH is forwarded to (`routing`).
+    forward_scratch: Vec<usize>,
     id_scratch: Vec<u32>,
     timer_scratch: Vec<(Key, u64)>,
     /// When the loop did not run (not counted against connections' deadlines).
     stalls: timers::Stalls,
     /// Congested sessions of this loop (`flow`).
     congested: Vec<flow::Congested>,
+    /// Retained streams waiting for a turn, and their scratch space.
+    retained: retained_stream::LoopStreams,
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
@@ -376,10 +385,12 @@ impl Shard {
             actions: VecDeque::new(),
             dirty: Vec::new(),
             route_scratch: Vec::new(),
+            forward_scratch: Vec::new(),
             id_scratch: Vec::new(),
             timer_scratch: Vec::new(),
             stalls: timers::Stalls::default(),
             congested: Vec::new(),
+            retained: retained_stream::LoopStreams::default(),
             next_sweep_ms: 0,
             next_assigned_id: 0,
             stats: ShardStats::default(),
@@ -633,6 +644,7 @@ impl Shard {
     /// a client whose PINGREQ waits unreported in its socket is not closed for silence.
     pub fn tick_with(&mut self, now_ms: u64, deadlines: Deadlines) -> Option<u64> {
         flow::refresh(self, now_ms);
+        let streaming = retained_stream::on_tick(self, now_ms);
         if deadlines == Deadlines::Enforce {
             lifecycle::expire_timers(self, now_ms);
         }
@@ -658,7 +670,7 @@ impl Shard {
         }
         next = next.min(self.next_sweep_ms);
         next = next.min(self.refusal_log.due_ms().unwrap_or(u64::MAX));
-        if self.pool.preheat_pending() > 0 {
+        if self.pool.preheat_pending() > 0 || streaming {
             next = now_ms;
         }
         Some(next)

@@ -46,31 +46,51 @@ pub(crate) fn route_local_publish(
             conn,
         }),
     };
+    // A retained PUBLISH decides where it goes under the store's lock (`retain`).
+    let mut loops = std::mem::take(&mut shard.forward_scratch);
+    loops.clear();
     if publish.retain {
-        retain(shard, &mut outgoing);
+        retain(shard, &mut outgoing, &mut loops);
     }
     let mut matched = deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
     matched |= groups::route(shard, &mut outgoing, now_ms);
-    // The topic's bits are computed once, and only if another loop holds a subscription.
+    if !publish.retain {
+        loops_to_forward_to(shard, outgoing.view.topic, &mut loops);
+    }
+    for &to in &loops {
+        forward(shard, &mut outgoing, to);
+    }
+    matched |= !loops.is_empty();
+    shard.forward_scratch = loops;
+    matched
+}
+
+/// Gives loop `to` the shared copy of the message, with who published it.
+fn forward(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, to: usize) {
+    let message = outgoing.shared();
+    let origin = outgoing.origin;
+    shard.actions.push_back(Action::Forward {
+        to,
+        message,
+        origin,
+    });
+}
+
+/// The other loops whose summary says they may hold a subscription matching `topic` (they
+/// get a copy of the message). The topic's bits are computed once, and only if another
+/// loop holds a subscription at all.
+fn loops_to_forward_to(shard: &Shard, topic: &str, into: &mut Vec<usize>) {
     let mut topic_bits = None;
     for to in 0..shard.loops {
         let held = shard.shared.summary(to);
         if to == shard.loop_index || held == 0 {
             continue;
         }
-        let bits = *topic_bits.get_or_insert_with(|| summary::topic_bits(outgoing.view.topic));
+        let bits = *topic_bits.get_or_insert_with(|| summary::topic_bits(topic));
         if held & bits != 0 {
-            let message = outgoing.shared();
-            let origin = outgoing.origin;
-            shard.actions.push_back(Action::Forward {
-                to,
-                message,
-                origin,
-            });
-            matched = true;
+            into.push(to);
         }
     }
-    matched
 }
 
 /// A PUBLISH forwarded by another loop (already retained there).
@@ -100,14 +120,24 @@ pub(crate) fn route_remote_shared(
     groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
 }
 
-/// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11).
-fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>) {
+/// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11), and
+/// finds the loops to forward the message to while the store is locked.
+///
+/// A SUBSCRIBE publishes its loop's subscription count and takes the store's stamp under the
+/// same lock (`retained_stream::subscriptions_published`), so the two cannot interleave: a
+/// message stored before the stamp is sent by the new subscription's retained stream and,
+/// if that loop had no subscription before, not forwarded to it; one stored after is
+/// forwarded and delivered live, and the stream skips it. Either way it arrives once.
+fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, forward: &mut Vec<usize>) {
     let topic = outgoing.view.topic;
     let clear = outgoing.view.payload.is_empty();
     let message = (!clear).then(|| outgoing.shared());
-    let Ok(mut store) = shard.shared.retained.lock() else {
+    let shared = std::sync::Arc::clone(&shard.shared);
+    let Ok(mut store) = shared.retained.lock() else {
+        loops_to_forward_to(shard, topic, forward);
         return;
     };
+    loops_to_forward_to(shard, topic, forward);
     match message {
         None => {
             store.remove(topic);

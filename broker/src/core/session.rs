@@ -16,7 +16,9 @@ use crate::core::conn::PendingWill;
 use crate::core::directory::Directory;
 use crate::core::groups::Presence;
 use crate::core::message::SharedMessage;
-use crate::core::subscription::{SubIds, SubOpts};
+use crate::core::retained_stream::Streams;
+use crate::core::subscription::SubIds;
+use crate::core::subscriptions::Subscriptions;
 use crate::protocol::QoS;
 use std::sync::Arc;
 
@@ -141,6 +143,7 @@ static NO_TRAFFIC: Traffic = Traffic {
         delayed_will: None,
         expiry_due_ms: 0,
         presence: None,
+        retained: None,
     },
 };
 
@@ -154,6 +157,8 @@ pub struct SessionExtras {
     /// The session's load and presence as the members of its shared subscriptions'
     /// groups see it (set once the session joins a group).
     pub presence: Option<Arc<Presence>>,
+    /// The retained messages its subscriptions are still owed (`core::retained_stream`).
+    pub retained: Option<Box<Streams>>,
 }
 
 /// One client's session.
@@ -169,7 +174,7 @@ pub struct Session {
     /// The last packet id used toward the client.
     pub last_packet_id: u16,
     /// Its subscriptions (filter, options), mirrored in the loop's index.
-    pub subscriptions: Vec<(Box<str>, SubOpts)>,
+    pub subscriptions: Subscriptions,
     /// Whether a dropped message was logged for this session already (drops are counted
     /// every time, logged once).
     pub drop_logged: bool,
@@ -187,7 +192,7 @@ impl Session {
             conn: None,
             expiry_secs,
             last_packet_id: 0,
-            subscriptions: Vec::new(),
+            subscriptions: Subscriptions::default(),
             drop_logged: false,
             congested: false,
             overflow_logged: false,
@@ -231,24 +236,17 @@ impl Session {
         self.traffic.get_or_insert_with(Box::default)
     }
 
-    /// Adds a subscription to the session's list, growing it one entry at a time for the
-    /// first few (most clients hold one or two; `Vec`'s first growth would reserve four).
-    pub fn add_subscription(&mut self, filter: &str, opts: SubOpts) {
-        if self.subscriptions.len() < SUBSCRIPTIONS_EXACT_GROWTH_UNTIL {
-            self.subscriptions.reserve_exact(1);
-        }
-        self.subscriptions.push((filter.into(), opts));
-    }
-
     /// Bytes of variable-size state the session holds beside its slab slot (client id,
-    /// subscription list, traffic and what it queues): what ending it gives back to the
+    /// subscriptions, traffic and what it queues): what ending it gives back to the
     /// allocator (an estimate: shared messages are counted whole, allocator overhead left
     /// out).
     pub fn pinned_bytes(&self) -> usize {
         let filters: usize = self
             .subscriptions
             .iter()
-            .map(|(filter, _)| filter.len() + std::mem::size_of::<(Box<str>, SubOpts)>())
+            .map(|(filter, _)| {
+                filter.len() + std::mem::size_of::<(Box<str>, crate::core::subscription::SubOpts)>()
+            })
             .sum();
         let traffic = self
             .traffic
@@ -283,9 +281,6 @@ impl Session {
 /// The session slab and id table give their capacity back when it is at least this many
 /// times what they hold (after a spike of clients has gone).
 pub const SHRINK_WHEN_CAPACITY_OVER_LEN: usize = 4;
-
-/// Up to this many subscriptions a session's list grows exactly; beyond, amortised.
-const SUBSCRIPTIONS_EXACT_GROWTH_UNTIL: usize = 4;
 
 /// All sessions of one event loop.
 pub struct Sessions {

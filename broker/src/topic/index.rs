@@ -45,6 +45,7 @@
 //!   skipping offline sessions. The `$` rule applies to `{filter}` (`$share/g/#` does not
 //!   match `$SYS/x`), and retained messages are not sent to shared subscriptions.
 
+use std::hash::Hash;
 use std::str::Split;
 
 use super::children::{Children, with_level};
@@ -87,21 +88,22 @@ impl<S, O> Default for Node<S, O> {
 /// valid ([`validate_topic_name`]); debug builds assert it.
 ///
 /// Costs: subscribe and unsubscribe walk the filter's levels (a binary search or a hash
-/// lookup per level) plus a linear scan of the subscribers of that one filter; matching a
-/// name visits only the trie nodes that match a prefix of it.
+/// lookup per level), then find the subscriber among that filter's (a scan of at most a few
+/// dozen, a hash lookup past that): independent of how many subscriptions the index or the
+/// subscriber holds. Matching a name visits only the trie nodes that match a prefix of it.
 #[derive(Debug)]
 pub struct SubscriptionIndex<S, O> {
     root: Node<S, O>,
     len: usize,
 }
 
-impl<S: Copy + Eq, O: Copy> Default for SubscriptionIndex<S, O> {
+impl<S: Copy + Eq + Hash, O: Copy> Default for SubscriptionIndex<S, O> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<S: Copy + Eq, O: Copy> SubscriptionIndex<S, O> {
+impl<S: Copy + Eq + Hash, O: Copy> SubscriptionIndex<S, O> {
     /// An empty index; allocates nothing until the first subscription.
     pub fn new() -> Self {
         SubscriptionIndex {
@@ -250,7 +252,7 @@ impl<S: Copy + Eq, O: Copy> SubscriptionIndex<S, O> {
     }
 }
 
-impl<S: Copy + Eq, O: Copy> Node<S, O> {
+impl<S: Copy + Eq + Hash, O: Copy> Node<S, O> {
     fn is_empty(&self) -> bool {
         self.exact.is_empty()
             && self.multi.is_empty()

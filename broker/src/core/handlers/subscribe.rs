@@ -6,10 +6,9 @@
 
 use bumpalo::Bump;
 
-use crate::core::delivery::{self, Grant};
 use crate::core::input::Flow;
 use crate::core::subscription::SubOpts;
-use crate::core::{ConnId, Shard, groups, lifecycle};
+use crate::core::{ConnId, Shard, delivery, groups, lifecycle, retained_stream};
 use crate::protocol::v5::{RetainHandling, SubscriptionV5, parse_shared_filter};
 use crate::protocol::{QoS, ReasonCode};
 
@@ -33,32 +32,30 @@ pub(crate) fn handle_subscribe(
     {
         // The reason codes are per-packet scratch in the connection's arena.
         let mut codes = bumpalo::collections::Vec::with_capacity_in(subscriptions.len(), &arena);
-        let mut send_retained =
-            bumpalo::collections::Vec::with_capacity_in(subscriptions.len(), &arena);
+        // Per filter: whether retained messages are wanted, for a plain subscription made.
+        let mut retained = bumpalo::collections::Vec::with_capacity_in(subscriptions.len(), &arena);
         for s in subscriptions {
             let (code, new) = subscribe_one(shard, key, session_id, s, subscription_id);
             codes.push(code);
-            let wanted = new.is_some_and(|new| wants_retained(s.options.retain_handling, new));
-            send_retained.push(!code.is_error() && wanted);
+            let made = new.filter(|_| !code.is_error());
+            retained.push(made.map(|new| wants_retained(s.options.retain_handling, new)));
         }
-        shard.publish_subscriptions();
-        let answered = shard.write_suback(key, packet_id, &codes, &arena);
-        if !answered {
+        let snapshot = retained_stream::subscriptions_published(shard);
+        if !shard.write_suback(key, packet_id, &codes, &arena) {
             close_ack_too_large(shard, key, "SUBACK", now_ms);
-            send_retained.clear();
+            retained.clear();
         }
-        for ((code, s), send) in codes.iter().zip(subscriptions).zip(send_retained.iter()) {
-            if let (Some(qos), true) = (QoS::from_u8(code.as_u8()), *send) {
-                let ids = subscription_id.as_slice();
-                let grant = Grant {
-                    qos,
-                    retain: true,
-                    sub_ids: ids,
-                    group: None,
-                };
-                delivery::send_retained(shard, key, &s.filter, grant, now_ms);
+        // After the SUBACK (MQTT-3.3.1-6): the retained messages, as the client takes them.
+        for ((code, s), send) in codes.iter().zip(subscriptions).zip(retained.iter()) {
+            if let (Some(qos), Some(send), Some(snapshot)) =
+                (QoS::from_u8(code.as_u8()), *send, snapshot)
+            {
+                let filter = &s.filter;
+                let grant = (qos, subscription_id);
+                retained_stream::subscribed(shard, session_id, filter, grant, send, snapshot);
             }
         }
+        delivery::pump(shard, key, now_ms);
     }
     return_arena(shard, key, arena);
     flow_after(shard, key)
@@ -107,13 +104,8 @@ fn subscribe_one(
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return (ReasonCode::UnspecifiedError, None);
     };
-    let existing = session
-        .subscriptions
-        .iter()
-        .position(|(f, _)| &**f == filter);
-    if existing.is_none()
-        && session.subscriptions.len() >= shard.config.max_subscriptions_per_client
-    {
+    let existing = session.subscriptions.get(filter).is_some();
+    if !existing && session.subscriptions.len() >= shard.config.max_subscriptions_per_client {
         shard.stats.refused_subscriptions += 1;
         let why = &"max_subscriptions_per_client";
         log_refusal(shard, key, session_id, filter, why);
@@ -123,7 +115,7 @@ fn subscribe_one(
         Ok(None) => shard.index_subscribe(filter, session_id, opts).map(|_| ()),
         Ok(Some(shared)) => {
             groups::join(shard, session_id, shared, opts);
-            record(shard, session_id, existing, filter, opts);
+            record(shard, session_id, filter, opts);
             return (granted_code(granted), None);
         }
         Err(error) => {
@@ -133,8 +125,8 @@ fn subscribe_one(
     };
     match result {
         Ok(()) => {
-            record(shard, session_id, existing, filter, opts);
-            (granted_code(granted), Some(existing.is_none()))
+            record(shard, session_id, filter, opts);
+            (granted_code(granted), Some(!existing))
         }
         Err(error) => {
             log_refusal(shard, key, session_id, filter, &error);
@@ -144,18 +136,9 @@ fn subscribe_one(
 }
 
 /// Records a subscription in the session's own list (added or replaced).
-fn record(
-    shard: &mut Shard,
-    session_id: u32,
-    existing: Option<usize>,
-    filter: &str,
-    opts: SubOpts,
-) {
+fn record(shard: &mut Shard, session_id: u32, filter: &str, opts: SubOpts) {
     if let Some(session) = shard.sessions.get_mut(session_id) {
-        match existing {
-            Some(at) => session.subscriptions[at].1 = opts,
-            None => session.add_subscription(filter, opts),
-        }
+        session.subscriptions.insert(filter, opts);
     }
 }
 
@@ -237,18 +220,14 @@ pub(crate) fn unsubscribe_one(shard: &mut Shard, session_id: u32, filter: &str) 
     let Some(session) = shard.sessions.get_mut(session_id) else {
         return false;
     };
-    let Some(at) = session
-        .subscriptions
-        .iter()
-        .position(|(f, _)| &**f == filter)
-    else {
+    if session.subscriptions.remove(filter).is_none() {
         return false;
-    };
-    session.subscriptions.remove(at);
+    }
     match parse_shared_filter(filter) {
         Ok(Some(shared)) => groups::leave(shard, session_id, shared),
         _ => {
             shard.index_unsubscribe(filter, session_id);
+            retained_stream::unsubscribed(shard, session_id, filter);
         }
     }
     true
