@@ -68,13 +68,6 @@ impl Shared {
         self.group_count.store(count, Ordering::Release);
     }
 
-    /// Whether loop `index` holds any subscription.
-    pub fn has_subscribers(&self, index: usize) -> bool {
-        self.subscriptions_per_loop
-            .get(index)
-            .is_some_and(|n| n.load(Ordering::Relaxed) > 0)
-    }
-
     /// Loop `index`'s summary bits (`core::summary`): 0 when it holds no subscription. A
     /// topic whose `topic_bits` share none of them matches none of its subscriptions.
     pub fn summary(&self, index: usize) -> u64 {
