@@ -8,8 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use clap::{Parser, Subcommand};
 
 use crate::config::file::{
     ClientIdLength, Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs,
@@ -17,10 +16,7 @@ use crate::config::file::{
     OutputBytes, PacketSize, PositiveMillis, SysIntervalSecs, ThresholdPercent, TopicLength,
     TopicLevels,
 };
-use crate::config::{FileConfig, ListenerProtocol};
-
-/// The most event loops accepted.
-pub const MAX_EVENT_LOOPS: u16 = 1024;
+use crate::config::{FileConfig, ListenerProtocol, LogFormat, LogLevel, PoolPreset};
 
 /// Starling, an MQTT 3.1, 3.1.1 and 5.0 broker: one event loop per core, pooled connection
 /// state.
@@ -237,80 +233,6 @@ pub enum Command {
     },
 }
 
-/// `--pool-preset`, `pool.preset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PoolPreset {
-    /// 256 built at start, 10 000 preheated at most, 10 000 connections.
-    Small,
-    /// 2 048 built at start, 100 000 preheated at most, 100 000 connections.
-    Medium,
-    /// 10 000 built at start, 100 000 preheated at most, 1 000 000 connections.
-    Large,
-}
-
-/// `--log-level`, `server.log_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Warnings and errors.
-    Warn,
-    /// Start-up, refusals and closes for a reason (the default).
-    Info,
-    /// Every accept and close, with the peer address.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    /// The `tracing` level.
-    pub fn to_tracing(self) -> tracing::Level {
-        match self {
-            LogLevel::Error => tracing::Level::ERROR,
-            LogLevel::Warn => tracing::Level::WARN,
-            LogLevel::Info => tracing::Level::INFO,
-            LogLevel::Debug => tracing::Level::DEBUG,
-            LogLevel::Trace => tracing::Level::TRACE,
-        }
-    }
-
-    /// A plain level name (as in `RUST_LOG=debug`), case-insensitive.
-    pub fn parse_plain(text: &str) -> Option<LogLevel> {
-        LogLevel::from_str(text.trim(), true).ok()
-    }
-}
-
-/// `--log-format`, `server.log_format`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One human-readable line per event: time, level, target, message, then `key=value`
-    /// fields.
-    #[default]
-    Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, and `fields` with the
-    /// message and every field.
-    Json,
-}
-
-/// The default loop count: the cores this process may run on.
-pub fn default_event_loops() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, usize::from(MAX_EVENT_LOOPS))
-}
-
-/// The log level when none is configured: `RUST_LOG` if it is a plain level, else info.
-pub fn env_log_level() -> LogLevel {
-    std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| LogLevel::parse_plain(&v))
-        .unwrap_or(LogLevel::Info)
-}
-
 /// `--listen IP:PORT[,max_connections=N]`.
 fn parse_listener(text: &str) -> Result<ListenerSection, String> {
     let mut parts = text.split(',');
@@ -443,7 +365,7 @@ mod tests {
         assert!(clamped);
         assert_eq!(
             core.pool.max_live_objects,
-            crate::server::max_live_objects_per_loop(10, 2)
+            crate::config::sizing::max_live_objects_per_loop(10, 2)
         );
         assert!(core.pool.initial_objects <= core.pool.max_live_objects);
 
@@ -498,11 +420,5 @@ mod tests {
         let settings = cli.settings().expect("valid");
         assert_eq!(settings.listeners.len(), 2);
         assert_eq!(settings.listeners[1].max_connections, 5);
-    }
-
-    #[test]
-    fn log_level_names() {
-        assert_eq!(LogLevel::parse_plain("DEBUG"), Some(LogLevel::Debug));
-        assert_eq!(LogLevel::parse_plain("starling=debug"), None);
     }
 }

@@ -13,7 +13,10 @@
 //!   messages, keep-alive. Bytes in, bytes and actions out; no sockets, no clock.
 //! - [`server`]: the thin mio driver: one pinned event-loop thread per core around a shard,
 //!   admission limits, signals (graceful shutdown, live reload).
-//! - [`config`]: the TOML file, its validation and the resolved settings; reload diffing.
+//! - [`config`]: the TOML file, its validation and the resolved settings (with the value
+//!   types the command line shares and the sizing arithmetic the server builds its loops
+//!   to); reload diffing.
+//! - [`rlimit`]: reading and raising the open-file limit.
 //! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
 //! - [`manual`]: the manual pages, generated from the command line and the example
 //!   configuration.
@@ -24,5 +27,6 @@ pub mod core;
 pub mod manual;
 pub mod monitor;
 pub mod protocol;
+pub mod rlimit;
 pub mod server;
 pub mod topic;

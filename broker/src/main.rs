@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use signal_hook_mio::v1_0::Signals;
-use starling::cli::{Cli, Command, LogFormat, LogLevel};
-use starling::config::{Host, OpenFiles, load_fitted};
+use starling::cli::{Cli, Command};
+use starling::config::{Host, LogFormat, LogLevel, OpenFiles, load_fitted};
 use starling::server::supervisor::{SUPERVISED_SIGNALS, Supervisor};
 use starling::server::{self, ServerConfig};
 use tracing_subscriber::filter::LevelFilter;

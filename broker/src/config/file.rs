@@ -2,8 +2,8 @@
 //! default), unknown keys refused, every number range-checked while it is read so that the
 //! error carries the value's line and column.
 //!
-//! The command line produces the same [`FileConfig`] (see `crate::cli`), so flags and file
-//! go through one resolution ([`super::Settings::resolve`]).
+//! The command line produces the same [`FileConfig`] (see the `cli` module), so flags and
+//! file go through one resolution ([`super::Settings::resolve`]).
 
 use std::net::SocketAddr;
 
@@ -13,7 +13,8 @@ use serde::de::{Error as _, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
-use crate::cli::{LogFormat, LogLevel, PoolPreset};
+use super::sizing::MAX_EVENT_LOOPS;
+use super::values::{LogFormat, LogLevel, PoolPreset};
 
 /// An integer within `MIN..=MAX`, refused while it is read otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,7 @@ fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr,
 }
 
 /// Event-loop threads.
-pub type EventLoops = Bounded<1, 1024>;
+pub type EventLoops = Bounded<1, { MAX_EVENT_LOOPS as u64 }>;
 /// Milliseconds for timeouts (up to a day).
 pub type Millis = Bounded<0, 86_400_000>;
 /// Milliseconds that must be positive (up to a day).

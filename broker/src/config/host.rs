@@ -9,8 +9,9 @@
 use std::io;
 use std::path::Path;
 
+use super::sizing::connection_ceiling;
 use super::{ConfigError, FileConfig, Settings, Source};
-use crate::server::rlimit::{self, NofileLimit};
+use crate::rlimit::{self, NofileLimit};
 
 /// The open-file limit this process runs with.
 #[derive(Debug)]
@@ -129,7 +130,7 @@ impl Settings {
     /// The connections `open_files` descriptors carry with this configuration's loops and
     /// listeners (0: none).
     pub fn connection_ceiling(&self, open_files: u64) -> usize {
-        rlimit::connection_ceiling(open_files, self.event_loops, self.listeners.len())
+        connection_ceiling(open_files, self.event_loops, self.listeners.len())
     }
 
     /// Fits to `ceiling` connections: `core.max_connections` lowered to it if above, each

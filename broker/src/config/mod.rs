@@ -1,6 +1,8 @@
-//! The broker's configuration: a TOML file ([`mod@file`]), the command line (`crate::cli`, which
-//! produces the same shape and overrides the file key by key), documented defaults, and the
-//! resolved [`Settings`] the binary runs with. [`host`] fits them to the open-file limit (the
+//! The broker's configuration: a TOML file ([`mod@file`]), the command line (the `cli`
+//! module, which produces the same shape and overrides the file key by key), documented
+//! defaults, and the resolved [`Settings`] the binary runs with. [`values`] holds the value
+//! types the file and the command line share, [`sizing`] the arithmetic the pools and the
+//! connection ceiling are sized with. [`host`] fits the settings to the open-file limit (the
 //! one set of checks `--check-config`, start-up and a reload share); [`reload`] compares two
 //! resolutions for a live reload (SIGHUP).
 //!
@@ -12,22 +14,24 @@ pub mod example;
 pub mod file;
 pub mod host;
 pub mod reload;
+pub mod sizing;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-use starling_pool::{PoolConfig, Preset};
+use starling_pool::PoolConfig;
 
 pub use error::ConfigError;
 pub use file::{FileConfig, ListenerProtocol};
 pub use host::{Fitted, Host, OpenFiles, load_fitted};
+pub use values::{LogFormat, LogLevel, PoolPreset};
 
-use crate::cli::{LogFormat, LogLevel, PoolPreset};
 use crate::core::CoreConfig;
 use crate::core::config::DEFAULT_MAX_CONNECTIONS;
 use crate::monitor::MonitorSettings;
-use crate::server::event_loop::MAX_LISTENERS;
-use crate::server::{clamp_preheating, max_live_objects_per_loop};
+use sizing::{MAX_LISTENERS, clamp_preheating, max_live_objects_per_loop};
+use values::{default_event_loops, env_log_level};
 
 /// The MQTT port (IANA), on every IPv4 interface: the listener when none is configured.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
@@ -208,10 +212,8 @@ impl Settings {
             },
         };
         let mut settings = Settings {
-            event_loops: s
-                .event_loops
-                .map_or_else(crate::cli::default_event_loops, |v| v.get()),
-            log_level: s.log_level.unwrap_or_else(crate::cli::env_log_level),
+            event_loops: s.event_loops.map_or_else(default_event_loops, |v| v.get()),
+            log_level: s.log_level.unwrap_or_else(env_log_level),
             log_format: s.log_format.unwrap_or_default(),
             shutdown_timeout_ms: s
                 .shutdown_timeout_ms
@@ -346,17 +348,6 @@ fn monitor_settings(m: &file::MonitoringSection) -> MonitorSettings {
         sys_interval_secs: m
             .sys_interval_secs
             .map_or(defaults.sys_interval_secs, |v| v.0),
-    }
-}
-
-impl PoolPreset {
-    /// The pool crate's preset.
-    pub fn to_pool(self) -> Preset {
-        match self {
-            PoolPreset::Small => Preset::Small,
-            PoolPreset::Medium => Preset::Medium,
-            PoolPreset::Large => Preset::Large,
-        }
     }
 }
 

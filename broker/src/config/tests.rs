@@ -30,7 +30,7 @@ fn the_example_with_every_key_set_is_valid_and_sets_them() {
     let settings = resolve(&text).expect("every example value is valid");
     assert_eq!(settings.listeners.len(), 2);
     assert_eq!(settings.event_loops, 2);
-    assert_eq!(settings.pool_preset, Some(crate::cli::PoolPreset::Small));
+    assert_eq!(settings.pool_preset, Some(PoolPreset::Small));
     assert!(settings.max_connections_configured);
     assert_eq!(settings.core.max_connections, 10_000);
 }
@@ -156,7 +156,7 @@ fn a_reload_applies_limits_and_reports_restart_keys() {
     assert_eq!(next.event_loops, 2);
     assert_eq!(
         next.core.pool.max_live_objects,
-        crate::server::max_live_objects_per_loop(50, 2),
+        sizing::max_live_objects_per_loop(50, 2),
         "the pools follow max_connections, sized for the loops that run"
     );
     assert!(

@@ -45,8 +45,6 @@ const KEY_BITS: u32 = 64 - LOOP_BITS - REFS_BITS;
 /// concurrent exchanges for one client id.
 const REFS_STUCK: u64 = (1 << REFS_BITS) - 1;
 
-const _: () = assert!(crate::cli::MAX_EVENT_LOOPS as usize <= DIRECTORY_MAX_LOOPS);
-
 /// One key's entry: the id's hash bits (high [`KEY_BITS`]), the loop holding it (next
 /// [`LOOP_BITS`]) and its references (low [`REFS_BITS`]): the sessions on that loop whose
 /// ids have this key, plus the reservations held there.

@@ -30,6 +30,7 @@ use super::admission::{Admission, Origin};
 use super::control::Draining;
 use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
+use crate::config::sizing::MAX_LISTENERS;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
 /// While polls keep coming back full, the connections' deadlines are held at most this long
@@ -85,10 +86,6 @@ pub const MALLOC_TRIM_AFTER_RELEASED_BYTES: usize = 1024 * 1024;
 /// arena (≈ 10 ms per 100 000 free chunks measured), so after a trim that took `t` of the
 /// thread's CPU time the next waits at least `t × 100 / this`.
 pub const MALLOC_TRIM_MAX_TIME_PERCENT: u64 = 1;
-
-/// The most listeners one loop can have (the tokens below [`WAKER_TOKEN`] reserved for
-/// them).
-pub const MAX_LISTENERS: usize = 64;
 
 /// The token of listener `i`: just below the waker's.
 fn listener_token(i: usize) -> Token {

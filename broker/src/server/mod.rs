@@ -2,7 +2,6 @@
 //! its own [`Shard`](crate::core::Shard), `mio::Poll` and `SO_REUSEPORT` listeners.
 //!
 //! - [`listener`]: binding the per-loop listening sockets.
-//! - [`rlimit`]: raising the open-file limit and the connection ceiling it gives.
 //! - [`event_loop`]: the loop itself (accept, read, write, actions, timers).
 //! - [`mailbox`]: what loops send each other (handed-over sockets, forwarded messages).
 //! - [`admission`]: the per-IP and per-listener limits, checked at accept.
@@ -25,7 +24,6 @@ pub mod listener;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
-pub mod rlimit;
 pub mod supervisor;
 
 use std::io;
@@ -34,7 +32,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use starling_pool::{PoolConfig, PoolStats};
+use starling_pool::PoolStats;
 
 use crate::config::ListenerSettings;
 use crate::core::{CoreConfig, Shared};
@@ -50,37 +48,9 @@ compile_error!("the mio driver packs 64-bit connection keys into tokens: 64-bit 
 /// How long a reload waits for the loops to confirm the new limits.
 pub const RELOAD_ACK_TIMEOUT_MS: u64 = 1000;
 
-/// Slack objects every loop's pool has whatever its share (see [`pool_slack_objects`]).
-pub const POOL_SLACK_BASE_OBJECTS: usize = 64;
-/// Standard deviations of the loops' uneven shares the slack covers (see [`pool_slack_objects`]).
-pub const POOL_SLACK_SKEW_SIGMAS: usize = 4;
-
-/// Extra pool objects a loop gets beyond `share` (its share of `max_connections`).
-///
-/// The pool's `max_live_objects` is a hard limit: past it `Shard::accept` refuses and the
-/// socket is dropped without a word. The global connection limit is checked later, on
-/// CONNECT, and answered with CONNACK 0x03, which needs a pool object to be written from.
-/// Two things make a loop need more than its share:
-///
-/// - Connections that have not sent CONNECT yet, and those being refused, hold objects
-///   without counting as connected ([`POOL_SLACK_BASE_OBJECTS`] of them).
-/// - The kernel's `SO_REUSEPORT` hash spreads sockets over the loops (and a CONNECT for a
-///   session held elsewhere moves to its loop), so the connected clients of one loop are
-///   binomially spread around `share` with a standard deviation of about
-///   `√share`: with an exact share, the fuller loop would drop clients that are still under
-///   the global limit. [`POOL_SLACK_SKEW_SIGMAS`]` × √share` covers that (measured: 6 100
-///   simultaneous CONNECTs against `--max-connections 6000` on two loops got 12 to 59
-///   silent drops with a flat 32-object slack, and 0x03 for all 100 extra clients with this).
-///
-/// The slack stays small next to the share (6 % at 10 000, 0.6 % at 500 000). Each slack
-/// object may hold a socket, so the descriptor reserve ([`rlimit::connection_ceiling`])
-/// sets the loops' slack aside.
-pub fn pool_slack_objects(share: usize) -> usize {
-    POOL_SLACK_BASE_OBJECTS.saturating_add(POOL_SLACK_SKEW_SIGMAS.saturating_mul(share.isqrt()))
-}
-
 /// What the driver needs: where to listen, how many loops, and the core's limits (whose
-/// `pool` is the per-loop pool, `max_live_objects` included).
+/// `pool` is the per-loop pool, `max_live_objects` included: the configuration sizes it,
+/// [`crate::config::sizing`]).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The listeners (each loop gets one socket per listener).
@@ -91,22 +61,6 @@ pub struct ServerConfig {
     pub event_loops: usize,
     /// The core's configuration, shared by every loop.
     pub core: CoreConfig,
-}
-
-/// `max_live_objects` of each loop's pool: its share of `max_connections` (rounded up) plus
-/// [`pool_slack_objects`] of it.
-pub fn max_live_objects_per_loop(max_connections: usize, event_loops: usize) -> usize {
-    let share = max_connections.div_ceil(event_loops.max(1));
-    share.saturating_add(pool_slack_objects(share))
-}
-
-/// Clamps a pool configuration's preheating to its `max_live_objects` (for values that came
-/// from a preset rather than from an explicit flag). Returns whether anything changed.
-pub fn clamp_preheating(pool: &mut PoolConfig) -> bool {
-    let before = (pool.initial_objects, pool.max_preheated_objects);
-    pool.max_preheated_objects = pool.max_preheated_objects.min(pool.max_live_objects);
-    pool.initial_objects = pool.initial_objects.min(pool.max_preheated_objects);
-    before != (pool.initial_objects, pool.max_preheated_objects)
 }
 
 /// Why the server could not start.
@@ -330,34 +284,4 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         local_addrs,
         pool_stats,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_loop_share_rounds_up_and_adds_slack() {
-        assert_eq!(
-            max_live_objects_per_loop(10, 3),
-            4 + POOL_SLACK_BASE_OBJECTS + POOL_SLACK_SKEW_SIGMAS * 2
-        );
-        assert_eq!(
-            max_live_objects_per_loop(10, 0),
-            10 + POOL_SLACK_BASE_OBJECTS + POOL_SLACK_SKEW_SIGMAS * 3
-        );
-        assert_eq!(pool_slack_objects(10_000), 64 + 400);
-    }
-
-    #[test]
-    fn clamping_keeps_preheating_within_max_live() {
-        let mut pool = PoolConfig {
-            max_live_objects: 40,
-            ..PoolConfig::default()
-        };
-        assert!(clamp_preheating(&mut pool));
-        assert_eq!((pool.initial_objects, pool.max_preheated_objects), (40, 40));
-        assert!(pool.validate().is_ok());
-        assert!(!clamp_preheating(&mut pool));
-    }
 }

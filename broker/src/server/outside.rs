@@ -14,8 +14,8 @@
 //!
 //! Neither kind holds a pool object or counts as a connection for any limit. The table
 //! holds at most [`OUTSIDE_POOL_MAX_SOCKETS`] per loop: the descriptors are set aside by
-//! `rlimit::connection_ceiling`. When it is full, the entry closest to its deadline is
-//! closed first.
+//! [`connection_ceiling`](crate::config::sizing::connection_ceiling). When it is full, the
+//! entry closest to its deadline is closed first.
 //!
 //! A socket's mio token is its table index in the high half and [`OUTSIDE_TOKEN_MARK`] in
 //! the low half, which no pool slot index reaches (`EventLoop::new` keeps them below it).
@@ -27,13 +27,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use slab::Slab;
 
-use super::event_loop::{EventLoop, MAX_LISTENERS, Peer};
+use super::event_loop::{EventLoop, Peer};
+use crate::config::sizing::{MAX_LISTENERS, OUTSIDE_POOL_MAX_SOCKETS};
 use crate::core::refusals::{self, Answer, CONNECT_PREFIX_BYTES, Refusal};
 use crate::protocol::ReasonCode;
 use crate::protocol::v5::UNLIMITED_PACKET_SIZE_BYTES;
 
-/// Sockets one loop holds outside its pool at most (refusing and lingering together).
-pub const OUTSIDE_POOL_MAX_SOCKETS: usize = 128;
 /// How long a newcomer refused outside the pool has to send the start of its CONNECT (the
 /// protocol name and level: what the answer's version depends on). A client sends CONNECT
 /// right after the TCP handshake; one that does not is closed without an answer.

@@ -20,7 +20,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::Server;
 use super::control::ShutdownReport;
-use crate::cli::LogLevel;
+use crate::config::LogLevel;
 use crate::config::{FileConfig, Host, Settings, load_fitted, reload};
 
 /// How long the main thread sleeps between checks on the loops.

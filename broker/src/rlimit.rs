@@ -1,18 +1,9 @@
-//! The open-file limit: every connection is a file descriptor, so `RLIMIT_NOFILE` bounds the
-//! connections a process can hold. The soft limit is raised to the hard one at start.
+//! The open-file limit (`RLIMIT_NOFILE`): every connection is a file descriptor, so it
+//! bounds the connections a process can hold. The soft limit is raised to the hard one at
+//! start (`config::OpenFiles::raise`); what that leaves for connections is
+//! `config::sizing::connection_ceiling`'s arithmetic.
 
 use std::io;
-
-use super::outside::OUTSIDE_POOL_MAX_SOCKETS;
-
-/// Descriptors kept out of the connection budget whatever the loop count: stdio, the log,
-/// the allocator's and the runtime's own, and headroom for a few short-lived files.
-pub const FIXED_RESERVED_FDS: u64 = 64;
-
-/// Descriptors each event loop holds besides its connections: its epoll instance, its waker
-/// (an eventfd), its spare descriptor (`accept`) and one listener per listen address
-/// (counted separately).
-pub const PER_LOOP_RESERVED_FDS: u64 = 3;
 
 /// Where `nr_open` (the kernel's ceiling on any `RLIMIT_NOFILE`) is published.
 const NR_OPEN_PATH: &str = "/proc/sys/fs/nr_open";
@@ -88,46 +79,9 @@ fn nr_open() -> Option<u64> {
         .ok()
 }
 
-/// How many connections `soft_limit` descriptors can carry once the fixed and per-loop
-/// reserves are set aside. The per-loop reserve includes the loop's pool slack
-/// ([`super::pool_slack_objects`]), taken for a share of `soft_limit / loops`: a little
-/// more than the share the result allows, so the reserve errs on the safe side; and the
-/// sockets a loop holds outside its pool ([`OUTSIDE_POOL_MAX_SOCKETS`]: refused newcomers
-/// being answered, lingering closes), so that at the ceiling a newcomer can still be
-/// accepted, answered and closed.
-pub fn connection_ceiling(soft_limit: u64, event_loops: usize, listen_addresses: usize) -> usize {
-    let loops = event_loops.max(1) as u64;
-    let share = usize::try_from(soft_limit / loops).unwrap_or(usize::MAX);
-    let slack = super::pool_slack_objects(share) as u64;
-    let per_loop =
-        PER_LOOP_RESERVED_FDS + listen_addresses as u64 + slack + OUTSIDE_POOL_MAX_SOCKETS as u64;
-    let reserve = FIXED_RESERVED_FDS.saturating_add(loops.saturating_mul(per_loop));
-    usize::try_from(soft_limit.saturating_sub(reserve)).unwrap_or(usize::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ceiling_sets_the_reserves_aside() {
-        let per_loop = PER_LOOP_RESERVED_FDS as usize
-            + 1
-            + super::super::pool_slack_objects(10_000)
-            + OUTSIDE_POOL_MAX_SOCKETS;
-        assert_eq!(
-            connection_ceiling(20_000, 2, 1),
-            20_000 - FIXED_RESERVED_FDS as usize - 2 * per_loop
-        );
-        assert_eq!(connection_ceiling(10, 2, 1), 0);
-        // The whole pools (share + slack) fit in what the ceiling leaves.
-        let ceiling = connection_ceiling(20_000, 2, 1);
-        let pools = 2 * super::super::max_live_objects_per_loop(ceiling, 2);
-        let outside = 2 * OUTSIDE_POOL_MAX_SOCKETS as u64;
-        assert!(
-            pools as u64 + outside + FIXED_RESERVED_FDS + 2 * (PER_LOOP_RESERVED_FDS + 1) <= 20_000
-        );
-    }
 
     #[test]
     fn raising_is_idempotent() {
