@@ -79,7 +79,7 @@ impl Bench {
     fn new(scenario: &Scenario, topic: &str) -> Bench {
         let shared = Arc::new(Shared::new(scenario.loops));
         if let Some(filter) = scenario.other_loop_filter {
-            shared.set_subscriptions(1, 1, starling::core::summary::filter_bit(filter));
+            shared.set_summary(1, starling::core::summary::filter_bit(filter));
         }
         let shard = Shard::new(0, scenario.loops, CoreConfig::default(), shared)
             .expect("default pool config is valid");

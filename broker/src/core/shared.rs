@@ -1,8 +1,7 @@
 //! The little state the event loops share: the retained store, the connected-client count
-//! (for the global connection limit), each loop's subscription count and the summary of its
-//! subscriptions' first levels (so a loop forwards a PUBLISH only to loops that may have a
-//! matching subscriber: `core::summary`), the shared-subscription groups and the client-id
-//! directory.
+//! (for the global connection limit), the summary of each loop's subscriptions' first
+//! levels (so a loop forwards a PUBLISH only to loops that may have a matching subscriber:
+//! `core::summary`), the shared-subscription groups and the client-id directory.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,8 +17,6 @@ pub struct Shared {
     pub retained: Mutex<RetainedStore<SharedMessage>>,
     /// Clients past CONNECT, across all loops.
     pub connected: AtomicUsize,
-    /// Subscriptions held on each loop.
-    pub subscriptions_per_loop: Vec<AtomicUsize>,
     /// Each loop's `TopicSummary` bits (`core::summary`).
     pub summary_per_loop: Vec<AtomicU64>,
     /// Shared-subscription groups (locked only while `group_count` is non-zero).
@@ -36,7 +33,6 @@ impl Shared {
         Shared {
             retained: Mutex::new(RetainedStore::new()),
             connected: AtomicUsize::new(0),
-            subscriptions_per_loop: (0..loops).map(|_| AtomicUsize::new(0)).collect(),
             summary_per_loop: (0..loops).map(|_| AtomicU64::new(0)).collect(),
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
@@ -76,11 +72,8 @@ impl Shared {
             .map_or(0, |bits| bits.load(Ordering::Relaxed))
     }
 
-    /// Records loop `index`'s subscription count and summary bits.
-    pub fn set_subscriptions(&self, index: usize, count: usize, summary_bits: u64) {
-        if let Some(n) = self.subscriptions_per_loop.get(index) {
-            n.store(count, Ordering::Relaxed);
-        }
+    /// Records loop `index`'s summary bits.
+    pub fn set_summary(&self, index: usize, summary_bits: u64) {
         if let Some(bits) = self.summary_per_loop.get(index) {
             bits.store(summary_bits, Ordering::Relaxed);
         }

@@ -133,10 +133,10 @@ impl Shard {
         removed
     }
 
-    /// Tells the other loops this loop's subscription count and summary (after changes).
+    /// Tells the other loops this loop's summary (after changes).
     pub(crate) fn publish_subscriptions(&self) {
         self.shared
-            .set_subscriptions(self.loop_index, self.index.len(), self.summary.bits());
+            .set_summary(self.loop_index, self.summary.bits());
     }
 }
 
