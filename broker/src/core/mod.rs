@@ -347,6 +347,10 @@ pub struct Shard {
     /// Bytes of connection and session state freed since the driver last asked
     /// ([`Shard::take_released_bytes`]).
     released_bytes: usize,
+    /// Output bytes of all connections waiting for their sockets
+    /// ([`Shard::output_backlog_bytes`]).
+    // Invariant: the sum of `output.len()` over the pool's connections.
+    output_backlog_bytes: usize,
     /// Peer addresses of connections awaiting their CONNECT (for the connect log line).
     peers: peers::PeerBook,
 }
@@ -398,6 +402,7 @@ impl Shard {
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
             released_bytes: 0,
+            output_backlog_bytes: 0,
             peers: peers::PeerBook::default(),
             config,
         })
@@ -548,6 +553,7 @@ impl Shard {
             debug_assert!(!conn.counted && conn.session == u32::MAX && conn.will.is_none());
             let input = std::mem::take(&mut conn.input);
             let output = std::mem::take(&mut conn.output);
+            self.output_backlog_bytes -= output.len();
             self.buffers.give(input);
             self.buffers.give(output);
             self.refused(Refusal::ShedBeforeConnect, now_ms, &victim);
@@ -716,6 +722,12 @@ impl Shard {
         self.pool.get(conn).map_or(&[], |c| c.output.as_slice())
     }
 
+    /// Output bytes this loop's connections have waiting for their sockets, all together:
+    /// what the driver paces its reading by (`server::pacing`).
+    pub fn output_backlog_bytes(&self) -> usize {
+        self.output_backlog_bytes
+    }
+
     /// The socket took `written` bytes of [`Shard::output`]. When all is written the buffer
     /// goes back to the loop and queued messages move up.
     pub fn consume_output(&mut self, conn: ConnId, written: usize, now_ms: u64) {
@@ -723,6 +735,7 @@ impl Shard {
             return;
         };
         let written = written.min(c.output.len());
+        self.output_backlog_bytes -= written;
         self.stats.bytes_out += written as u64;
         c.output.drain(..written);
         if c.output.is_empty() {

@@ -30,6 +30,7 @@ use super::admission::{Admission, Origin};
 use super::control::Draining;
 use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
+use super::pacing::Pacing;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
 /// While polls keep coming back full, the connections' deadlines are held at most this long
@@ -178,7 +179,9 @@ pub struct EventLoop {
     read_again: Vec<ConnId>,
     read_again_spare: Vec<ConnId>,
     /// Reads were held back this turn because a peer's mailbox is over its high-water mark.
-    reads_held: bool,
+    pub(super) reads_held: bool,
+    /// Intake paced by this loop's output backlog (`pacing`).
+    pub(super) pacing: Pacing,
     pub(super) wake: Vec<bool>,
     pub(super) accept_retry: bool,
     /// A listener had more to accept than one turn takes ([`MAX_ACCEPTS_PER_TURN`]).
@@ -262,6 +265,7 @@ impl EventLoop {
             shrinks_seen: 0,
             released_bytes: 0,
             next_malloc_trim_ms: 0,
+            pacing: Pacing::default(),
         })
     }
 
@@ -467,24 +471,28 @@ impl EventLoop {
                 // this one): take the hold before reading more of what it cannot take.
                 while self.drain_inbox() {}
             }
-            if self.peer_backlogged() || !self.shard.may_read(key, self.now_ms) {
+            if self.peer_backlogged()
+                || self.intake_paused(key)
+                || !self.shard.may_read(key, self.now_ms)
+            {
                 // Resume when the peer has drained its mailbox (see
                 // MAILBOX_HIGH_WATER_DELIVERIES), or when no subscriber is congested any more
                 // (`core::flow`: this connection is a publisher to hold back).
                 self.reads_held = true;
                 break;
             }
+            let limit = self.read_limit();
             let Some(stream) = stream_mut(&mut self.conns, key) else {
                 return;
             };
-            match stream.read(&mut self.scratch) {
+            match stream.read(&mut self.scratch[..limit]) {
                 Ok(0) => {
                     self.gone(key, Gone::PeerClosed);
                     return;
                 }
                 Ok(n) => {
                     reads += 1;
-                    self.shard.receive(key, &self.scratch[..n], self.now_ms);
+                    self.receive_paced(key, n);
                     // Now, not later: after a handover this loop must not read the socket
                     // again (the bytes belong to the new loop), and a closed one is gone.
                     self.act();
@@ -629,6 +637,9 @@ impl EventLoop {
     /// Handles up to [`INBOX_BATCH_DELIVERIES`] deliveries; returns whether more may wait.
     fn drain_inbox(&mut self) -> bool {
         for _ in 0..INBOX_BATCH_DELIVERIES {
+            if self.inbox_paused() {
+                return false;
+            }
             match self.inbox.try_recv() {
                 Ok(Inbound::Handover {
                     stream,

@@ -25,6 +25,7 @@ pub mod listener;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
+pub mod pacing;
 pub mod rlimit;
 pub mod supervisor;
 
