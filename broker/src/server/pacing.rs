@@ -28,6 +28,9 @@ pub const OUTPUT_BACKLOG_HIGH_WATER_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_OUTPUT_PAUSE_MS: u64 = 100;
 /// The least a paced read takes (a read smaller than a packet is only copied and kept).
 pub const MIN_PACED_READ_BYTES: usize = 1024;
+/// How long the largest fan-out seen is remembered: reads of other connections (a
+/// subscriber's acknowledgement) between two of a publisher's do not lower it.
+pub const FAN_OUT_MEMORY_MS: u64 = 1000;
 
 /// The pacing state of one loop.
 #[derive(Debug)]
@@ -37,10 +40,12 @@ pub struct Pacing {
     /// The backlog stayed over the mark for [`MAX_OUTPUT_PAUSE_MS`]: not paced until it
     /// falls under it.
     given_up: bool,
-    /// Output bytes per byte read, as recent reads produced (at least 1): the fan-out the
-    /// next read is sized for.
+    /// The most output bytes per byte read that a read produced since `fan_out_since_ms`
+    /// (at least 1): the fan-out the next read is sized for.
     // Invariant: `fan_out >= 1`.
     fan_out: usize,
+    /// When `fan_out` began to be collected (loop ms).
+    fan_out_since_ms: u64,
 }
 
 impl Default for Pacing {
@@ -49,6 +54,7 @@ impl Default for Pacing {
             over_since_ms: None,
             given_up: false,
             fan_out: 1,
+            fan_out_since_ms: 0,
         }
     }
 }
@@ -87,15 +93,26 @@ impl Pacing {
         (headroom / self.fan_out).clamp(MIN_PACED_READ_BYTES.min(scratch_bytes), scratch_bytes)
     }
 
-    /// A read of `read_bytes` took the backlog from `before_bytes` to `after_bytes`. The
-    /// fan-out follows a larger one at once and a smaller one by a quarter per read, so a
-    /// subscriber's acknowledgement read between two of a publisher's does not undo it.
-    pub fn observe(&mut self, read_bytes: usize, before_bytes: usize, after_bytes: usize) {
+    /// A read of `read_bytes` at `now_ms` took the backlog from `before_bytes` to
+    /// `after_bytes`. The fan-out follows a larger one at once and a smaller one only after
+    /// [`FAN_OUT_MEMORY_MS`].
+    pub fn observe(
+        &mut self,
+        read_bytes: usize,
+        before_bytes: usize,
+        after_bytes: usize,
+        now_ms: u64,
+    ) {
         if read_bytes == 0 {
             return;
         }
         let seen = (after_bytes.saturating_sub(before_bytes) / read_bytes).max(1);
-        self.fan_out = seen.max(self.fan_out - self.fan_out / 4);
+        if now_ms.saturating_sub(self.fan_out_since_ms) >= FAN_OUT_MEMORY_MS {
+            self.fan_out = seen;
+            self.fan_out_since_ms = now_ms;
+        } else {
+            self.fan_out = self.fan_out.max(seen);
+        }
         debug_assert!(self.fan_out >= 1);
     }
 }
@@ -135,7 +152,7 @@ impl EventLoop {
         self.shard
             .receive(key, &self.scratch[..read_bytes], self.now_ms);
         let after = self.shard.output_backlog_bytes();
-        self.pacing.observe(read_bytes, before, after);
+        self.pacing.observe(read_bytes, before, after, self.now_ms);
     }
 }
 
@@ -179,7 +196,7 @@ mod tests {
         let mut pacing = Pacing::default();
         assert_eq!(pacing.read_limit(0, 65536), 65536);
         // A 1 000-byte read became 500 000 bytes of output: 500 subscribers.
-        pacing.observe(1000, 0, 500_000);
+        pacing.observe(1000, 0, 500_000, 0);
         let limit = pacing.read_limit(0, 65536);
         assert_eq!(limit, OUTPUT_BACKLOG_HIGH_WATER_BYTES / 500);
         assert!(limit * 500 <= OUTPUT_BACKLOG_HIGH_WATER_BYTES);
@@ -188,8 +205,11 @@ mod tests {
             pacing.read_limit(OUTPUT_BACKLOG_HIGH_WATER_BYTES, 65536),
             MIN_PACED_READ_BYTES
         );
-        // One read without fan-out lowers it by a quarter only.
-        pacing.observe(100, 0, 0);
-        assert_eq!(pacing.fan_out, 375);
+        // A read without fan-out (a subscriber's acknowledgement) does not lower it...
+        pacing.observe(100, 0, 0, FAN_OUT_MEMORY_MS - 1);
+        assert_eq!(pacing.fan_out, 500);
+        // ... until the fan-out seen is that old.
+        pacing.observe(100, 0, 0, FAN_OUT_MEMORY_MS);
+        assert_eq!(pacing.fan_out, 1);
     }
 }
