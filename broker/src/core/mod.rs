@@ -50,6 +50,7 @@ pub mod gate;
 pub mod groups;
 mod handlers;
 pub mod input;
+pub mod intake;
 pub mod lifecycle;
 pub mod message;
 pub mod observe;
@@ -351,6 +352,8 @@ pub struct Shard {
     /// ([`Shard::output_backlog_bytes`]).
     // Invariant: the sum of `output.len()` over the pool's connections.
     output_backlog_bytes: usize,
+    /// Over this backlog a read stops before its next PUBLISH (`intake`).
+    output_backlog_limit_bytes: usize,
     /// Peer addresses of connections awaiting their CONNECT (for the connect log line).
     peers: peers::PeerBook,
 }
@@ -403,6 +406,7 @@ impl Shard {
             refusal_log: RefusalLog::default(),
             released_bytes: 0,
             output_backlog_bytes: 0,
+            output_backlog_limit_bytes: usize::MAX,
             peers: peers::PeerBook::default(),
             config,
         })
@@ -720,12 +724,6 @@ impl Shard {
     /// Output `conn` has waiting for its socket (empty for a stale handle).
     pub fn output(&self, conn: ConnId) -> &[u8] {
         self.pool.get(conn).map_or(&[], |c| c.output.as_slice())
-    }
-
-    /// Output bytes this loop's connections have waiting for their sockets, all together:
-    /// what the driver paces its reading by (`server::pacing`).
-    pub fn output_backlog_bytes(&self) -> usize {
-        self.output_backlog_bytes
     }
 
     /// The socket took `written` bytes of [`Shard::output`]. When all is written the buffer

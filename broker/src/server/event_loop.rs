@@ -481,11 +481,17 @@ impl EventLoop {
                 self.reads_held = true;
                 break;
             }
-            let limit = self.read_limit();
+            if self.shard.has_whole_packet(key) {
+                // A read stopped at the output backlog's mark (`pacing`): the rest first.
+                reads += 1;
+                self.resume_paced(key);
+                self.act();
+                continue;
+            }
             let Some(stream) = stream_mut(&mut self.conns, key) else {
                 return;
             };
-            match stream.read(&mut self.scratch[..limit]) {
+            match stream.read(&mut self.scratch) {
                 Ok(0) => {
                     self.gone(key, Gone::PeerClosed);
                     return;
