@@ -37,18 +37,24 @@ fn sum_of_outputs(shard: &Shard, conns: &[ConnId]) -> usize {
     conns.iter().map(|&c| shard.output(c).len()).sum()
 }
 
-#[test]
-fn the_backlog_is_the_sum_of_the_outputs_through_writes_drains_and_closes() {
-    let mut shard = shard();
-    assert_eq!(shard.output_backlog_bytes(), 0);
+/// Connects `SUBSCRIBERS` subscribers to `fan/#` and a publisher; nothing is drained.
+fn clients(shard: &mut Shard) -> (Vec<ConnId>, ConnId) {
     let subscribers: Vec<ConnId> = (0..SUBSCRIBERS)
         .map(|i| {
-            let conn = connect(&mut shard, &format!("sub-{i}"));
+            let conn = connect(shard, &format!("sub-{i}"));
             shard.receive(conn, &packets::subscribe(1, &[(b"fan/#", 0)]), 0);
             conn
         })
         .collect();
-    let publisher = connect(&mut shard, "pub");
+    let publisher = connect(shard, "pub");
+    (subscribers, publisher)
+}
+
+#[test]
+fn the_backlog_is_the_sum_of_the_outputs_through_writes_drains_and_closes() {
+    let mut shard = shard();
+    assert_eq!(shard.output_backlog_bytes(), 0);
+    let (subscribers, publisher) = clients(&mut shard);
     let mut all = subscribers.clone();
     all.push(publisher);
     // CONNACKs and SUBACKs are waiting: nobody's socket took anything yet.
@@ -89,17 +95,10 @@ fn the_backlog_is_the_sum_of_the_outputs_through_writes_drains_and_closes() {
     );
 }
 
-/// Connects `SUBSCRIBERS` subscribers to `fan/#` and a publisher, with every output drained.
+/// [`clients`], with every output drained.
 fn fan_out() -> (Shard, Vec<ConnId>, ConnId) {
     let mut shard = shard();
-    let subscribers: Vec<ConnId> = (0..SUBSCRIBERS)
-        .map(|i| {
-            let conn = connect(&mut shard, &format!("sub-{i}"));
-            shard.receive(conn, &packets::subscribe(1, &[(b"fan/#", 0)]), 0);
-            conn
-        })
-        .collect();
-    let publisher = connect(&mut shard, "pub");
+    let (subscribers, publisher) = clients(&mut shard);
     drain(&mut shard, &subscribers);
     drain(&mut shard, &[publisher]);
     (shard, subscribers, publisher)

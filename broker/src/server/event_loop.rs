@@ -20,7 +20,6 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -28,7 +27,7 @@ use starling_pool::PoolStats;
 
 use super::admission::{Admission, Origin};
 use super::control::Draining;
-use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
+use super::mailbox::{Inbound, Inbox, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
 use super::pacing::Pacing;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
@@ -50,6 +49,9 @@ pub const MAX_POLL_TIMEOUT_MS: u64 = 100;
 /// this loop are held back by TCP, as a single-threaded broker holds them back by not
 /// reading faster than it routes.
 pub const MAILBOX_HIGH_WATER_DELIVERIES: usize = 16 * 1024;
+/// Bytes of forwarded messages waiting in another loop's mailbox beyond which this loop
+/// stops reading its sockets likewise: 16 Ki large messages would be gigabytes.
+pub const MAILBOX_HIGH_WATER_BYTES: usize = 4 * 1024 * 1024;
 /// Poll timeout while reads are held back for a peer's backlog.
 pub const BACKPRESSURE_POLL_MS: u64 = 1;
 /// Reads of one connection per readiness event before it yields to the others.
@@ -117,7 +119,7 @@ pub struct Parts {
     /// This loop's poll (its waker is registered with it).
     pub poll: Poll,
     /// This loop's mailbox.
-    pub inbox: Receiver<Inbound>,
+    pub inbox: Inbox,
     /// Every loop's mailbox, to hand over and forward.
     pub peers: Peers,
     /// This loop's listeners (one per listen address).
@@ -171,7 +173,7 @@ pub struct EventLoop {
     pub(super) shard: Shard,
     pub(super) poll: Poll,
     pub(super) listeners: Vec<TcpListener>,
-    inbox: Receiver<Inbound>,
+    inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
     pub(super) scratch: Box<[u8]>,
@@ -574,12 +576,14 @@ impl EventLoop {
         self.next_malloc_trim_ms = self.now_ms.saturating_add(pause_ms);
     }
 
-    /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] waiting.
+    /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] or
+    /// [`MAILBOX_HIGH_WATER_BYTES`] waiting.
     fn peer_backlogged(&self) -> bool {
-        self.peers
-            .iter()
-            .enumerate()
-            .any(|(i, peer)| i != self.index && peer.backlog() > MAILBOX_HIGH_WATER_DELIVERIES)
+        self.peers.iter().enumerate().any(|(i, peer)| {
+            i != self.index
+                && (peer.backlog() > MAILBOX_HIGH_WATER_DELIVERIES
+                    || peer.backlog_bytes() > MAILBOX_HIGH_WATER_BYTES)
+        })
     }
 
     /// Connections that used their whole turn: read them again.
