@@ -145,6 +145,13 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> Processed
         if buf.len() - at < len {
             break;
         }
+        if header.packet_type == PacketType::Publish
+            && packets > 0
+            && shard.over_output_backlog_limit()
+        {
+            // Paced (`intake`): the rest waits in the connection's input.
+            break;
+        }
         let frame = &buf[at..at + len];
         observe::count_packet_in(&mut shard.stats, frame);
         packets += 1;

@@ -303,6 +303,7 @@ fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
         shard.released_bytes += conn.pinned_bytes();
         let input = std::mem::take(&mut conn.input);
         let output = std::mem::take(&mut conn.output);
+        shard.output_backlog_bytes -= output.len();
         shard.buffers.give(input);
         shard.buffers.give(output);
     }

@@ -50,6 +50,7 @@ pub mod gate;
 pub mod groups;
 mod handlers;
 pub mod input;
+pub mod intake;
 pub mod lifecycle;
 pub mod message;
 pub mod observe;
@@ -347,6 +348,12 @@ pub struct Shard {
     /// Bytes of connection and session state freed since the driver last asked
     /// ([`Shard::take_released_bytes`]).
     released_bytes: usize,
+    /// Output bytes of all connections waiting for their sockets
+    /// ([`Shard::output_backlog_bytes`]).
+    // Invariant: the sum of `output.len()` over the pool's connections.
+    output_backlog_bytes: usize,
+    /// Over this backlog a read stops before its next PUBLISH (`intake`).
+    output_backlog_limit_bytes: usize,
     /// Peer addresses of connections awaiting their CONNECT (for the connect log line).
     peers: peers::PeerBook,
 }
@@ -398,6 +405,8 @@ impl Shard {
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
             released_bytes: 0,
+            output_backlog_bytes: 0,
+            output_backlog_limit_bytes: usize::MAX,
             peers: peers::PeerBook::default(),
             config,
         })
@@ -548,6 +557,7 @@ impl Shard {
             debug_assert!(!conn.counted && conn.session == u32::MAX && conn.will.is_none());
             let input = std::mem::take(&mut conn.input);
             let output = std::mem::take(&mut conn.output);
+            self.output_backlog_bytes -= output.len();
             self.buffers.give(input);
             self.buffers.give(output);
             self.refused(Refusal::ShedBeforeConnect, now_ms, &victim);
@@ -723,6 +733,7 @@ impl Shard {
             return;
         };
         let written = written.min(c.output.len());
+        self.output_backlog_bytes -= written;
         self.stats.bytes_out += written as u64;
         c.output.drain(..written);
         if c.output.is_empty() {

@@ -39,7 +39,11 @@ impl Shard {
         let version = conn.version;
         let peer_max = conn.peer_max_packet_size_bytes();
         let start = conn.output.len();
-        match encode(&mut conn.output, version, peer_max) {
+        let encoded = encode(&mut conn.output, version, peer_max);
+        // Invariant: an encoder only appends (a failed one leaves what it wrote counted).
+        debug_assert!(conn.output.len() >= start);
+        self.output_backlog_bytes += conn.output.len().saturating_sub(start);
+        match encoded {
             Ok(_) => {
                 let first = conn.output.get(start).copied();
                 crate::core::observe::count_packet_out(&mut self.stats, first);

@@ -20,7 +20,6 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -28,8 +27,9 @@ use starling_pool::PoolStats;
 
 use super::admission::{Admission, Origin};
 use super::control::Draining;
-use super::mailbox::{Inbound, Peers, WAKER_TOKEN};
+use super::mailbox::{Inbound, Inbox, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
+use super::pacing::Pacing;
 use crate::config::sizing::MAX_LISTENERS;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
@@ -50,6 +50,9 @@ pub const MAX_POLL_TIMEOUT_MS: u64 = 100;
 /// this loop are held back by TCP, as a single-threaded broker holds them back by not
 /// reading faster than it routes.
 pub const MAILBOX_HIGH_WATER_DELIVERIES: usize = 16 * 1024;
+/// Bytes of forwarded messages waiting in another loop's mailbox beyond which this loop
+/// stops reading its sockets likewise: 16 Ki large messages would be gigabytes.
+pub const MAILBOX_HIGH_WATER_BYTES: usize = 4 * 1024 * 1024;
 /// Poll timeout while reads are held back for a peer's backlog.
 pub const BACKPRESSURE_POLL_MS: u64 = 1;
 /// Reads of one connection per readiness event before it yields to the others.
@@ -113,7 +116,7 @@ pub struct Parts {
     /// This loop's poll (its waker is registered with it).
     pub poll: Poll,
     /// This loop's mailbox.
-    pub inbox: Receiver<Inbound>,
+    pub inbox: Inbox,
     /// Every loop's mailbox, to hand over and forward.
     pub peers: Peers,
     /// This loop's listeners (one per listen address).
@@ -167,7 +170,7 @@ pub struct EventLoop {
     pub(super) shard: Shard,
     pub(super) poll: Poll,
     pub(super) listeners: Vec<TcpListener>,
-    inbox: Receiver<Inbound>,
+    inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
     pub(super) scratch: Box<[u8]>,
@@ -175,7 +178,9 @@ pub struct EventLoop {
     read_again: Vec<ConnId>,
     read_again_spare: Vec<ConnId>,
     /// Reads were held back this turn because a peer's mailbox is over its high-water mark.
-    reads_held: bool,
+    pub(super) reads_held: bool,
+    /// Intake paced by this loop's output backlog (`pacing`).
+    pub(super) pacing: Pacing,
     pub(super) wake: Vec<bool>,
     pub(super) accept_retry: bool,
     /// A listener had more to accept than one turn takes ([`MAX_ACCEPTS_PER_TURN`]).
@@ -259,6 +264,7 @@ impl EventLoop {
             shrinks_seen: 0,
             released_bytes: 0,
             next_malloc_trim_ms: 0,
+            pacing: Pacing::default(),
         })
     }
 
@@ -464,12 +470,22 @@ impl EventLoop {
                 // this one): take the hold before reading more of what it cannot take.
                 while self.drain_inbox() {}
             }
-            if self.peer_backlogged() || !self.shard.may_read(key, self.now_ms) {
+            if self.peer_backlogged()
+                || self.intake_paused(key)
+                || !self.shard.may_read(key, self.now_ms)
+            {
                 // Resume when the peer has drained its mailbox (see
                 // MAILBOX_HIGH_WATER_DELIVERIES), or when no subscriber is congested any more
                 // (`core::flow`: this connection is a publisher to hold back).
                 self.reads_held = true;
                 break;
+            }
+            if self.shard.has_whole_packet(key) {
+                // A read stopped at the output backlog's mark (`pacing`): the rest first.
+                reads += 1;
+                self.resume_paced(key);
+                self.act();
+                continue;
             }
             let Some(stream) = stream_mut(&mut self.conns, key) else {
                 return;
@@ -481,7 +497,7 @@ impl EventLoop {
                 }
                 Ok(n) => {
                     reads += 1;
-                    self.shard.receive(key, &self.scratch[..n], self.now_ms);
+                    self.receive_paced(key, n);
                     // Now, not later: after a handover this loop must not read the socket
                     // again (the bytes belong to the new loop), and a closed one is gone.
                     self.act();
@@ -557,12 +573,14 @@ impl EventLoop {
         self.next_malloc_trim_ms = self.now_ms.saturating_add(pause_ms);
     }
 
-    /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] waiting.
+    /// Whether another loop has more than [`MAILBOX_HIGH_WATER_DELIVERIES`] or
+    /// [`MAILBOX_HIGH_WATER_BYTES`] waiting.
     fn peer_backlogged(&self) -> bool {
-        self.peers
-            .iter()
-            .enumerate()
-            .any(|(i, peer)| i != self.index && peer.backlog() > MAILBOX_HIGH_WATER_DELIVERIES)
+        self.peers.iter().enumerate().any(|(i, peer)| {
+            i != self.index
+                && (peer.backlog() > MAILBOX_HIGH_WATER_DELIVERIES
+                    || peer.backlog_bytes() > MAILBOX_HIGH_WATER_BYTES)
+        })
     }
 
     /// Connections that used their whole turn: read them again.
@@ -626,6 +644,9 @@ impl EventLoop {
     /// Handles up to [`INBOX_BATCH_DELIVERIES`] deliveries; returns whether more may wait.
     fn drain_inbox(&mut self) -> bool {
         for _ in 0..INBOX_BATCH_DELIVERIES {
+            if self.inbox_paused() {
+                return false;
+            }
             match self.inbox.try_recv() {
                 Ok(Inbound::Handover {
                     stream,

@@ -24,6 +24,7 @@ pub mod listener;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
+pub mod pacing;
 pub mod supervisor;
 
 use std::io;
