@@ -115,10 +115,17 @@ def test_offline_member_skipped_while_others_online(clients):
     """A member that is disconnected (session kept) does not take the group's messages while
     another member is connected."""
     cid = clients.unique_id("shoff")
-    off = clients.v5(cid, properties={m5.PROP_SESSION_EXPIRY_INTERVAL: 60})
+    # The member's will tells when the broker has handled its DISCONNECT (0x04: with will):
+    # publishing before that would race the disconnect.
+    gone = f"v5/share/gone/{cid}"
+    watch = clients.v5()
+    watch.subscribe([(gone, 0)])
+    off = clients.v5(cid, properties={m5.PROP_SESSION_EXPIRY_INTERVAL: 60},
+                     will_topic=gone, will_payload=b"gone")
     off.subscribe([("$share/g/v5/share/t", 1)])
     (online,) = _members(clients, 1)
-    off.disconnect()
+    off.disconnect(reason=m5.RC_DISCONNECT_WITH_WILL)
+    assert watch.recv_publish().payload == b"gone"
     pub = clients.v5()
     for i in range(6):
         pub.publish("v5/share/t", str(i).encode(), qos=1)

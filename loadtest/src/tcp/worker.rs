@@ -35,6 +35,16 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Errors kept per worker (the rest are counted).
 const MAX_ERRORS_KEPT: usize = 5;
 
+/// Where in its period publisher `publisher_no` sends at a limited rate, as a fraction in
+/// (0, 1] of the period: spread by the golden ratio, so that publishers at a total rate send
+/// a steady stream, not all in the same instant once a period. (All sending together made a
+/// p2p run of 1 000 pairs a burst of 1 000 messages every period, and its latency the time
+/// to work through a burst.)
+fn publish_phase(publisher_no: u32) -> f64 {
+    const GOLDEN_RATIO_FRACTION: f64 = 0.618_033_988_749_894_9;
+    1.0 - (f64::from(publisher_no) * GOLDEN_RATIO_FRACTION).fract()
+}
+
 /// What the worker needs.
 pub struct Setup {
     /// Worker index.
@@ -315,10 +325,12 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                     continue;
                 }
                 all_done = false;
+                let p = &plan[conn.plan];
                 let mut allowed = PUBLISH_BATCH_MESSAGES;
                 if setup.rate_per_publisher > 0.0 {
                     let secs = now.saturating_sub(publish_start_ns) as f64 / 1e9;
-                    let due = (secs * setup.rate_per_publisher) as u64 + 1;
+                    let due =
+                        (secs * setup.rate_per_publisher + publish_phase(p.publisher_no)) as u64;
                     allowed = allowed.min(due.saturating_sub(conn.next_seq));
                 } else if conn.wbuf.len() >= WRITE_HIGH_WATER_BYTES {
                     allowed = 0;
@@ -332,7 +344,6 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 if allowed == 0 {
                     continue;
                 }
-                let p = &plan[conn.plan];
                 let topic = p.publish.as_deref().unwrap_or_default();
                 let sent_ns = track::now_ns();
                 for _ in 0..allowed {
@@ -513,4 +524,30 @@ fn open(
         Interest::READABLE | Interest::WRITABLE,
     )?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publish_phase;
+
+    #[test]
+    fn publish_phases_lie_in_the_period_and_spread_evenly() {
+        const PUBLISHERS: u32 = 1000;
+        const SLICES: usize = 10;
+        let mut per_slice = [0u32; SLICES];
+        for n in 0..PUBLISHERS {
+            let phase = publish_phase(n);
+            assert!(phase > 0.0 && phase <= 1.0, "publisher {n}: {phase}");
+            let slice = ((phase * SLICES as f64) as usize).min(SLICES - 1);
+            per_slice[slice] += 1;
+        }
+        // A tenth of the period holds a tenth of the publishers, give or take a few: no
+        // instant where they all send.
+        for (slice, &count) in per_slice.iter().enumerate() {
+            assert!(
+                (95..=105).contains(&count),
+                "slice {slice}: {count} of {PUBLISHERS}"
+            );
+        }
+    }
 }
