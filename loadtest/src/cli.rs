@@ -59,7 +59,9 @@ SCENARIOS (the field's standard shapes; QoS, payload, rates, counts and duration
            refusals, and a bystander's probes. tcp only.
 
 Publishers publish for --duration-secs at --rate messages/s in total (0 = as fast as TCP
-backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged). Then the
+backpressure allows; QoS 1/2 publishers keep --inflight messages unacknowledged; at a rate,
+each publisher sends at its own phase of its period, so the total arrives as a steady
+stream rather than in bursts of every publisher at once). Then the
 harness drains: it keeps reading until every expected delivery has arrived, or no delivery
 has arrived for --drain-quiet-ms, or --drain-deadline-secs have passed. Every payload
 carries a timestamp, a publisher number and a sequence number, so the report counts
