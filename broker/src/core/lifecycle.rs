@@ -299,14 +299,10 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
 /// Returns the connection's buffers to the loop and its object to the pool.
 fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
     shard.peers.take(key);
-    if let Ok(conn) = shard.pool.get_mut(key) {
+    if let Ok(conn) = shard.pool.get(key) {
         shard.released_bytes += conn.pinned_bytes();
-        let input = std::mem::take(&mut conn.input);
-        let output = std::mem::take(&mut conn.output);
-        shard.output_backlog_bytes -= output.len();
-        shard.buffers.give(input);
-        shard.buffers.give(output);
     }
+    shard.return_buffers(key);
     let _ = shard.pool.release(key, now_ms);
 }
 

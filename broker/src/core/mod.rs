@@ -25,6 +25,8 @@
 //! - [`subscription`]: a subscription's options ([`subscription::SubOpts`], 32 bits) and the
 //!   Subscription Identifiers of a delivery; [`subscriptions`]: a session's own list of
 //!   them, a hash table once long.
+//! - `accept`: drawing a new connection's object, and shedding the connections that have
+//!   waited longest for their CONNECT when the pool is full.
 //! - [`refusals`]: turning newcomers away at the connection ceilings (shedding connections
 //!   idle before CONNECT first) and logging it as a summary.
 //! - [`peers`]: peer addresses of connections awaiting their CONNECT, for the connect log
@@ -40,6 +42,7 @@
 //! another loop is handed over there ([`Action::Handover`]), so takeover and session
 //! resumption never cross threads.
 
+mod accept;
 pub mod buffers;
 pub mod config;
 pub mod conn;
@@ -76,11 +79,12 @@ use starling_pool::{Key, Pool, PoolStats};
 pub use config::CoreConfig;
 pub use handlers::auth::{AuthExchange, AuthStep, Authenticator};
 pub use message::{Message, SharedMessage};
+pub use observe::ShardStats;
 pub use shared::Shared;
 
 use crate::topic::SubscriptionIndex;
 use buffers::{BufferPool, DEFAULT_MAX_FREE_BUFFERS};
-use conn::{Conn, Phase};
+use conn::Conn;
 use refusals::{Refusal, RefusalLog};
 use session::Sessions;
 use subscription::SubOpts;
@@ -156,125 +160,6 @@ pub enum Action {
         /// Hold (true) or release (false).
         hold: bool,
     },
-}
-
-/// Counters of one shard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShardStats {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Newcomers refused at the pool's hard limit with no connection to shed (the driver
-    /// answers them outside the pool).
-    pub refused_at_pool_limit: u64,
-    /// Newcomers accepted on the spare descriptor when the process was out of them.
-    pub refused_descriptors: u64,
-    /// Newcomers refused outside the pool and closed without a CONNACK (no CONNECT in time,
-    /// not a CONNECT, or no room to hold them).
-    pub refused_unanswered: u64,
-    /// Connections idle before CONNECT closed to give their object to a newcomer.
-    pub shed_before_connect: u64,
-    /// CONNECTs refused with CONNACK 0x03 at the connection limit.
-    pub refused_at_max_connections: u64,
-    /// CONNECTs refused for a protocol reason.
-    pub refused_connect: u64,
-    /// Connections handed to another loop.
-    pub handed_over: u64,
-    /// Connections closed for bad input (malformed, protocol error, too large).
-    pub closed_bad_input: u64,
-    /// Connections closed by keep-alive or connect timeout.
-    pub closed_timeout: u64,
-    /// PUBLISH packets received.
-    pub publish_received: u64,
-    /// PUBLISH packets sent.
-    pub publish_sent: u64,
-    /// Messages not delivered to a session whose subscription matched them, for any reason
-    /// (the sum of the `dropped_*` counters, `observe::DropReason`).
-    pub dropped: u64,
-    /// Wills published.
-    pub wills_published: u64,
-    // Refusals by reason (each also logged once per client). The first two are decided by
-    // the driver at accept, before the core sees the connection ([`Shard::record_refusal`]).
-    /// Connections closed at accept: the source IP holds `max_connections_per_ip`.
-    pub refused_per_ip: u64,
-    /// Connections closed at accept: their listener holds its `max_connections`.
-    pub refused_listener_max_connections: u64,
-    /// Connections closed for announcing a packet over `max_packet_size_bytes` (also in
-    /// `closed_bad_input`).
-    pub refused_packet_too_large: u64,
-    /// Connections closed by the connect timeout (also in `closed_timeout`).
-    pub closed_connect_timeout: u64,
-    /// Connections closed because a packet begun after CONNECT was not whole within
-    /// `partial_packet_timeout_ms` (also in `closed_timeout`).
-    pub closed_partial_packet_timeout: u64,
-    /// Times the loop found it had not run for [`STALL_THRESHOLD_MS`] or more
-    /// ([`Shard::stalled`]).
-    pub stalls: u64,
-    /// Milliseconds of those stalls, not counted against any client's deadlines.
-    pub stalled_ms: u64,
-    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_length_bytes`.
-    pub refused_topic_length: u64,
-    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_levels`.
-    pub refused_topic_levels: u64,
-    /// Subscriptions refused at `max_subscriptions_per_client`.
-    pub refused_subscriptions: u64,
-    /// MQTT 5 connections closed (0x97) for a Topic Alias table over
-    /// `max_topic_alias_bytes` (also in `closed_bad_input`).
-    pub refused_topic_alias_bytes: u64,
-    /// CONNECTs refused (0x85 / 0x02) for a client id over `max_client_id_length_bytes`
-    /// (also in `refused_connect`).
-    pub refused_client_id_length: u64,
-    /// Messages dropped because a queue held `max_queued_messages` (also in `dropped`).
-    pub dropped_queue_messages: u64,
-    /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
-    pub dropped_queue_bytes: u64,
-    /// Messages dropped for a subscriber because their Message Expiry Interval ran out
-    /// (also in `dropped`).
-    pub dropped_expired: u64,
-    /// Messages dropped for a subscriber because they exceed its Maximum Packet Size
-    /// (also in `dropped`).
-    pub dropped_too_large: u64,
-    // Traffic, for the metrics endpoint and $SYS (`core::observe`): plain per-loop counters,
-    // summed across loops only when scraped.
-    /// Complete packets received, by first byte (type and flags: QoS for PUBLISH).
-    pub packets_in: observe::PacketCounts,
-    /// Packets written into connections' output, by first byte.
-    pub packets_out: observe::PacketCounts,
-    /// Bytes read from sockets.
-    pub bytes_in: u64,
-    /// Bytes taken by sockets (written).
-    pub bytes_out: u64,
-    /// Messages queued past `max_queued_messages` for a subscriber that was holding its
-    /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
-    pub queued_past_limit: u64,
-    /// Times a publisher was held back for a congested subscriber (`flow`).
-    pub publishers_held: u64,
-    /// Times a congested subscriber held its publishers for `max_publisher_hold_ms` without
-    /// draining, and its queue limit applied from then on (`flow`).
-    pub hold_timeouts: u64,
-    /// Times a client was paused for going over `max_publish_rate_messages_per_sec`.
-    pub rate_paused_messages: u64,
-    /// Times a client was paused for going over `max_publish_rate_bytes_per_sec`.
-    pub rate_paused_bytes: u64,
-    /// QoS 0 messages for an offline subscriber (also in `dropped`).
-    pub dropped_qos0_offline: u64,
-    /// Messages dropped because every packet id toward the client was in use (also in
-    /// `dropped`).
-    pub dropped_no_packet_id: u64,
-    /// Shared-subscription messages whose chosen member left, with no other member to take
-    /// them (also in `dropped`).
-    pub dropped_group_member_gone: u64,
-    /// Messages queued for a session when it ended (also in `dropped`).
-    pub dropped_session_ended: u64,
-    /// Connections closed for an acknowledgement of the wrong kind: PUBREC or PUBCOMP for a
-    /// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC (also in
-    /// `closed_bad_input`).
-    pub closed_wrong_ack: u64,
-    /// 3.x CONNECTs refused (CONNACK 0x02) for a keep-alive over `max_keep_alive_secs`, or
-    /// 0, while a cap is set (also in `refused_connect`).
-    pub refused_keep_alive: u64,
-    /// v5 CONNECTs refused because even the smallest CONNACK exceeds the client's Maximum
-    /// Packet Size (also in `refused_connect`).
-    pub refused_connack_too_large: u64,
 }
 
 /// What a connection still has to send ([`Shard::pending`]).
@@ -477,94 +362,6 @@ impl Shard {
             queued: session.map_or(0, |s| s.traffic().queue.len()),
             session_persists: session.is_some_and(|s| s.expiry_secs > 0),
         }
-    }
-
-    /// A new connection: draws its object from the pool and starts its connect timeout.
-    /// When the pool is at its hard limit, the connection accepted longest ago that is
-    /// still awaiting its CONNECT is shed to make room (its object recycled for the
-    /// newcomer, its socket closed by an [`Action::Close`] that the driver must carry out
-    /// before it files the newcomer's socket). `None` when there is none to shed: the
-    /// driver answers the newcomer outside the pool.
-    pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
-        let key = if self.pool.active() >= self.pool.config().max_live_objects {
-            self.shed_for_newcomer(now_ms)?
-        } else {
-            self.pool.acquire().ok()?
-        };
-        self.stats.accepted += 1;
-        if let Ok(conn) = self.pool.get_mut(key) {
-            conn.last_seen_ms = now_ms;
-        }
-        self.arm_timer(key, now_ms + self.config.connect_timeout_ms);
-        self.awaiting.push_back(key);
-        self.prune_awaiting();
-        Some(key)
-    }
-
-    /// Drops the entries at the front of the accept-order list whose connections have sent
-    /// CONNECT or closed since (after a burst of connects, all of them: the list holds
-    /// nothing for idle clients, and its capacity goes at the next shrink).
-    fn prune_awaiting(&mut self) {
-        while let Some(&front) = self.awaiting.front() {
-            if self.is_awaiting_connect(front) {
-                break;
-            }
-            self.awaiting.pop_front();
-        }
-    }
-
-    /// Whether `key` is a live connection that has not sent CONNECT yet.
-    fn is_awaiting_connect(&self, key: ConnId) -> bool {
-        self.pool
-            .get(key)
-            .is_ok_and(|c| c.phase == Phase::AwaitingConnect)
-    }
-
-    /// Sheds the oldest connection still awaiting CONNECT: its object, reset, under a new
-    /// key for the newcomer. `None` if no connection awaits CONNECT.
-    fn shed_for_newcomer(&mut self, now_ms: u64) -> Option<ConnId> {
-        while let Some(victim) = self.shed_victim(now_ms) {
-            if let Ok(key) = self.pool.recycle(victim, now_ms) {
-                return Some(key);
-            }
-        }
-        None
-    }
-
-    /// Sheds the oldest connection still awaiting CONNECT, its object back to the pool (the
-    /// driver needs its descriptor, not its object). Whether there was one.
-    pub fn shed_oldest_awaiting(&mut self, now_ms: u64) -> bool {
-        let Some(victim) = self.shed_victim(now_ms) else {
-            return false;
-        };
-        let _ = self.pool.release(victim, now_ms);
-        true
-    }
-
-    /// The oldest connection still awaiting CONNECT, with its buffers returned, counted as
-    /// shed and its socket's close asked of the driver; its object is the caller's to
-    /// recycle or release.
-    fn shed_victim(&mut self, now_ms: u64) -> Option<ConnId> {
-        while let Some(victim) = self.awaiting.pop_front() {
-            if !self.is_awaiting_connect(victim) {
-                continue;
-            }
-            let Ok(conn) = self.pool.get_mut(victim) else {
-                continue;
-            };
-            // Invariant: before CONNECT a connection holds no session, will or slot of the
-            // connection count: giving its object away leaves nothing behind.
-            debug_assert!(!conn.counted && conn.session == u32::MAX && conn.will.is_none());
-            let input = std::mem::take(&mut conn.input);
-            let output = std::mem::take(&mut conn.output);
-            self.output_backlog_bytes -= output.len();
-            self.buffers.give(input);
-            self.buffers.give(output);
-            self.refused(Refusal::ShedBeforeConnect, now_ms, &victim);
-            self.actions.push_back(Action::Close(victim));
-            return Some(victim);
-        }
-        None
     }
 
     /// Whether the driver should read `conn`'s socket now: `false` while `conn` is a
@@ -835,6 +632,19 @@ impl Shard {
     }
 
     /// Marks `conn` as having output for the driver.
+    /// Gives `key`'s read and output buffers back to the loop (what output was waiting is
+    /// no longer part of the backlog).
+    fn return_buffers(&mut self, key: ConnId) {
+        let Ok(conn) = self.pool.get_mut(key) else {
+            return;
+        };
+        let input = std::mem::take(&mut conn.input);
+        let output = std::mem::take(&mut conn.output);
+        self.output_backlog_bytes -= output.len();
+        self.buffers.give(input);
+        self.buffers.give(output);
+    }
+
     fn mark_dirty(&mut self, key: ConnId) {
         if let Ok(conn) = self.pool.get_mut(key)
             && !conn.dirty

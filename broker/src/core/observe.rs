@@ -6,8 +6,127 @@
 //! per packet written into a connection's output, indexed by the packet's first byte. Everything else here runs when a scrape or a
 //! `$SYS` round asks, on the loop's own thread.
 
-use crate::core::{Shard, ShardStats, routing};
+use crate::core::{Shard, routing};
 use crate::protocol::{PublishRef, QoS};
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Newcomers refused at the pool's hard limit with no connection to shed (the driver
+    /// answers them outside the pool).
+    pub refused_at_pool_limit: u64,
+    /// Newcomers accepted on the spare descriptor when the process was out of them.
+    pub refused_descriptors: u64,
+    /// Newcomers refused outside the pool and closed without a CONNACK (no CONNECT in time,
+    /// not a CONNECT, or no room to hold them).
+    pub refused_unanswered: u64,
+    /// Connections idle before CONNECT closed to give their object to a newcomer.
+    pub shed_before_connect: u64,
+    /// CONNECTs refused with CONNACK 0x03 at the connection limit.
+    pub refused_at_max_connections: u64,
+    /// CONNECTs refused for a protocol reason.
+    pub refused_connect: u64,
+    /// Connections handed to another loop.
+    pub handed_over: u64,
+    /// Connections closed for bad input (malformed, protocol error, too large).
+    pub closed_bad_input: u64,
+    /// Connections closed by keep-alive or connect timeout.
+    pub closed_timeout: u64,
+    /// PUBLISH packets received.
+    pub publish_received: u64,
+    /// PUBLISH packets sent.
+    pub publish_sent: u64,
+    /// Messages not delivered to a session whose subscription matched them, for any reason
+    /// (the sum of the `dropped_*` counters, [`DropReason`]).
+    pub dropped: u64,
+    /// Wills published.
+    pub wills_published: u64,
+    // Refusals by reason (each also logged once per client). The first two are decided by
+    // the driver at accept, before the core sees the connection ([`Shard::record_refusal`]).
+    /// Connections closed at accept: the source IP holds `max_connections_per_ip`.
+    pub refused_per_ip: u64,
+    /// Connections closed at accept: their listener holds its `max_connections`.
+    pub refused_listener_max_connections: u64,
+    /// Connections closed for announcing a packet over `max_packet_size_bytes` (also in
+    /// `closed_bad_input`).
+    pub refused_packet_too_large: u64,
+    /// Connections closed by the connect timeout (also in `closed_timeout`).
+    pub closed_connect_timeout: u64,
+    /// Connections closed because a packet begun after CONNECT was not whole within
+    /// `partial_packet_timeout_ms` (also in `closed_timeout`).
+    pub closed_partial_packet_timeout: u64,
+    /// Times the loop found it had not run for [`STALL_THRESHOLD_MS`](crate::core::STALL_THRESHOLD_MS) or more
+    /// ([`Shard::stalled`]).
+    pub stalls: u64,
+    /// Milliseconds of those stalls, not counted against any client's deadlines.
+    pub stalled_ms: u64,
+    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_length_bytes`.
+    pub refused_topic_length: u64,
+    /// Topics (PUBLISH, will or SUBSCRIBE filter) over `max_topic_levels`.
+    pub refused_topic_levels: u64,
+    /// Subscriptions refused at `max_subscriptions_per_client`.
+    pub refused_subscriptions: u64,
+    /// MQTT 5 connections closed (0x97) for a Topic Alias table over
+    /// `max_topic_alias_bytes` (also in `closed_bad_input`).
+    pub refused_topic_alias_bytes: u64,
+    /// CONNECTs refused (0x85 / 0x02) for a client id over `max_client_id_length_bytes`
+    /// (also in `refused_connect`).
+    pub refused_client_id_length: u64,
+    /// Messages dropped because a queue held `max_queued_messages` (also in `dropped`).
+    pub dropped_queue_messages: u64,
+    /// Messages dropped because a queue held `max_queued_bytes` (also in `dropped`).
+    pub dropped_queue_bytes: u64,
+    /// Messages dropped for a subscriber because their Message Expiry Interval ran out
+    /// (also in `dropped`).
+    pub dropped_expired: u64,
+    /// Messages dropped for a subscriber because they exceed its Maximum Packet Size
+    /// (also in `dropped`).
+    pub dropped_too_large: u64,
+    // Traffic, for the metrics endpoint and $SYS (`core::observe`): plain per-loop counters,
+    // summed across loops only when scraped.
+    /// Complete packets received, by first byte (type and flags: QoS for PUBLISH).
+    pub packets_in: PacketCounts,
+    /// Packets written into connections' output, by first byte.
+    pub packets_out: PacketCounts,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes taken by sockets (written).
+    pub bytes_out: u64,
+    /// Messages queued past `max_queued_messages` for a subscriber that was holding its
+    /// publishers back (`flow`): in transit when the hold began, kept rather than dropped.
+    pub queued_past_limit: u64,
+    /// Times a publisher was held back for a congested subscriber (`flow`).
+    pub publishers_held: u64,
+    /// Times a congested subscriber held its publishers for `max_publisher_hold_ms` without
+    /// draining, and its queue limit applied from then on (`flow`).
+    pub hold_timeouts: u64,
+    /// Times a client was paused for going over `max_publish_rate_messages_per_sec`.
+    pub rate_paused_messages: u64,
+    /// Times a client was paused for going over `max_publish_rate_bytes_per_sec`.
+    pub rate_paused_bytes: u64,
+    /// QoS 0 messages for an offline subscriber (also in `dropped`).
+    pub dropped_qos0_offline: u64,
+    /// Messages dropped because every packet id toward the client was in use (also in
+    /// `dropped`).
+    pub dropped_no_packet_id: u64,
+    /// Shared-subscription messages whose chosen member left, with no other member to take
+    /// them (also in `dropped`).
+    pub dropped_group_member_gone: u64,
+    /// Messages queued for a session when it ended (also in `dropped`).
+    pub dropped_session_ended: u64,
+    /// Connections closed for an acknowledgement of the wrong kind: PUBREC or PUBCOMP for a
+    /// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC (also in
+    /// `closed_bad_input`).
+    pub closed_wrong_ack: u64,
+    /// 3.x CONNECTs refused (CONNACK 0x02) for a keep-alive over `max_keep_alive_secs`, or
+    /// 0, while a cap is set (also in `refused_connect`).
+    pub refused_keep_alive: u64,
+    /// v5 CONNECTs refused because even the smallest CONNACK exceeds the client's Maximum
+    /// Packet Size (also in `refused_connect`).
+    pub refused_connack_too_large: u64,
+}
 
 /// The PUBLISH packet type (fixed header high nibble).
 const PUBLISH_TYPE: usize = 3;
