@@ -16,11 +16,16 @@
 //! - [`config`]: the TOML file, its validation and the resolved settings (with the value
 //!   types the command line shares and the sizing arithmetic the server builds its loops
 //!   to); reload diffing.
+//! - [`acl`]: authorization: Mosquitto's `acl_file`, checked per topic and classified per
+//!   subscription.
+//! - [`auth`]: authentication: password files and their hashes, SCRAM-SHA-256.
 //! - [`rlimit`]: reading and raising the open-file limit.
 //! - [`cli`]: the `starling` binary's command line (flags, defaults, validation).
 //! - [`manual`]: the manual pages, generated from the command line and the example
 //!   configuration.
 
+pub mod acl;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod core;

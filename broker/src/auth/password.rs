@@ -1,0 +1,1 @@
+//! Mosquitto's `password_file`: `username:hash` per line.
