@@ -242,11 +242,8 @@ fn parse_listener(text: &str) -> Result<ListenerSection, String> {
         .trim()
         .parse()
         .map_err(|e| format!("{e}: expected IP:PORT[,max_connections=N]"))?;
-    let mut listener = ListenerSection {
-        protocol: Some(ListenerProtocol::Tcp),
-        bind,
-        max_connections: None,
-    };
+    let mut listener = ListenerSection::new(bind);
+    listener.protocol = Some(ListenerProtocol::Tcp);
     for option in parts {
         match option.split_once('=') {
             Some(("max_connections", n)) => {

@@ -402,6 +402,7 @@ fn last_ack_reason(net: &Net, client: ClientId, packet_id: u16) -> Option<u8> {
 
 const SUCCESS: u8 = 0x00;
 const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+const NOT_AUTHORIZED: u8 = 0x87;
 
 #[test]
 fn no_matching_subscribers_0x10_holds_across_loops_3_4_2_1() {
@@ -430,7 +431,8 @@ fn no_matching_subscribers_0x10_holds_across_loops_3_4_2_1() {
     // `#` matches every topic but those starting with `$` (MQTT-4.7.2-1).
     subscribe_v5(&mut net, subscriber, "#", 1, None);
     assert_eq!(send(&mut net, "zz/b", 1), Some(SUCCESS));
-    assert_eq!(send(&mut net, "$x/b", 1), Some(NO_MATCHING_SUBSCRIBERS));
+    // `$` topics are the broker's: a client's PUBLISH there is refused, not routed.
+    assert_eq!(send(&mut net, "$x/b", 1), Some(NOT_AUTHORIZED));
     assert_eq!(payloads(&net.take(subscriber)), vec![b"m".to_vec()]);
     // Unsubscribed: nothing left there.
     net.send(
@@ -489,10 +491,16 @@ mod summary_never_hides_a_subscriber {
             }
             for t in &topics {
                 publish_v5(&mut net, publisher, t, 1, &[], t.as_bytes());
-                let matched = filters.iter().any(|f| starling::topic::matches(f, t));
+                // A client's PUBLISH to a `$` topic is refused (0x87), never routed.
+                let reserved = t.starts_with('$');
+                let matched = !reserved && filters.iter().any(|f| starling::topic::matches(f, t));
                 let got = publishes(&net.take(subscriber));
                 prop_assert_eq!(got.len(), usize::from(matched), "{:?} → {}", filters, t);
                 let reason = last_ack_reason(&net, publisher, 1);
+                if reserved {
+                    prop_assert_eq!(reason, Some(NOT_AUTHORIZED));
+                    continue;
+                }
                 if matched {
                     prop_assert_eq!(reason, Some(SUCCESS));
                 }

@@ -38,6 +38,7 @@ fn starling_with(core: CoreConfig, event_loops: usize) -> (SocketAddr, Probe) {
             protocol: ListenerProtocol::Tcp,
             bind: "127.0.0.1:0".parse().expect("address"),
             max_connections: 0,
+            access: Default::default(),
         }],
         max_connections_per_ip: 0,
         event_loops,

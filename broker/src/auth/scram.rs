@@ -19,3 +19,27 @@ impl ScramCredentials {
         None
     }
 }
+
+/// Looks up a user's SCRAM credentials.
+pub type Lookup = std::sync::Arc<dyn Fn(&str) -> Option<ScramCredentials> + Send + Sync>;
+
+/// SCRAM-SHA-256 (placeholder until the exchange lands).
+pub struct ScramAuthenticator {
+    _lookup: Lookup,
+}
+
+impl ScramAuthenticator {
+    /// Against `lookup`.
+    pub fn new(lookup: Lookup) -> ScramAuthenticator {
+        ScramAuthenticator { _lookup: lookup }
+    }
+}
+
+impl crate::core::Authenticator for ScramAuthenticator {
+    fn method(&self) -> &str {
+        "SCRAM-SHA-256"
+    }
+    fn begin(&self, _client_id: &str) -> Box<dyn crate::core::AuthExchange> {
+        unimplemented!()
+    }
+}

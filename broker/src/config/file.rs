@@ -132,7 +132,7 @@ pub struct FileConfig {
     /// `[server]`.
     #[serde(default)]
     pub server: ServerSection,
-    /// `[[listeners]]` (none: one TCP listener on 0.0.0.0:1883).
+    /// `[[listeners]]` (none: one TCP listener on 127.0.0.1:1883).
     pub listeners: Option<Vec<ListenerSection>>,
     /// `[limits]`.
     #[serde(default)]
@@ -143,6 +143,9 @@ pub struct FileConfig {
     /// `[monitoring]`.
     #[serde(default)]
     pub monitoring: MonitoringSection,
+    /// `[auth]`: who may connect and what they may touch (listeners may override it).
+    #[serde(default)]
+    pub auth: super::access::AuthSection,
 }
 
 /// `[server]`.
@@ -178,6 +181,36 @@ pub struct ListenerSection {
     pub bind: SocketAddr,
     /// Connections open through this listener at once (0: only the global limit).
     pub max_connections: Option<OptionalConnections>,
+    /// Whether clients without a user name are admitted here (over `[auth]`'s).
+    pub allow_anonymous: Option<bool>,
+    /// This listener's password file (over `[auth]`'s).
+    pub password_file: Option<std::path::PathBuf>,
+    /// This listener's ACL file (over `[auth]`'s).
+    pub acl_file: Option<std::path::PathBuf>,
+}
+
+impl ListenerSection {
+    /// A listener on `bind` with nothing else set.
+    pub fn new(bind: SocketAddr) -> ListenerSection {
+        ListenerSection {
+            protocol: None,
+            bind,
+            max_connections: None,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
+        }
+    }
+
+    /// The access keys this listener sets itself.
+    pub fn auth(&self) -> super::access::AuthSection {
+        super::access::AuthSection {
+            allow_anonymous: self.allow_anonymous,
+            password_file: self.password_file.clone(),
+            acl_file: self.acl_file.clone(),
+            session_takeover: None,
+        }
+    }
 }
 
 /// `[limits]`.

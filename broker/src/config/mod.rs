@@ -9,6 +9,7 @@
 //! Every key is `section.name` in the file and `--name` (pool keys: `--pool-name`) on the
 //! command line; `starling.example.toml` at the repository root lists them all.
 
+pub mod access;
 pub mod error;
 pub mod example;
 pub mod file;
@@ -33,8 +34,9 @@ use crate::monitor::MonitorSettings;
 use sizing::{MAX_LISTENERS, clamp_preheating, max_live_objects_per_loop};
 use values::{default_event_loops, env_log_level};
 
-/// The MQTT port (IANA), on every IPv4 interface: the listener when none is configured.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:1883";
+/// The MQTT port (IANA), on the loopback interface: the listener when none is configured
+/// (as Mosquitto 2.0 does: a broker nobody configured is not open to the network).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
 /// Default time a graceful shutdown may take to flush what clients have queued.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 5_000;
 /// Default connections from one source IP address (0 = no limit).
@@ -49,6 +51,8 @@ pub struct ListenerSettings {
     pub bind: SocketAddr,
     /// Connections open through it at once (0: only the global limit).
     pub max_connections: usize,
+    /// Who may connect through it, and what they may touch.
+    pub access: access::AccessSettings,
 }
 
 /// Everything the binary runs with, resolved from defaults, file and flags.
@@ -97,6 +101,7 @@ impl Settings {
                     .parse()
                     .map_err(|e| err("listeners", format!("{e}")))?,
                 max_connections: 0,
+                access: access::AccessSettings::default(),
             }],
             Some(list) => list
                 .iter()
@@ -104,9 +109,21 @@ impl Settings {
                     protocol: l.protocol.unwrap_or(ListenerProtocol::Tcp),
                     bind: l.bind,
                     max_connections: l.max_connections.map_or(0, |n| n.get()),
+                    access: access::AccessSettings::default(),
                 })
                 .collect(),
         };
+        let mut listeners = listeners;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            let own = config
+                .listeners
+                .as_ref()
+                .and_then(|list| list.get(i))
+                .map(file::ListenerSection::auth)
+                .unwrap_or_default();
+            l.access = access::resolve(l.bind, &own, &config.auth)
+                .map_err(|(key, message)| err(&access::blame(key, i, &own), message))?;
+        }
         if listeners.is_empty() || listeners.len() > MAX_LISTENERS {
             return Err(err(
                 "listeners",

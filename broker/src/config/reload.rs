@@ -6,6 +6,9 @@
 //! `starling_pool::Pool::reconfigure`). They apply to the next accept, CONNECT, packet,
 //! delivery, preheat step or sweep; nobody is disconnected by a change (a lowered limit
 //! refuses newcomers, it does not evict).
+//! Each listener's access keys (`allow_anonymous`, `password_file`, `acl_file`,
+//! `session_takeover`) are live too, and the password and ACL files are re-read at every
+//! reload whether a key changed or not.
 //! Restart: the event-loop count and the listeners' addresses and protocols.
 
 use super::Settings;
@@ -173,9 +176,36 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             format!("listeners[{i}].max_connections"),
             l.max_connections.to_string(),
         ));
+        let a = &l.access;
+        let path = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "(none)".to_string(), |p| p.display().to_string())
+        };
+        out.push((
+            format!("listeners[{i}].allow_anonymous"),
+            a.allow_anonymous.to_string(),
+        ));
+        out.push((
+            format!("listeners[{i}].password_file"),
+            path(&a.password_file),
+        ));
+        out.push((format!("listeners[{i}].acl_file"), path(&a.acl_file)));
+        out.push((
+            format!("listeners[{i}].session_takeover"),
+            format!("{:?}", a.session_takeover).to_lowercase(),
+        ));
     }
     out
 }
+
+/// A listener's keys that change while the broker runs (if it keeps its address).
+const LIVE_LISTENER_KEYS: [&str; 5] = [
+    "max_connections",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "session_takeover",
+];
 
 /// Whether `key` can change while the broker runs.
 pub fn is_live(key: &str) -> bool {
@@ -183,7 +213,10 @@ pub fn is_live(key: &str) -> bool {
         || key.starts_with("pool.")
         || key == "server.log_level"
         || key == "server.shutdown_timeout_ms"
-        || (key.starts_with("listeners[") && key.ends_with("].max_connections"))
+        || (key.starts_with("listeners[")
+            && LIVE_LISTENER_KEYS
+                .iter()
+                .any(|k| key.ends_with(&format!("].{k}"))))
 }
 
 /// The keys whose values differ between `old` and `new`, in the order of [`entries`].
@@ -255,6 +288,7 @@ pub fn apply_live(old: &Settings, new: &Settings) -> Settings {
             && updated.bind == listener.bind
         {
             listener.max_connections = updated.max_connections;
+            listener.access = updated.access.clone();
         }
     }
     next

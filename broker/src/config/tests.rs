@@ -1,5 +1,6 @@
 use super::reload::{apply_live, diff};
 use super::*;
+use std::path::PathBuf;
 
 fn resolve(text: &str) -> Result<Settings, ConfigError> {
     let file = FileConfig::parse(text, "test.toml")?;
@@ -24,10 +25,30 @@ fn the_example_file_is_the_defaults() {
     );
 }
 
+/// The example with every key turned on, its password and ACL files made empty ones in a
+/// directory of the test's own.
+fn example_with_every_key() -> (String, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("starling-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut text = example::uncommented(example::EXAMPLE_CONFIG);
+    for name in ["passwords", "acl"] {
+        let path = dir.join(name);
+        std::fs::write(&path, "").expect("empty file");
+        let shown = format!("\"/etc/starling/{name}\"");
+        text = text.replace(&shown, &format!("{:?}", path.display().to_string()));
+    }
+    (text, dir)
+}
+
 #[test]
 fn the_example_with_every_key_set_is_valid_and_sets_them() {
-    let text = example::uncommented(example::EXAMPLE_CONFIG);
+    let (text, dir) = example_with_every_key();
     let settings = resolve(&text).expect("every example value is valid");
+    std::fs::remove_dir_all(dir).ok();
+    let access = &settings.listeners[0].access;
+    assert!(access.allow_anonymous, "the listener's own key wins");
+    assert!(access.password_file.is_some() && access.acl_file.is_some());
+    assert!(!settings.listeners[1].access.allow_anonymous, "[auth]'s");
     assert_eq!(settings.listeners.len(), 2);
     assert_eq!(settings.event_loops, 2);
     assert_eq!(settings.pool_preset, Some(PoolPreset::Small));

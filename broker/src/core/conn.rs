@@ -27,6 +27,9 @@ pub enum Phase {
     /// MQTT 5 CONNECT received, enhanced authentication in progress (AUTH packets only,
     /// still within the connect timeout).
     Authenticating,
+    /// CONNECT received, its password being verified off the loop (`core::credentials`):
+    /// not read, what came after the CONNECT kept in its input; the connect timeout runs.
+    Verifying,
     /// CONNECT accepted; bound to a session.
     Connected,
     /// The core decided to close it (or hand it over); waiting for the driver to confirm.
@@ -118,6 +121,8 @@ pub struct Conn {
     /// Whether a refusal (a subscription over a limit) was logged for this connection
     /// already: refusals are counted every time but logged once per client.
     pub refusal_logged: bool,
+    /// The listener that accepted it (whose access policy applies).
+    pub listener: u8,
     /// The deadline this connection is filed under in the timer wheel (0: not filed).
     pub timer_due_ms: u64,
     /// Per-packet scratch.
@@ -141,6 +146,7 @@ impl Conn {
             dirty: false,
             counted: false,
             refusal_logged: false,
+            listener: 0,
             timer_due_ms: 0,
             arena: Bump::new(),
         }

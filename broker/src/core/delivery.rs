@@ -172,6 +172,15 @@ pub(crate) fn send_or_queue(
     grant: Grant<'_>,
     now_ms: u64,
 ) {
+    if shard
+        .sessions
+        .get(session_id)
+        .is_some_and(|s| s.acl_checked)
+        && !crate::core::access::may_read(shard, session_id, message.view.topic)
+    {
+        shard.stats.denied_delivery += 1;
+        return;
+    }
     let Some(session) = shard.sessions.get(session_id) else {
         return;
     };

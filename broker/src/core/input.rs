@@ -67,6 +67,17 @@ fn feed(shard: &mut Shard, key: ConnId, bytes: &[u8], now_ms: u64) {
     }
 }
 
+/// Handles what waited in `conn`'s input while its CONNECT was parked
+/// (`core::credentials`).
+pub(crate) fn resume(shard: &mut Shard, key: ConnId, now_ms: u64) {
+    if shard.pool.get(key).is_ok_and(|c| !c.input.is_empty()) {
+        feed(shard, key, &[], now_ms);
+    }
+    if let Ok(conn) = shard.pool.get_mut(key) {
+        conn.settle();
+    }
+}
+
 /// A connected client completed a packet or began one: its keep-alive counts from now, and
 /// a packet left partial must be whole within `partial_packet_timeout_ms` of now.
 fn progressed(shard: &mut Shard, key: ConnId, now_ms: u64) {
@@ -120,6 +131,10 @@ fn process(shard: &mut Shard, key: ConnId, buf: &[u8], now_ms: u64) -> Processed
             return stop(packets);
         };
         let version = conn.version;
+        if conn.phase == Phase::Verifying {
+            // Parked: the rest waits in the input for the verdict.
+            break;
+        }
         if conn.phase == Phase::AwaitingConnect
             && let Err(not_mqtt) = connect_prefix(&buf[at..])
         {
@@ -264,6 +279,11 @@ fn dispatch(
     };
     match conn.phase {
         Phase::Closing => Flow::Stop,
+        // Invariant: `process` stops before the packets after a parked CONNECT.
+        Phase::Verifying => {
+            debug_assert!(false, "a packet dispatched while its CONNECT is parked");
+            Flow::Stop
+        }
         Phase::AwaitingConnect if packet_type == PacketType::Connect => {
             handlers::connect::handle(shard, key, frame, now_ms)
         }

@@ -299,6 +299,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
 /// Returns the connection's buffers to the loop and its object to the pool.
 fn release(shard: &mut Shard, key: ConnId, now_ms: u64) {
     shard.peers.take(key);
+    shard.verifying.forget(key);
     if let Ok(conn) = shard.pool.get(key) {
         shard.released_bytes += conn.pinned_bytes();
     }
@@ -362,7 +363,7 @@ impl Deadline {
 fn deadline_of(shard: &Shard, key: ConnId, now_ms: u64) -> Option<(Deadline, u64)> {
     let conn = shard.pool.get(key).ok()?;
     let (deadline, timeout_ms) = match conn.phase {
-        Phase::AwaitingConnect | Phase::Authenticating => {
+        Phase::AwaitingConnect | Phase::Authenticating | Phase::Verifying => {
             (Deadline::Connect, shard.config.connect_timeout_ms)
         }
         Phase::Connected if !conn.input.is_empty() => (

@@ -29,6 +29,9 @@
 //!   waited longest for their CONNECT when the pool is full.
 //! - [`refusals`]: turning newcomers away at the connection ceilings (shedding connections
 //!   idle before CONNECT first) and logging it as a summary.
+//! - [`access`]: each listener's access policy (anonymous clients, password
+//!   verification, the ACL, session takeover) and the checks on PUBLISH, SUBSCRIBE and
+//!   delivery; [`credentials`]: CONNECTs parked while the driver verifies their password.
 //! - [`peers`]: peer addresses of connections awaiting their CONNECT, for the connect log
 //!   line.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
@@ -43,9 +46,11 @@
 //! resumption never cross threads.
 
 mod accept;
+pub mod access;
 pub mod buffers;
 pub mod config;
 pub mod conn;
+pub mod credentials;
 pub mod delivery;
 pub mod directory;
 pub mod flow;
@@ -150,6 +155,18 @@ pub enum Action {
         /// Who published it (for flow control), if a client did.
         origin: Option<flow::Origin>,
     },
+    /// Verify `username`'s `password` (off the loop: hashing is slow on purpose) against
+    /// listener `listener`'s password file, then call [`Shard::credentials_checked`].
+    Authenticate {
+        /// The connection whose CONNECT waits.
+        conn: ConnId,
+        /// The listener that accepted it.
+        listener: u8,
+        /// The user name of the CONNECT.
+        username: Box<str>,
+        /// The password of the CONNECT.
+        password: Vec<u8>,
+    },
     /// Tell loop `to` that its connection `conn` feeds a congested subscriber here and must
     /// not be read ([`Shard::hold_publisher`] with `hold`), or no longer.
     Hold {
@@ -223,7 +240,15 @@ pub struct Shard {
     next_sweep_ms: u64,
     next_assigned_id: u64,
     stats: ShardStats,
+    /// Enhanced authentication for every listener without its own entry in
+    /// `listener_authenticators`.
     authenticator: Option<std::rc::Rc<dyn Authenticator>>,
+    /// Enhanced authentication per listener (index: the listener; `None`: none there).
+    listener_authenticators: Vec<Option<std::rc::Rc<dyn Authenticator>>>,
+    /// Each listener's access policy (`access`).
+    access: Arc<access::AccessPolicy>,
+    /// CONNECTs waiting for their credentials' verdict (`credentials`).
+    verifying: credentials::Verifying,
     /// Connections in the order they were accepted, the oldest first, for shedding those
     /// still awaiting CONNECT when the pool is full. Entries of connections that have sent
     /// CONNECT or closed since are stale and dropped when they reach the front.
@@ -287,6 +312,9 @@ impl Shard {
             next_assigned_id: 0,
             stats: ShardStats::default(),
             authenticator: None,
+            listener_authenticators: Vec::new(),
+            access: Arc::default(),
+            verifying: credentials::Verifying::default(),
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
             released_bytes: 0,

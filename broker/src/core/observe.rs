@@ -126,6 +126,20 @@ pub struct ShardStats {
     /// v5 CONNECTs refused because even the smallest CONNACK exceeds the client's Maximum
     /// Packet Size (also in `refused_connect`).
     pub refused_connack_too_large: u64,
+    /// CONNECTs whose password was sent to be verified off the loop.
+    pub credentials_verified: u64,
+    /// CONNECTs refused for who they are: bad user name or password, anonymous where
+    /// that is not allowed, throttled after failures, a will or a session takeover the
+    /// policy forbids (also in `refused_connect`).
+    pub refused_credentials: u64,
+    /// Clients disconnected because a reload removed their user.
+    pub disconnected_user_removed: u64,
+    /// PUBLISHes not routed: the ACL denies their topic, or it begins with `$`.
+    pub denied_publish: u64,
+    /// Subscriptions refused: no topic their filter matches is readable.
+    pub denied_subscribe: u64,
+    /// Deliveries not made: the topic is not readable by the subscriber.
+    pub denied_delivery: u64,
 }
 
 /// The PUBLISH packet type (fixed header high nibble).

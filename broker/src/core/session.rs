@@ -144,6 +144,7 @@ static NO_TRAFFIC: Traffic = Traffic {
         expiry_due_ms: 0,
         presence: None,
         retained: None,
+        access: None,
     },
 };
 
@@ -159,6 +160,8 @@ pub struct SessionExtras {
     pub presence: Option<Arc<Presence>>,
     /// The retained messages its subscriptions are still owed (`core::retained_stream`).
     pub retained: Option<Box<Streams>>,
+    /// Who the session authenticated as and its last access verdicts (`core::access`).
+    pub access: Option<Box<crate::core::access::SessionAccess>>,
 }
 
 /// One client's session.
@@ -182,6 +185,11 @@ pub struct Session {
     pub congested: bool,
     /// Whether its overflowing (too slow for its publishers, `core::flow`) was logged.
     pub overflow_logged: bool,
+    /// The listener its client connected through (whose access policy applies).
+    pub listener: u8,
+    /// Whether a subscription of it needs each delivered topic checked against the ACL
+    /// (`core::access`).
+    pub acl_checked: bool,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -196,6 +204,8 @@ impl Session {
             drop_logged: false,
             congested: false,
             overflow_logged: false,
+            listener: 0,
+            acl_checked: false,
             traffic: None,
         }
     }
@@ -360,6 +370,11 @@ impl Sessions {
     /// Whether there are no sessions.
     pub fn is_empty(&self) -> bool {
         self.slab.is_empty()
+    }
+
+    /// Every session's index, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slab.iter().map(|(id, _)| id as u32)
     }
 
     /// Every session, in no particular order.

@@ -247,6 +247,12 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         closed_wrong_ack,
         refused_keep_alive,
         refused_connack_too_large,
+        credentials_verified,
+        refused_credentials,
+        disconnected_user_removed,
+        denied_publish,
+        denied_subscribe,
+        denied_delivery,
         packets_in,
         packets_out,
         bytes_in,
@@ -294,6 +300,12 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.closed_wrong_ack += closed_wrong_ack;
     into.refused_keep_alive += refused_keep_alive;
     into.refused_connack_too_large += refused_connack_too_large;
+    into.credentials_verified += credentials_verified;
+    into.refused_credentials += refused_credentials;
+    into.disconnected_user_removed += disconnected_user_removed;
+    into.denied_publish += denied_publish;
+    into.denied_subscribe += denied_subscribe;
+    into.denied_delivery += denied_delivery;
     into.bytes_in += bytes_in;
     into.bytes_out += bytes_out;
     into.packets_in.add(&packets_in);

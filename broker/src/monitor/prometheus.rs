@@ -432,6 +432,15 @@ fn record(s: &Snapshot) {
     gauge!("starling_connections").set(s.connected as f64);
     gauge!("starling_max_connections").set(s.max_connections() as f64);
     counter!("starling_connections_accepted_total").absolute(t.accepted);
+    counter!("starling_credentials_verified_total").absolute(t.credentials_verified);
+    counter!("starling_disconnected_user_removed_total").absolute(t.disconnected_user_removed);
+    for (what, value) in [
+        ("publish", t.denied_publish),
+        ("subscribe", t.denied_subscribe),
+        ("delivery", t.denied_delivery),
+    ] {
+        counter!("starling_access_denied_total", "what" => what).absolute(value);
+    }
     for (reason, value) in [
         ("pool_limit", t.refused_at_pool_limit),
         ("descriptors", t.refused_descriptors),
@@ -439,9 +448,13 @@ fn record(s: &Snapshot) {
         (
             "protocol",
             t.refused_connect.saturating_sub(
-                t.refused_client_id_length + t.refused_keep_alive + t.refused_connack_too_large,
+                t.refused_client_id_length
+                    + t.refused_keep_alive
+                    + t.refused_connack_too_large
+                    + t.refused_credentials,
             ),
         ),
+        ("credentials", t.refused_credentials),
         ("client_id_length", t.refused_client_id_length),
         ("keep_alive_over_cap", t.refused_keep_alive),
         ("connack_too_large", t.refused_connack_too_large),

@@ -31,6 +31,12 @@ impl EventLoop {
                     let _ = self.send(to, Inbound::ForwardShared(pick, message, origin));
                 }
                 Action::Hold { to, conn, hold } => self.send_hold(to, conn, hold),
+                Action::Authenticate {
+                    conn,
+                    listener,
+                    username,
+                    password,
+                } => self.authenticate(conn, listener, username, password),
             }
         }
     }

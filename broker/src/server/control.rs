@@ -22,6 +22,9 @@ pub enum Control {
     /// New limits (`Shard::update_config`); the loop answers on the channel once they are in
     /// force.
     Reload(Box<CoreConfig>, Sender<usize>),
+    /// A new access policy (re-read password and ACL files, `Shard::set_access`); the loop
+    /// answers on the channel once it is in force.
+    Access(Box<crate::core::access::AccessPolicy>, Sender<usize>),
     /// Stop accepting, drain, close everything by `deadline`, then report and end.
     Shutdown {
         /// When whatever is left is closed.
@@ -69,6 +72,13 @@ impl EventLoop {
             Control::Reload(core, applied) => {
                 self.shard.update_config(&core);
                 tracing::debug!(loop_index = self.index, "limits reloaded");
+                let _ = applied.send(self.index);
+            }
+            Control::Access(policy, applied) => {
+                self.shard.set_access(*policy, self.now_ms);
+                self.install_scram();
+                self.act();
+                tracing::debug!(loop_index = self.index, "access policy reloaded");
                 let _ = applied.send(self.index);
             }
             Control::Snapshot(reply) => {

@@ -123,6 +123,8 @@ pub struct Parts {
     pub listeners: Vec<TcpListener>,
     /// The per-IP and per-listener counts, shared by every loop.
     pub admission: Arc<Admission>,
+    /// The password files, access policy and verifier threads, shared by every loop.
+    pub credentials: Arc<super::credentials::Credentials>,
     /// Time zero of every loop's clock: one instant for all, so a deadline one loop sets
     /// (a message's expiry) means the same on the loop it is forwarded to.
     pub epoch: Instant,
@@ -132,7 +134,7 @@ pub struct Parts {
 pub(super) struct Slot {
     pub(super) key: ConnId,
     stream: TcpStream,
-    origin: Origin,
+    pub(super) origin: Origin,
 }
 
 /// Shows a socket's peer address, asked from the kernel only when a log line is written.
@@ -170,6 +172,8 @@ pub struct EventLoop {
     pub(super) shard: Shard,
     pub(super) poll: Poll,
     pub(super) listeners: Vec<TcpListener>,
+    /// Listeners configured (still counted once a shutdown has closed them).
+    pub(super) listener_count: usize,
     inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
@@ -189,6 +193,8 @@ pub struct EventLoop {
     start: Instant,
     pub(super) now_ms: u64,
     pub(super) admission: Arc<Admission>,
+    /// The password files, access policy and verifier threads.
+    pub(super) credentials: Arc<super::credentials::Credentials>,
     /// Sockets held outside the pool: refused newcomers and lingering closes.
     pub(super) outside: Outside,
     /// A descriptor held in reserve: given up to accept (and answer) one newcomer when the
@@ -221,6 +227,7 @@ impl EventLoop {
             peers,
             mut listeners,
             admission,
+            credentials,
             epoch,
         } = parts;
         if listeners.len() > MAX_LISTENERS {
@@ -235,11 +242,13 @@ impl EventLoop {
             poll.registry()
                 .register(listener, listener_token(i), Interest::READABLE)?;
         }
-        let shard = Shard::new(index, loops, core, shared)?;
-        Ok(EventLoop {
+        let mut shard = Shard::new(index, loops, core, shared)?;
+        shard.set_access(credentials.policy(), 0);
+        let mut event_loop = EventLoop {
             index,
             shard,
             poll,
+            listener_count: listeners.len(),
             listeners,
             inbox,
             wake: vec![false; peers.len()],
@@ -256,6 +265,7 @@ impl EventLoop {
             start: epoch,
             now_ms: 0,
             admission,
+            credentials,
             outside: Outside::default(),
             spare: super::accept::open_spare(),
             draining: None,
@@ -265,7 +275,9 @@ impl EventLoop {
             released_bytes: 0,
             next_malloc_trim_ms: 0,
             pacing: Pacing::default(),
-        })
+        };
+        event_loop.install_scram();
+        Ok(event_loop)
     }
 
     /// The pool's numbers.
@@ -425,6 +437,7 @@ impl EventLoop {
         mut stream: TcpStream,
         origin: Origin,
     ) -> io::Result<()> {
+        self.shard.set_listener(key, origin.listener);
         self.poll.registry().register(
             &mut stream,
             conn_token(key),
@@ -461,6 +474,10 @@ impl EventLoop {
     pub(super) fn read(&mut self, key: ConnId) {
         let mut reads = 0;
         while reads < MAX_READS_PER_EVENT {
+            if self.shard.is_verifying(key) {
+                // Read again once the verdict is in (`verdict`), not before.
+                return;
+            }
             if self
                 .peers
                 .get(self.index)
@@ -661,6 +678,7 @@ impl EventLoop {
                 }
                 Ok(Inbound::Hold(conn, hold)) => self.shard.hold_publisher(conn, hold, self.now_ms),
                 Ok(Inbound::Control(control)) => self.control(control),
+                Ok(Inbound::Verdict(conn, verdict)) => self.verdict(conn, verdict),
                 Err(_) => return false,
             }
         }

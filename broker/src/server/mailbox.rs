@@ -47,6 +47,9 @@ pub enum Inbound {
     /// Hold back (true) or release (false) a publisher of the receiving loop for a
     /// congested subscriber of the sending loop ([`crate::core::Action::Hold`]).
     Hold(crate::core::ConnId, bool),
+    /// The verdict on a parked CONNECT's credentials, from the verifier threads
+    /// ([`crate::core::Action::Authenticate`]).
+    Verdict(crate::core::ConnId, crate::core::credentials::Verdict),
     /// From the main thread: a live reload or a graceful shutdown.
     Control(Control),
 }

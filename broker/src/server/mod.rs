@@ -19,8 +19,10 @@ pub mod accept;
 pub mod actions;
 pub mod admission;
 pub mod control;
+pub mod credentials;
 pub mod event_loop;
 pub mod listener;
+pub mod login;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
@@ -69,6 +71,8 @@ pub struct ServerConfig {
 pub enum StartError {
     /// A listener could not be bound.
     Bind(io::Error),
+    /// A password or ACL file could not be read or is malformed.
+    Access(String),
     /// A loop could not create its poll or waker, or its thread could not be spawned.
     Io(io::Error),
     /// A loop refused the configuration (its pool's `ConfigError`).
@@ -84,6 +88,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Bind(e) => write!(f, "{e}"),
+            StartError::Access(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "event loop set-up failed: {e}"),
             StartError::Loop {
                 loop_index,
@@ -102,6 +107,7 @@ pub struct Server {
     peers: Peers,
     admission: Arc<Admission>,
     shared: Arc<Shared>,
+    credentials: Arc<credentials::Credentials>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     /// Each loop's pool numbers right after it was built.
@@ -125,10 +131,23 @@ impl Server {
     ) -> usize {
         self.admission
             .set_limits(listener_max, max_connections_per_ip);
+        self.confirmed(|applied| Control::Reload(Box::new(core.clone()), applied))
+    }
+
+    /// Re-reads the password and ACL files of `listeners` and puts the new access policy in
+    /// force on every loop; returns how many loops confirmed in time, or why the files were
+    /// rejected (the running rules then stay).
+    pub fn reload_access(&self, listeners: &[ListenerSettings]) -> Result<usize, String> {
+        let policy = self.credentials.reload(listeners)?;
+        Ok(self.confirmed(|applied| Control::Access(Box::new(policy.clone()), applied)))
+    }
+
+    /// Sends every loop the request `control` makes with its confirmation channel; returns
+    /// how many loops confirmed within [`RELOAD_ACK_TIMEOUT_MS`].
+    fn confirmed(&self, control: impl Fn(crossbeam_channel::Sender<usize>) -> Control) -> usize {
         let (applied, confirmations) = crossbeam_channel::unbounded();
         for peer in self.peers.iter() {
-            let control = Control::Reload(Box::new(core.clone()), applied.clone());
-            let _ = peer.send(Inbound::Control(control));
+            let _ = peer.send(Inbound::Control(control(applied.clone())));
             let _ = peer.wake();
         }
         drop(applied);
@@ -201,6 +220,10 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         polls.push((poll, inbox));
     }
     let peers: Peers = Arc::from(mailboxes);
+    let loaded = credentials::load(&config.listeners, 0).map_err(StartError::Access)?;
+    let credentials = Arc::new(
+        credentials::Credentials::start(loaded, Arc::clone(&peers)).map_err(StartError::Io)?,
+    );
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(loops);
     let (exit_tx, exit_rx) = crossbeam_channel::bounded(loops);
@@ -210,6 +233,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let shared = Arc::clone(&shared);
         let peers = Arc::clone(&peers);
         let admission = Arc::clone(&admission);
+        let credentials = Arc::clone(&credentials);
         let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ready_tx = ready_tx.clone();
         let exit_tx = exit_tx.clone();
@@ -231,6 +255,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     peers,
                     listeners,
                     admission,
+                    credentials,
                     epoch,
                 };
                 // A panicking loop must take the process down with it (through `wait`),
@@ -282,6 +307,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         peers,
         admission,
         shared,
+        credentials,
         local_addrs,
         pool_stats,
     })

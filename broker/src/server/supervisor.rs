@@ -149,6 +149,7 @@ impl Supervisor {
         fitted.log_lowered();
         let new = fitted.settings;
         let changes = reload::diff(&self.settings, &new);
+        self.reload_access(&new);
         if changes.is_empty() {
             tracing::info!(file = %path.display(), "SIGHUP: configuration re-read; nothing changed");
             return;
@@ -183,6 +184,30 @@ impl Supervisor {
             needs_restart = skipped,
             "SIGHUP: configuration reloaded"
         );
+    }
+}
+
+impl Supervisor {
+    /// Re-reads the password and ACL files of the listeners that keep their address (a
+    /// listener that moves needs a restart, and keeps its rules until then) and puts them
+    /// in force on every loop.
+    fn reload_access(&mut self, new: &Settings) {
+        let mut listeners = self.settings.listeners.clone();
+        for (l, updated) in listeners.iter_mut().zip(&new.listeners) {
+            if l.bind == updated.bind {
+                l.access = updated.access.clone();
+            }
+        }
+        match self.server.reload_access(&listeners) {
+            Ok(confirmed) => tracing::info!(
+                confirmed,
+                "SIGHUP: password and ACL files re-read and in force"
+            ),
+            Err(error) => tracing::error!(
+                %error,
+                "SIGHUP: a password or ACL file was rejected; the running rules stay"
+            ),
+        }
     }
 }
 

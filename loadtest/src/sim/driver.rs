@@ -222,6 +222,10 @@ impl Driver {
             }
             // The simulated clients are always read: no flow-control holds here.
             Action::Hold { .. } => {}
+            // The simulated broker has no password file: nothing is verified.
+            Action::Authenticate { .. } => {
+                self.error("unexpected credential verification");
+            }
             Action::Forward { to, message, .. } => {
                 if let Some(peer) = self.peers.get(to) {
                     let _scope = BrokerScope::enter();

@@ -50,6 +50,13 @@ pub trait Authenticator {
 pub trait AuthExchange {
     /// The next step, given the client's Authentication Data.
     fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
+
+    /// The user name the exchange authenticated, read by the core after
+    /// [`AuthStep::Success`] (for the ACL and session takeover); `None` if the method
+    /// names no user.
+    fn identity(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Where a v5 connection is in enhanced authentication.
@@ -86,9 +93,33 @@ impl fmt::Debug for AuthState {
 }
 
 impl Shard {
-    /// Installs the enhanced-authentication method this loop offers.
+    /// Installs the enhanced-authentication method this loop offers on every listener
+    /// without one of its own.
     pub fn set_authenticator(&mut self, authenticator: Rc<dyn Authenticator>) {
         self.authenticator = Some(authenticator);
+    }
+
+    /// Installs (or with `None`, removes) the enhanced-authentication method of listener
+    /// `listener` (the SCRAM method of its password file).
+    pub fn set_listener_authenticator(
+        &mut self,
+        listener: u8,
+        authenticator: Option<Rc<dyn Authenticator>>,
+    ) {
+        let at = usize::from(listener);
+        if self.listener_authenticators.len() <= at {
+            self.listener_authenticators.resize(at + 1, None);
+        }
+        self.listener_authenticators[at] = authenticator;
+    }
+
+    /// The method a connection of listener `listener` may use.
+    fn authenticator_for(&self, key: ConnId) -> Option<Rc<dyn Authenticator>> {
+        let listener = self.pool.get(key).map_or(0, |c| c.listener);
+        match self.listener_authenticators.get(usize::from(listener)) {
+            Some(Some(own)) => Some(Rc::clone(own)),
+            _ => self.authenticator.clone(),
+        }
     }
 }
 
@@ -107,7 +138,9 @@ pub(crate) fn begin_connect(
         .authentication_method()
         .unwrap_or_default()
         .to_owned();
-    let authenticator = shard.authenticator.clone().filter(|a| a.method() == method);
+    let authenticator = shard
+        .authenticator_for(key)
+        .filter(|a| a.method() == method);
     let Some(authenticator) = authenticator else {
         shard.stats.refused_connect += 1;
         let code = ReasonCode::BadAuthenticationMethod;
@@ -154,7 +187,7 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
                 client_id,
                 assigned,
                 reservation,
-                ..
+                exchange,
             }) = state.map(|s| *s)
             else {
                 return Flow::Stop;
@@ -162,19 +195,14 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
             if let Ok(conn) = shard.pool.get_mut(key) {
                 conn.phase = Phase::AwaitingConnect;
             }
-            let auth = connect::AuthDone {
-                method: method.into(),
-                data,
+            let who = connect::Who {
+                username: exchange.identity().map(Box::from),
+                auth: Some(connect::AuthDone {
+                    method: method.into(),
+                    data,
+                }),
             };
-            let flow = connect::accept(
-                shard,
-                key,
-                *request,
-                client_id,
-                assigned,
-                Some(auth),
-                now_ms,
-            );
+            let flow = connect::accept(shard, key, *request, client_id, assigned, who, now_ms);
             drop(reservation);
             flow
         }
@@ -193,7 +221,7 @@ enum Next {
 pub(crate) fn handle_auth(shard: &mut Shard, key: ConnId, auth: &AuthV5<'_>, now_ms: u64) -> Flow {
     let method = auth.authentication_method.unwrap_or_default();
     let data = auth.authentication_data;
-    let authenticator = shard.authenticator.clone();
+    let authenticator = shard.authenticator_for(key);
     let client = lifecycle::client_name(shard, key);
     let state = shard
         .pool
@@ -253,8 +281,14 @@ fn reauth_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now
     match step {
         AuthStep::Continue(data) => continue_exchange(shard, key, method, &data),
         AuthStep::Success(data) => {
-            if let Some(slot) = reauth_slot(shard, key) {
-                *slot = None;
+            let same_user = reauth_slot(shard, key)
+                .and_then(|slot| slot.take())
+                .is_none_or(|exchange| same_user(shard, key, exchange.identity()));
+            if !same_user {
+                let code = ReasonCode::NotAuthorized;
+                let why = &"re-authenticated as another user";
+                lifecycle::close_for(shard, key, "re-authentication refused", code, why, now_ms);
+                return Flow::Stop;
             }
             write_auth(shard, key, ReasonCode::Success, method, data.as_deref());
             Flow::Continue
@@ -271,6 +305,20 @@ fn reauth_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, now
             Flow::Stop
         }
     }
+}
+
+/// Whether a re-authentication's user is the one the connection's session belongs to (a
+/// method that names no user keeps it).
+fn same_user(shard: &Shard, key: ConnId, identity: Option<&str>) -> bool {
+    let Some(identity) = identity else {
+        return true;
+    };
+    let session = shard
+        .pool
+        .get(key)
+        .ok()
+        .and_then(|c| shard.sessions.get(c.session));
+    session.is_some_and(|s| crate::core::access::username(s) == Some(identity))
 }
 
 /// AUTH 0x18 Continue authentication with the method's next data; the exchange waits

@@ -13,7 +13,8 @@ use crate::core::message::MessageProps;
 use crate::core::outbound::OutAliases;
 use crate::core::peers::PeerText;
 use crate::core::refusals::{self, Refusal};
-use crate::core::{ConnId, Shard, delivery, lifecycle};
+use crate::core::session::Session;
+use crate::core::{ConnId, Shard, access, credentials, delivery, lifecycle};
 use crate::protocol::v5::{
     ConnAckProperties, ConnAckV5, ConnectProperties, ConnectV5, PublishProperties, SubscriptionIds,
     UNLIMITED_PACKET_SIZE_BYTES, UserProperties, WillProperties, connack_v5_len, encode_connack_v5,
@@ -48,6 +49,25 @@ impl Request {
     pub(crate) fn authentication_data(&self) -> Option<&[u8]> {
         self.v5.as_ref()?.0.authentication_data.as_deref()
     }
+
+    /// The User Name, if any.
+    pub(crate) fn username(&self) -> Option<&str> {
+        self.connect.username.as_deref()
+    }
+
+    /// The Password, if any.
+    pub(crate) fn password(&self) -> Option<&[u8]> {
+        self.connect.password.as_deref()
+    }
+}
+
+/// Who a CONNECT is accepted as: the user it authenticated as (or gave, on a listener
+/// without a password file), and a finished enhanced authentication.
+pub(crate) struct Who {
+    /// The user name, if any.
+    pub username: Option<Box<str>>,
+    /// The enhanced authentication that authenticated it, if one did.
+    pub auth: Option<AuthDone>,
 }
 
 /// A finished enhanced authentication: its method and final data go into the CONNACK
@@ -133,10 +153,43 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
             now_ms,
         );
     }
-    let flow = accept(shard, key, request, client_id, assigned, None, now_ms);
+    let policy = shard.listener_access(key);
+    let verifies = policy.users.is_some();
+    let username = request.username().map(Box::<str>::from);
+    match username {
+        // Verified off the loop; the id stays reserved until the verdict.
+        Some(_) if verifies => {
+            return credentials::park(shard, key, request, client_id, assigned, reservation);
+        }
+        None if !policy.allow_anonymous => {
+            return refuse_not_authorized(shard, key, request.version(), "anonymous", now_ms);
+        }
+        _ => {}
+    }
+    let who = Who {
+        username,
+        auth: None,
+    };
+    let flow = accept(shard, key, request, client_id, assigned, who, now_ms);
     // The session (if one was made) now holds the id on this loop by itself.
     drop(reservation);
     flow
+}
+
+/// A CONNECT its listener's policy does not admit: CONNACK 0x05 (3.x) / 0x87 (5.0), close.
+pub(crate) fn refuse_not_authorized(
+    shard: &mut Shard,
+    key: ConnId,
+    version: ProtocolVersion,
+    why: &str,
+    now_ms: u64,
+) -> Flow {
+    shard.stats.refused_connect += 1;
+    shard.stats.refused_credentials += 1;
+    let code = ReasonCode::NotAuthorized;
+    refuse(shard, key, version, code);
+    lifecycle::close_for(shard, key, "CONNECT not authorized", code, &why, now_ms);
+    Flow::Stop
 }
 
 /// A client id over `max_client_id_length_bytes` (a session would keep it for as long as
@@ -225,10 +278,14 @@ pub(crate) fn accept(
     request: Request,
     client_id: Box<str>,
     assigned: bool,
-    auth: Option<AuthDone>,
+    who: Who,
     now_ms: u64,
 ) -> Flow {
     let version = request.connect.version;
+    if let Some(why) = not_admitted(shard, key, &request, &client_id, who.username.as_deref()) {
+        return refuse_not_authorized(shard, key, version, why, now_ms);
+    }
+    let Who { username, auth } = who;
     let session_expiry_secs = request.expiry_secs;
     let keep_alive_secs = effective_keep_alive(shard, &request);
     let mut granted = Granted {
@@ -297,14 +354,22 @@ pub(crate) fn accept(
     let session_present = session_id.is_some();
     let session_id =
         session_id.unwrap_or_else(|| shard.sessions.create(client_id, request.expiry_secs));
+    let listener = shard.pool.get(key).map_or(0, |c| c.listener);
+    let acl = shard.access.listener(listener).acl.is_some();
     if let Some(session) = shard.sessions.get_mut(session_id) {
         session.conn = Some(key);
         session.expiry_secs = request.expiry_secs;
+        session.listener = listener;
+        set_username(session, username, acl);
         if let Some(extras) = session.extras_if_any() {
             extras.expiry_due_ms = 0;
         }
     }
     crate::core::groups::sync_presence(shard, session_id);
+    if session_present {
+        // A resumed session may come back through another listener, or after a reload.
+        credentials::reclassify(shard, session_id);
+    }
     bind(
         shard,
         key,
@@ -334,6 +399,44 @@ pub(crate) fn accept(
         delivery::resume(shard, key, now_ms);
     }
     Flow::Continue
+}
+
+/// Why the listener's policy does not admit this CONNECT as `username`, if it does not: a
+/// will its client could not publish, or a session of another user to take over (with
+/// `session_takeover` set to the same user only).
+fn not_admitted(
+    shard: &Shard,
+    key: ConnId,
+    request: &Request,
+    client_id: &str,
+    username: Option<&str>,
+) -> Option<&'static str> {
+    let listener = shard.pool.get(key).map_or(0, |c| c.listener);
+    if let Some(will) = &request.connect.will
+        && !access::may_write_as(shard, listener, username, client_id, &will.topic)
+    {
+        return Some("the will's topic is not writable by this client");
+    }
+    let policy = shard.access.listener(listener);
+    if policy.session_takeover == access::SessionTakeover::SameUser
+        && let Some(session) = shard
+            .sessions
+            .find(client_id)
+            .and_then(|id| shard.sessions.get(id))
+        && access::username(session) != username
+    {
+        return Some("the client id's session belongs to another user (session_takeover)");
+    }
+    None
+}
+
+/// Records who the session belongs to (kept only for a user, or under an ACL).
+fn set_username(session: &mut Session, username: Option<Box<str>>, acl: bool) {
+    if username.is_none() && !acl && session.extras().is_none_or(|e| e.access.is_none()) {
+        return;
+    }
+    // A new memo: the verdicts of the previous connection may have been another user's.
+    session.extras_mut().access = Some(Box::new(access::SessionAccess::new(username)));
 }
 
 /// A session resumed by a new connection: its delayed will is cancelled (MQTT-3.1.3-9).

@@ -7,7 +7,7 @@
 
 use crate::core::config::TopicRefusal;
 use crate::core::input::Flow;
-use crate::core::{ConnId, Shard, lifecycle, routing};
+use crate::core::{ConnId, Shard, access, lifecycle, routing};
 use crate::protocol::v5::{PayloadFormat, PublishV5};
 use crate::protocol::{PacketType, ProtocolVersion, QoS, ReasonCode};
 
@@ -59,6 +59,11 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
         return Flow::Stop;
     };
     let (session_id, version) = (conn.session, conn.version);
+    if access::is_reserved_topic(publish.topic)
+        || !access::may_write(shard, session_id, publish.topic)
+    {
+        return deny(shard, key, session_id, publish);
+    }
     if version == ProtocolVersion::V5
         && publish.properties.payload_format == Some(PayloadFormat::Utf8)
         && !PayloadFormat::Utf8.accepts(publish.payload)
@@ -108,6 +113,52 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
         }
         // Invariant: the decoder gives QoS 1/2 a packet id (MQTT-2.3.1-1).
         (_, None) => debug_assert!(false, "QoS > 0 PUBLISH without packet id"),
+    }
+    Flow::Continue
+}
+
+/// A PUBLISH its client may not make (the ACL denies its topic, or the topic is one of the
+/// broker's `$` topics): not routed, counted, logged once per client. MQTT 5 answers QoS 1/2
+/// with 0x87 Not authorized (a PUBREC with an error ends the exchange: no PUBREL follows);
+/// 3.1.1 has no way to say it, so the PUBLISH is acknowledged as usual (MQTT-3.3.5-2 allows
+/// a server to drop it) and a QoS 2 id still awaits its PUBREL.
+fn deny(shard: &mut Shard, key: ConnId, session_id: u32, publish: &PublishV5<'_>) -> Flow {
+    shard.stats.denied_publish += 1;
+    let (version, first) = match shard.pool.get_mut(key) {
+        Ok(conn) => (
+            conn.version,
+            !std::mem::replace(&mut conn.refusal_logged, true),
+        ),
+        Err(_) => return Flow::Stop,
+    };
+    if first {
+        let client = shard.sessions.get(session_id).map_or("", |s| &s.client_id);
+        tracing::info!(
+            client,
+            topic = publish.topic,
+            "PUBLISH not authorized (further refusals for this client are counted, not logged)"
+        );
+    }
+    let v5 = version == ProtocolVersion::V5;
+    let code = if v5 {
+        ReasonCode::NotAuthorized
+    } else {
+        ReasonCode::Success
+    };
+    match (publish.qos, publish.packet_id) {
+        (QoS::AtLeastOnce, Some(id)) => {
+            shard.write_ack(key, PacketType::PubAck, id, code);
+        }
+        (QoS::ExactlyOnce, Some(id)) => {
+            if !v5
+                && let Some(session) = shard.sessions.get_mut(session_id)
+                && !session.traffic().awaiting_rel.contains(&id)
+            {
+                session.traffic_mut().awaiting_rel.push(id);
+            }
+            shard.write_ack(key, PacketType::PubRec, id, code);
+        }
+        _ => {}
     }
     Flow::Continue
 }

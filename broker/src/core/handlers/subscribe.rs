@@ -6,9 +6,10 @@
 
 use bumpalo::Bump;
 
+use crate::acl::FilterClass;
 use crate::core::input::Flow;
 use crate::core::subscription::SubOpts;
-use crate::core::{ConnId, Shard, delivery, groups, lifecycle, retained_stream};
+use crate::core::{ConnId, Shard, access, delivery, groups, lifecycle, retained_stream};
 use crate::protocol::v5::{RetainHandling, SubscriptionV5, parse_shared_filter};
 use crate::protocol::{QoS, ReasonCode};
 
@@ -111,6 +112,9 @@ fn subscribe_one(
         log_refusal(shard, key, session_id, filter, why);
         return (ReasonCode::QuotaExceeded, None);
     }
+    if let Some(code) = authorize(shard, key, session_id, filter) {
+        return (code, None);
+    }
     let result = match parse_shared_filter(filter) {
         Ok(None) => shard.index_subscribe(filter, session_id, opts).map(|_| ()),
         Ok(Some(shared)) => {
@@ -131,6 +135,31 @@ fn subscribe_one(
         Err(error) => {
             log_refusal(shard, key, session_id, filter, &error);
             (ReasonCode::TopicFilterInvalid, None)
+        }
+    }
+}
+
+/// The ACL's say on a subscription (`core::access`): refused (0x87; 3.1.1 SUBACK 0x80)
+/// when no topic it can match is readable, and the session's deliveries checked per topic
+/// when only some are. A malformed shared filter is left to the caller to refuse.
+fn authorize(shard: &mut Shard, key: ConnId, session_id: u32, filter: &str) -> Option<ReasonCode> {
+    let matched = match parse_shared_filter(filter) {
+        Ok(Some(shared)) => shared.filter,
+        Ok(None) => filter,
+        Err(_) => return None,
+    };
+    match access::classify(shard, session_id, matched) {
+        FilterClass::Always => None,
+        FilterClass::PerTopic => {
+            if let Some(session) = shard.sessions.get_mut(session_id) {
+                session.acl_checked = true;
+            }
+            None
+        }
+        FilterClass::Never => {
+            shard.stats.denied_subscribe += 1;
+            log_refusal(shard, key, session_id, filter, &"not authorized by the ACL");
+            Some(ReasonCode::NotAuthorized)
         }
     }
 }
