@@ -50,6 +50,13 @@ pub trait Authenticator {
 pub trait AuthExchange {
     /// The next step, given the client's Authentication Data.
     fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
+
+    /// The user name the exchange authenticated, once a step has returned
+    /// [`AuthStep::Success`] (the core reads it then); `None` before, after a refusal, or
+    /// for a method that names no user.
+    fn identity(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Where a v5 connection is in enhanced authentication.
