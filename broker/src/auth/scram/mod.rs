@@ -50,6 +50,8 @@
 mod exchange;
 mod message;
 #[cfg(test)]
+mod scramp_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
