@@ -51,9 +51,9 @@ pub trait AuthExchange {
     /// The next step, given the client's Authentication Data.
     fn step(&mut self, data: Option<&[u8]>) -> AuthStep;
 
-    /// The user name the exchange authenticated, read by the core after
-    /// [`AuthStep::Success`] (for the ACL and session takeover); `None` if the method
-    /// names no user.
+    /// The user name the exchange authenticated, once a step has returned
+    /// [`AuthStep::Success`] (the core reads it then); `None` before, after a refusal, or
+    /// for a method that names no user.
     fn identity(&self) -> Option<&str> {
         None
     }
