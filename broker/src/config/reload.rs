@@ -6,7 +6,9 @@
 //! `starling_pool::Pool::reconfigure`). They apply to the next accept, CONNECT, packet,
 //! delivery, preheat step or sweep; nobody is disconnected by a change (a lowered limit
 //! refuses newcomers, it does not evict).
-//! Restart: the event-loop count and the listeners' addresses and protocols.
+//! Restart: the event-loop count, the listeners' addresses and protocols, and every
+//! `monitoring.*` key (the metrics thread keeps what it started with), including a new token
+//! in an unchanged `monitoring.token_file`.
 
 use super::Settings;
 
@@ -51,6 +53,13 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
         (
             "monitoring.sys_interval_secs".into(),
             s.monitor.sys_interval_secs.to_string(),
+        ),
+        (
+            "monitoring.token_file".into(),
+            s.monitor
+                .metrics_token
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |t| t.path().display().to_string()),
         ),
         (
             "limits.max_connections".into(),
@@ -215,6 +224,20 @@ pub fn diff(old: &Settings, new: &Settings) -> Vec<Change> {
             old: old_value,
             new: new_value.clone(),
             live,
+        });
+    }
+    // The token is never shown: a new one in the same file is reported by the file's name.
+    if let (Some(old_token), Some(new_token)) =
+        (&old.monitor.metrics_token, &new.monitor.metrics_token)
+        && old_token.path() == new_token.path()
+        && old_token != new_token
+    {
+        let path = new_token.path().display().to_string();
+        changes.push(Change {
+            key: "monitoring.token_file".into(),
+            new: format!("{path} (a new token in it)"),
+            old: path,
+            live: false,
         });
     }
     for (key, old_value) in &before {
