@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group};
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
 use starling_loadtest::mqtt;
 
@@ -77,7 +78,7 @@ struct Bench {
 impl Bench {
     /// One shard with the scenario's subscribers and one publisher on `topic`.
     fn new(scenario: &Scenario, topic: &str) -> Bench {
-        let shared = Arc::new(Shared::new(scenario.loops));
+        let shared = Arc::new(Shared::new(scenario.loops, [0; ASSIGNED_ID_KEY_BYTES]));
         if let Some(filter) = scenario.other_loop_filter {
             shared.set_summary(1, starling::core::summary::filter_bit(filter));
         }

@@ -216,6 +216,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = SysIntervalSecs::parse)]
     pub sys_interval_secs: Option<SysIntervalSecs>,
 
+    /// File holding the bearer token GET /metrics then requires (Authorization: Bearer
+    /// TOKEN; surrounding whitespace trimmed; at most 4 KiB); GET /healthz stays open.
+    /// [default: none, /metrics is open to whoever reaches it]
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
     /// Pool growth step, in percent of the preheated size. [default: 150]
     #[arg(long, value_name = "N", value_parser = FactorPercent::parse)]
     pub pool_growth_factor_percent: Option<FactorPercent>,
@@ -302,6 +308,7 @@ impl Cli {
         p.growth_factor_percent = self.pool_growth_factor_percent;
         c.monitoring.metrics_listen = self.metrics_listen;
         c.monitoring.sys_interval_secs = self.sys_interval_secs;
+        c.monitoring.token_file = self.token_file.clone();
         c
     }
 

@@ -6,6 +6,7 @@ mod protocol_common;
 use std::sync::Arc;
 
 use protocol_common::{self as packets, ConnectSpec};
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
 use starling_alloc_count::{Counting, calls_during};
 
@@ -43,7 +44,13 @@ fn the_counter_sees_allocations() {
 fn qos0_publish_routed_to_one_subscriber_allocates_nothing_once_warm() {
     let mut config = CoreConfig::default();
     config.pool.initial_objects = 8;
-    let mut shard = Shard::new(0, 1, config, Arc::new(Shared::new(1))).expect("valid config");
+    let mut shard = Shard::new(
+        0,
+        1,
+        config,
+        Arc::new(Shared::new(1, [0; ASSIGNED_ID_KEY_BYTES])),
+    )
+    .expect("valid config");
     let mut dirty = Vec::with_capacity(16);
     let sub = connect(&mut shard, "sub", &mut dirty);
     shard.receive(sub, &packets::subscribe(1, &[(b"sensors/+/temp", 0)]), 0);
@@ -78,7 +85,13 @@ fn qos0_publish_routed_to_one_subscriber_allocates_nothing_once_warm() {
 fn a_batch_of_publishes_in_one_read_allocates_nothing_once_warm() {
     let mut config = CoreConfig::default();
     config.pool.initial_objects = 8;
-    let mut shard = Shard::new(0, 1, config, Arc::new(Shared::new(1))).expect("valid config");
+    let mut shard = Shard::new(
+        0,
+        1,
+        config,
+        Arc::new(Shared::new(1, [0; ASSIGNED_ID_KEY_BYTES])),
+    )
+    .expect("valid config");
     let mut dirty = Vec::with_capacity(16);
     let sub = connect(&mut shard, "sub", &mut dirty);
     shard.receive(sub, &packets::subscribe(1, &[(b"#", 0)]), 0);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use protocol_common::{self as packets, ConnectSpec};
 use starling::core::session::Session;
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
 use starling_alloc_count::{Counting, snapshot};
 
@@ -40,7 +41,7 @@ fn an_idle_subscribed_client_costs_the_core_well_under_a_kibibyte() {
     config.pool.max_preheated_objects = CLIENTS * 2;
     // Loop 0 of two, so the CONNECT step includes the client's entry in the directory that
     // every loop shares (a single loop keeps none).
-    let shared = Arc::new(Shared::new(2));
+    let shared = Arc::new(Shared::new(2, [0; ASSIGNED_ID_KEY_BYTES]));
     let mut shard = Shard::new(0, 2, config, Arc::clone(&shared)).expect("valid config");
     let mut dirty = Vec::new();
     let start = live();

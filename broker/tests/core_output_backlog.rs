@@ -8,6 +8,7 @@ mod protocol_common;
 
 use protocol_common as packets;
 use protocol_common::ConnectSpec;
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{ConnId, CoreConfig, Shard, Shared};
 use std::sync::Arc;
 
@@ -18,7 +19,13 @@ fn shard() -> Shard {
     config.pool.initial_objects = 16;
     config.pool.max_preheated_objects = 1024;
     config.pool.max_live_objects = 4096;
-    Shard::new(0, 1, config, Arc::new(Shared::new(1))).expect("valid config")
+    Shard::new(
+        0,
+        1,
+        config,
+        Arc::new(Shared::new(1, [0; ASSIGNED_ID_KEY_BYTES])),
+    )
+    .expect("valid config")
 }
 
 fn connect(shard: &mut Shard, id: &str) -> ConnId {

@@ -45,6 +45,16 @@ fn on_free_ports(text: &str, addr: &str) -> String {
     replaced
 }
 
+/// The token file the example names, as the example with every key set needs it to exist.
+const EXAMPLE_TOKEN_FILE: &str = "/etc/starling/metrics-token";
+
+/// `text` with the example's token file replaced by `token` (a file that exists).
+fn with_token_file(text: &str, token: &TempConfig) -> String {
+    let replaced = text.replace(EXAMPLE_TOKEN_FILE, &token.arg());
+    assert_ne!(replaced, text, "the example names {EXAMPLE_TOKEN_FILE}");
+    replaced
+}
+
 /// `starling --check-config FILE` under `open_files`.
 fn check_config(open_files: Option<u64>, file: &TempConfig) -> Output {
     starling_command(open_files)
@@ -111,7 +121,8 @@ fn the_example_config_passes_check_config_and_starts() {
 
 #[test]
 fn the_example_with_every_key_set_passes_check_config_and_starts() {
-    let mut text = example::uncommented(&example_text());
+    let token = TempConfig::new("token", "example-token\n");
+    let mut text = with_token_file(&example::uncommented(&example_text()), &token);
     // The example's password and ACL files: empty ones of the test's own.
     let dir = std::env::temp_dir().join(format!("starling-every-key-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

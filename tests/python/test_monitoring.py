@@ -290,6 +290,71 @@ def test_metrics_listen_off_serves_nothing(tmp_path, metrics_listen, expected):
 
 
 # --------------------------------------------------------------------------------------------
+# The metrics token (monitoring.token_file)
+# --------------------------------------------------------------------------------------------
+
+METRICS_TOKEN = "Zm9vYmFy.metrics-token_0123456789~"
+
+
+def get_with(monitored: Monitored, path: str, headers: dict) -> tuple:
+    """(status, headers, body) of GET path with `headers`."""
+    request = urllib.request.Request(f"http://{HOST}:{monitored.metrics_port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def test_metrics_token_is_required_for_metrics_not_for_healthz(tmp_path):
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text(f"  {METRICS_TOKEN}\n")  # surrounding whitespace is trimmed
+    m = Monitored({"event_loops": 1, "token_file": str(token_file)}, tmp_path)
+    try:
+        for headers in ({}, {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+                        {"Authorization": f"Bearer {METRICS_TOKEN[:-1]}"},
+                        {"Authorization": f"Basic {METRICS_TOKEN}"}):
+            status, got, body = get_with(m, "/metrics", headers)
+            assert status == 401, (headers, status, body)
+            assert got["WWW-Authenticate"].startswith("Bearer"), got
+            assert "starling_" not in body
+        status, _, body = get_with(m, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert status == 200 and value(body, "starling_connections") == 0, body[:500]
+        # Load balancers probe health without credentials.
+        status, _ = m.get("/healthz")
+        assert status == 200
+        log = m.broker.log()
+        assert "with the bearer token" in log and METRICS_TOKEN not in log
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("contents, why", [
+    ("\n  \n", "is empty"),
+    ("a" * 4097, "longer than 4096 bytes"),
+    ("two words", "visible ASCII only"),
+    (None, "cannot read the token file"),
+], ids=["empty", "over-4-KiB", "space", "missing"])
+def test_a_bad_token_file_is_refused_at_start_and_by_check_config(tmp_path, contents, why):
+    token_file = tmp_path / "metrics-token"
+    if contents is not None:
+        token_file.write_text(contents)
+    broker = Broker("starling", {"metrics_listen": f"{HOST}:{free_port()}",
+                                 "token_file": str(token_file)}, tmp_path)
+    started = subprocess.run(broker.command(), capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL)
+    assert started.returncode == 2, started.stdout + started.stderr
+    assert "invalid configuration" in started.stderr and "monitoring.token_file" in started.stderr, started.stderr
+    assert why in started.stderr, started.stderr
+    config = tmp_path / "starling.toml"
+    config.write_text(f"[monitoring]\ntoken_file = {str(token_file)!r}\n".replace("'", '"'))
+    checked = subprocess.run([broker.command()[0], "--check-config", str(config)],
+                             capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 2 and why in checked.stderr, checked.stdout + checked.stderr
+    assert f"{config}:2:1: key `monitoring.token_file`" in checked.stderr, checked.stderr
+
+
+# --------------------------------------------------------------------------------------------
 # $SYS
 # --------------------------------------------------------------------------------------------
 

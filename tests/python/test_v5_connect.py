@@ -1,6 +1,8 @@
 """MQTT 5.0 CONNECT / CONNACK (3.1, 3.2 of MQTT 5.0): CONNACK properties, Assigned Client
 Identifier, Server Keep Alive, Clean Start, Authentication Method."""
 
+import re
+
 import pytest
 
 import mqtt5_packets as m5
@@ -72,6 +74,33 @@ def test_assigned_client_identifier_MQTT_3_2_2_16(clients):
     assert ida and idb, "zero-length ClientID must get an Assigned Client Identifier (MQTT-3.2.2-16)"
     assert ida != idb, "assigned identifiers must be unique (MQTT-3.1.3-6)"
     assert a.is_open() and b.is_open()
+
+
+ASSIGNED_ID = re.compile(r"starling-[0-9a-f]{32}")  # 128 bits from a keyed hash
+
+
+@pytest.mark.starling_only
+@pytest.mark.broker_options(event_loops=1)
+def test_assigned_client_identifiers_are_unguessable(broker, clients):
+    """Starling's assigned ids carry 128 bits derived from a key drawn at start: none repeats,
+    and a restarted broker (a new key) assigns others, so nobody can name, and take over, the
+    session of a client that was given its id."""
+    def assigned(count: int) -> list:
+        ids = []
+        for _ in range(count):
+            c = clients.v5(client_id="")
+            ids.append(c.connack.properties[m5.PROP_ASSIGNED_CLIENT_IDENTIFIER])
+            c.disconnect()
+        return ids
+
+    before = assigned(20)
+    for i in before:
+        assert ASSIGNED_ID.fullmatch(i), i
+    assert len(set(before)) == len(before)
+    broker.restart()
+    after = assigned(20)
+    assert all(ASSIGNED_ID.fullmatch(i) for i in after), after
+    assert not set(before) & set(after), "a new broker assigns new ids"
 
 
 def test_assigned_client_identifier_names_the_session_MQTT_3_1_3_7(clients):

@@ -6,6 +6,7 @@
 //! file go through one resolution ([`super::Settings::resolve`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use std::fmt;
 
@@ -262,6 +263,7 @@ pub struct PoolSection {
 pub struct MonitoringSection {
     pub metrics_listen: Option<MetricsListen>,
     pub sys_interval_secs: Option<SysIntervalSecs>,
+    pub token_file: Option<PathBuf>,
 }
 
 /// Seconds between `$SYS` rounds (0: off; up to a day).
@@ -327,7 +329,7 @@ impl FileConfig {
             max_client_id_length_bytes);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
-        take!(monitoring: metrics_listen, sys_interval_secs);
+        take!(monitoring: metrics_listen, sys_interval_secs, token_file);
         if over.listeners.is_some() {
             self.listeners = over.listeners.clone();
         }

@@ -31,6 +31,7 @@ pub use values::{LogFormat, LogLevel, PoolPreset};
 use crate::core::CoreConfig;
 use crate::core::config::DEFAULT_MAX_CONNECTIONS;
 use crate::monitor::MonitorSettings;
+use crate::monitor::token::MetricsToken;
 use sizing::{MAX_LISTENERS, clamp_preheating, max_live_objects_per_loop};
 use values::{default_event_loops, env_log_level};
 
@@ -244,7 +245,8 @@ impl Settings {
             pool_preset: p.preset,
             pool_initial_objects: p.initial_objects.map(|v| v.get()),
             pool_max_preheated_objects: p.max_preheated_objects.map(|v| v.get()),
-            monitor: monitor_settings(&config.monitoring),
+            monitor: monitor_settings(&config.monitoring)
+                .map_err(|(key, message)| err(key, message))?,
         };
         let (core, _) = settings
             .core_config(settings.core.max_connections)
@@ -357,15 +359,23 @@ fn read(path: &Path) -> Result<(String, String), ConfigError> {
     }
 }
 
-/// `[monitoring]` with its defaults.
-fn monitor_settings(m: &file::MonitoringSection) -> MonitorSettings {
+/// `[monitoring]` with its defaults; the token file is read here, so that start-up,
+/// `--check-config` and a reload refuse the same bad file. Errs with the key to blame.
+fn monitor_settings(
+    m: &file::MonitoringSection,
+) -> Result<MonitorSettings, (&'static str, String)> {
     let defaults = MonitorSettings::default();
-    MonitorSettings {
+    let metrics_token = match &m.token_file {
+        None => None,
+        Some(path) => Some(MetricsToken::read(path).map_err(|e| ("monitoring.token_file", e))?),
+    };
+    Ok(MonitorSettings {
         metrics_listen: m.metrics_listen.map_or(defaults.metrics_listen, |v| v.0),
         sys_interval_secs: m
             .sys_interval_secs
             .map_or(defaults.sys_interval_secs, |v| v.0),
-    }
+        metrics_token,
+    })
 }
 
 #[cfg(test)]

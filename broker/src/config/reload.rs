@@ -9,7 +9,9 @@
 //! Each listener's access keys (`allow_anonymous`, `password_file`, `acl_file`,
 //! `session_takeover`) are live too, and the password and ACL files are re-read at every
 //! reload whether a key changed or not.
-//! Restart: the event-loop count and the listeners' addresses and protocols.
+//! Restart: the event-loop count, the listeners' addresses and protocols, and every
+//! `monitoring.*` key (the metrics thread keeps what it started with), including a new token
+//! in an unchanged `monitoring.token_file`.
 
 use super::Settings;
 
@@ -54,6 +56,13 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
         (
             "monitoring.sys_interval_secs".into(),
             s.monitor.sys_interval_secs.to_string(),
+        ),
+        (
+            "monitoring.token_file".into(),
+            s.monitor
+                .metrics_token
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |t| t.path().display().to_string()),
         ),
         (
             "limits.max_connections".into(),
@@ -248,6 +257,20 @@ pub fn diff(old: &Settings, new: &Settings) -> Vec<Change> {
             old: old_value,
             new: new_value.clone(),
             live,
+        });
+    }
+    // The token is never shown: a new one in the same file is reported by the file's name.
+    if let (Some(old_token), Some(new_token)) =
+        (&old.monitor.metrics_token, &new.monitor.metrics_token)
+        && old_token.path() == new_token.path()
+        && old_token != new_token
+    {
+        let path = new_token.path().display().to_string();
+        changes.push(Change {
+            key: "monitoring.token_file".into(),
+            new: format!("{path} (a new token in it)"),
+            old: path,
+            live: false,
         });
     }
     for (key, old_value) in &before {

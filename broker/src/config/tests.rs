@@ -25,8 +25,8 @@ fn the_example_file_is_the_defaults() {
     );
 }
 
-/// The example with every key turned on, its password and ACL files made empty ones in a
-/// directory of the test's own.
+/// The example with every key turned on, its password and ACL files made empty ones (and its
+/// metrics token file a token) in a directory of the test's own.
 fn example_with_every_key() -> (String, PathBuf) {
     let dir = std::env::temp_dir().join(format!("starling-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -37,6 +37,9 @@ fn example_with_every_key() -> (String, PathBuf) {
         let shown = format!("\"/etc/starling/{name}\"");
         text = text.replace(&shown, &format!("{:?}", path.display().to_string()));
     }
+    let token = dir.join("metrics-token");
+    std::fs::write(&token, "example-token\n").expect("token file");
+    let text = text.replace("/etc/starling/metrics-token", &token.display().to_string());
     (text, dir)
 }
 
@@ -44,11 +47,15 @@ fn example_with_every_key() -> (String, PathBuf) {
 fn the_example_with_every_key_set_is_valid_and_sets_them() {
     let (text, dir) = example_with_every_key();
     let settings = resolve(&text).expect("every example value is valid");
-    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_dir_all(&dir).ok();
     let access = &settings.listeners[0].access;
     assert!(access.allow_anonymous, "the listener's own key wins");
     assert!(access.password_file.is_some() && access.acl_file.is_some());
     assert!(!settings.listeners[1].access.allow_anonymous, "[auth]'s");
+    assert_eq!(
+        settings.monitor.metrics_token.as_ref().map(|t| t.path()),
+        Some(dir.join("metrics-token").as_path())
+    );
     assert_eq!(settings.listeners.len(), 2);
     assert_eq!(settings.event_loops, 2);
     assert_eq!(settings.pool_preset, Some(PoolPreset::Small));
@@ -308,5 +315,74 @@ fn the_partial_packet_timeout_resolves_validates_and_reloads_live() {
     assert_eq!(
         apply_live(&defaults, &set).core.partial_packet_timeout_ms,
         5000
+    );
+}
+
+/// A token file `name` holding `contents`, removed when dropped.
+struct TokenFile(std::path::PathBuf);
+
+impl TokenFile {
+    fn new(name: &str, contents: &str) -> TokenFile {
+        let path = std::env::temp_dir().join(format!(
+            "starling-config-token-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).expect("temporary token file");
+        TokenFile(path)
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[monitoring]\ntoken_file = {:?}\n",
+            self.0.display().to_string()
+        )
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_bad_token_file_is_refused_with_its_key_and_line() {
+    let empty = TokenFile::new("empty", "\n");
+    let error = resolve(&empty.config()).expect_err("an empty token");
+    assert_eq!(error.key.as_deref(), Some("monitoring.token_file"));
+    assert_eq!(error.position, Some((2, 1)));
+    assert!(error.message.contains("is empty"), "{error}");
+    let missing = "[monitoring]\ntoken_file = \"/nonexistent/starling-token\"\n";
+    let error = resolve(missing).expect_err("no such file");
+    assert!(
+        error.message.contains("cannot read the token file"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_new_token_in_the_same_file_needs_a_restart_and_is_never_shown() {
+    let file = TokenFile::new("rotated", "first-token\n");
+    let old = resolve(&file.config()).expect("valid");
+    std::fs::write(&file.0, "second-token\n").expect("rewrite");
+    let new = resolve(&file.config()).expect("valid");
+    let changes = diff(&old, &new);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].key, "monitoring.token_file");
+    assert!(!changes[0].live);
+    assert!(changes[0].new.contains("a new token"), "{changes:?}");
+    let shown = format!("{changes:?} {new:?}");
+    assert!(
+        !shown.contains("first-token") && !shown.contains("second-token"),
+        "{shown}"
+    );
+    assert_eq!(apply_live(&old, &new).monitor, old.monitor, "restart only");
+    let unset = resolve("").expect("defaults");
+    let changes = diff(&unset, &old);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.key == "monitoring.token_file" && c.old == "none" && !c.live),
+        "{changes:?}"
     );
 }

@@ -3,7 +3,10 @@
 //!
 //! Requests are input: a request head is read up to [`MAX_REQUEST_BYTES`] within
 //! [`REQUEST_TIMEOUT_MS`]; a malformed one gets 400, an oversized one 431, another method
-//! 405, another path 404; every response closes the connection. One request is served at a
+//! 405, another path 404; with a token configured (`monitoring.token_file`), `/metrics`
+//! without `Authorization: Bearer <token>` gets 401 (`/healthz` never asks for it: load
+//! balancers probe it without credentials). Every response closes the connection. One
+//! request is served at a
 //! time (a scrape is a few milliseconds; a client that sends nothing holds the endpoint for
 //! at most the timeout), which is what an endpoint meant for loopback or a scraper needs.
 
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::Probe;
 use super::health::HealthReport;
 use super::prometheus::Exporter;
+use super::token::MetricsToken;
 
 /// The largest request head read (request line and headers).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -41,6 +45,13 @@ pub struct Refusal {
     /// The reason, sent as the body.
     pub reason: &'static str,
 }
+
+/// The answer to a `/metrics` request without the configured bearer token (sent with
+/// `WWW-Authenticate: Bearer`).
+pub const UNAUTHORIZED: Refusal = Refusal {
+    status: 401,
+    reason: "unauthorized: /metrics needs the header Authorization: Bearer <token>",
+};
 
 /// A parsed request: the route and whether the body is wanted (`HEAD` does not want it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +108,42 @@ pub fn parse_request(head: &[u8]) -> Result<Request, Refusal> {
     Ok(Request { route, body })
 }
 
-/// Binds `addr` and serves it on a thread named `starling-http`; returns the bound address.
-pub fn spawn(addr: SocketAddr, probe: Probe) -> io::Result<SocketAddr> {
+/// `request` if it may be served: a `/metrics` request needs `token` in its `head` when
+/// there is one ([`UNAUTHORIZED`] otherwise); `/healthz` is served to anyone.
+pub fn authorize(
+    request: Request,
+    head: &[u8],
+    token: Option<&MetricsToken>,
+) -> Result<Request, Refusal> {
+    match token {
+        Some(token) if request.route == Route::Metrics && !token.authorizes(head) => {
+            Err(UNAUTHORIZED)
+        }
+        _ => Ok(request),
+    }
+}
+
+/// Binds `addr` and serves it on a thread named `starling-http`, `/metrics` only to requests
+/// with `token` if there is one; returns the bound address.
+pub fn spawn(
+    addr: SocketAddr,
+    probe: Probe,
+    token: Option<MetricsToken>,
+) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("starling-http".to_string())
-        .spawn(move || serve(&listener, &probe))?;
+        .spawn(move || serve(&listener, &probe, token.as_ref()))?;
     Ok(bound)
 }
 
-fn serve(listener: &TcpListener, probe: &Probe) {
+fn serve(listener: &TcpListener, probe: &Probe, token: Option<&MetricsToken>) {
     let exporter = Exporter::new();
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                if let Err(error) = answer(stream, probe, &exporter) {
+                if let Err(error) = answer(stream, probe, &exporter, token) {
                     tracing::debug!(%error, "metrics request failed");
                 }
             }
@@ -126,7 +157,12 @@ fn serve(listener: &TcpListener, probe: &Probe) {
 }
 
 /// Reads one request from `stream` and answers it.
-fn answer(mut stream: TcpStream, probe: &Probe, exporter: &Exporter) -> io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    probe: &Probe,
+    exporter: &Exporter,
+    token: Option<&MetricsToken>,
+) -> io::Result<()> {
     let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -135,7 +171,7 @@ fn answer(mut stream: TcpStream, probe: &Probe, exporter: &Exporter) -> io::Resu
     let mut chunk = [0u8; 1024];
     let parsed = loop {
         if head_complete(&head) {
-            break parse_request(&head);
+            break parse_request(&head).and_then(|request| authorize(request, &head, token));
         }
         if head.len() > MAX_REQUEST_BYTES {
             break Err(Refusal {
@@ -187,8 +223,14 @@ fn answer(mut stream: TcpStream, probe: &Probe, exporter: &Exporter) -> io::Resu
             )
         }
     };
+    // RFC 6750: a 401 names the scheme it wants.
+    let challenge = if status == UNAUTHORIZED.status {
+        "WWW-Authenticate: Bearer realm=\"starling\"\r\n"
+    } else {
+        ""
+    };
     let header = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         reason_phrase(status),
         body.len()
     );
@@ -215,6 +257,7 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
@@ -255,6 +298,27 @@ mod tests {
         assert_eq!(status(b"GET /metrics SPDY/3\r\n\r\n"), Err(400));
         assert_eq!(status(b"\xff\xfe /metrics HTTP/1.1\r\n\r\n"), Err(400));
         assert_eq!(status(b"\r\n\r\n"), Err(400));
+    }
+
+    #[test]
+    fn only_metrics_asks_for_the_token() {
+        let path = std::env::temp_dir().join(format!("starling-http-token-{}", std::process::id()));
+        std::fs::write(&path, "t0ken\n").expect("temporary file");
+        let token = MetricsToken::read(&path).expect("valid token");
+        let _ = std::fs::remove_file(&path);
+        let served = |head: &[u8], token: Option<&MetricsToken>| {
+            parse_request(head)
+                .and_then(|request| authorize(request, head, token))
+                .map_err(|r| r.status)
+        };
+        let bare = b"GET /metrics HTTP/1.1\r\n\r\n";
+        let bearer = b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\n";
+        let wrong = b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer t0ke\r\n\r\n";
+        assert!(served(bare, None).is_ok(), "no token configured: open");
+        assert_eq!(served(bare, Some(&token)), Err(401));
+        assert_eq!(served(wrong, Some(&token)), Err(401));
+        assert!(served(bearer, Some(&token)).is_ok());
+        assert!(served(b"HEAD /healthz HTTP/1.1\r\n\r\n", Some(&token)).is_ok());
     }
 
     #[test]

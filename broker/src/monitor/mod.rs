@@ -13,12 +13,14 @@
 //! - [`sys`]: the `$SYS/broker/...` messages (Mosquitto's names where it has one) and the
 //!   thread that publishes them every `sys_interval_secs` and watches health every second.
 //! - [`rss`]: the process's resident and peak memory.
+//! - [`token`]: the bearer token `/metrics` asks for when `monitoring.token_file` is set.
 
 pub mod health;
 pub mod http;
 pub mod prometheus;
 pub mod rss;
 pub mod sys;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct MonitorSettings {
     pub metrics_listen: Option<SocketAddr>,
     /// Seconds between `$SYS` rounds (0: no `$SYS` messages).
     pub sys_interval_secs: u64,
+    /// The bearer token `/metrics` asks for (`None`: served to anyone who reaches it).
+    pub metrics_token: Option<token::MetricsToken>,
 }
 
 impl Default for MonitorSettings {
@@ -56,6 +60,7 @@ impl Default for MonitorSettings {
         MonitorSettings {
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             sys_interval_secs: DEFAULT_SYS_INTERVAL_SECS,
+            metrics_token: None,
         }
     }
 }
@@ -377,10 +382,17 @@ impl Probe {
 /// more than its dashboard).
 pub fn start(settings: &MonitorSettings, probe: &Probe) {
     if let Some(addr) = settings.metrics_listen {
-        match http::spawn(addr, probe.clone()) {
-            Ok(bound) => {
-                tracing::info!(addr = %bound, "metrics and health listening (GET /metrics, GET /healthz)")
-            }
+        match http::spawn(addr, probe.clone(), settings.metrics_token.clone()) {
+            Ok(bound) => match &settings.metrics_token {
+                Some(token) => tracing::info!(
+                    addr = %bound,
+                    token_file = %token.path().display(),
+                    "metrics and health listening (GET /metrics with the bearer token, GET /healthz)"
+                ),
+                None => {
+                    tracing::info!(addr = %bound, "metrics and health listening (GET /metrics, GET /healthz)")
+                }
+            },
             Err(error) => {
                 tracing::error!(addr = %addr, %error, "could not serve metrics and health; running without them")
             }

@@ -210,7 +210,9 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         .first()
         .map(|l| l.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
-    let shared = Arc::new(Shared::new(loops));
+    // Assigned client ids are derived from a key no client can know (`Shared::assigned_client_id`).
+    let assigned_id_key = crate::core::shared::random_assigned_id_key().map_err(StartError::Io)?;
+    let shared = Arc::new(Shared::new(loops, assigned_id_key));
     let mut mailboxes = Vec::with_capacity(loops);
     let mut polls = Vec::with_capacity(loops);
     for _ in 0..loops {

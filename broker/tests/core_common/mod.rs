@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{Action, ConnId, CoreConfig, Shard, Shared};
 use starling::protocol::{FrameError, PacketType, ProtocolVersion, check_frame, check_frame_for};
 
@@ -100,7 +101,8 @@ pub type ClientId = usize;
 
 impl Net {
     pub fn new(loops: usize, config: CoreConfig) -> Net {
-        let shared = Arc::new(Shared::new(loops));
+        // A fixed key for assigned client ids: a run replays the same.
+        let shared = Arc::new(Shared::new(loops, [0; ASSIGNED_ID_KEY_BYTES]));
         let shards = (0..loops)
             .map(|i| {
                 Shard::new(i, loops, config.clone(), Arc::clone(&shared)).expect("valid config")

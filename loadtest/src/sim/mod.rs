@@ -13,6 +13,7 @@ mod shard;
 
 use std::sync::{Arc, Barrier, Mutex};
 
+use starling::core::shared::ASSIGNED_ID_KEY_BYTES;
 use starling::core::{CoreConfig, Shared, owner_loop};
 
 use crate::RunError;
@@ -52,7 +53,8 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
     let mut config = CoreConfig::default();
     // Room for every client plus each shard's publisher.
     config.max_connections = config.max_connections.max(args.clients + shards);
-    let shared = Arc::new(Shared::new(shards));
+    // A fixed key: the simulation replays the same run every time.
+    let shared = Arc::new(Shared::new(shards, [0; ASSIGNED_ID_KEY_BYTES]));
     // Each shard takes the clients whose id it owns.
     let mut owned: Vec<Vec<u32>> = vec![Vec::new(); shards];
     for i in 0..args.clients {

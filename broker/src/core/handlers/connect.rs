@@ -682,7 +682,9 @@ impl Shard {
     pub(crate) fn assign_client_id(&mut self) -> (Box<str>, Reservation) {
         loop {
             self.next_assigned_id += 1;
-            let id = format!("starling-{}-{}", self.loop_index, self.next_assigned_id);
+            let id = self
+                .shared
+                .assigned_client_id(self.loop_index, self.next_assigned_id);
             if self.sessions.find(&id).is_some() {
                 continue;
             }
