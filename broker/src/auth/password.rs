@@ -1,1 +1,0 @@
-//! Mosquitto's `password_file`: `username:hash` per line.
