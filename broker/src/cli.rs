@@ -228,8 +228,8 @@ pub struct Cli {
 /// What `starling` can do besides running the broker.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the manual pages (starling(1), starling-man(1), starling.toml(5)) into DIR/man1
-    /// and DIR/man5, print their paths and exit.
+    /// Write the manual pages (starling(1), starling-man(1), starling-passwd(1),
+    /// starling.toml(5)) into DIR/man1 and DIR/man5, print their paths and exit.
     Man {
         /// The manual's root, such as /usr/local/share/man.
         #[arg(long, value_name = "DIR")]
