@@ -235,8 +235,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
-    /// Add, update or delete a user of a password file (Mosquitto's password_file format),
-    /// as mosquitto_passwd does: other lines, comments included, are kept as they are; the
+    /// Add, update or delete a user of a password file (Mosquitto's password_file format).
+    ///
+    /// As mosquitto_passwd does: other lines, comments included, are kept as they are; the
     /// file is replaced through a temporary file and a rename (a new file gets mode 0600).
     /// Without -b the password is read twice from the terminal without echo, or as one line
     /// of standard input when it is not a terminal. Exit status: 0 on success, 1 otherwise.

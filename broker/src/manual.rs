@@ -202,6 +202,7 @@ mod tests {
             [
                 "man1/starling.1",
                 "man1/starling-man.1",
+                "man1/starling-passwd.1",
                 "man5/starling.toml.5"
             ]
         );
