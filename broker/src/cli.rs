@@ -5,11 +5,15 @@
 //! `core::config`, `starling_pool::config`). The flags produce the file's own shape
 //! ([`Cli::flags`]), so both go through the same checks.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::auth::password::HashFormat;
+use crate::auth::password::edit::{Action, Passwd, PasswordSource};
 use crate::config::file::{
     ClientIdLength, Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs,
     ListenerSection, MetricsListen, Millis, Objects, OptionalBytes, OptionalConnections,
@@ -230,13 +234,85 @@ pub struct Cli {
 /// What `starling` can do besides running the broker.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write the manual pages (starling(1), starling-man(1), starling.toml(5)) into DIR/man1
-    /// and DIR/man5, print their paths and exit.
+    /// Write the manual pages (starling(1), starling-man(1), starling-passwd(1),
+    /// starling.toml(5)) into DIR/man1 and DIR/man5, print their paths and exit.
     Man {
         /// The manual's root, such as /usr/local/share/man.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Add, update or delete a user of a password file (Mosquitto's password_file format).
+    ///
+    /// As mosquitto_passwd does: other lines, comments included, are kept as they are; the
+    /// file is replaced through a temporary file and a rename (a new file gets mode 0600).
+    /// Without -b the password is read twice from the terminal without echo, or as one line
+    /// of standard input when it is not a terminal. Exit status: 0 on success, 1 otherwise.
+    Passwd(PasswdArgs),
+}
+
+/// `starling passwd [-c] [-b] [-D] [--hash FORMAT] FILE USER [PASSWORD]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PasswdArgs {
+    /// Create the file, replacing any existing one.
+    #[arg(short = 'c', conflicts_with = "delete")]
+    pub create: bool,
+
+    /// Batch mode: take the password from the command line (visible to other users of the
+    /// host in the process list; prefer piping it on standard input).
+    #[arg(short = 'b', requires = "password")]
+    pub batch: bool,
+
+    /// Delete the user instead of adding or updating it.
+    #[arg(short = 'D', conflicts_with_all = ["batch", "hash"])]
+    pub delete: bool,
+
+    /// The hash to write: argon2id (the strongest), pbkdf2-sha512 (`$7$`, 101 iterations,
+    /// what mosquitto_passwd writes: Mosquitto reads it too) or scram-sha-256 (a verifier
+    /// that also serves MQTT 5 SCRAM-SHA-256 authentication).
+    #[arg(
+        short = 'H',
+        long = "hash",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub hash: HashFormat,
+
+    /// The password file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The user to add, update or delete.
+    #[arg(value_name = "USER")]
+    pub username: String,
+
+    /// The password, with -b only.
+    #[arg(value_name = "PASSWORD", requires = "batch")]
+    pub password: Option<OsString>,
+}
+
+impl PasswdArgs {
+    /// The request these arguments make.
+    pub fn request(&self) -> Passwd {
+        let action = if self.delete {
+            Action::Delete
+        } else {
+            let password = match &self.password {
+                Some(password) => PasswordSource::Given(password.as_bytes().to_vec()),
+                None => PasswordSource::Prompt,
+            };
+            Action::Set {
+                password,
+                format: self.hash,
+            }
+        };
+        Passwd {
+            file: self.file.clone(),
+            username: self.username.clone(),
+            create: self.create,
+            action,
+        }
+    }
 }
 
 /// `--listen IP:PORT[,max_connections=N]`.

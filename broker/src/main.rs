@@ -1,14 +1,14 @@
 //! The `starling` binary: read the configuration (file and flags), raise the open-file limit,
 //! start one event loop per core, then wait for signals (`server::supervisor`).
 //! `starling --help` lists the flags; `starling.example.toml` the file's keys; `starling man
-//! --dir DIR` writes the manual pages.
+//! --dir DIR` writes the manual pages; `starling passwd` edits a password file.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use signal_hook_mio::v1_0::Signals;
-use starling::cli::{Cli, Command};
+use starling::cli::{Cli, Command, PasswdArgs};
 use starling::config::{Host, LogFormat, LogLevel, OpenFiles, load_fitted};
 use starling::server::supervisor::{SUPERVISED_SIGNALS, Supervisor};
 use starling::server::{self, ServerConfig};
@@ -21,8 +21,10 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Man { dir }) = &cli.command {
-        return write_manual(dir);
+    match &cli.command {
+        Some(Command::Man { dir }) => return write_manual(dir),
+        Some(Command::Passwd(args)) => return passwd(args),
+        None => {}
     }
     // Raised before the configuration is checked: the ceiling it gives is part of the check.
     let open_files = OpenFiles::raise();
@@ -148,6 +150,22 @@ fn write_manual(dir: &std::path::Path) -> ExitCode {
                 "starling: cannot write the manual pages under {}: {error}",
                 dir.display()
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `starling passwd ...`: silent on success, like mosquitto_passwd.
+fn passwd(args: &PasswdArgs) -> ExitCode {
+    match starling::auth::password::edit::run(&args.request()) {
+        Ok(report) => {
+            if let Some(warning) = report.warning {
+                eprintln!("starling passwd: warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("starling passwd: {error}");
             ExitCode::FAILURE
         }
     }

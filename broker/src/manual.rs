@@ -1,8 +1,9 @@
-//! The manual pages, generated from what the binary itself knows: `starling(1)` (and
-//! `starling-man(1)`) from the command line definition (`crate::cli`, rendered by
-//! `clap_mangen`), and `starling.toml(5)` from `starling.example.toml`, the one description
-//! of every configuration key ([`crate::config::example`]). `starling man --dir DIR` writes
-//! them under a manual root (`DIR/man1`, `DIR/man5`).
+//! The manual pages, generated from what the binary itself knows: `starling(1)` (and one
+//! page per subcommand: `starling-man(1)`, `starling-passwd(1)`) from the command line
+//! definition (`crate::cli`, rendered by `clap_mangen`), and `starling.toml(5)` from
+//! `starling.example.toml`, the one description of every configuration key
+//! ([`crate::config::example`]). `starling man --dir DIR` writes them under a manual root
+//! (`DIR/man1`, `DIR/man5`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -201,6 +202,7 @@ mod tests {
             [
                 "man1/starling.1",
                 "man1/starling-man.1",
+                "man1/starling-passwd.1",
                 "man5/starling.toml.5"
             ]
         );

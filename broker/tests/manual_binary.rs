@@ -1,7 +1,8 @@
 //! `starling man --dir DIR` against the real binary: it writes `starling(1)`,
-//! `starling-man(1)` and `starling.toml(5)`; `starling(1)` names every flag, `starling.toml(5)`
-//! every key of `starling.example.toml`, and the example has a key for every flag that
-//! stands for one. Where `man` is installed, each page renders without a complaint.
+//! `starling-man(1)`, `starling-passwd(1)` and `starling.toml(5)`; `starling(1)` names
+//! every flag, `starling.toml(5)` every key of `starling.example.toml`, and the example has
+//! a key for every flag that stands for one. Where `man` is installed, each page renders
+//! without a complaint.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,6 +94,7 @@ fn the_pages_are_written_under_the_manual_root() {
     let expected: Vec<PathBuf> = [
         "man1/starling.1",
         "man1/starling-man.1",
+        "man1/starling-passwd.1",
         "man5/starling.toml.5",
     ]
     .iter()
