@@ -8,7 +8,7 @@
 //!
 //! # Syntax
 //!
-//! As Mosquitto 2.0 reads an `acl_file` (`mosquitto.conf(5)`; details in [`parse`]):
+//! As Mosquitto 2.0 reads an `acl_file` (`mosquitto.conf(5)`; details in the `parse` submodule):
 //!
 //! ```text
 //! # Anonymous clients (lines before the first `user` line):
@@ -57,7 +57,7 @@
 //! # Cost
 //!
 //! [`Acl::check`] allocates nothing: a hash lookup of the user name, then a walk of that
-//! section's trie and of the pattern trie, level by level ([`rules`]).
+//! section's trie and of the pattern trie, level by level (the `rules` submodule).
 
 mod classify;
 mod parse;
@@ -222,7 +222,7 @@ impl Acl {
     ///
     /// [`FilterClass::Never`] only if no topic matching `filter` is readable by `who`,
     /// [`FilterClass::Always`] only if every one is; [`FilterClass::PerTopic`] otherwise, and
-    /// also when the rules decide it only together (see [`classify`]). Allocates: meant for
+    /// also when the rules decide it only together (the `classify` submodule). Allocates: meant for
     /// SUBSCRIBE, not for deliveries.
     pub fn classify(&self, who: Identity<'_>, filter: &str) -> FilterClass {
         self.classify_filter(who, filter)
