@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::password::HashFormat;
 use crate::auth::password::edit::{Action, Passwd, PasswordSource};
+use crate::config::access::TakeoverKey;
 use crate::config::file::{
     ClientIdLength, Connections, EventLoops, FactorPercent, Inflight, KeepAliveSecs,
     ListenerSection, MetricsListen, Millis, Objects, OptionalBytes, OptionalConnections,
@@ -25,7 +26,7 @@ use crate::config::{FileConfig, ListenerProtocol, LogFormat, LogLevel, PoolPrese
 /// Starling, an MQTT 3.1, 3.1.1 and 5.0 broker: one event loop per core, pooled connection
 /// state.
 ///
-/// With no arguments it listens on 0.0.0.0:1883 with the documented defaults. With
+/// With no arguments it listens on 127.0.0.1:1883 (loopback only) with the documented defaults. With
 /// --config FILE it reads a TOML file (its keys: starling.toml(5), starling.example.toml);
 /// every key is also a flag, and a flag overrides the file's key. --check-config FILE runs
 /// every check start-up makes and exits. SIGTERM/SIGINT shut down gracefully (a second one,
@@ -57,7 +58,7 @@ pub struct Cli {
     pub check_config: Option<PathBuf>,
 
     /// A TCP listener, `IP:PORT` or `IP:PORT,max_connections=N`; repeat for several. Replaces
-    /// the listeners of the file. [default: 0.0.0.0:1883]
+    /// the listeners of the file. [default: 127.0.0.1:1883]
     #[arg(long = "listen", value_name = "ADDR:PORT", value_parser = parse_listener)]
     pub listen: Vec<ListenerSection>,
 
@@ -229,6 +230,36 @@ pub struct Cli {
     /// Pool growth step, in percent of the preheated size. [default: 150]
     #[arg(long, value_name = "N", value_parser = FactorPercent::parse)]
     pub pool_growth_factor_percent: Option<FactorPercent>,
+
+    /// Whether clients without a user name are admitted (every listener without its own
+    /// key). [default: false with a password file; else true on loopback, and a listener on
+    /// another address refuses to start unless this is true]
+    #[arg(long, value_name = "BOOL")]
+    pub allow_anonymous: Option<bool>,
+
+    /// Mosquitto's password_file (`username:hash` lines; `starling passwd` writes it).
+    /// [default: none, user names are taken as given]
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// Mosquitto's acl_file. [default: none, every topic readable and writable except `$`
+    /// topics, which no client publishes to]
+    #[arg(long, value_name = "PATH")]
+    pub acl_file: Option<PathBuf>,
+
+    /// Who may take over a client id's session: same-user or any. [default: same-user with
+    /// a password file, else any]
+    #[arg(long, value_name = "WHO", value_parser = parse_takeover)]
+    pub session_takeover: Option<TakeoverKey>,
+}
+
+/// `--session-takeover same-user|any`.
+fn parse_takeover(text: &str) -> Result<TakeoverKey, String> {
+    match text {
+        "same-user" => Ok(TakeoverKey::SameUser),
+        "any" => Ok(TakeoverKey::Any),
+        _ => Err(format!("`{text}`: expected same-user or any")),
+    }
 }
 
 /// What `starling` can do besides running the broker.
@@ -385,6 +416,11 @@ impl Cli {
         c.monitoring.metrics_listen = self.metrics_listen;
         c.monitoring.sys_interval_secs = self.sys_interval_secs;
         c.monitoring.token_file = self.token_file.clone();
+        let a = &mut c.auth;
+        a.allow_anonymous = self.allow_anonymous;
+        a.password_file = self.password_file.clone();
+        a.acl_file = self.acl_file.clone();
+        a.session_takeover = self.session_takeover;
         c
     }
 

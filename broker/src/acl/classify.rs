@@ -2,7 +2,9 @@
 //! *overlap* (some topic name matches both) and *cover* (every topic name matching one
 //! matches the other), level by level, with the `$` rule (MQTT-4.7.2-1).
 //!
-//! Both relations are exact for valid filters. The classification built on them is
+//! Both relations are exact for valid filters, but for one topic `overlap` counts that no
+//! client can publish: the empty name (a single empty level, matched by `+`, `#` or `/#`);
+//! counting it can only turn an answer into [`FilterClass::PerTopic`]. The classification built on them is
 //! conservative: it answers [`FilterClass::Always`] or [`FilterClass::Never`] only when one
 //! rule alone decides every topic (a filter covered half by one read rule and half by
 //! another is [`FilterClass::PerTopic`]), never wrongly.

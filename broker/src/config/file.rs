@@ -329,6 +329,7 @@ impl FileConfig {
             max_client_id_length_bytes);
         take!(pool: preset, initial_objects, max_preheated_objects, idle_ttl_ms,
             growth_threshold_percent, growth_factor_percent);
+        take!(auth: allow_anonymous, password_file, acl_file, session_takeover);
         take!(monitoring: metrics_listen, sys_interval_secs, token_file);
         if over.listeners.is_some() {
             self.listeners = over.listeners.clone();

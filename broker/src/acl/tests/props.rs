@@ -222,6 +222,16 @@ fn identities() -> Vec<Identity<'static>> {
     out
 }
 
+/// Whether a filter (as levels) matches the empty topic name (one empty level).
+fn matches_empty(levels: &[&str]) -> bool {
+    match levels {
+        ["#", ..] => true,
+        [first] => matches!(*first, "" | "+"),
+        [first, "#"] => matches!(*first, "" | "+"),
+        _ => false,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -263,7 +273,12 @@ proptest! {
         let (la, lb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
         let topics = all_topics();
         let both = topics.iter().any(|t| matches(&a, t) && matches(&b, t));
-        prop_assert_eq!(super::overlap(&la, &lb), both, "{} {}", a, b);
+        // Exact but for the empty topic name (one empty level, which no client can publish):
+        // `overlap` may count it, which only ever makes a classification `PerTopic`.
+        let only_empty = !both && matches_empty(&la) && matches_empty(&lb);
+        if !only_empty {
+            prop_assert_eq!(super::overlap(&la, &lb), both, "{} {}", a, b);
+        }
         let a_in_b = topics.iter().filter(|t| matches(&a, t)).all(|t| matches(&b, t));
         // Brute force over four levels can only refute covering, not prove it for `#`.
         if super::covers(&lb, &la) {
