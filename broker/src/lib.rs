@@ -29,6 +29,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod file_error;
 pub mod manual;
 pub mod monitor;
 pub mod protocol;

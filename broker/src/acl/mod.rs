@@ -66,7 +66,6 @@ mod rules;
 mod tests;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
@@ -104,27 +103,7 @@ pub enum FilterClass {
 }
 
 /// A malformed ACL file: where and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AclError {
-    /// The file (as given), or `<text>` when parsed from a string.
-    pub file: String,
-    /// The 1-based line, 0 when the file could not be read at all.
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for AclError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for AclError {}
+pub type AclError = crate::file_error::FileError;
 
 /// A parsed ACL file.
 #[derive(Debug, Default)]

@@ -117,28 +117,12 @@ pub fn load(listeners: &[ListenerSettings], generation: u64) -> Result<Loaded, S
     let mut files = Vec::with_capacity(listeners.len());
     for l in listeners {
         let a = &l.access;
-        let file = match &a.password_file {
-            Some(path) => Some(match passwords.get(path.as_path()) {
-                Some(file) => Arc::clone(file),
-                None => {
-                    let file = Arc::new(PasswordFile::load(path).map_err(|e| e.to_string())?);
-                    passwords.insert(path, Arc::clone(&file));
-                    file
-                }
-            }),
-            None => None,
-        };
-        let acl = match &a.acl_file {
-            Some(path) => Some(match acls.get(path.as_path()) {
-                Some(acl) => Arc::clone(acl),
-                None => {
-                    let acl = Arc::new(Acl::load(path).map_err(|e| e.to_string())?);
-                    acls.insert(path, Arc::clone(&acl));
-                    acl
-                }
-            }),
-            None => None,
-        };
+        let file = load_once(
+            &mut passwords,
+            a.password_file.as_deref(),
+            PasswordFile::load,
+        )?;
+        let acl = load_once(&mut acls, a.acl_file.as_deref(), Acl::load)?;
         policy.push(ListenerAccess {
             allow_anonymous: a.allow_anonymous,
             users: file.clone().map(|f| f as Arc<dyn UserDirectory>),
@@ -151,6 +135,23 @@ pub fn load(listeners: &[ListenerSettings], generation: u64) -> Result<Loaded, S
         policy: AccessPolicy::new(policy, generation),
         files,
     })
+}
+
+/// The file at `path` (if any), read once however many listeners name it.
+fn load_once<'a, T, E: std::fmt::Display>(
+    loaded: &mut HashMap<&'a Path, Arc<T>>,
+    path: Option<&'a Path>,
+    load: impl Fn(&Path) -> Result<T, E>,
+) -> Result<Option<Arc<T>>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    if let Some(done) = loaded.get(path) {
+        return Ok(Some(Arc::clone(done)));
+    }
+    let value = Arc::new(load(path).map_err(|e| e.to_string())?);
+    loaded.insert(path, Arc::clone(&value));
+    Ok(Some(value))
 }
 
 /// One verification asked by a loop.

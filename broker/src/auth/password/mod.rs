@@ -18,7 +18,6 @@
 //! changes of `starling passwd`, keeping every other line as it was.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use crate::auth::scram::ScramCredentials;
@@ -43,27 +42,7 @@ pub const MAX_PASSWORD_FILE_LINE_BYTES: usize = MAX_USERNAME_BYTES + 1 + MAX_HAS
 
 /// Why a password file was refused: `file:line: message` (`line` is 1-based; 0 when the
 /// file could not be read at all).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswordFileError {
-    /// The file, as given.
-    pub file: String,
-    /// The 1-based line at fault; 0 when the fault is not one line's (unreadable file).
-    pub line: usize,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for PasswordFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        }
-    }
-}
-
-impl std::error::Error for PasswordFileError {}
+pub type PasswordFileError = crate::file_error::FileError;
 
 /// A parsed password file: username → stored hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
