@@ -30,6 +30,16 @@ pub trait UserDirectory: Send + Sync {
     fn has_user(&self, username: &str) -> bool;
 }
 
+/// Failed logins by source address, kept by the driver: enhanced authentication, which runs
+/// on the loop, counts its failures here and is refused early from an address over its
+/// limit, as password logins verified off the loop are.
+pub trait LoginThrottle: Send + Sync {
+    /// Whether logins from `ip` are refused without trying (counted as an early refusal).
+    fn throttled(&self, ip: std::net::IpAddr) -> bool;
+    /// A login from `ip` failed.
+    fn failed(&self, ip: std::net::IpAddr);
+}
+
 /// Whether a CONNECT may take over the session of a client id held by another user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionTakeover {
@@ -162,6 +172,26 @@ impl Shard {
     /// The access policy in force.
     pub fn access(&self) -> &AccessPolicy {
         &self.access
+    }
+
+    /// Installs the driver's count of failed logins by address (`LoginThrottle`).
+    pub fn set_login_throttle(&mut self, throttle: Arc<dyn LoginThrottle>) {
+        self.login_throttle = Some(throttle);
+    }
+
+    /// Whether logins from `conn`'s address are refused without trying.
+    pub(crate) fn login_throttled(&self, conn: ConnId) -> bool {
+        match (&self.login_throttle, self.peers.get(conn)) {
+            (Some(throttle), Some(peer)) => throttle.throttled(peer.ip()),
+            _ => false,
+        }
+    }
+
+    /// A login of `conn` failed: counted against its address.
+    pub(crate) fn login_failed(&self, conn: ConnId) {
+        if let (Some(throttle), Some(peer)) = (&self.login_throttle, self.peers.get(conn)) {
+            throttle.failed(peer.ip());
+        }
     }
 
     /// Records which listener accepted `conn` (its access policy applies to it).

@@ -249,6 +249,8 @@ pub struct Shard {
     access: Arc<access::AccessPolicy>,
     /// CONNECTs waiting for their credentials' verdict (`credentials`).
     verifying: credentials::Verifying,
+    /// Failed logins by address, kept by the driver (`access::LoginThrottle`).
+    login_throttle: Option<Arc<dyn access::LoginThrottle>>,
     /// Connections in the order they were accepted, the oldest first, for shedding those
     /// still awaiting CONNECT when the pool is full. Entries of connections that have sent
     /// CONNECT or closed since are stale and dropped when they reach the front.
@@ -315,6 +317,7 @@ impl Shard {
             listener_authenticators: Vec::new(),
             access: Arc::default(),
             verifying: credentials::Verifying::default(),
+            login_throttle: None,
             awaiting: VecDeque::new(),
             refusal_log: RefusalLog::default(),
             released_bytes: 0,

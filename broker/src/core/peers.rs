@@ -39,6 +39,11 @@ impl PeerBook {
         peer
     }
 
+    /// `key`'s peer, if noted.
+    pub fn get(&self, key: Key) -> Option<SocketAddr> {
+        self.peers.get(&key).copied()
+    }
+
     /// Connections with a noted peer.
     pub fn len(&self) -> usize {
         self.peers.len()

@@ -12,10 +12,8 @@
 //! - **Failures** are answered [`FAILURE_DELAY_MS`] after the CONNECT arrived, whatever the
 //!   cause (unknown user, wrong password): the answer's timing tells nothing, and a client
 //!   guessing passwords gets one guess per delay per connection.
-//! - **Throttling.** After [`MAX_FAILURES_PER_WINDOW`] failures from one source address
-//!   within [`FAILURE_WINDOW_MS`], that address's logins are refused without verifying
-//!   until the window ends; failures and early refusals are logged as one summary line per
-//!   [`FAILURE_SUMMARY_INTERVAL_MS`].
+//! - **Throttling.** Failures count against their source address (`super::throttle`, shared
+//!   with the loops for SCRAM): an address over its limit is refused without verifying.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,17 +21,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::mailbox::{Inbound, Peers};
+use super::throttle::{FAILURE_SUMMARY_INTERVAL_MS, Throttle};
 use crate::acl::Acl;
 use crate::auth::password::PasswordFile;
 use crate::config::ListenerSettings;
 use crate::core::ConnId;
-use crate::core::access::{AccessPolicy, ListenerAccess, UserDirectory};
+use crate::core::access::{AccessPolicy, ListenerAccess, LoginThrottle, UserDirectory};
 use crate::core::credentials::Verdict;
 
 /// Threads verifying passwords (key derivation is slow on purpose: a few of these, never
@@ -43,17 +42,8 @@ pub const VERIFIER_THREADS: usize = 2;
 pub const MAX_PENDING_VERIFICATIONS: usize = 1024;
 /// How long after its CONNECT a failed login is answered.
 pub const FAILURE_DELAY_MS: u64 = 1000;
-/// The window failures from one source address are counted in.
-pub const FAILURE_WINDOW_MS: u64 = 60_000;
-/// Failures from one source address within a window after which its logins are refused
-/// without verifying until the window ends.
-pub const MAX_FAILURES_PER_WINDOW: u32 = 10;
-/// Source addresses tracked at most (the table is cleared when full).
-pub const MAX_TRACKED_ADDRESSES: usize = 65_536;
 /// Successful logins remembered at most (the table is cleared when full).
 pub const MAX_REMEMBERED_LOGINS: usize = 65_536;
-/// How often failures and early refusals are logged, as one summary line.
-pub const FAILURE_SUMMARY_INTERVAL_MS: u64 = 10_000;
 
 impl UserDirectory for PasswordFile {
     fn has_user(&self, username: &str) -> bool {
@@ -180,17 +170,8 @@ struct Delayed {
     verdict: Verdict,
 }
 
-/// What the verifier threads share.
-struct State {
-    /// Successful logins: (listener, user) → (keyed hash of the password, file generation).
-    remembered: HashMap<(u8, Box<str>), ([u8; 32], u64)>,
-    /// Failures per source address: (window start, failures).
-    failures: HashMap<IpAddr, (Instant, u32)>,
-    /// Since the last summary: failures, early refusals, and when it was logged.
-    failed: u64,
-    throttled: u64,
-    summary_at: Instant,
-}
+/// Successful logins: (listener, user) → (keyed hash of the password, file generation).
+type Remembered = HashMap<(u8, Box<str>), ([u8; 32], u64)>;
 
 /// What the loops share of authentication: the files in force, the access policy, and the
 /// verifier threads.
@@ -199,6 +180,8 @@ pub struct Credentials {
     pub store: Arc<CredentialStore>,
     /// The verifier threads.
     pub verifier: Verifier,
+    /// Failed logins by address (the verifiers' and the loops' SCRAM exchanges').
+    pub throttle: Arc<Throttle>,
     /// The access policy in force (each loop holds a copy).
     policy: Mutex<AccessPolicy>,
 }
@@ -208,10 +191,12 @@ impl Credentials {
     pub fn start(loaded: Loaded, peers: Peers) -> std::io::Result<Credentials> {
         let store = Arc::new(CredentialStore::default());
         store.replace(&loaded);
-        let verifier = Verifier::start(Arc::clone(&store), peers)?;
+        let throttle = Arc::new(Throttle::default());
+        let verifier = Verifier::start(Arc::clone(&store), Arc::clone(&throttle), peers)?;
         Ok(Credentials {
             store,
             verifier,
+            throttle,
             policy: Mutex::new(loaded.policy),
         })
     }
@@ -242,24 +227,23 @@ pub struct Verifier {
 
 impl Verifier {
     /// Starts the threads; verdicts go to the loops through `peers`.
-    pub fn start(store: Arc<CredentialStore>, peers: Peers) -> std::io::Result<Verifier> {
+    pub fn start(
+        store: Arc<CredentialStore>,
+        throttle: Arc<Throttle>,
+        peers: Peers,
+    ) -> std::io::Result<Verifier> {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(MAX_PENDING_VERIFICATIONS);
         let (delay, delayed) = crossbeam_channel::unbounded::<Delayed>();
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let state = Arc::new(Mutex::new(State {
-            remembered: HashMap::new(),
-            failures: HashMap::new(),
-            failed: 0,
-            throttled: 0,
-            summary_at: Instant::now(),
-        }));
+        let remembered = Arc::new(Mutex::new(Remembered::new()));
         for i in 0..VERIFIER_THREADS {
             let worker = Worker {
                 queue: queue.clone(),
                 delay: delay.clone(),
                 store: Arc::clone(&store),
-                state: Arc::clone(&state),
+                remembered: Arc::clone(&remembered),
+                throttle: Arc::clone(&throttle),
                 peers: Arc::clone(&peers),
                 key,
             };
@@ -269,7 +253,7 @@ impl Verifier {
         }
         std::thread::Builder::new()
             .name("starling-verify-delay".into())
-            .spawn(move || deliver_delayed(&delayed, &peers))?;
+            .spawn(move || deliver_delayed(&delayed, &peers, &throttle))?;
         Ok(Verifier { jobs })
     }
 
@@ -290,14 +274,22 @@ fn deliver(peers: &Peers, loop_index: usize, conn: ConnId, verdict: Verdict) {
     }
 }
 
-/// The delay thread: each refusal at its time.
-fn deliver_delayed(delayed: &Receiver<Delayed>, peers: &Peers) {
-    while let Ok(d) = delayed.recv() {
-        let now = Instant::now();
-        if d.due > now {
-            std::thread::sleep(d.due - now);
+/// The delay thread: each refusal at its time, and the failures' summary line on time.
+fn deliver_delayed(delayed: &Receiver<Delayed>, peers: &Peers, throttle: &Throttle) {
+    let interval = Duration::from_millis(FAILURE_SUMMARY_INTERVAL_MS);
+    loop {
+        match delayed.recv_timeout(interval) {
+            Ok(d) => {
+                let now = Instant::now();
+                if d.due > now {
+                    std::thread::sleep(d.due - now);
+                }
+                deliver(peers, d.loop_index, d.conn, d.verdict);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        deliver(peers, d.loop_index, d.conn, d.verdict);
+        throttle.summarize();
     }
 }
 
@@ -306,7 +298,8 @@ struct Worker {
     queue: Receiver<Job>,
     delay: Sender<Delayed>,
     store: Arc<CredentialStore>,
-    state: Arc<Mutex<State>>,
+    remembered: Arc<Mutex<Remembered>>,
+    throttle: Arc<Throttle>,
     peers: Peers,
     key: [u8; 32],
 }
@@ -327,20 +320,18 @@ impl Worker {
                 };
                 let _ = self.delay.send(delayed);
             }
-            self.summarize();
         }
     }
 
     /// Verifies one job: throttled, remembered, or derived.
     fn verdict(&self, job: &Job) -> Verdict {
-        let now = Instant::now();
-        if self.throttled(job.ip, now) {
+        if job.ip.is_some_and(|ip| self.throttle.throttled(ip)) {
             return Verdict::Throttled;
         }
         let generation = self.store.generation();
         let tag = self.tag(&job.password);
         let key = (job.listener, job.username.clone());
-        if let Some((known, at)) = self.lock().remembered.get(&key)
+        if let Some((known, at)) = self.remembered().get(&key)
             && *at == generation
             && bool::from(known.ct_eq(&tag))
         {
@@ -354,42 +345,18 @@ impl Worker {
                     .map(|hash| hash.verify(&job.password))
             })
             .unwrap_or(false);
-        let mut state = self.lock();
-        if ok {
-            if state.remembered.len() >= MAX_REMEMBERED_LOGINS {
-                state.remembered.clear();
+        if !ok {
+            if let Some(ip) = job.ip {
+                self.throttle.failed(ip);
             }
-            state.remembered.insert(key, (tag, generation));
-            return Verdict::Accepted;
+            return Verdict::Refused;
         }
-        state.failed += 1;
-        if let Some(ip) = job.ip {
-            if state.failures.len() >= MAX_TRACKED_ADDRESSES {
-                state.failures.clear();
-            }
-            let entry = state.failures.entry(ip).or_insert((now, 0));
-            if now.duration_since(entry.0) > Duration::from_millis(FAILURE_WINDOW_MS) {
-                *entry = (now, 0);
-            }
-            entry.1 += 1;
+        let mut remembered = self.remembered();
+        if remembered.len() >= MAX_REMEMBERED_LOGINS {
+            remembered.clear();
         }
-        Verdict::Refused
-    }
-
-    /// Whether `ip` is past its failures for the window (counted as an early refusal).
-    fn throttled(&self, ip: Option<IpAddr>, now: Instant) -> bool {
-        let Some(ip) = ip else {
-            return false;
-        };
-        let mut state = self.lock();
-        let over = state.failures.get(&ip).is_some_and(|(start, failures)| {
-            *failures >= MAX_FAILURES_PER_WINDOW
-                && now.duration_since(*start) <= Duration::from_millis(FAILURE_WINDOW_MS)
-        });
-        if over {
-            state.throttled += 1;
-        }
-        over
+        remembered.insert(key, (tag, generation));
+        Verdict::Accepted
     }
 
     /// The keyed hash a remembered login is matched by.
@@ -401,35 +368,7 @@ impl Worker {
         mac.finalize().into_bytes().into()
     }
 
-    /// Logs failures and early refusals since the last summary, once per interval.
-    fn summarize(&self) {
-        let mut state = self.lock();
-        let elapsed = state.summary_at.elapsed();
-        if elapsed < Duration::from_millis(FAILURE_SUMMARY_INTERVAL_MS)
-            || (state.failed == 0 && state.throttled == 0)
-        {
-            return;
-        }
-        let throttling = state
-            .failures
-            .values()
-            .filter(|(_, n)| *n >= MAX_FAILURES_PER_WINDOW)
-            .count();
-        tracing::warn!(
-            failed_logins = state.failed,
-            refused_early = state.throttled,
-            addresses_throttled = throttling,
-            interval_secs = elapsed.as_secs(),
-            "failed logins (bad user name or password) and logins refused early after \
-             {MAX_FAILURES_PER_WINDOW} failures from one address within {} s",
-            FAILURE_WINDOW_MS / 1000
-        );
-        state.failed = 0;
-        state.throttled = 0;
-        state.summary_at = Instant::now();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

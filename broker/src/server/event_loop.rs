@@ -244,6 +244,7 @@ impl EventLoop {
         }
         let mut shard = Shard::new(index, loops, core, shared)?;
         shard.set_access(credentials.policy(), 0);
+        shard.set_login_throttle(credentials.throttle.clone());
         let mut event_loop = EventLoop {
             index,
             shard,

@@ -28,6 +28,7 @@ pub mod observe;
 pub mod outside;
 pub mod pacing;
 pub mod supervisor;
+pub mod throttle;
 
 use std::io;
 use std::net::SocketAddr;

@@ -148,6 +148,15 @@ pub(crate) fn begin_connect(
         lifecycle::close_for(shard, key, "CONNECT refused", code, &method, now_ms);
         return Flow::Stop;
     };
+    if shard.login_throttled(key) {
+        shard.stats.refused_connect += 1;
+        shard.stats.refused_credentials += 1;
+        let code = ReasonCode::ConnectionRateExceeded;
+        connect::refuse(shard, key, request.version(), code);
+        let why = &"too many failed logins from this address";
+        lifecycle::close_for(shard, key, "authentication refused", code, why, now_ms);
+        return Flow::Stop;
+    }
     let mut exchange = authenticator.begin(&client_id);
     let step = exchange.step(request.authentication_data());
     let state = AuthState::Connecting {
@@ -170,7 +179,9 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
     match step {
         AuthStep::Continue(data) => continue_exchange(shard, key, method, &data),
         AuthStep::Refuse(code) => {
+            shard.login_failed(key);
             shard.stats.refused_connect += 1;
+            shard.stats.refused_credentials += 1;
             connect::refuse(shard, key, crate::protocol::ProtocolVersion::V5, code);
             lifecycle::close_for(shard, key, "authentication refused", code, &method, now_ms);
             Flow::Stop
