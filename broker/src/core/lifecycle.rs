@@ -175,6 +175,7 @@ pub(crate) fn finalize(shard: &mut Shard, key: ConnId, now_ms: u64) {
             .get(session_id)
             .is_some_and(|s| s.conn == Some(key));
         if owned {
+            will = will.filter(|w| will_allowed(shard, session_id, w));
             will = unbind(shard, session_id, will, now_ms);
         }
     }
@@ -225,6 +226,26 @@ fn unbind(
     }
 }
 
+/// Whether the session's client may still publish its will (the ACL may have changed since
+/// its CONNECT): one it may not is dropped, counted as a denied PUBLISH.
+fn will_allowed(shard: &mut Shard, session_id: u32, will: &PendingWill) -> bool {
+    will_topic_allowed(shard, session_id, &will.will.topic)
+}
+
+fn will_topic_allowed(shard: &mut Shard, session_id: u32, topic: &str) -> bool {
+    let allowed = crate::core::access::may_write(shard, session_id, topic);
+    if !allowed {
+        shard.stats.denied_publish += 1;
+        let client = shard.sessions.get(session_id).map_or("", |s| &s.client_id);
+        tracing::info!(
+            client,
+            topic,
+            "will not published: its client may no longer write its topic"
+        );
+    }
+    allowed
+}
+
 /// Publishes a will as if its client had sent it (its Message Expiry Interval counted from
 /// now, its properties passed on).
 fn publish_will(shard: &mut Shard, will: PendingWill, now_ms: u64) {
@@ -256,6 +277,13 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
     if shard.sessions.get(session_id).is_none() {
         return;
     }
+    let delayed_allowed = shard
+        .sessions
+        .get(session_id)
+        .and_then(|s| s.extras())
+        .and_then(|e| e.delayed_will.as_ref())
+        .map(|w| w.will.topic.clone())
+        .is_none_or(|topic| will_topic_allowed(shard, session_id, &topic));
     let mut session = shard.sessions.remove(session_id);
     shard.released_bytes += session.pinned_bytes();
     let mut plain = Vec::with_capacity(session.subscriptions.len());
@@ -291,7 +319,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
             None => {}
         }
     }
-    if let Some(will) = delayed_will {
+    if let Some(will) = delayed_will.filter(|_| delayed_allowed) {
         publish_will(shard, will, now_ms);
     }
 }
@@ -325,7 +353,7 @@ pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
             .filter(|e| e.delayed_will.as_ref().is_some_and(|w| w.due_ms <= now_ms))
             .and_then(|e| e.delayed_will.take());
         let expired = session.expiry_due_ms() != 0 && session.expiry_due_ms() <= now_ms;
-        if let Some(will) = will {
+        if let Some(will) = will.filter(|w| will_allowed(shard, session_id, w)) {
             publish_will(shard, will, now_ms);
         }
         if expired {

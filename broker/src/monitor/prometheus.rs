@@ -117,6 +117,24 @@ const DESCRIPTIONS: &[(Kind, &str, Option<Unit>, &str)] = &[
     ),
     (
         Kind::Counter,
+        "starling_credentials_verified_total",
+        None,
+        "CONNECT passwords sent to the verifier threads.",
+    ),
+    (
+        Kind::Counter,
+        "starling_disconnected_user_removed_total",
+        None,
+        "Clients disconnected because a reload removed their user from the password file.",
+    ),
+    (
+        Kind::Counter,
+        "starling_access_denied_total",
+        None,
+        "PUBLISHes, subscriptions and deliveries the ACL (or a $ topic) denied, by what.",
+    ),
+    (
+        Kind::Counter,
         "starling_connections_closed_total",
         None,
         "Connections closed by the broker, by reason.",
