@@ -161,7 +161,9 @@ class ConfiguredBroker(Broker):
     def _mosquitto_conf(self) -> str:
         per_listener = len(self.ports) > 1
         lines = [
-            "persistence false", "log_dest stdout", "log_type all", "connection_messages true",
+            # A log file (flushed per line, unlike stdout) so that log() sees a reload at once.
+            "persistence false", f"log_dest file {self.log_path}", "log_type all",
+            "connection_messages true",
             f"sys_interval {self.sys_interval}",
             f"per_listener_settings {'true' if per_listener else 'false'}",
         ]
