@@ -120,8 +120,10 @@ class ConfiguredBroker(Broker):
     GET /metrics.
     """
 
-    def __init__(self, kind: str, workdir: _Path, listeners=None, access=None, sys_interval: int = 1):
+    def __init__(self, kind: str, workdir: _Path, listeners=None, access=None, sys_interval: int = 1,
+                 event_loops=None):
         super().__init__(kind, {}, workdir)
+        self.event_loops = event_loops  # Starling's [server] event_loops (Mosquitto has one)
         self.listener_access = [dict(x) for x in (listeners or [{}])]
         self.access = dict(access or {})
         self.sys_interval = sys_interval
@@ -129,7 +131,9 @@ class ConfiguredBroker(Broker):
         self.metrics_port = free_port()
 
     def command(self) -> list:
-        self.ports[0] = self.port  # Broker.start() picks another port when it loses a race
+        if self.port != self.ports[0]:  # Broker.start() lost a race for a port: new ports all
+            self.ports = [self.port] + [free_port() for _ in self.ports[1:]]
+            self.metrics_port = free_port()
         if self.kind == "starling":
             conf = self.workdir / "starling.toml"
             conf.write_text(self._starling_toml())
@@ -147,7 +151,7 @@ class ConfiguredBroker(Broker):
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def _starling_toml(self) -> str:
-        lines = []
+        lines = ["[server]", f"event_loops = {self.event_loops}", ""] if self.event_loops else []
         for port, own in zip(self.ports, self.listener_access):
             lines += ["[[listeners]]", 'protocol = "tcp"', f'bind = "{self.host}:{port}"']
             lines += [f"{k} = {self._toml_value(v)}" for k, v in own.items()]
@@ -273,11 +277,13 @@ class ConfiguredEnv:
             assert proc.returncode == 0, proc.stderr
         return str(path)
 
-    def start(self, listeners=None, sys_interval: int = 1, **access):
+    def start(self, listeners=None, sys_interval: int = 1, event_loops=None, **access):
         """A broker whose listeners get ``access`` (acl_file=, password_file=,
-        allow_anonymous=) and their own keys from ``listeners``; returns ``(broker, clients)``."""
+        allow_anonymous=) and their own keys from ``listeners``; returns ``(broker, clients)``.
+        ``event_loops=1``: one Starling event loop, so that messages from different
+        connections reach a subscriber in the order the broker handled them."""
         b = ConfiguredBroker(BROKER_KIND, self.workdir, listeners=listeners, access=access,
-                             sys_interval=sys_interval)
+                             sys_interval=sys_interval, event_loops=event_loops)
         b.start()
         self.brokers.append(b)
         c = Clients(b)

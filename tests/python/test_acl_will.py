@@ -83,19 +83,20 @@ def test_will_without_write_access_refuses_connect_v5(env, user, topic):
 
 
 @pytest.mark.parametrize("protocol", [4, 5])
-def test_unauthorized_will_is_never_published(env, protocol):
+def test_unauthorized_will_is_never_published(configured, protocol):
     """Whether the CONNECT is refused (Starling) or the will dropped when due (Mosquitto),
-    a will the client may not write never reaches a subscriber. Barrier: a second client
-    with an allowed will drops its connection after the first one; its will arriving means
-    the first connection's end has been handled."""
-    clients, observer = env
+    a will the client may not write never reaches a subscriber. One event loop; barrier:
+    the same client id connects again (its CONNACK comes after the old connection's end was
+    handled) and publishes a sentinel."""
+    _, clients = configured.start(acl_file=configured.file("acl", ACL), event_loops=1)
+    observer = clients.raw_connected("observer", username="admin")
+    assert observer.subscribe([("#", 1)]) == [1]
     bad = clients.raw() if protocol == 4 else clients.raw5()
     kw = {"will_message": b"leak"} if protocol == 4 else {"will_payload": b"leak"}
     ack = bad.connect("dev-2", expect_rc=None, will_topic="anon/readonly", will_qos=1, **kw)
     bad.abort()
-    good = clients.raw()
-    good.connect("dev-3", will_topic="anon/will", will_message=b"barrier", will_qos=1)
-    good.abort()
+    again = clients.raw_connected("dev-2")
+    again.publish("anon/will", b"barrier", qos=1)
     m = observer.recv_publish(ack=True)
     assert (m.topic, m.payload) == ("anon/will", b"barrier"), f"CONNACK {ack}"
 
