@@ -88,3 +88,239 @@ def close_time(client: RawClient, broker, limit: float) -> float:
         assert waited < limit + stalled_s(broker), (
             f"server did not close the connection within {limit:.1f}s (+{stalled_s(broker):.1f}s stalled)")
     return time.monotonic() - start
+
+
+# --------------------------------------------------------------------------------------------
+# Brokers started from a configuration file (access-control tests)
+# --------------------------------------------------------------------------------------------
+
+import os as _os  # noqa: E402
+import shutil as _shutil  # noqa: E402
+import signal as _signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+import urllib.request as _urlrequest  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+from conftest import BROKER_KIND, Broker, Clients, free_port  # noqa: E402
+
+
+class ConfiguredBroker(Broker):
+    """A broker started from a configuration file instead of flags: Starling's TOML
+    (``--config``) or a generated ``mosquitto.conf``, with the access keys of each listener.
+
+    ``listeners``: one dict per listener with any of ``acl_file``, ``password_file``,
+    ``allow_anonymous`` (a listener's own keys; Mosquitto gets ``per_listener_settings true``
+    when there are several). ``access``: the same keys for every listener (Starling's
+    ``[auth]``, Mosquitto's global keys). ``sys_interval``: seconds between ``$SYS`` rounds.
+    ``port`` is the first listener's; ``ports`` all of them. ``metrics()`` (Starling) reads
+    GET /metrics.
+    """
+
+    def __init__(self, kind: str, workdir: _Path, listeners=None, access=None, sys_interval: int = 1,
+                 event_loops=None):
+        super().__init__(kind, {}, workdir)
+        self.event_loops = event_loops  # Starling's [server] event_loops (Mosquitto has one)
+        self.listener_access = [dict(x) for x in (listeners or [{}])]
+        self.access = dict(access or {})
+        self.sys_interval = sys_interval
+        self.ports = [self.port] + [free_port() for _ in self.listener_access[1:]]
+        self.metrics_port = free_port()
+
+    def command(self) -> list:
+        if self.port != self.ports[0]:  # Broker.start() lost a race for a port: new ports all
+            self.ports = [self.port] + [free_port() for _ in self.ports[1:]]
+            self.metrics_port = free_port()
+        if self.kind == "starling":
+            conf = self.workdir / "starling.toml"
+            conf.write_text(self._starling_toml())
+            return [str(_starling_bin()), "--config", str(conf)]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self._mosquitto_conf())
+        return [_mosquitto_bin(), "-c", str(conf)]
+
+    @staticmethod
+    def _toml_value(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return str(value)
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def _starling_toml(self) -> str:
+        lines = ["[server]", f"event_loops = {self.event_loops}", ""] if self.event_loops else []
+        for port, own in zip(self.ports, self.listener_access):
+            lines += ["[[listeners]]", 'protocol = "tcp"', f'bind = "{self.host}:{port}"']
+            lines += [f"{k} = {self._toml_value(v)}" for k, v in own.items()]
+            lines.append("")
+        lines.append("[auth]")
+        lines += [f"{k} = {self._toml_value(v)}" for k, v in self.access.items()]
+        lines += ["", "[monitoring]", f'metrics_listen = "{self.host}:{self.metrics_port}"',
+                  f"sys_interval_secs = {self.sys_interval}", ""]
+        return "\n".join(lines)
+
+    def _mosquitto_conf(self) -> str:
+        per_listener = len(self.ports) > 1
+        lines = [
+            # A log file (flushed per line, unlike stdout) so that log() sees a reload at once.
+            "persistence false", f"log_dest file {self.log_path}", "log_type all",
+            "connection_messages true",
+            f"sys_interval {self.sys_interval}",
+            f"per_listener_settings {'true' if per_listener else 'false'}",
+        ]
+        if _os.geteuid() == 0:
+            lines.append("user root")
+
+        def keys(d: dict) -> list:
+            d = dict(d)
+            if "allow_anonymous" not in d:  # Starling's default: open without a password file
+                d["allow_anonymous"] = "password_file" not in d
+            return [f"{k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in d.items()]
+
+        if not per_listener:
+            lines += keys(self.access)
+        for port, own in zip(self.ports, self.listener_access):
+            lines.append(f"listener {port} {self.host}")
+            if per_listener:
+                lines += keys({**self.access, **own})
+            else:
+                assert not own, "Mosquitto: a listener's own access keys need several listeners"
+        return "\n".join(lines) + "\n"
+
+    def _wait_ready(self) -> bool:
+        if not super()._wait_ready():
+            return False
+        for port in self.ports[1:]:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection((self.host, port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        return False
+                    time.sleep(0.02)
+        return True
+
+    def reload(self) -> None:
+        """SIGHUP: both brokers re-read their configuration and ACL files."""
+        _os.kill(self.proc.pid, _signal.SIGHUP)
+
+    def metrics(self) -> str:
+        """GET /metrics (Starling only)."""
+        with _urlrequest.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+def _starling_bin():
+    import conftest
+    return conftest._STARLING_BIN or conftest._starling_binary_path()
+
+
+def _mosquitto_bin() -> str:
+    import conftest
+    return conftest._mosquitto_binary()
+
+
+def metric_value(text: str, name: str, **labels) -> float:
+    """The sample ``name{labels}`` of Prometheus text, summed over the label sets that match
+    (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
+    """Polls ``predicate`` until it returns something true (returned), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class ConfiguredEnv:
+    """What the ``configured`` fixture yields: writes files into a temporary directory and
+    starts brokers from them; every broker and client is closed at teardown."""
+
+    def __init__(self, workdir: _Path):
+        self.workdir = workdir
+        self.brokers = []
+        self._clients = []
+
+    def file(self, name: str, text: str) -> str:
+        path = self.workdir / name
+        path.write_text(text)
+        return str(path)
+
+    def passwords(self, name: str, users: dict) -> str:
+        """A password file written by ``mosquitto_passwd -b`` (``$7$`` hashes)."""
+        path = self.workdir / name
+        path.write_text("")
+        for user, password in users.items():
+            proc = subprocess.run(["mosquitto_passwd", "-b", str(path), user, password],
+                                  capture_output=True, text=True, timeout=30)
+            assert proc.returncode == 0, proc.stderr
+        return str(path)
+
+    def start(self, listeners=None, sys_interval: int = 1, event_loops=None, **access):
+        """A broker whose listeners get ``access`` (acl_file=, password_file=,
+        allow_anonymous=) and their own keys from ``listeners``; returns ``(broker, clients)``.
+        ``event_loops=1``: one Starling event loop, so that messages from different
+        connections reach a subscriber in the order the broker handled them."""
+        b = ConfiguredBroker(BROKER_KIND, self.workdir, listeners=listeners, access=access,
+                             sys_interval=sys_interval, event_loops=event_loops)
+        b.start()
+        self.brokers.append(b)
+        c = Clients(b)
+        self._clients.append(c)
+        return b, c
+
+
+@_pytest.fixture
+def configured():
+    """Starts brokers from configuration files (``ConfiguredEnv``); fails the test if one of
+    them died during it."""
+    workdir = _Path(_tempfile.mkdtemp(prefix=f"mqtt-{BROKER_KIND}-conf-"))
+    env = ConfiguredEnv(workdir)
+    try:
+        yield env
+    finally:
+        for c in env._clients:
+            c.close_all()
+        dead = [(b.proc.poll(), b.log()) for b in env.brokers if not b.alive()]
+        for b in env.brokers:
+            b.stop()
+        _shutil.rmtree(workdir, ignore_errors=True)
+    if dead:
+        code, log = dead[0]
+        _pytest.fail(f"a broker exited during the test (code {code}); log tail:\n{log[-3000:]}")
+
+
+_routed_n = 0
+
+
+def routed(pub, sub, topic: str, sync: str, qos: int = 1) -> bool:
+    """Whether a message ``pub`` publishes to ``topic`` reaches ``sub`` (a RawClient or
+    Client5 subscribed to ``topic`` and to ``sync``): ``pub`` then publishes a sentinel on
+    ``sync``, which ``pub`` may write and ``sub`` may read; anything routed arrives before it."""
+    global _routed_n
+    _routed_n += 1
+    payload = f"probe-{_routed_n}-{time.monotonic_ns()}".encode()
+    pub.publish(topic, payload, qos=qos)
+    got = publishes_before_sentinel(pub, sub, sync, qos=qos, ack=True)
+    return any(m.topic == topic and m.payload == payload for m in got)
