@@ -144,9 +144,6 @@ def test_missing_file_keeps_old_rules(env):
     assert broker.alive()
 
 
-@pytest.mark.xfail(not is_mosquitto(), strict=True,
-                   reason="BROKER BUG: Starling publishes a will whose write access a reload revoked "
-                          "(checked only at CONNECT; Mosquitto checks when it publishes)")
 def test_will_allowed_at_connect_then_revoked(configured):
     """A will allowed at CONNECT whose write access a reload revokes before it is due: it
     is not published (the rules in force when it would be published decide). One event
