@@ -207,3 +207,52 @@ def test_scram_identity_owns_the_session(scram_broker):
         assert login(scram_broker, 5, "alice", PASSWORD, "owned") == 0
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------------------------
+# SCRAM and the brute-force defences of password logins
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(strict=True, reason=(
+    "BROKER BUG: SCRAM-SHA-256 failures bypass the login defences: no failure delay, not "
+    "counted toward the 10-failures-per-address throttle, and a throttled address still "
+    "authenticates by SCRAM (server/login.rs installs SCRAM without the verifier's State)"))
+def test_scram_guesses_are_throttled_like_password_guesses(scram_broker):
+    import time
+
+    started = time.monotonic()
+    for i in range(11):
+        c = client5(scram_broker)
+        try:
+            assert scram_connect(c, "alice", f"guess-{i}")[0] in (V5_NOT_AUTHORIZED, 0x9F)
+        finally:
+            c.close()
+    elapsed = time.monotonic() - started
+    # Password logins from this address are now throttled, as after 11 password guesses...
+    assert login(scram_broker, 5, "alice", PASSWORD) == 0x9F
+    # ...and so are SCRAM ones; each refusal took the failure delay.
+    c = client5(scram_broker)
+    try:
+        assert scram_connect(c, "alice", PASSWORD)[0] != 0
+    finally:
+        c.close()
+    assert elapsed >= 10, f"11 SCRAM refusals took {elapsed:.2f}s: no failure delay"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BROKER BUG: after 10 password failures an address is throttled for password logins but "
+    "the same address still logs in by SCRAM-SHA-256"))
+def test_scram_from_a_throttled_address_is_refused(scram_broker):
+    from auth_support import V5_BAD_CREDENTIALS, logins
+
+    codes = logins(scram_broker, 5, [("alice", f"guess-{i}") for i in range(10)])
+    assert codes == [V5_BAD_CREDENTIALS] * 10, codes
+    assert login(scram_broker, 5, "alice", PASSWORD) == 0x9F
+    c = client5(scram_broker)
+    try:
+        code = scram_connect(c, "alice", PASSWORD)[0]
+    finally:
+        c.close()
+    assert code != 0, "a throttled address authenticated by SCRAM"
