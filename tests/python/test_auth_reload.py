@@ -90,7 +90,12 @@ def test_sighup_user_removed_is_disconnected_with_0x87(make_broker, passwords):
             time.sleep(0.05)
             log = broker.log()
         assert "alice" in log
-        assert metric(metrics_port, "starling_disconnected_user_removed_total") == 2
+        # The loops publish their counters now and then: poll.
+        deadline = time.monotonic() + 10
+        while (removed := metric(metrics_port, "starling_disconnected_user_removed_total")) < 2:
+            assert time.monotonic() < deadline, removed
+            time.sleep(0.1)
+        assert removed == 2
         # And alice can no longer log in (her remembered login is gone with the file).
         assert login(broker, 5, "alice", "alicepw") == bad_credentials(5)
     finally:
