@@ -383,12 +383,15 @@ class RawClient:
 
     decode_publish = staticmethod(decode_publish)  # the protocol version's PUBLISH decoder
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0, rcvbuf: Optional[int] = None):
+    def __init__(self, host: str, port: int, timeout: float = 5.0, rcvbuf: Optional[int] = None,
+                 source_address: Optional[Tuple[str, int]] = None):
+        """``source_address``: (ip, port) to connect from (e.g. another 127.x address)."""
         self.host = host
         self.port = port
         self.default_timeout = timeout
         if rcvbuf is None:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock = socket.create_connection((host, port), timeout=timeout,
+                                                 source_address=source_address)
         else:
             # A small receive buffer must be set before connecting (the window is agreed
             # then): a client that reads slowly, whose data the server has to hold.

@@ -262,8 +262,12 @@ fn v3_return_code(code: ReasonCode) -> Option<ConnectReturnCode> {
         ReasonCode::UnsupportedProtocolVersion => ConnectReturnCode::UnacceptableProtocolVersion,
         ReasonCode::ClientIdentifierNotValid => ConnectReturnCode::IdentifierRejected,
         ReasonCode::BadUserNameOrPassword => ConnectReturnCode::BadUsernameOrPassword,
-        ReasonCode::NotAuthorized => ConnectReturnCode::NotAuthorized,
-        ReasonCode::QuotaExceeded | ReasonCode::ServerUnavailable => {
+        // Too many failed logins from the address (credentials.rs: 3.x 0x05).
+        ReasonCode::NotAuthorized | ReasonCode::ConnectionRateExceeded => {
+            ConnectReturnCode::NotAuthorized
+        }
+        // The credential verifiers saturated (credentials.rs: 3.x 0x03).
+        ReasonCode::QuotaExceeded | ReasonCode::ServerUnavailable | ReasonCode::ServerBusy => {
             ConnectReturnCode::ServerUnavailable
         }
         _ => return None,
