@@ -19,7 +19,24 @@ use tracing_subscriber::reload;
 /// Exit status for a configuration that does not validate.
 const EXIT_INVALID_CONFIG: u8 = 2;
 
+/// Allocations of this size or more are mapped (and unmapped when freed), whatever was
+/// freed before: glibc's default 128 KiB, pinned.
+const MMAP_THRESHOLD_BYTES: libc::c_int = 128 * 1024;
+
+/// Pins glibc's mmap threshold. Left dynamic, glibc raises it past the size of a freed
+/// mapped block, so the 19 MiB an argon2id verification allocates (and frees) is then served
+/// from the heap and kept: a few hundred logins would leave hundreds of MiB resident.
+fn fix_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes an allocator parameter; it is called before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
+}
+
 fn main() -> ExitCode {
+    fix_mmap_threshold();
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Man { dir }) => return write_manual(dir),

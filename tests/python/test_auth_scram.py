@@ -215,10 +215,6 @@ def test_scram_identity_owns_the_session(scram_broker):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason=(
-    "BROKER BUG: SCRAM-SHA-256 failures bypass the login defences: no failure delay, not "
-    "counted toward the 10-failures-per-address throttle, and a throttled address still "
-    "authenticates by SCRAM (server/login.rs installs SCRAM without the verifier's State)"))
 def test_scram_guesses_are_throttled_like_password_guesses(scram_broker):
     import time
 
@@ -241,9 +237,6 @@ def test_scram_guesses_are_throttled_like_password_guesses(scram_broker):
     assert elapsed >= 10, f"11 SCRAM refusals took {elapsed:.2f}s: no failure delay"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BROKER BUG: after 10 password failures an address is throttled for password logins but "
-    "the same address still logs in by SCRAM-SHA-256"))
 def test_scram_from_a_throttled_address_is_refused(scram_broker):
     from auth_support import V5_BAD_CREDENTIALS, logins
 

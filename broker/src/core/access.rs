@@ -128,10 +128,11 @@ impl AccessPolicy {
 pub struct SessionAccess {
     /// The user name the client authenticated as (or gave, without a password file).
     pub username: Option<Box<str>>,
-    /// The last topic published and whether it was writable.
-    last_write: Option<(Box<str>, bool)>,
+    /// The last topic published and whether it was writable (the string's buffer is reused
+    /// from one verdict to the next).
+    last_write: Option<(String, bool)>,
     /// The last topic delivered and whether it was readable.
-    last_read: Option<(Box<str>, bool)>,
+    last_read: Option<(String, bool)>,
     /// The policy generation of both verdicts.
     generation: u64,
 }
@@ -147,7 +148,7 @@ impl SessionAccess {
 
     /// Bytes it holds beside its box.
     pub fn pinned_bytes(&self) -> usize {
-        let topic = |t: &Option<(Box<str>, bool)>| t.as_ref().map_or(0, |(t, _)| t.len());
+        let topic = |t: &Option<(String, bool)>| t.as_ref().map_or(0, |(t, _)| t.capacity());
         self.username.as_ref().map_or(0, |u| u.len())
             + topic(&self.last_write)
             + topic(&self.last_read)
@@ -245,7 +246,14 @@ fn check(shard: &mut Shard, session_id: u32, topic: &str, access: Access) -> boo
         return *verdict;
     }
     let verdict = acl.check(identity(session), topic, access);
-    *memo_of(session, policy.generation).slot(access) = Some((topic.into(), verdict));
+    match memo_of(session, policy.generation).slot(access) {
+        Some((last, kept)) => {
+            last.clear();
+            last.push_str(topic);
+            *kept = verdict;
+        }
+        slot => *slot = Some((topic.to_owned(), verdict)),
+    }
     verdict
 }
 
@@ -256,8 +264,13 @@ fn memo_of(session: &mut Session, generation: u64) -> &mut SessionAccess {
         .access
         .get_or_insert_with(Default::default);
     if memo.generation != generation {
-        memo.last_write = None;
-        memo.last_read = None;
+        // Void, keeping the buffers: an empty topic matches no PUBLISH or delivery.
+        for (topic, _) in [&mut memo.last_write, &mut memo.last_read]
+            .into_iter()
+            .flatten()
+        {
+            topic.clear();
+        }
         memo.generation = generation;
     }
     memo
@@ -265,7 +278,7 @@ fn memo_of(session: &mut Session, generation: u64) -> &mut SessionAccess {
 
 impl SessionAccess {
     /// The last verdict kept for `access`.
-    fn slot(&mut self, access: Access) -> &mut Option<(Box<str>, bool)> {
+    fn slot(&mut self, access: Access) -> &mut Option<(String, bool)> {
         match access {
             Access::Write => &mut self.last_write,
             Access::Read => &mut self.last_read,

@@ -16,7 +16,7 @@ use crate::core::conn::Phase;
 use crate::core::directory::Reservation;
 use crate::core::handlers::connect::{self, Request};
 use crate::core::{Action, ConnId, Shard, access, input, lifecycle};
-use crate::protocol::ReasonCode;
+use crate::protocol::{ProtocolVersion, ReasonCode};
 
 /// How a verification ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +46,29 @@ pub(crate) struct Parked {
 #[derive(Default)]
 pub(crate) struct Verifying {
     parked: HashMap<ConnId, Parked>,
+    /// Enhanced authentications that failed, waiting out the failure delay before their
+    /// refusal (this reason code) is written.
+    refusing: HashMap<ConnId, ReasonCode>,
 }
 
 impl Verifying {
     /// Forgets `key`'s CONNECT (its connection closed), releasing its client id.
     pub(crate) fn forget(&mut self, key: ConnId) {
         self.parked.remove(&key);
+        self.refusing.remove(&key);
     }
+}
+
+/// A failed enhanced authentication (which runs on the loop): its refusal `code` is written
+/// after the same fixed delay as a failed password's ([`Action::DelayRefusal`]); meanwhile
+/// the connection is not read.
+pub(crate) fn refuse_later(shard: &mut Shard, key: ConnId, code: ReasonCode) {
+    let Ok(conn) = shard.pool.get_mut(key) else {
+        return;
+    };
+    conn.phase = Phase::Verifying;
+    shard.verifying.refusing.insert(key, code);
+    shard.actions.push_back(Action::DelayRefusal { conn: key });
 }
 
 /// Parks `request` and asks the driver to verify `username`'s password.
@@ -103,16 +119,26 @@ impl Shard {
     /// The verdict on `conn`'s credentials ([`Action::Authenticate`]). A connection that
     /// closed meanwhile is ignored.
     pub fn credentials_checked(&mut self, conn: ConnId, verdict: Verdict, now_ms: u64) {
+        if !self.is_verifying(conn) {
+            self.verifying.forget(conn);
+            return;
+        }
+        if let Some(code) = self.verifying.refusing.remove(&conn) {
+            let what = "authentication refused";
+            let v5 = ProtocolVersion::V5;
+            return refuse(
+                self,
+                conn,
+                v5,
+                code,
+                what,
+                &"(enhanced authentication)",
+                now_ms,
+            );
+        }
         let Some(parked) = self.verifying.parked.remove(&conn) else {
             return;
         };
-        if !self
-            .pool
-            .get(conn)
-            .is_ok_and(|c| c.phase == Phase::Verifying)
-        {
-            return;
-        }
         let version = parked.request.version();
         let (code, what) = match verdict {
             Verdict::Accepted => return accepted(self, conn, parked, now_ms),
@@ -126,21 +152,34 @@ impl Shard {
             ),
             Verdict::Busy => (ReasonCode::ServerBusy, "credential verifiers saturated"),
         };
-        self.stats.refused_connect += 1;
-        self.stats.refused_credentials += 1;
-        connect::refuse(self, conn, version, code);
         let user = parked.username;
-        lifecycle::close_for(
+        refuse(
             self,
             conn,
-            what,
+            version,
             code,
+            what,
             &format_args!("user {user:?}"),
             now_ms,
         );
     }
 }
 
+/// Writes a refusing CONNACK, counted, and closes.
+fn refuse(
+    shard: &mut Shard,
+    key: ConnId,
+    version: ProtocolVersion,
+    code: ReasonCode,
+    what: &str,
+    who: &dyn std::fmt::Display,
+    now_ms: u64,
+) {
+    shard.stats.refused_connect += 1;
+    shard.stats.refused_credentials += 1;
+    connect::refuse(shard, key, version, code);
+    lifecycle::close_for(shard, key, what, code, who, now_ms);
+}
 /// A verified CONNECT: accepted as any other, then the packets that waited behind it.
 fn accepted(shard: &mut Shard, key: ConnId, parked: Parked, now_ms: u64) {
     let Parked {

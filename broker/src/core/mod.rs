@@ -167,6 +167,12 @@ pub enum Action {
         /// The password of the CONNECT.
         password: Vec<u8>,
     },
+    /// Answer `conn`'s failed login after the fixed failure delay: call
+    /// [`Shard::credentials_checked`] (with [`credentials::Verdict::Refused`]) then.
+    DelayRefusal {
+        /// The connection whose refusal waits.
+        conn: ConnId,
+    },
     /// Tell loop `to` that its connection `conn` feeds a congested subscriber here and must
     /// not be read ([`Shard::hold_publisher`] with `hold`), or no longer.
     Hold {

@@ -37,6 +37,13 @@ impl EventLoop {
                     username,
                     password,
                 } => self.authenticate(conn, listener, username, password),
+                Action::DelayRefusal { conn } => {
+                    self.credentials.verifier.refuse_later(
+                        self.index,
+                        conn,
+                        std::time::Instant::now(),
+                    );
+                }
             }
         }
     }

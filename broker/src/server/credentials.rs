@@ -223,6 +223,8 @@ impl Credentials {
 /// The verifier threads' handle.
 pub struct Verifier {
     jobs: Sender<Job>,
+    /// The delay thread's queue (refusals of logins that failed on a loop, SCRAM's).
+    delay: Sender<Delayed>,
 }
 
 impl Verifier {
@@ -254,7 +256,18 @@ impl Verifier {
         std::thread::Builder::new()
             .name("starling-verify-delay".into())
             .spawn(move || deliver_delayed(&delayed, &peers, &throttle))?;
-        Ok(Verifier { jobs })
+        Ok(Verifier { jobs, delay })
+    }
+
+    /// Refuses `conn` of loop `loop_index` (its login failed `at`) once the failure delay
+    /// has passed.
+    pub fn refuse_later(&self, loop_index: usize, conn: ConnId, at: Instant) {
+        let _ = self.delay.send(Delayed {
+            due: at + Duration::from_millis(FAILURE_DELAY_MS),
+            loop_index,
+            conn,
+            verdict: Verdict::Refused,
+        });
     }
 
     /// Queues `job`; gives it back when the queue is full.

@@ -76,8 +76,8 @@ impl Throttle {
             refused_early = state.refused_early,
             addresses_throttled = throttling,
             interval_secs = elapsed.as_secs(),
-            "failed logins, and logins refused early after {MAX_FAILURES_PER_WINDOW} failures \
-             from one address within {} s",
+            "failed logins (bad user name or password), and logins refused early after \
+             {MAX_FAILURES_PER_WINDOW} failures from one address within {} s",
             FAILURE_WINDOW_MS / 1000
         );
         state.failed = 0;

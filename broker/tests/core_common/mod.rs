@@ -330,6 +330,12 @@ impl Net {
             Action::Hold { to, conn, hold } => {
                 self.shards[to].hold_publisher(conn, hold, self.now_ms)
             }
+            // The failure delay is the driver's: none here.
+            Action::DelayRefusal { conn } => self.shards[loop_index].credentials_checked(
+                conn,
+                starling::core::credentials::Verdict::Refused,
+                self.now_ms,
+            ),
             Action::Authenticate {
                 conn,
                 username,

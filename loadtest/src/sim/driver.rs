@@ -223,7 +223,7 @@ impl Driver {
             // The simulated clients are always read: no flow-control holds here.
             Action::Hold { .. } => {}
             // The simulated broker has no password file: nothing is verified.
-            Action::Authenticate { .. } => {
+            Action::Authenticate { .. } | Action::DelayRefusal { .. } => {
                 self.error("unexpected credential verification");
             }
             Action::Forward { to, message, .. } => {

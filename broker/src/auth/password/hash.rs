@@ -83,8 +83,10 @@ pub enum PasswordHash {
         /// The digest: 64 bytes.
         hash: [u8; SHA512_BYTES],
     },
-    /// A PHC `$argon2id$` string, its costs within this module's limits.
-    Argon2id(PhcHash),
+    /// A PHC `$argon2id$` string, its costs within this module's limits (boxed: the parsed
+    /// string is several times the size of the other variants, and a file holds one entry
+    /// per user).
+    Argon2id(Box<PhcHash>),
     /// A SCRAM-SHA-256 verifier; it also verifies a plain password (through its StoredKey).
     Scram(ScramCredentials),
 }
@@ -161,7 +163,9 @@ impl PasswordHash {
                     .finalize();
                 bool::from(digest.as_slice().ct_eq(hash))
             }
-            PasswordHash::Argon2id(phc) => Argon2::default().verify_password(password, phc).is_ok(),
+            PasswordHash::Argon2id(phc) => {
+                Argon2::default().verify_password(password, &**phc).is_ok()
+            }
             PasswordHash::Scram(scram) => {
                 let stored_key = scram_keys(password, &scram.salt, scram.iterations).0;
                 bool::from(stored_key.ct_eq(&scram.stored_key))
@@ -309,7 +313,7 @@ fn parse_argon2id(text: &str) -> Result<PasswordHash, String> {
         argon2::Version::try_from(version)
             .map_err(|_| format!("$argon2id$ version v={version} unknown (v=19 or v=16)"))?;
     }
-    Ok(PasswordHash::Argon2id(phc))
+    Ok(PasswordHash::Argon2id(Box::new(phc)))
 }
 
 fn parse_scram(text: &str) -> Result<PasswordHash, String> {

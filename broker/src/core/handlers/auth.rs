@@ -179,12 +179,10 @@ fn connect_step(shard: &mut Shard, key: ConnId, method: &str, step: AuthStep, no
     match step {
         AuthStep::Continue(data) => continue_exchange(shard, key, method, &data),
         AuthStep::Refuse(code) => {
+            // Answered after the failure delay, like a wrong password.
             shard.login_failed(key);
-            shard.stats.refused_connect += 1;
-            shard.stats.refused_credentials += 1;
-            connect::refuse(shard, key, crate::protocol::ProtocolVersion::V5, code);
-            lifecycle::close_for(shard, key, "authentication refused", code, &method, now_ms);
-            Flow::Stop
+            crate::core::credentials::refuse_later(shard, key, code);
+            Flow::Continue
         }
         AuthStep::Success(data) => {
             let state = shard
