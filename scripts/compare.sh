@@ -23,20 +23,35 @@
 # RESULTS_DIR (JSON reports; default a temp dir), RUNS, KEEP_BROKERS, FLOOR=1 (also run conn
 # and churn scenarios against starling-floor, the least any MQTT server must do per
 # connection, and add its column: the machine's ceiling in this run).
-# Only the PIDs this script started are stopped.
+# Variants: a broker named KIND_VARIANT in BROKERS (e.g. starling_acl, mosquitto_pw; letters,
+# digits and _) is KIND started with STARLING_ARGS_VARIANT added to STARLING_ARGS, or
+# MOSQUITTO_CONF_EXTRA_VARIANT appended after MOSQUITTO_CONF_EXTRA (so it can override the
+# defaults above, e.g. "allow_anonymous false"); several variants of one kind alternate
+# like different brokers. Only the PIDs this script started are stopped.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="${BIN_DIR:-$root/target/release}"
 if [[ $# -eq 0 ]]; then
-    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 read -r -a brokers <<<"${BROKERS:-starling mosquitto rumqttd}"
 runs="${RUNS:-1}"
 keep="${KEEP_BROKERS:-0}"
+# What a broker name runs: its KIND (before the first _) and VARIANT (after it, or empty).
+kind_of() { echo "${1%%_*}"; }
+variant_of() {
+    if [[ "$1" == *_* ]]; then
+        echo "${1#*_}"
+    fi
+}
 for b in "${brokers[@]}"; do
-    case "$b" in
+    [[ "$b" =~ ^[A-Za-z0-9_]+$ ]] || {
+        echo "broker name '$b' in BROKERS: letters, digits and _ only" >&2
+        exit 2
+    }
+    case "$(kind_of "$b")" in
     starling) ;;
     mosquitto)
         command -v mosquitto >/dev/null || {
@@ -82,14 +97,18 @@ trap cleanup EXIT
 declare -A port v5_port pid
 
 start_broker() {
-    local name=$1 p p5=""
+    local name=$1 p p5="" variant extra
     p="$(free_port)"
-    case "$name" in
+    variant="$(variant_of "$name")"
+    case "$(kind_of "$name")" in
     starling)
-        # shellcheck disable=SC2086 # STARLING_ARGS is a list of flags
-        "$bin_dir/starling" --listen "127.0.0.1:$p" ${STARLING_ARGS:-} >>"$work/starling.log" 2>&1 &
+        extra="STARLING_ARGS_$variant"
+        # shellcheck disable=SC2086 # STARLING_ARGS are lists of flags
+        "$bin_dir/starling" --listen "127.0.0.1:$p" ${STARLING_ARGS:-} ${variant:+${!extra:-}} \
+            >>"$work/$name.log" 2>&1 &
         ;;
     mosquitto)
+        extra="MOSQUITTO_CONF_EXTRA_$variant"
         {
             echo "listener $p 127.0.0.1"
             echo "persistence false"
@@ -97,8 +116,9 @@ start_broker() {
             echo "allow_anonymous true"
             echo "log_dest none"
             printf '%s\n' "${MOSQUITTO_CONF_EXTRA:-}"
-        } >"$work/mosquitto.conf"
-        mosquitto -c "$work/mosquitto.conf" >>"$work/mosquitto.log" 2>&1 &
+            [[ -z "$variant" ]] || printf '%s\n' "${!extra:-}"
+        } >"$work/$name.conf"
+        mosquitto -c "$work/$name.conf" >>"$work/$name.log" 2>&1 &
         ;;
     rumqttd)
         p5="$(free_port)"

@@ -67,6 +67,7 @@ def metrics(report):
             out["  CONNECT→CONNACK p99 ms"] = (c["connect_to_connack_latency"]["p99_ms"], CONNECT)
     for cy in report.get("cycles", []):
         out[f"cycle {cy['cycle']} connects/s"] = (cy["connects"]["per_sec"], CONNECT)
+        out[f"cycle {cy['cycle']} CONNACK p50 ms"] = (cy["connects"]["connack_latency"]["p50_ms"], CONNECT)
         out[f"cycle {cy['cycle']} CONNACK p99 ms"] = (cy["connects"]["connack_latency"]["p99_ms"], CONNECT)
     m = report.get("messages")
     if m:

@@ -86,7 +86,9 @@ EXAMPLES
   starling-loadtest --transport sim conn --clients 1000000 --subscribe --messages 1
   starling-loadtest conn --target 127.0.0.1:1883 --clients 19000 --subscribe \\
       --source-addrs 127.0.0.1-127.0.0.8 --broker-pid $(pidof starling)
-  starling-loadtest fanin --publishers 100 --qos 1 --inflight 10 --json";
+  starling-loadtest fanin --publishers 100 --qos 1 --inflight 10 --json
+  starling-loadtest churn --clients 2000 --cycles 2 --username-prefix user --password pw
+      (users user0..user1999: cycle 1 is each one's first login, cycle 2 the same logins again)";
 
 /// Which clients drive the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -232,6 +234,20 @@ pub struct Args {
     /// Client id prefix (tcp adds the harness PID).
     #[arg(long, default_value = "lt")]
     pub client_prefix: String,
+    /// Log each client in as its own user: PREFIX followed by its place n in the connect
+    /// order, from 0 (conn, churn: client n; fanin: the subscriber 0, publishers 1..=P; fanout:
+    /// subscribers 0..S-1, the publisher S; p2p: subscribers 0..N-1, publishers N..2N-1;
+    /// shared: members 0..S-1, publishers S..). The same user in every churn cycle. tcp,
+    /// not retained/subscribe.
+    #[arg(long, group = "login", value_name = "PREFIX")]
+    pub username_prefix: Option<String>,
+    /// Log every client in as this one user name (tcp, not retained/subscribe).
+    #[arg(long, group = "login", value_name = "NAME")]
+    pub username: Option<String>,
+    /// The password every client sends with its user name (needs --username or
+    /// --username-prefix). Visible in the process list: for test credentials only.
+    #[arg(long, requires = "login")]
+    pub password: Option<String>,
     /// Worker threads driving the clients (tcp) or shards (sim); 0 = one per core.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -292,6 +308,21 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn login_flags_need_a_user_and_exclude_each_other() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["starling-loadtest", "conn"];
+            full.extend_from_slice(argv);
+            Args::try_parse_from(full)
+        };
+        let prefix = parse(&["--username-prefix", "u", "--password", "pw"]).expect("valid");
+        assert_eq!(prefix.username_prefix.as_deref(), Some("u"));
+        assert_eq!(prefix.password.as_deref(), Some("pw"));
+        assert!(parse(&["--username", "bench"]).is_ok());
+        assert!(parse(&["--password", "pw"]).is_err());
+        assert!(parse(&["--username", "a", "--username-prefix", "u"]).is_err());
+    }
 
     #[test]
     fn source_ranges_and_lists_parse() {

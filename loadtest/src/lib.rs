@@ -103,6 +103,14 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
             args.scenario
         )));
     }
+    let login = args.username.is_some() || args.username_prefix.is_some();
+    if login && (bulk || args.transport == Transport::Sim) {
+        return Err(RunError::Usage(
+            "--username, --username-prefix and --password apply to the tcp transport's conn, \
+             churn, fanin, fanout, p2p and shared scenarios only"
+                .into(),
+        ));
+    }
     match args.scenario {
         Scenario::Retained => return bulk::retained::run(args),
         Scenario::Subscribe => return bulk::subscribe::run(args),

@@ -73,6 +73,21 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// CONNECT flag: a user name follows the client id.
+const USERNAME_FLAG: u8 = 0x80;
+/// CONNECT flag: a password follows (after the user name).
+const PASSWORD_FLAG: u8 = 0x40;
+
+/// The credentials a CONNECT carries: none, a user name, or a user name and a password
+/// (MQTT 3.1.1 allows no password without a user name, MQTT-3.1.2-22).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Login<'a> {
+    /// The user name, if any.
+    pub username: Option<&'a str>,
+    /// The password, if any (sent only with a user name).
+    pub password: Option<&'a [u8]>,
+}
+
 /// Appends a CONNECT (no will, no credentials; in MQTT 5 no properties, so a session ends
 /// with its connection, MQTT 5 §3.1.2.11.2). `clean_session` is Clean Start in MQTT 5.
 pub fn connect(
@@ -82,8 +97,38 @@ pub fn connect(
     keep_alive_secs: u16,
     clean_session: bool,
 ) {
+    connect_as(
+        out,
+        protocol,
+        client_id,
+        keep_alive_secs,
+        clean_session,
+        Login::default(),
+    );
+}
+
+/// Appends a CONNECT carrying `login` (otherwise as [`connect`]). A password without a
+/// user name is not sent.
+pub fn connect_as(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    client_id: &str,
+    keep_alive_secs: u16,
+    clean_session: bool,
+    login: Login<'_>,
+) {
     let props = protocol.no_properties();
-    let remaining = 10 + props.len() + 2 + client_id.len();
+    let username = login.username;
+    let password = login.password.filter(|_| username.is_some());
+    let credentials = username.map_or(0, |u| 2 + u.len()) + password.map_or(0, |p| 2 + p.len());
+    let remaining = 10 + props.len() + 2 + client_id.len() + credentials;
+    let mut flags = if clean_session { CLEAN_SESSION_FLAG } else { 0 };
+    if username.is_some() {
+        flags |= USERNAME_FLAG;
+    }
+    if password.is_some() {
+        flags |= PASSWORD_FLAG;
+    }
     out.push(first::CONNECT);
     put_len(out, remaining);
     put_str(out, b"MQTT");
@@ -91,10 +136,16 @@ pub fn connect(
         Protocol::V311 => PROTOCOL_LEVEL_V311,
         Protocol::V5 => PROTOCOL_LEVEL_V5,
     });
-    out.push(if clean_session { CLEAN_SESSION_FLAG } else { 0 });
+    out.push(flags);
     out.extend_from_slice(&keep_alive_secs.to_be_bytes());
     out.extend_from_slice(props);
     put_str(out, client_id.as_bytes());
+    if let Some(username) = username {
+        put_str(out, username.as_bytes());
+    }
+    if let Some(password) = password {
+        put_str(out, password);
+    }
 }
 
 /// Appends a SUBSCRIBE to one filter (MQTT 5: options No Local 0, Retain As Published 0,
@@ -483,6 +534,45 @@ mod tests {
                 refused: 2
             })
         );
+    }
+
+    #[test]
+    fn connect_carries_user_name_and_password() {
+        let mut buf = Vec::new();
+        let login = Login {
+            username: Some("u1"),
+            password: Some(b"pw"),
+        };
+        connect_as(&mut buf, Protocol::V311, "id", 60, true, login);
+        // Fixed header 2, "MQTT" 6, level, flags, keep-alive 2, id 4, user 4, password 4.
+        assert_eq!(buf[1] as usize, buf.len() - 2);
+        assert_eq!(buf[9], CLEAN_SESSION_FLAG | USERNAME_FLAG | PASSWORD_FLAG);
+        assert_eq!(
+            &buf[12..],
+            &[0, 2, b'i', b'd', 0, 2, b'u', b'1', 0, 2, b'p', b'w']
+        );
+        // MQTT 5: the empty property list comes before the payload.
+        let mut v5 = Vec::new();
+        connect_as(&mut v5, Protocol::V5, "id", 60, true, login);
+        assert_eq!(v5[12], 0);
+        assert_eq!(&v5[13..], &buf[12..]);
+        // A user name alone; a password without a user name is not sent.
+        let mut user = Vec::new();
+        let alone = Login {
+            username: Some("u"),
+            password: None,
+        };
+        connect_as(&mut user, Protocol::V311, "id", 60, true, alone);
+        assert_eq!(user[9], CLEAN_SESSION_FLAG | USERNAME_FLAG);
+        let mut none = Vec::new();
+        let orphan = Login {
+            username: None,
+            password: Some(b"pw"),
+        };
+        connect_as(&mut none, Protocol::V311, "id", 60, true, orphan);
+        let mut plain = Vec::new();
+        connect(&mut plain, Protocol::V311, "id", 60, true);
+        assert_eq!(none, plain);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct ClientPlan {
     pub audience: u64,
     /// The shared-subscription group it is a member of (shared), by number.
     pub group: Option<u32>,
+    /// The user name it logs in with (`--username`, `--username-prefix`), if any.
+    pub username: Option<String>,
 }
 
 /// The `$share` group name the `shared` scenario uses.
@@ -47,6 +49,7 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
             subscriber_no: n,
             audience: 0,
             group: None,
+            username: None,
         });
     };
     match args.scenario {
@@ -68,6 +71,7 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
                     subscriber_no: out.len() as u32,
                     audience: 0,
                     group: None,
+                    username: None,
                 });
             }
         }
@@ -106,7 +110,21 @@ pub fn clients(args: &Args) -> Vec<ClientPlan> {
         Scenario::Retained | Scenario::Subscribe => {}
     }
     set_audiences(&mut out);
+    set_usernames(args, &mut out);
     out
+}
+
+/// Gives each client its user name: `--username` to all, or `--username-prefix` followed
+/// by its place in the connect order (the same in every run of the same flags, so a
+/// password or ACL file can be written for them beforehand).
+fn set_usernames(args: &Args, plans: &mut [ClientPlan]) {
+    for (n, plan) in plans.iter_mut().enumerate() {
+        plan.username = match (&args.username, &args.username_prefix) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(prefix)) => Some(format!("{prefix}{n}")),
+            (None, None) => None,
+        };
+    }
 }
 
 /// The topic filter of a `$share/{group}/{filter}` subscription (MQTT 5 §4.8.2), if it is
@@ -168,6 +186,24 @@ mod tests {
         let mut full = vec!["starling-loadtest"];
         full.extend_from_slice(argv);
         clients(&Args::parse_from(full))
+    }
+
+    #[test]
+    fn user_names_follow_the_connect_order() {
+        let fanin = plan(&["fanin", "--publishers", "3", "--username-prefix", "b"]);
+        let names: Vec<_> = fanin.iter().map(|c| c.username.as_deref()).collect();
+        assert_eq!(names, [Some("b0"), Some("b1"), Some("b2"), Some("b3")]);
+        assert!(fanin[0].subscribe.is_some() && fanin[3].publish.is_some());
+        let fanout = plan(&["fanout", "--subscribers", "2", "--username-prefix", "b"]);
+        assert_eq!(fanout[2].username.as_deref(), Some("b2"));
+        assert!(fanout[2].publish.is_some());
+        let shared = plan(&["conn", "--clients", "2", "--username", "all"]);
+        assert!(shared.iter().all(|c| c.username.as_deref() == Some("all")));
+        assert!(
+            plan(&["conn", "--clients", "2"])
+                .iter()
+                .all(|c| c.username.is_none())
+        );
     }
 
     #[test]

@@ -2,18 +2,24 @@
 //! detects loss and duplication (a fake broker that drops and duplicates on purpose), it
 //! tells dropped deliveries (the broker stopped delivering: Starling's own drop counter
 //! agrees) from deliveries still under way at the drain's deadline (a deliberately slow
-//! subscriber), and it exits non-zero with a clear message when the target is down.
+//! subscriber), it exits non-zero with a clear message when the target is down, and its
+//! clients log in with the user names and password they are given (a password file and
+//! an ACL hold them to it).
 //! Loopback only, seconds each.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
+use starling::auth::password::{HashFormat, hash_password};
+use starling::config::access::AccessSettings;
 use starling::config::{ListenerProtocol, ListenerSettings};
 use starling::core::CoreConfig;
+use starling::core::access::SessionTakeover;
 use starling::monitor::Probe;
 use starling::server::{ServerConfig, start};
 use starling_loadtest::cli::Args;
@@ -33,12 +39,21 @@ fn starling() -> SocketAddr {
 
 /// Starling with `core` limits on `event_loops` loops, and a probe to read its own counters.
 fn starling_with(core: CoreConfig, event_loops: usize) -> (SocketAddr, Probe) {
+    starling_with_access(core, event_loops, AccessSettings::default())
+}
+
+/// Starling whose listener has `access` (password file, ACL).
+fn starling_with_access(
+    core: CoreConfig,
+    event_loops: usize,
+    access: AccessSettings,
+) -> (SocketAddr, Probe) {
     let server = start(ServerConfig {
         listeners: vec![ListenerSettings {
             protocol: ListenerProtocol::Tcp,
             bind: "127.0.0.1:0".parse().expect("address"),
             max_connections: 0,
-            access: Default::default(),
+            access,
         }],
         max_connections_per_ip: 0,
         event_loops,
@@ -460,4 +475,106 @@ fn the_floor_serves_conn_runs_and_the_report_splits_connack_latency() {
     }
     let _ = floor.kill();
     let _ = floor.wait();
+}
+
+/// A directory for one test's files, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("starling-loadtest-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary directory");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn clients_log_in_as_their_users_and_an_acl_holds_them_to_their_topics() {
+    let dir = TempDir::new("login");
+    // u0, u1, u2 with the same password ($7$, as mosquitto_passwd writes).
+    let mut passwords = String::new();
+    for n in 0..3 {
+        let hash = hash_password(b"pw", HashFormat::Pbkdf2Sha512).expect("hash");
+        passwords.push_str(&format!("u{n}:{hash}\n"));
+    }
+    let password_file = dir.0.join("passwords");
+    std::fs::write(&password_file, passwords).expect("write the password file");
+    // fanin's subscriber (u0) reads, each publisher (u1, u2) writes its own topic only.
+    let acl_file = dir.0.join("acl");
+    let acl = "user u0\ntopic read lt/+/fanin/+\n\
+               user u1\ntopic write lt/+/fanin/0\n\
+               user u2\ntopic write lt/+/fanin/1\n";
+    std::fs::write(&acl_file, acl).expect("write the ACL");
+    let access = AccessSettings {
+        allow_anonymous: false,
+        password_file: Some(password_file),
+        acl_file: Some(acl_file),
+        session_takeover: SessionTakeover::SameUser,
+    };
+    let target = starling_with_access(CoreConfig::default(), 2, access)
+        .0
+        .to_string();
+    let login = ["--username-prefix", "u", "--password", "pw"];
+
+    // Every client logs in, in both cycles (first logins, then the same logins again).
+    let mut argv = vec![
+        "churn",
+        "--target",
+        &target,
+        "--clients",
+        "3",
+        "--cycles",
+        "2",
+    ];
+    argv.extend_from_slice(&login);
+    let report = starling_loadtest::run(&args(&argv)).expect("the run completes");
+    assert_eq!(report.cycles.len(), 2);
+    for cycle in &report.cycles {
+        assert_eq!((cycle.connects.connected, cycle.connects.failed), (3, 0));
+    }
+
+    // Publishers allowed their own topics deliver everything.
+    let mut flags = vec!["--messages", "50", "--drain-quiet-ms", "500"];
+    flags.extend_from_slice(&login);
+    let m = fanin(target.parse().expect("address"), &flags);
+    assert_eq!((m.expected, m.tally.unique, m.tally.missing), (100, 100, 0));
+
+    // One shared user, u0, may read but not write: nothing is delivered.
+    let shared = [
+        "--messages",
+        "50",
+        "--drain-quiet-ms",
+        "500",
+        "--username",
+        "u0",
+        "--password",
+        "pw",
+    ];
+    let m = fanin(target.parse().expect("address"), &shared);
+    assert_eq!((m.expected, m.tally.unique), (100, 0));
+
+    // A wrong password: no client connects, and the run says why (0x04: bad user name or
+    // password).
+    let error = starling_loadtest::run(&args(&[
+        "conn",
+        "--target",
+        &target,
+        "--clients",
+        "2",
+        "--username-prefix",
+        "u",
+        "--password",
+        "wrong",
+    ]))
+    .expect_err("refused");
+    let text = error.to_string();
+    assert!(text.contains("CONNACK refused with code 0x04"), "{text}");
 }

@@ -161,6 +161,7 @@ fn run_once(
     let workers = args.worker_threads().min(plans.len()).max(1);
     let control = Arc::new(Control::default());
     let publishers = plans.iter().filter(|p| p.publish.is_some()).count().max(1);
+    let password: Option<Arc<[u8]>> = args.password.as_deref().map(|p| p.as_bytes().into());
     let mut handles = Vec::with_capacity(workers);
     for index in 0..workers {
         let setup = worker::Setup {
@@ -183,6 +184,7 @@ fn run_once(
             subscriber_read_bytes_per_sec: args.subscriber_read_bytes_per_sec,
             subscriber_pause_ms: args.subscriber_pause_ms,
             subscriber_rcvbuf_bytes: args.subscriber_rcvbuf_bytes,
+            password: password.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-worker-{index}"))

@@ -85,6 +85,8 @@ pub struct Setup {
     pub subscriber_pause_ms: u64,
     /// Socket receive buffer subscribers ask for, bytes (0 = the kernel's default).
     pub subscriber_rcvbuf_bytes: usize,
+    /// The password clients with a user name send (`--password`).
+    pub password: Option<Arc<[u8]>>,
 }
 
 /// What the worker measured.
@@ -207,12 +209,17 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 if !connected {
                     continue;
                 }
-                mqtt::connect(
+                let login = mqtt::Login {
+                    username: plan[conn.plan].username.as_deref(),
+                    password: setup.password.as_deref(),
+                };
+                mqtt::connect_as(
                     &mut conn.wbuf,
                     setup.protocol,
                     &plan[conn.plan].client_id,
                     setup.keep_alive_secs,
                     true,
+                    login,
                 );
                 conn.state = State::AwaitConnAck;
                 track::record(&mut out.handshake, now.saturating_sub(conn.started_ns));
