@@ -122,6 +122,25 @@ def test_per_ip_limit_applies_to_the_header_address(configured):
         c.disconnect()
 
 
+def test_the_client_address_travels_with_a_handover(configured):
+    """The session of a client id lives on one event loop; a connection for it accepted by
+    another loop is handed over there, with the address from its header."""
+    b, _ = configured.start(listeners=[{"proxy_protocol": True}], event_loops=2)
+    port = b.ports[0]
+    open_clients = []
+    peers = [f"198.51.100.{80 + i}:{5000 + i}" for i in range(8)]
+    for peer in peers:
+        host, sport = peer.split(":")
+        c = proxied(b, port, v2_header(host, int(sport)))
+        c.connect("roaming")  # takes over the previous connection
+        open_clients.append(c)
+        wait_until(lambda: re.search(rf"client connected client=roaming peer={re.escape(peer)} ", b.log()),
+                   what=f"roaming connected from {peer}")
+    # With 8 connections over 2 loops some were handed over (all 8 on one loop: 1 in 128).
+    for c in open_clients:
+        c.close()
+
+
 def _connects(b, port: int, header: bytes, client_id: str) -> bool:
     c = proxied(b, port, header)
     try:
