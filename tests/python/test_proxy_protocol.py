@@ -21,7 +21,7 @@ import time
 import pytest
 
 from helpers import assert_healthy, closed_within, configured, metric_value, wait_for_log, wait_until  # noqa: F401
-from mqtt_packets import RawClient
+from mqtt_packets import CONNACK_BAD_USERNAME_PASSWORD, CONNACK_NOT_AUTHORIZED, RawClient, decode_connack
 from mqtt_packets import connect as connect_packet
 
 pytestmark = pytest.mark.starling_only
@@ -139,6 +139,30 @@ def test_the_client_address_travels_with_a_handover(configured):
     # With 8 connections over 2 loops some were handed over (all 8 on one loop: 1 in 128).
     for c in open_clients:
         c.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_login_throttle_counts_the_header_address(configured):
+    """Ten failed logins claiming one source throttle that source (3.1.1: CONNACK 0x05, the
+    right password included); another claimed source, over the same TCP source, is not."""
+    passwords = configured.passwords("passwords", {"alice": "right"})
+    b, _ = configured.start(listeners=[{"proxy_protocol": True, "password_file": passwords}])
+    port = b.ports[0]
+
+    def attempts(src: str, password: str, n: int) -> list:
+        clients = [proxied(b, port, v1_header(src, 6000 + i)) for i in range(n)]
+        for i, c in enumerate(clients):
+            c.send(connect_packet(f"login-{src}-{i}", username="alice", password=password.encode()))
+        try:
+            return [decode_connack(c.recv_packet(10)).return_code for c in clients]
+        finally:
+            for c in clients:
+                c.close()
+
+    # In parallel: ten failures cost one failure delay.
+    assert attempts("198.51.100.90", "wrong", 10) == [CONNACK_BAD_USERNAME_PASSWORD] * 10
+    assert attempts("198.51.100.90", "right", 1) == [CONNACK_NOT_AUTHORIZED]
+    assert attempts("198.51.100.91", "right", 1) == [0]
 
 
 def _connects(b, port: int, header: bytes, client_id: str) -> bool:
