@@ -20,8 +20,10 @@ done
 # own broker on a free ephemeral loopback port), so that service is left alone.
 # prometheus brings promtool, which checks the broker's /metrics text (tests/python/
 # test_monitoring.py); shellcheck checks the scripts in scripts/ (same test file).
+# haproxy sits in front of a proxy_protocol listener in test_proxy_protocol.py (started by the
+# test on its own ports; the system service the package may start is left alone).
 apt_missing=()
-for pkg in mosquitto mosquitto-clients prometheus shellcheck; do
+for pkg in mosquitto mosquitto-clients prometheus shellcheck haproxy; do
   if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed"; then
     apt_missing+=("${pkg}")
   fi

@@ -57,8 +57,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
 
-    /// A TCP listener, `IP:PORT` or `IP:PORT,max_connections=N`; repeat for several. Replaces
-    /// the listeners of the file. [default: 127.0.0.1:1883]
+    /// A TCP listener, `IP:PORT`, with options after commas: `max_connections=N`,
+    /// `proxy_protocol=true` (connections start with a PROXY protocol header); repeat for
+    /// several. Replaces the listeners of the file. [default: 127.0.0.1:1883]
     #[arg(long = "listen", value_name = "ADDR:PORT", value_parser = parse_listener)]
     pub listen: Vec<ListenerSection>,
 
@@ -346,7 +347,7 @@ impl PasswdArgs {
     }
 }
 
-/// `--listen IP:PORT[,max_connections=N]`.
+/// `--listen IP:PORT[,max_connections=N][,proxy_protocol=true]`.
 fn parse_listener(text: &str) -> Result<ListenerSection, String> {
     let mut parts = text.split(',');
     let bind: SocketAddr = parts
@@ -354,7 +355,7 @@ fn parse_listener(text: &str) -> Result<ListenerSection, String> {
         .unwrap_or_default()
         .trim()
         .parse()
-        .map_err(|e| format!("{e}: expected IP:PORT[,max_connections=N]"))?;
+        .map_err(|e| format!("{e}: expected IP:PORT[,max_connections=N][,proxy_protocol=true]"))?;
     let mut listener = ListenerSection::new(bind);
     listener.protocol = Some(ListenerProtocol::Tcp);
     for option in parts {
@@ -362,9 +363,17 @@ fn parse_listener(text: &str) -> Result<ListenerSection, String> {
             Some(("max_connections", n)) => {
                 listener.max_connections = Some(OptionalConnections::parse(n)?);
             }
+            Some(("proxy_protocol", flag)) => {
+                listener.proxy_protocol = Some(match flag {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("proxy_protocol={flag}: expected true or false")),
+                });
+            }
             _ => {
                 return Err(format!(
-                    "unknown listener option `{option}`: allowed max_connections=N"
+                    "unknown listener option `{option}`: allowed max_connections=N, \
+                     proxy_protocol=true|false"
                 ));
             }
         }
@@ -536,5 +545,21 @@ mod tests {
         let settings = cli.settings().expect("valid");
         assert_eq!(settings.listeners.len(), 2);
         assert_eq!(settings.listeners[1].max_connections, 5);
+        assert!(!settings.listeners[1].proxy_protocol);
+    }
+
+    #[test]
+    fn a_listener_with_the_proxy_protocol() {
+        let cli = parse(&[
+            "--listen",
+            "127.0.0.1:1,proxy_protocol=true",
+            "--listen",
+            "127.0.0.1:2,max_connections=5,proxy_protocol=false",
+        ])
+        .expect("flags");
+        let settings = cli.settings().expect("valid");
+        assert!(settings.listeners[0].proxy_protocol);
+        assert!(!settings.listeners[1].proxy_protocol);
+        assert!(parse(&["--listen", "127.0.0.1:1,proxy_protocol=yes"]).is_err());
     }
 }

@@ -85,6 +85,7 @@ fn out_of_descriptors_a_newcomer_is_accepted_on_the_spare() {
             bind: "127.0.0.1:0".parse().expect("address"),
             max_connections: 0,
             access: Default::default(),
+            proxy_protocol: false,
         }],
         max_connections_per_ip: 0,
         event_loops: 1,

@@ -54,6 +54,7 @@ fn starling_with_access(
             bind: "127.0.0.1:0".parse().expect("address"),
             max_connections: 0,
             access,
+            proxy_protocol: false,
         }],
         max_connections_per_ip: 0,
         event_loops,

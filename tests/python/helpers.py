@@ -121,9 +121,10 @@ class ConfiguredBroker(Broker):
     """
 
     def __init__(self, kind: str, workdir: _Path, listeners=None, access=None, sys_interval: int = 1,
-                 event_loops=None):
+                 event_loops=None, limits=None):
         super().__init__(kind, {}, workdir)
         self.event_loops = event_loops  # Starling's [server] event_loops (Mosquitto has one)
+        self.limits = dict(limits or {})  # Starling's [limits] (Starling only)
         self.listener_access = [dict(x) for x in (listeners or [{}])]
         self.access = dict(access or {})
         self.sys_interval = sys_interval
@@ -156,6 +157,10 @@ class ConfiguredBroker(Broker):
             lines += ["[[listeners]]", 'protocol = "tcp"', f'bind = "{self.host}:{port}"']
             lines += [f"{k} = {self._toml_value(v)}" for k, v in own.items()]
             lines.append("")
+        if self.limits:
+            lines.append("[limits]")
+            lines += [f"{k} = {self._toml_value(v)}" for k, v in self.limits.items()]
+            lines.append("")
         lines.append("[auth]")
         lines += [f"{k} = {self._toml_value(v)}" for k, v in self.access.items()]
         lines += ["", "[monitoring]", f'metrics_listen = "{self.host}:{self.metrics_port}"',
@@ -163,6 +168,7 @@ class ConfiguredBroker(Broker):
         return "\n".join(lines)
 
     def _mosquitto_conf(self) -> str:
+        assert not self.limits, "[limits] is Starling's"
         per_listener = len(self.ports) > 1
         lines = [
             # A log file (flushed per line, unlike stdout) so that log() sees a reload at once.
@@ -277,13 +283,14 @@ class ConfiguredEnv:
             assert proc.returncode == 0, proc.stderr
         return str(path)
 
-    def start(self, listeners=None, sys_interval: int = 1, event_loops=None, **access):
+    def start(self, listeners=None, sys_interval: int = 1, event_loops=None, limits=None, **access):
         """A broker whose listeners get ``access`` (acl_file=, password_file=,
         allow_anonymous=) and their own keys from ``listeners``; returns ``(broker, clients)``.
         ``event_loops=1``: one Starling event loop, so that messages from different
-        connections reach a subscriber in the order the broker handled them."""
+        connections reach a subscriber in the order the broker handled them. ``limits``:
+        Starling's ``[limits]`` keys."""
         b = ConfiguredBroker(BROKER_KIND, self.workdir, listeners=listeners, access=access,
-                             sys_interval=sys_interval, event_loops=event_loops)
+                             sys_interval=sys_interval, event_loops=event_loops, limits=limits)
         b.start()
         self.brokers.append(b)
         c = Clients(b)

@@ -188,6 +188,9 @@ pub struct ListenerSection {
     pub password_file: Option<std::path::PathBuf>,
     /// This listener's ACL file (over `[auth]`'s).
     pub acl_file: Option<std::path::PathBuf>,
+    /// Whether every connection starts with a PROXY protocol header (v1 or v2) naming the
+    /// client's address (behind HAProxy or a load balancer). Default: false.
+    pub proxy_protocol: Option<bool>,
 }
 
 impl ListenerSection {
@@ -200,6 +203,7 @@ impl ListenerSection {
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
+            proxy_protocol: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     /// Who may connect through it, and what they may touch.
     pub access: access::AccessSettings,
+    /// Whether its connections start with a PROXY protocol header (`server::proxy`).
+    pub proxy_protocol: bool,
 }
 
 /// Everything the binary runs with, resolved from defaults, file and flags.
@@ -103,6 +105,7 @@ impl Settings {
                     .map_err(|e| err("listeners", format!("{e}")))?,
                 max_connections: 0,
                 access: access::AccessSettings::default(),
+                proxy_protocol: false,
             }],
             Some(list) => list
                 .iter()
@@ -111,6 +114,7 @@ impl Settings {
                     bind: l.bind,
                     max_connections: l.max_connections.map_or(0, |n| n.get()),
                     access: access::AccessSettings::default(),
+                    proxy_protocol: l.proxy_protocol.unwrap_or(false),
                 })
                 .collect(),
         };

@@ -9,7 +9,8 @@
 //! Each listener's access keys (`allow_anonymous`, `password_file`, `acl_file`,
 //! `session_takeover`) are live too, and the password and ACL files are re-read at every
 //! reload whether a key changed or not.
-//! Restart: the event-loop count, the listeners' addresses and protocols, and every
+//! Restart: the event-loop count, the listeners' addresses, protocols and
+//! `proxy_protocol`, and every
 //! `monitoring.*` key (the metrics thread keeps what it started with), including a new token
 //! in an unchanged `monitoring.token_file`.
 
@@ -181,6 +182,10 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             format!("{:?}", l.protocol).to_lowercase(),
         ));
         out.push((format!("listeners[{i}].bind"), l.bind.to_string()));
+        out.push((
+            format!("listeners[{i}].proxy_protocol"),
+            l.proxy_protocol.to_string(),
+        ));
         out.push((
             format!("listeners[{i}].max_connections"),
             l.max_connections.to_string(),

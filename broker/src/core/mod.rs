@@ -370,6 +370,7 @@ impl Shard {
             Refusal::ShedBeforeConnect => &mut self.stats.shed_before_connect,
             Refusal::ConnectTimeout => &mut self.stats.closed_connect_timeout,
             Refusal::Unanswered => &mut self.stats.refused_unanswered,
+            Refusal::ProxyHeader => &mut self.stats.closed_proxy_header,
         };
         *counter += 1;
         // The rest of a spell only in the summary, at every log level: a flood refused at

@@ -22,6 +22,9 @@ pub struct ShardStats {
     /// Newcomers refused outside the pool and closed without a CONNACK (no CONNECT in time,
     /// not a CONNECT, or no room to hold them).
     pub refused_unanswered: u64,
+    /// Connections on a `proxy_protocol` listener closed for a missing, malformed or
+    /// oversize PROXY header.
+    pub closed_proxy_header: u64,
     /// Connections idle before CONNECT closed to give their object to a newcomer.
     pub shed_before_connect: u64,
     /// CONNECTs refused with CONNACK 0x03 at the connection limit.

@@ -44,11 +44,14 @@ pub enum Refusal {
     /// A newcomer refused outside the pool that was closed without its CONNACK (no CONNECT
     /// in time, not a CONNECT, or no room to hold it).
     Unanswered,
+    /// A connection on a listener with `proxy_protocol` whose first bytes were not a valid
+    /// PROXY header (closed by the driver, `server::proxy`).
+    ProxyHeader,
 }
 
 impl Refusal {
     /// Every reason, in the order of the counts.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::MaxConnections,
         Refusal::PoolLimit,
         Refusal::Descriptors,
@@ -57,6 +60,7 @@ impl Refusal {
         Refusal::ShedBeforeConnect,
         Refusal::ConnectTimeout,
         Refusal::Unanswered,
+        Refusal::ProxyHeader,
     ];
 
     /// The name in logs (the limit's key where there is one).
@@ -70,6 +74,7 @@ impl Refusal {
             Refusal::ShedBeforeConnect => "shed_before_connect",
             Refusal::ConnectTimeout => "connect_timeout",
             Refusal::Unanswered => "unanswered",
+            Refusal::ProxyHeader => "proxy_protocol",
         }
     }
 
@@ -165,6 +170,7 @@ impl Refusal {
             }
             Refusal::ConnectTimeout => "closing connection: connect timeout",
             Refusal::Unanswered => "refused newcomer closed without CONNACK",
+            Refusal::ProxyHeader => "closing connection: no valid PROXY protocol header",
         }
     }
 

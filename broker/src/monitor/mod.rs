@@ -214,6 +214,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         refused_at_pool_limit,
         refused_descriptors,
         refused_unanswered,
+        closed_proxy_header,
         shed_before_connect,
         refused_at_max_connections,
         refused_connect,
@@ -267,6 +268,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.refused_at_pool_limit += refused_at_pool_limit;
     into.refused_descriptors += refused_descriptors;
     into.refused_unanswered += refused_unanswered;
+    into.closed_proxy_header += closed_proxy_header;
     into.shed_before_connect += shed_before_connect;
     into.refused_at_max_connections += refused_at_max_connections;
     into.refused_connect += refused_connect;

@@ -501,6 +501,7 @@ fn record(s: &Snapshot) {
         ("connect_timeout", t.closed_connect_timeout),
         ("shed_before_connect", t.shed_before_connect),
         ("partial_packet_timeout", t.closed_partial_packet_timeout),
+        ("proxy_header", t.closed_proxy_header),
     ] {
         counter!("starling_connections_closed_total", "reason" => reason).absolute(value);
     }

@@ -14,7 +14,7 @@ use std::io;
 use mio::net::TcpStream;
 
 use super::admission::Origin;
-use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, MAX_ACCEPTS_PER_TURN, Peer};
+use super::event_loop::{ACCEPT_WARNING_INTERVAL_MS, EventLoop, MAX_ACCEPTS_PER_TURN};
 use crate::core::refusals::Refusal;
 
 /// What the spare descriptor is opened on.
@@ -102,13 +102,21 @@ impl EventLoop {
 
     /// A socket fresh from listener `listener`'s `accept`. The per-IP and per-listener
     /// limits are checked first: a refused socket is closed before it costs a pool object,
-    /// and the refusal is counted and logged as a summary (no log flood).
+    /// and the refusal is counted and logged as a summary (no log flood). On a listener
+    /// with `proxy_protocol` the per-IP limit waits for the PROXY header (`proxy`).
     fn adopt_new(&mut self, stream: TcpStream, peer: std::net::SocketAddr, listener: usize) {
         let origin = Origin {
             ip: peer.ip(),
+            port: peer.port(),
             listener: u8::try_from(listener).unwrap_or(u8::MAX),
         };
-        if let Err(refusal) = self.admission.admit(origin) {
+        let proxy = self.proxy_listeners.get(listener).copied().unwrap_or(false);
+        let admitted = if proxy {
+            self.admission.admit_proxied(origin)
+        } else {
+            self.admission.admit(origin)
+        };
+        if let Err(refusal) = admitted {
             self.shard.refused(refusal.into(), self.now_ms, &peer);
             return; // dropping the stream closes it
         }
@@ -119,7 +127,7 @@ impl EventLoop {
             self.hold_refusing(stream, &[], false);
             return;
         };
-        match self.register(key, stream, origin) {
+        match self.register(key, stream, origin, proxy) {
             Ok(()) => {
                 tracing::debug!(loop_index = self.index, conn = %key, %peer, "connection accepted");
                 self.shard.note_peer(key, peer);
@@ -149,22 +157,20 @@ impl EventLoop {
         let Some(key) = self.accept_object() else {
             self.admission.release(origin);
             self.shard
-                .refused(Refusal::PoolLimit, self.now_ms, &Peer(&stream));
+                .refused(Refusal::PoolLimit, self.now_ms, &origin.peer());
             self.hold_refusing(stream, bytes, false);
             return;
         };
-        let peer_addr = stream.peer_addr().ok();
-        let peer = Peer(&stream).to_string_if_debug();
-        if let Err(e) = self.register(key, stream, origin) {
+        let peer = origin.peer();
+        // The PROXY header, if any, was read by the loop that accepted the socket.
+        if let Err(e) = self.register(key, stream, origin, false) {
             tracing::warn!(loop_index = self.index, error = %e, "could not register a handed-over connection");
             self.admission.release(origin);
             self.shard.closed(key, self.now_ms);
             return;
         }
         tracing::debug!(loop_index = self.index, conn = %key, peer = %peer, "connection received from another loop");
-        if let Some(addr) = peer_addr {
-            self.shard.note_peer(key, addr);
-        }
+        self.shard.note_peer(key, peer);
         self.shard.receive(key, bytes, self.now_ms);
         self.act();
     }

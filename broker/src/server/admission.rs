@@ -16,10 +16,20 @@ use crate::core::AcceptRefusal;
 /// Where a socket came from: what its counts are kept under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
-    /// The peer's address.
+    /// The peer's address (the client's, from a PROXY header, on a listener with
+    /// `proxy_protocol`).
     pub ip: IpAddr,
+    /// The peer's port (likewise).
+    pub port: u16,
     /// The listener that accepted it (an index below `MAX_LISTENERS`).
     pub listener: u8,
+}
+
+impl Origin {
+    /// The peer's socket address.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip, self.port)
+    }
 }
 
 /// One listener's open connections and limit.
@@ -65,6 +75,17 @@ impl Admission {
 
     /// Counts a new socket, or says which limit refuses it (nothing counted then).
     pub fn admit(&self, origin: Origin) -> Result<(), AcceptRefusal> {
+        self.admit_as(origin, true)
+    }
+
+    /// Counts a new socket on a listener with `proxy_protocol`, whose peer is the proxy:
+    /// under its address, but without the per-IP limit (every client of the proxy shares
+    /// it), which applies once the PROXY header names the client ([`Admission::readmit`]).
+    pub fn admit_proxied(&self, origin: Origin) -> Result<(), AcceptRefusal> {
+        self.admit_as(origin, false)
+    }
+
+    fn admit_as(&self, origin: Origin, per_ip_limit: bool) -> Result<(), AcceptRefusal> {
         let listener = self.listeners.get(usize::from(origin.listener));
         if let Some(l) = listener {
             let max = l.max.load(Ordering::Relaxed);
@@ -78,7 +99,11 @@ impl Admission {
                 return Err(AcceptRefusal::ListenerFull);
             }
         }
-        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+        let max_per_ip = if per_ip_limit {
+            self.max_per_ip.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         let admitted = match self.per_ip.lock() {
             Ok(mut map) => {
                 let count = map.entry(origin.ip).or_insert(0);
@@ -100,6 +125,36 @@ impl Admission {
                 l.open.fetch_sub(1, Ordering::AcqRel);
             }
             return Err(AcceptRefusal::PerIp);
+        }
+        Ok(())
+    }
+
+    /// The socket admitted under `from` turns out to come from `to.ip` (a PROXY header,
+    /// `server::proxy`): its per-IP count moves there, or the limit refuses it (nothing
+    /// moved then; the socket is still counted under `from` until released). The listener
+    /// count stays as it is.
+    pub fn readmit(&self, from: Origin, to: Origin) -> Result<(), AcceptRefusal> {
+        if from.ip == to.ip {
+            return Ok(());
+        }
+        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+        let Ok(mut map) = self.per_ip.lock() else {
+            // A loop panicked while holding the lock: the process is going down anyway.
+            return Ok(());
+        };
+        let count = map.entry(to.ip).or_insert(0);
+        if max_per_ip != 0 && *count as usize >= max_per_ip {
+            if *count == 0 {
+                map.remove(&to.ip);
+            }
+            return Err(AcceptRefusal::PerIp);
+        }
+        *count += 1;
+        if let Some(count) = map.get_mut(&from.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&from.ip);
+            }
         }
         Ok(())
     }
@@ -141,8 +196,36 @@ mod tests {
     fn origin(last: u8, listener: u8) -> Origin {
         Origin {
             ip: IpAddr::from([127, 0, 0, last]),
+            port: 1000,
             listener,
         }
+    }
+
+    #[test]
+    fn readmit_moves_the_per_ip_count() {
+        let admission = Admission::new(&[2], 1);
+        assert_eq!(admission.admit(origin(1, 0)), Ok(()));
+        assert_eq!(admission.readmit(origin(1, 0), origin(2, 0)), Ok(()));
+        assert_eq!(admission.ip_open(origin(1, 0).ip), 0);
+        assert_eq!(admission.ip_open(origin(2, 0).ip), 1);
+        assert_eq!(admission.listener_open(0), 1);
+        // A second socket from the proxy claiming the same source is refused, and stays
+        // counted under the proxy's address until released.
+        assert_eq!(admission.admit(origin(1, 0)), Ok(()));
+        assert_eq!(
+            admission.readmit(origin(1, 0), origin(2, 0)),
+            Err(AcceptRefusal::PerIp)
+        );
+        assert_eq!(admission.ip_open(origin(1, 0).ip), 1);
+        admission.release(origin(1, 0));
+        assert_eq!(admission.ip_open(origin(1, 0).ip), 0);
+        assert_eq!(admission.listener_open(0), 1);
+        // The proxy's own connections are not limited by its address.
+        assert_eq!(admission.admit_proxied(origin(1, 0)), Ok(()));
+        assert_eq!(admission.ip_open(origin(1, 0).ip), 1);
+        // The same address: nothing moves.
+        assert_eq!(admission.readmit(origin(2, 0), origin(2, 0)), Ok(()));
+        assert_eq!(admission.ip_open(origin(2, 0).ip), 1);
     }
 
     #[test]

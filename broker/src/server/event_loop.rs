@@ -30,6 +30,7 @@ use super::control::Draining;
 use super::mailbox::{Inbound, Inbox, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
 use super::pacing::Pacing;
+use super::proxy::ProxyPending;
 use crate::config::sizing::MAX_LISTENERS;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
@@ -121,6 +122,8 @@ pub struct Parts {
     pub peers: Peers,
     /// This loop's listeners (one per listen address).
     pub listeners: Vec<TcpListener>,
+    /// Which listeners expect a PROXY protocol header before MQTT (by listener index).
+    pub proxy_listeners: Vec<bool>,
     /// The per-IP and per-listener counts, shared by every loop.
     pub admission: Arc<Admission>,
     /// The password files, access policy and verifier threads, shared by every loop.
@@ -135,6 +138,8 @@ pub(super) struct Slot {
     pub(super) key: ConnId,
     stream: TcpStream,
     pub(super) origin: Origin,
+    /// On a listener with `proxy_protocol`, until the PROXY header is whole (`proxy`).
+    pub(super) proxy: Option<Box<ProxyPending>>,
 }
 
 /// Shows a socket's peer address, asked from the kernel only when a log line is written.
@@ -174,6 +179,8 @@ pub struct EventLoop {
     pub(super) listeners: Vec<TcpListener>,
     /// Listeners configured (still counted once a shutdown has closed them).
     pub(super) listener_count: usize,
+    /// Which listeners expect a PROXY protocol header (by listener index).
+    pub(super) proxy_listeners: Vec<bool>,
     inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
@@ -226,6 +233,7 @@ impl EventLoop {
             inbox,
             peers,
             mut listeners,
+            proxy_listeners,
             admission,
             credentials,
             epoch,
@@ -251,6 +259,7 @@ impl EventLoop {
             poll,
             listener_count: listeners.len(),
             listeners,
+            proxy_listeners,
             inbox,
             wake: vec![false; peers.len()],
             peers,
@@ -432,11 +441,13 @@ impl EventLoop {
 
     /// Registers `stream` under `key`'s token and stores it at `key`'s slot. Input that is
     /// already waiting is reported by the registration itself (epoll checks readiness).
+    /// `proxy`: the connection's first bytes are to be a PROXY header (`proxy`).
     pub(super) fn register(
         &mut self,
         key: ConnId,
         mut stream: TcpStream,
         origin: Origin,
+        proxy: bool,
     ) -> io::Result<()> {
         self.shard.set_listener(key, origin.listener);
         self.poll.registry().register(
@@ -452,6 +463,7 @@ impl EventLoop {
             key,
             stream,
             origin,
+            proxy: proxy.then(Box::default),
         });
         Ok(())
     }
@@ -513,9 +525,18 @@ impl EventLoop {
                     self.gone(key, Gone::PeerClosed);
                     return;
                 }
+                Ok(n) if self.proxy_pending(key) => {
+                    reads += 1;
+                    // The PROXY header first; what follows it goes to the core.
+                    let Some(start) = self.proxy_header(key, n) else {
+                        return;
+                    };
+                    self.receive_paced(key, start..n);
+                    self.act();
+                }
                 Ok(n) => {
                     reads += 1;
-                    self.receive_paced(key, n);
+                    self.receive_paced(key, 0..n);
                     // Now, not later: after a handover this loop must not read the socket
                     // again (the bytes belong to the new loop), and a closed one is gone.
                     self.act();
@@ -649,7 +670,7 @@ impl EventLoop {
             match self.shard.connected_client(key) {
                 // A connected client's connection ended without DISCONNECT: its will goes.
                 Some(client) => {
-                    tracing::info!(client, peer = %Peer(&stream), reason = %why, "connection lost")
+                    tracing::info!(client, peer = %origin.peer(), reason = %why, "connection lost")
                 }
                 None => {
                     tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), reason = %why, "connection closed")
@@ -743,17 +764,5 @@ fn stream_mut(conns: &mut [Option<Slot>], key: ConnId) -> Option<&mut TcpStream>
     match conns.get_mut(key.index() as usize) {
         Some(Some(slot)) if slot.key == key => Some(&mut slot.stream),
         _ => None,
-    }
-}
-
-impl Peer<'_> {
-    /// The peer address as text when debug logging is on (the socket moves before the log
-    /// line is written), or an empty string.
-    pub(super) fn to_string_if_debug(&self) -> String {
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            self.to_string()
-        } else {
-            String::new()
-        }
     }
 }

@@ -5,6 +5,8 @@
 //! - [`event_loop`]: the loop itself (accept, read, write, actions, timers).
 //! - [`mailbox`]: what loops send each other (handed-over sockets, forwarded messages).
 //! - [`admission`]: the per-IP and per-listener limits, checked at accept.
+//! - [`proxy`]: the PROXY protocol header on the listeners configured for it (the client's
+//!   address behind a load balancer).
 //! - [`control`]: live reload and graceful shutdown, asked by the main thread.
 //! - [`accept`], [`actions`]: the loop's accepting and its carrying out of core actions.
 //! - [`outside`]: sockets a loop holds outside its pool (newcomers refused when it is full,
@@ -27,6 +29,7 @@ pub mod mailbox;
 pub mod observe;
 pub mod outside;
 pub mod pacing;
+pub mod proxy;
 pub mod supervisor;
 pub mod throttle;
 
@@ -237,6 +240,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let peers = Arc::clone(&peers);
         let admission = Arc::clone(&admission);
         let credentials = Arc::clone(&credentials);
+        let proxy_listeners: Vec<bool> =
+            config.listeners.iter().map(|l| l.proxy_protocol).collect();
         let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ready_tx = ready_tx.clone();
         let exit_tx = exit_tx.clone();
@@ -257,6 +262,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     inbox,
                     peers,
                     listeners,
+                    proxy_listeners,
                     admission,
                     credentials,
                     epoch,

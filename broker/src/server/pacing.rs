@@ -93,13 +93,15 @@ impl EventLoop {
         paused
     }
 
-    /// Feeds the `read_bytes` just read into the scratch buffer to the core, which stops
-    /// before a PUBLISH once the backlog is over the mark.
-    pub(super) fn receive_paced(&mut self, key: ConnId, read_bytes: usize) {
+    /// Feeds the bytes just read into the scratch buffer (`range` of it) to the core, which
+    /// stops before a PUBLISH once the backlog is over the mark.
+    pub(super) fn receive_paced(&mut self, key: ConnId, range: std::ops::Range<usize>) {
+        let Some(bytes) = self.scratch.get(range) else {
+            return;
+        };
         self.shard
             .set_output_backlog_limit_bytes(self.pacing.read_limit_bytes());
-        self.shard
-            .receive(key, &self.scratch[..read_bytes], self.now_ms);
+        self.shard.receive(key, bytes, self.now_ms);
         self.shard.set_output_backlog_limit_bytes(usize::MAX);
     }
 
