@@ -12,10 +12,12 @@ Starling's ``[auth]`` keys have no flags: a broker here runs as ``starling --lis
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import List, Optional
 
@@ -40,6 +42,17 @@ V5_NOT_AUTHORIZED = m5.RC_NOT_AUTHORIZED  # 0x87
 V5_RATE_EXCEEDED = 0x9F
 
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    """The sample ``name{labels}`` (``labels`` as written in the exposition, e.g.
+    ``reason="credentials"``) of the broker's /metrics on ``port``; it must be there."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{\})?") + r" (\S+)"
+    m = re.search("^" + pattern + "$", text, re.M)
+    assert m, f"{name}{{{labels}}} not in /metrics:\n{text[:3000]}"
+    return float(m.group(1))
 
 
 def toml_str(value) -> str:

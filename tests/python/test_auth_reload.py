@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 
 import pytest
 
@@ -18,6 +17,7 @@ import mqtt5_packets as m5
 from auth_support import (
     STARLING_ONLY, V3_NOT_AUTHORIZED, V5_NOT_AUTHORIZED, add_user, auth_config, bad_credentials,
     connected, login, make_broker, starling_passwd,
+    metric,
 )
 from conftest import HOST, free_port
 
@@ -37,14 +37,6 @@ def hup_and_wait(broker, text: str = RELOADED, timeout: float = 10.0) -> str:
         assert time.monotonic() < deadline, f"no {text!r} after SIGHUP:\n{broker.log()[-3000:]}"
         time.sleep(0.05)
     return broker.log()
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    m = re.search("^" + re.escape(name) + r"(?:\{\})? (\S+)$", text, re.M)
-    assert m, f"{name} not in /metrics"
-    return float(m.group(1))
 
 
 @pytest.fixture

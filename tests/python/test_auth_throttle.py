@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 
 import pytest
 
 from auth_support import (
     STARLING_ONLY, V3_NOT_AUTHORIZED, V5_BAD_CREDENTIALS, V5_RATE_EXCEEDED, Login, add_user,
     auth_config, login, logins, make_broker,
+    metric,
 )
 from conftest import HOST, free_port
 
@@ -25,15 +25,6 @@ _ = make_broker
 
 PASSWORD = "the-right-one"
 SUMMARY = "failed logins (bad user name or password)"
-
-
-def metric(port: int, name: str, labels: str = "") -> float:
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{\})?") + r" (\S+)"
-    m = re.search("^" + pattern + "$", text, re.M)
-    assert m, f"{name}{{{labels}}} not in /metrics:\n{text[:3000]}"
-    return float(m.group(1))
 
 
 def wait_metric(port: int, name: str, labels: str, at_least: float, timeout: float = 10) -> None:

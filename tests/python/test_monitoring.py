@@ -24,6 +24,7 @@ import pytest
 import mqtt5_packets as m5
 import mqtt_packets as mp
 from conftest import HOST, REPO_ROOT, Broker, Clients, free_port, is_mosquitto
+from helpers import wait_until
 
 pytestmark = [
     pytest.mark.starling_only,
@@ -114,17 +115,6 @@ def value(text: str, name: str, **labels) -> float:
             seen = True
     assert seen, f"no sample {name}{labels} in /metrics"
     return total
-
-
-def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------
