@@ -157,6 +157,7 @@ impl Bench {
                 users: None,
                 acl: Some(Arc::new(acl)),
                 session_takeover: SessionTakeover::Any,
+                identity_as_username: false,
             };
             shard.set_access(AccessPolicy::new(vec![listener], 1), 0);
         }

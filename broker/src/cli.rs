@@ -57,9 +57,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
 
-    /// A TCP listener, `IP:PORT`, with options after commas: `max_connections=N`,
-    /// `proxy_protocol=true` (connections start with a PROXY protocol header); repeat for
-    /// several. Replaces the listeners of the file. [default: 127.0.0.1:1883]
+    /// A listener, `IP:PORT`, with options after commas: `max_connections=N`,
+    /// `proxy_protocol=true` (connections start with a PROXY protocol header),
+    /// `protocol=tcp|tls|ws|wss`, `cert_file=PATH`, `key_file=PATH`, `ca_file=PATH`,
+    /// `require_certificate=true`, `use_identity_as_username=true`, `ws_path=/PATH`; repeat
+    /// for several. Replaces the listeners of the file. [default: 127.0.0.1:1883]
     #[arg(long = "listen", value_name = "ADDR:PORT", value_parser = parse_listener)]
     pub listen: Vec<ListenerSection>,
 
@@ -347,7 +349,12 @@ impl PasswdArgs {
     }
 }
 
-/// `--listen IP:PORT[,max_connections=N][,proxy_protocol=true]`.
+/// The options `--listen` takes after the address.
+const LISTEN_OPTIONS: &str = "max_connections=N, proxy_protocol=true|false, \
+    protocol=tcp|tls|ws|wss, cert_file=PATH, key_file=PATH, ca_file=PATH, \
+    require_certificate=true|false, use_identity_as_username=true|false, ws_path=/PATH";
+
+/// `--listen IP:PORT[,OPTION=VALUE]...` (see [`LISTEN_OPTIONS`]).
 fn parse_listener(text: &str) -> Result<ListenerSection, String> {
     let mut parts = text.split(',');
     let bind: SocketAddr = parts
@@ -355,30 +362,55 @@ fn parse_listener(text: &str) -> Result<ListenerSection, String> {
         .unwrap_or_default()
         .trim()
         .parse()
-        .map_err(|e| format!("{e}: expected IP:PORT[,max_connections=N][,proxy_protocol=true]"))?;
+        .map_err(|e| format!("{e}: expected IP:PORT[,OPTION=VALUE]..."))?;
     let mut listener = ListenerSection::new(bind);
     listener.protocol = Some(ListenerProtocol::Tcp);
     for option in parts {
-        match option.split_once('=') {
-            Some(("max_connections", n)) => {
-                listener.max_connections = Some(OptionalConnections::parse(n)?);
+        let Some((key, value)) = option.split_once('=') else {
+            return Err(format!(
+                "listener option `{option}`: expected OPTION=VALUE ({LISTEN_OPTIONS})"
+            ));
+        };
+        let path = || Some(std::path::PathBuf::from(value));
+        match key {
+            "max_connections" => {
+                listener.max_connections = Some(OptionalConnections::parse(value)?);
             }
-            Some(("proxy_protocol", flag)) => {
-                listener.proxy_protocol = Some(match flag {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(format!("proxy_protocol={flag}: expected true or false")),
+            "proxy_protocol" => listener.proxy_protocol = Some(flag(key, value)?),
+            "protocol" => {
+                listener.protocol = Some(match value {
+                    "tcp" => ListenerProtocol::Tcp,
+                    "tls" => ListenerProtocol::Tls,
+                    "ws" => ListenerProtocol::Ws,
+                    "wss" => ListenerProtocol::Wss,
+                    _ => return Err(format!("protocol={value}: expected tcp, tls, ws or wss")),
                 });
             }
+            "cert_file" => listener.cert_file = path(),
+            "key_file" => listener.key_file = path(),
+            "ca_file" => listener.ca_file = path(),
+            "require_certificate" => listener.require_certificate = Some(flag(key, value)?),
+            "use_identity_as_username" => {
+                listener.use_identity_as_username = Some(flag(key, value)?);
+            }
+            "ws_path" => listener.ws_path = Some(value.to_string()),
             _ => {
                 return Err(format!(
-                    "unknown listener option `{option}`: allowed max_connections=N, \
-                     proxy_protocol=true|false"
+                    "unknown listener option `{option}`: allowed {LISTEN_OPTIONS}"
                 ));
             }
         }
     }
     Ok(listener)
+}
+
+/// A `true`/`false` listener option.
+fn flag(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{key}={value}: expected true or false")),
+    }
 }
 
 impl Cli {

@@ -86,6 +86,7 @@ fn out_of_descriptors_a_newcomer_is_accepted_on_the_spare() {
             max_connections: 0,
             access: Default::default(),
             proxy_protocol: false,
+            transport: Default::default(),
         }],
         max_connections_per_ip: 0,
         event_loops: 1,

@@ -54,6 +54,7 @@ fn policy(
         users: Some(Arc::new(Users(users)) as Arc<dyn UserDirectory>),
         acl: acl.map(|text| Arc::new(Acl::parse(text, "test.acl").expect("valid ACL"))),
         session_takeover: SessionTakeover::SameUser,
+        identity_as_username: false,
     };
     AccessPolicy::new(vec![listener], generation)
 }

@@ -55,6 +55,7 @@ fn starling_with_access(
             max_connections: 0,
             access,
             proxy_protocol: false,
+            transport: Default::default(),
         }],
         max_connections_per_ip: 0,
         event_loops,
@@ -519,6 +520,7 @@ fn clients_log_in_as_their_users_and_an_acl_holds_them_to_their_topics() {
         password_file: Some(password_file),
         acl_file: Some(acl_file),
         session_takeover: SessionTakeover::SameUser,
+        identity_as_username: false,
     };
     let target = starling_with_access(CoreConfig::default(), 2, access)
         .0

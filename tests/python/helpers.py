@@ -154,8 +154,9 @@ class ConfiguredBroker(Broker):
     def _starling_toml(self) -> str:
         lines = ["[server]", f"event_loops = {self.event_loops}", ""] if self.event_loops else []
         for port, own in zip(self.ports, self.listener_access):
-            lines += ["[[listeners]]", 'protocol = "tcp"', f'bind = "{self.host}:{port}"']
-            lines += [f"{k} = {self._toml_value(v)}" for k, v in own.items()]
+            protocol = own.get("protocol", "tcp")
+            lines += ["[[listeners]]", f'protocol = "{protocol}"', f'bind = "{self.host}:{port}"']
+            lines += [f"{k} = {self._toml_value(v)}" for k, v in own.items() if k != "protocol"]
             lines.append("")
         if self.limits:
             lines.append("[limits]")
@@ -190,6 +191,8 @@ class ConfiguredBroker(Broker):
             lines += keys(self.access)
         for port, own in zip(self.ports, self.listener_access):
             lines.append(f"listener {port} {self.host}")
+            lines += _mosquitto_transport(own)
+            own = {k: v for k, v in own.items() if k not in TRANSPORT_KEYS}
             if per_listener:
                 lines += keys({**self.access, **own})
             else:
@@ -219,6 +222,25 @@ class ConfiguredBroker(Broker):
         """GET /metrics (Starling only)."""
         with _urlrequest.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=5) as r:
             return r.read().decode()
+
+
+#: A listener's transport keys (Starling's names); the other keys of a listener are access keys.
+TRANSPORT_KEYS = {"protocol", "cert_file", "key_file", "ca_file", "require_certificate",
+                  "use_identity_as_username", "ws_path", "ws_allowed_origins", "ws_max_frame_bytes"}
+
+
+def _mosquitto_transport(own: dict) -> list:
+    """A listener's transport keys in mosquitto.conf: TLS files and ``protocol websockets``."""
+    lines = []
+    if own.get("protocol") in ("ws", "wss"):
+        lines.append("protocol websockets")
+    for ours, theirs in [("cert_file", "certfile"), ("key_file", "keyfile"), ("ca_file", "cafile")]:
+        if ours in own:
+            lines.append(f"{theirs} {own[ours]}")
+    for key in ("require_certificate", "use_identity_as_username"):
+        if key in own:
+            lines.append(f"{key} {str(own[key]).lower()}")
+    return lines
 
 
 def _starling_bin():

@@ -56,6 +56,9 @@ pub struct AccessSettings {
     pub acl_file: Option<PathBuf>,
     /// Who may take over a client id's session.
     pub session_takeover: SessionTakeover,
+    /// Whether the client certificate's name is the user name (TLS listeners with
+    /// `use_identity_as_username`): such a listener authenticates by certificate.
+    pub identity_as_username: bool,
 }
 
 impl Default for AccessSettings {
@@ -66,16 +69,20 @@ impl Default for AccessSettings {
             password_file: None,
             acl_file: None,
             session_takeover: SessionTakeover::Any,
+            identity_as_username: false,
         }
     }
 }
 
 /// Resolves a listener's access from its own keys over `[auth]`; the error names the key
-/// to blame and why.
+/// to blame and why. `identity_as_username`: the listener takes the user name from the
+/// client's certificate, which authenticates the client (anonymous clients are refused
+/// unless allowed explicitly, and no password file is needed off loopback).
 pub fn resolve(
     bind: SocketAddr,
     own: &AuthSection,
     global: &AuthSection,
+    identity_as_username: bool,
 ) -> Result<AccessSettings, (&'static str, String)> {
     let password_file = own
         .password_file
@@ -86,6 +93,7 @@ pub fn resolve(
     let allow_anonymous = match (explicit, &password_file) {
         (Some(allow), _) => allow,
         (None, Some(_)) => false,
+        (None, None) if identity_as_username => false,
         (None, None) if bind.ip().is_loopback() => true,
         (None, None) => {
             return Err((
@@ -115,6 +123,7 @@ pub fn resolve(
         password_file,
         acl_file,
         session_takeover,
+        identity_as_username,
     })
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::ConfigError;
 use super::sizing::MAX_EVENT_LOOPS;
+pub use super::transport::ListenerProtocol;
 use super::values::{LogFormat, LogLevel, PoolPreset};
 
 /// An integer within `MIN..=MAX`, refused while it is read otherwise.
@@ -163,19 +164,11 @@ pub struct ServerSection {
     pub shutdown_timeout_ms: Option<Millis>,
 }
 
-/// The kinds of listener (TLS and WebSocket come later; the key is there for them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerProtocol {
-    /// Plain MQTT over TCP.
-    Tcp,
-}
-
 /// One `[[listeners]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
-    /// `tcp` (the default; `tls` and `websocket` are planned).
+    /// `tcp` (the default), `tls`, `ws` or `wss`.
     pub protocol: Option<ListenerProtocol>,
     /// `IP:PORT` to bind.
     #[serde(deserialize_with = "socket_addr")]
@@ -191,6 +184,22 @@ pub struct ListenerSection {
     /// Whether every connection starts with a PROXY protocol header (v1 or v2) naming the
     /// client's address (behind HAProxy or a load balancer). Default: false.
     pub proxy_protocol: Option<bool>,
+    /// TLS: the certificate chain (PEM).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// TLS: its private key (PEM).
+    pub key_file: Option<std::path::PathBuf>,
+    /// TLS: the CAs client certificates are checked against (PEM).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// TLS: whether clients must present a certificate.
+    pub require_certificate: Option<bool>,
+    /// TLS: whether the client certificate's name is the user name.
+    pub use_identity_as_username: Option<bool>,
+    /// WebSocket: the upgrade's path.
+    pub ws_path: Option<String>,
+    /// WebSocket: the `Origin` headers admitted.
+    pub ws_allowed_origins: Option<Vec<String>>,
+    /// WebSocket: the largest frame payload, in bytes.
+    pub ws_max_frame_bytes: Option<usize>,
 }
 
 impl ListenerSection {
@@ -204,6 +213,28 @@ impl ListenerSection {
             password_file: None,
             acl_file: None,
             proxy_protocol: None,
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            require_certificate: None,
+            use_identity_as_username: None,
+            ws_path: None,
+            ws_allowed_origins: None,
+            ws_max_frame_bytes: None,
+        }
+    }
+
+    /// The transport keys this listener sets.
+    pub fn transport(&self) -> super::transport::TransportSection {
+        super::transport::TransportSection {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            ca_file: self.ca_file.clone(),
+            require_certificate: self.require_certificate,
+            use_identity_as_username: self.use_identity_as_username,
+            ws_path: self.ws_path.clone(),
+            ws_allowed_origins: self.ws_allowed_origins.clone(),
+            ws_max_frame_bytes: self.ws_max_frame_bytes,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod file;
 pub mod host;
 pub mod reload;
 pub mod sizing;
+pub mod transport;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct ListenerSettings {
     pub access: access::AccessSettings,
     /// Whether its connections start with a PROXY protocol header (`server::proxy`).
     pub proxy_protocol: bool,
+    /// Its TLS and WebSocket settings (`server::transport`).
+    pub transport: transport::TransportSettings,
 }
 
 /// Everything the binary runs with, resolved from defaults, file and flags.
@@ -106,6 +109,7 @@ impl Settings {
                 max_connections: 0,
                 access: access::AccessSettings::default(),
                 proxy_protocol: false,
+                transport: transport::TransportSettings::default(),
             }],
             Some(list) => list
                 .iter()
@@ -115,6 +119,7 @@ impl Settings {
                     max_connections: l.max_connections.map_or(0, |n| n.get()),
                     access: access::AccessSettings::default(),
                     proxy_protocol: l.proxy_protocol.unwrap_or(false),
+                    transport: transport::TransportSettings::default(),
                 })
                 .collect(),
         };
@@ -126,7 +131,24 @@ impl Settings {
                 .and_then(|list| list.get(i))
                 .map(file::ListenerSection::auth)
                 .unwrap_or_default();
-            l.access = access::resolve(l.bind, &own, &config.auth)
+            let keys = config
+                .listeners
+                .as_ref()
+                .and_then(|list| list.get(i))
+                .map(file::ListenerSection::transport)
+                .unwrap_or_default();
+            let max_packet_size_bytes = config
+                .limits
+                .max_packet_size_bytes
+                .map_or(CoreConfig::default().max_packet_size_bytes, |v| v.get());
+            l.transport = transport::resolve(l.protocol, &keys, max_packet_size_bytes)
+                .map_err(|(key, message)| err(&format!("listeners[{i}].{key}"), message))?;
+            let identity = l
+                .transport
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.use_identity_as_username);
+            l.access = access::resolve(l.bind, &own, &config.auth, identity)
                 .map_err(|(key, message)| err(&access::blame(key, i, &own), message))?;
         }
         if listeners.is_empty() || listeners.len() > MAX_LISTENERS {

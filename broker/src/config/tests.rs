@@ -120,11 +120,18 @@ fn bad_listeners_are_refused() {
     let error = resolve("[[listeners]]\nbind = \"localhost:1883\"\n").expect_err("not an IP");
     assert_eq!(error.key.as_deref(), Some("listeners[0].bind"), "{error}");
     assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
-    let error = resolve("[[listeners]]\nbind = \"127.0.0.1:1\"\nprotocol = \"tls\"\n")
-        .expect_err("TLS is not there yet");
+    let error = resolve("[[listeners]]\nbind = \"127.0.0.1:1\"\nprotocol = \"quic\"\n")
+        .expect_err("no such protocol");
     assert_eq!(
         error.key.as_deref(),
         Some("listeners[0].protocol"),
+        "{error}"
+    );
+    let error = resolve("[[listeners]]\nbind = \"127.0.0.1:1\"\nprotocol = \"tls\"\n")
+        .expect_err("TLS without a certificate");
+    assert_eq!(
+        error.key.as_deref(),
+        Some("listeners[0].cert_file"),
         "{error}"
     );
     let twice = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[[listeners]]\nbind = \"127.0.0.1:1\"\n";

@@ -64,6 +64,9 @@ pub struct ListenerAccess {
     pub acl: Option<Arc<Acl>>,
     /// Session takeover by another user.
     pub session_takeover: SessionTakeover,
+    /// Whether the user name is the one the driver read from the client's certificate
+    /// ([`Shard::set_identity`]) rather than the CONNECT's, with no password checked.
+    pub identity_as_username: bool,
 }
 
 impl Default for ListenerAccess {
@@ -74,6 +77,7 @@ impl Default for ListenerAccess {
             users: None,
             acl: None,
             session_takeover: SessionTakeover::Any,
+            identity_as_username: false,
         }
     }
 }
@@ -85,6 +89,7 @@ impl fmt::Debug for ListenerAccess {
             .field("verifies_passwords", &self.users.is_some())
             .field("acl_rules", &self.acl.as_ref().map(|a| a.rule_count()))
             .field("session_takeover", &self.session_takeover)
+            .field("identity_as_username", &self.identity_as_username)
             .finish()
     }
 }

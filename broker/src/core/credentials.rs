@@ -49,6 +49,9 @@ pub(crate) struct Verifying {
     /// Enhanced authentications that failed, waiting out the failure delay before their
     /// refusal (this reason code) is written.
     refusing: HashMap<ConnId, ReasonCode>,
+    /// The names the driver read from client certificates, on listeners that take them as
+    /// user names, until the connection's CONNECT ([`Shard::set_identity`]).
+    identities: HashMap<ConnId, Box<str>>,
 }
 
 impl Verifying {
@@ -56,6 +59,24 @@ impl Verifying {
     pub(crate) fn forget(&mut self, key: ConnId) {
         self.parked.remove(&key);
         self.refusing.remove(&key);
+        self.identities.remove(&key);
+    }
+
+    /// Takes the certificate identity the driver gave `key`, if any.
+    pub(crate) fn take_identity(&mut self, key: ConnId) -> Option<Box<str>> {
+        self.identities.remove(&key)
+    }
+}
+
+impl Shard {
+    /// The name in `conn`'s client certificate, on a listener whose policy takes it as the
+    /// user name (`ListenerAccess::identity_as_username`): its CONNECT is then accepted as
+    /// that user without a password. Given by the driver once the TLS handshake is done,
+    /// before any MQTT byte of the connection.
+    pub fn set_identity(&mut self, conn: ConnId, identity: Box<str>) {
+        if self.pool.get(conn).is_ok() {
+            self.verifying.identities.insert(conn, identity);
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod health;
 pub mod http;
+pub mod listeners;
 pub mod prometheus;
 pub mod rss;
 pub mod sys;
@@ -110,6 +111,12 @@ pub struct Snapshot {
     pub uptime_secs: u64,
     /// Resident memory (`None` where the platform does not say).
     pub memory: Option<rss::Memory>,
+    /// Each listener's address, protocol and transport numbers.
+    pub listeners: Vec<(
+        String,
+        &'static str,
+        crate::server::transport::stats::ListenerCounts,
+    )>,
 }
 
 impl Snapshot {
@@ -324,15 +331,21 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
 pub struct Probe {
     peers: Peers,
     shared: Arc<Shared>,
+    transport: Arc<crate::server::transport::stats::TransportStats>,
     started: Instant,
 }
 
 impl Probe {
     /// A probe of the loops behind `peers`.
-    pub fn new(peers: Peers, shared: Arc<Shared>) -> Probe {
+    pub fn new(
+        peers: Peers,
+        shared: Arc<Shared>,
+        transport: Arc<crate::server::transport::stats::TransportStats>,
+    ) -> Probe {
         Probe {
             peers,
             shared,
+            transport,
             started: Instant::now(),
         }
     }
@@ -366,6 +379,11 @@ impl Probe {
                 .load(std::sync::atomic::Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
             memory: rss::read(),
+            listeners: self
+                .transport
+                .iter()
+                .map(|l| (l.name.clone(), l.protocol, l.counts()))
+                .collect(),
         }
     }
 

@@ -4,8 +4,10 @@
 //! recorder that this module owns (a local recorder, not the process-global one: nothing
 //! else in the broker records into it, and tests can build several). Counters are set
 //! with `absolute` from the loops' running totals, gauges with `set`, then
-//! `PrometheusHandle::render` writes the text. No histogram is used, so the exporter's
-//! upkeep has nothing to drain; it is run after each render anyway, as its docs ask.
+//! `PrometheusHandle::render` writes the text. No histogram goes through the recorder, so
+//! the exporter's upkeep has nothing to drain (it is run after each render anyway, as its
+//! docs ask); the handshake histogram's buckets are counted by the loops and written by
+//! `listeners`.
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge, with_local_recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -76,9 +78,13 @@ impl Exporter {
 
     /// `snapshot` as Prometheus text.
     pub fn render(&self, snapshot: &Snapshot) -> String {
-        with_local_recorder(&self.recorder, || record(snapshot));
-        let text = self.handle.render();
+        with_local_recorder(&self.recorder, || {
+            record(snapshot);
+            super::listeners::record(snapshot);
+        });
+        let mut text = self.handle.render();
         self.handle.run_upkeep();
+        text.push_str(&super::listeners::render_histogram(snapshot));
         text
     }
 }
@@ -430,6 +436,13 @@ enum Kind {
 }
 
 fn describe_all() {
+    for &(name, is_gauge, help) in super::listeners::DESCRIPTIONS {
+        if is_gauge {
+            describe_gauge!(name, help);
+        } else {
+            describe_counter!(name, help);
+        }
+    }
     for &(kind, name, unit, help) in DESCRIPTIONS {
         match (kind, unit) {
             (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),

@@ -121,13 +121,24 @@ impl EventLoop {
             return; // dropping the stream closes it
         }
         let _ = stream.set_nodelay(true);
+        let stack = self
+            .transports
+            .get(listener)
+            .and_then(super::transport::Stack::new);
         let Some(key) = self.accept_object() else {
             self.admission.release(origin);
             self.shard.refused(Refusal::PoolLimit, self.now_ms, &peer);
-            self.hold_refusing(stream, &[], false);
+            if stack.is_none() {
+                self.hold_refusing(stream, &[], false);
+            }
+            // A TLS or WebSocket client cannot read a CONNACK before its handshake: it is
+            // closed (dropping the stream).
             return;
         };
-        match self.register(key, stream, origin, proxy) {
+        if let Some(stats) = self.transport_stats.listener(listener) {
+            stats.accepted();
+        }
+        match self.register(key, stream, origin, proxy, stack) {
             Ok(()) => {
                 tracing::debug!(loop_index = self.index, conn = %key, %peer, "connection accepted");
                 self.shard.note_peer(key, peer);
@@ -153,17 +164,30 @@ impl EventLoop {
     }
 
     /// A socket handed over by another loop, with the CONNECT (and what followed) to replay.
-    pub(super) fn adopt_handover(&mut self, stream: TcpStream, origin: Origin, bytes: &[u8]) {
+    pub(super) fn adopt_handover(
+        &mut self,
+        stream: TcpStream,
+        origin: Origin,
+        stack: Option<Box<super::transport::Stack>>,
+        bytes: &[u8],
+    ) {
         let Some(key) = self.accept_object() else {
             self.admission.release(origin);
             self.shard
                 .refused(Refusal::PoolLimit, self.now_ms, &origin.peer());
-            self.hold_refusing(stream, bytes, false);
+            if stack.is_none() {
+                self.hold_refusing(stream, bytes, false);
+            }
             return;
         };
         let peer = origin.peer();
-        // The PROXY header, if any, was read by the loop that accepted the socket.
-        if let Err(e) = self.register(key, stream, origin, false) {
+        let identity = stack
+            .as_ref()
+            .and_then(|s| s.identity())
+            .map(Box::<str>::from);
+        // The PROXY header, if any, was read by the loop that accepted the socket, and the
+        // stack's handshakes are done.
+        if let Err(e) = self.register(key, stream, origin, false, stack) {
             tracing::warn!(loop_index = self.index, error = %e, "could not register a handed-over connection");
             self.admission.release(origin);
             self.shard.closed(key, self.now_ms);
@@ -171,7 +195,12 @@ impl EventLoop {
         }
         tracing::debug!(loop_index = self.index, conn = %key, peer = %peer, "connection received from another loop");
         self.shard.note_peer(key, peer);
+        if let Some(identity) = identity {
+            self.shard.set_identity(key, identity);
+        }
         self.shard.receive(key, bytes, self.now_ms);
         self.act();
+        // Whatever the stack or the core has to say (the CONNACK) goes out now.
+        self.flush(key);
     }
 }

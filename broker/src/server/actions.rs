@@ -53,27 +53,19 @@ impl EventLoop {
     /// socket lingers outside the pool until the client has read it (`outside`); without
     /// one it gets FIN, a few reads discard unread input, and it is closed.
     pub(super) fn close(&mut self, key: ConnId) {
-        let Some((mut stream, origin)) = self.unregister(key) else {
+        let Some((mut stream, origin, stack)) = self.unregister(key) else {
             self.shard.closed(key, self.now_ms);
             return;
         };
         self.admission.release(origin);
         let last_packet = !self.shard.output(key).is_empty();
-        let mut output = self.shard.output(key);
-        while !output.is_empty() {
-            match stream.write(output) {
-                Ok(n) if n > 0 => {
-                    self.shard.consume_output(key, n, self.now_ms);
-                    output = self.shard.output(key);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => break,
-            }
-        }
-        let rest = output.to_vec();
+        let rest = match stack {
+            Some(mut stack) => self.close_layered(key, origin.listener, &mut stack, &mut stream),
+            None => self.write_last(key, &mut stream),
+        };
         tracing::debug!(loop_index = self.index, conn = %key, peer = %Peer(&stream), "connection closed by the broker");
         self.shard.closed(key, self.now_ms);
-        if last_packet {
+        if last_packet || !rest.is_empty() {
             self.linger(stream, rest);
             return;
         }
@@ -86,9 +78,25 @@ impl EventLoop {
         }
     }
 
+    /// Writes what the core holds for `key` to `stream` as far as it takes; returns the rest.
+    fn write_last(&mut self, key: ConnId, stream: &mut mio::net::TcpStream) -> Vec<u8> {
+        let mut output = self.shard.output(key);
+        while !output.is_empty() {
+            match stream.write(output) {
+                Ok(n) if n > 0 => {
+                    self.shard.consume_output(key, n, self.now_ms);
+                    output = self.shard.output(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
+        output.to_vec()
+    }
+
     /// Handover: the socket moves to loop `to` (the core has already released `conn`).
     pub(super) fn hand_over(&mut self, conn: ConnId, to: usize, bytes: Vec<u8>) {
-        let Some((stream, origin)) = self.unregister(conn) else {
+        let Some((stream, origin, stack)) = self.unregister(conn) else {
             return;
         };
         tracing::debug!(loop_index = self.index, conn = %conn, peer = %Peer(&stream), to, "connection handed over");
@@ -97,6 +105,7 @@ impl EventLoop {
             Inbound::Handover {
                 stream,
                 origin,
+                stack,
                 bytes,
             },
         ) {

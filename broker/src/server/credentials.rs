@@ -118,6 +118,7 @@ pub fn load(listeners: &[ListenerSettings], generation: u64) -> Result<Loaded, S
             users: file.clone().map(|f| f as Arc<dyn UserDirectory>),
             acl,
             session_takeover: a.session_takeover,
+            identity_as_username: a.identity_as_username,
         });
         files.push(file);
     }

@@ -31,6 +31,8 @@ use super::mailbox::{Inbound, Inbox, Peers, WAKER_TOKEN};
 use super::outside::{OUTSIDE_TOKEN_MARK, Outside, outside_index};
 use super::pacing::Pacing;
 use super::proxy::ProxyPending;
+use super::transport::stats::TransportStats;
+use super::transport::{ListenerTransport, Stack};
 use crate::config::sizing::MAX_LISTENERS;
 use crate::core::{ConnId, CoreConfig, Deadlines, Shard, Shared};
 
@@ -124,6 +126,10 @@ pub struct Parts {
     pub listeners: Vec<TcpListener>,
     /// Which listeners expect a PROXY protocol header before MQTT (by listener index).
     pub proxy_listeners: Vec<bool>,
+    /// What each listener puts under MQTT (TLS, WebSocket), by listener index.
+    pub transports: Arc<[ListenerTransport]>,
+    /// Each listener's transport numbers.
+    pub transport_stats: Arc<TransportStats>,
     /// The per-IP and per-listener counts, shared by every loop.
     pub admission: Arc<Admission>,
     /// The password files, access policy and verifier threads, shared by every loop.
@@ -136,10 +142,12 @@ pub struct Parts {
 /// A connection's socket, stored at its pool slot.
 pub(super) struct Slot {
     pub(super) key: ConnId,
-    stream: TcpStream,
+    pub(super) stream: TcpStream,
     pub(super) origin: Origin,
     /// On a listener with `proxy_protocol`, until the PROXY header is whole (`proxy`).
     pub(super) proxy: Option<Box<ProxyPending>>,
+    /// TLS and WebSocket layers (`transport`); `None` on plain TCP.
+    pub(super) stack: Option<Box<Stack>>,
 }
 
 /// Shows a socket's peer address, asked from the kernel only when a log line is written.
@@ -155,7 +163,7 @@ impl std::fmt::Display for Peer<'_> {
 }
 
 /// Why a socket went away.
-enum Gone<'a> {
+pub(super) enum Gone<'a> {
     PeerClosed,
     Error(&'a io::Error),
     WriteZero,
@@ -181,6 +189,12 @@ pub struct EventLoop {
     pub(super) listener_count: usize,
     /// Which listeners expect a PROXY protocol header (by listener index).
     pub(super) proxy_listeners: Vec<bool>,
+    /// What each listener puts under MQTT, by listener index.
+    pub(super) transports: Arc<[ListenerTransport]>,
+    /// Each listener's transport numbers.
+    pub(super) transport_stats: Arc<TransportStats>,
+    /// MQTT bytes a stack decoded from one read, on their way to the core.
+    pub(super) plain: Vec<u8>,
     inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
@@ -234,6 +248,8 @@ impl EventLoop {
             peers,
             mut listeners,
             proxy_listeners,
+            transports,
+            transport_stats,
             admission,
             credentials,
             epoch,
@@ -260,6 +276,9 @@ impl EventLoop {
             listener_count: listeners.len(),
             listeners,
             proxy_listeners,
+            transports,
+            transport_stats,
+            plain: Vec::new(),
             inbox,
             wake: vec![false; peers.len()],
             peers,
@@ -441,13 +460,15 @@ impl EventLoop {
 
     /// Registers `stream` under `key`'s token and stores it at `key`'s slot. Input that is
     /// already waiting is reported by the registration itself (epoll checks readiness).
-    /// `proxy`: the connection's first bytes are to be a PROXY header (`proxy`).
+    /// `proxy`: the connection's first bytes are to be a PROXY header (`proxy`); `stack`:
+    /// its TLS and WebSocket layers (`transport`).
     pub(super) fn register(
         &mut self,
         key: ConnId,
         mut stream: TcpStream,
         origin: Origin,
         proxy: bool,
+        stack: Option<Box<Stack>>,
     ) -> io::Result<()> {
         self.shard.set_listener(key, origin.listener);
         self.poll.registry().register(
@@ -464,21 +485,29 @@ impl EventLoop {
             stream,
             origin,
             proxy: proxy.then(Box::default),
+            stack,
         });
         Ok(())
     }
 
-    /// Takes `key`'s socket out of its slot and out of the poll, with its origin.
-    pub(super) fn unregister(&mut self, key: ConnId) -> Option<(TcpStream, Origin)> {
+    /// Takes `key`'s socket out of its slot and out of the poll, with its origin and its
+    /// transport layers.
+    pub(super) fn unregister(
+        &mut self,
+        key: ConnId,
+    ) -> Option<(TcpStream, Origin, Option<Box<Stack>>)> {
         let slot = self.conns.get_mut(key.index() as usize)?;
         if slot.as_ref().is_none_or(|s| s.key != key) {
             return None;
         }
         let Slot {
-            mut stream, origin, ..
+            mut stream,
+            origin,
+            stack,
+            ..
         } = slot.take()?;
         let _ = self.poll.registry().deregister(&mut stream);
-        Some((stream, origin))
+        Some((stream, origin, stack))
     }
 
     // ---- reading and writing ---------------------------------------------------------------
@@ -525,18 +554,25 @@ impl EventLoop {
                     self.gone(key, Gone::PeerClosed);
                     return;
                 }
-                Ok(n) if self.proxy_pending(key) => {
-                    reads += 1;
-                    // The PROXY header first; what follows it goes to the core.
-                    let Some(start) = self.proxy_header(key, n) else {
-                        return;
-                    };
-                    self.receive_paced(key, start..n);
-                    self.act();
-                }
                 Ok(n) => {
                     reads += 1;
-                    self.receive_paced(key, 0..n);
+                    // The PROXY header first; what follows it goes to the core (through
+                    // the TLS and WebSocket layers, if any).
+                    let start = if self.proxy_pending(key) {
+                        match self.proxy_header(key, n) {
+                            Some(start) => start,
+                            None => return,
+                        }
+                    } else {
+                        0
+                    };
+                    if self.layered(key) {
+                        if !self.read_layered(key, start..n) {
+                            return;
+                        }
+                    } else {
+                        self.receive_paced(key, start..n);
+                    }
                     // Now, not later: after a handover this loop must not read the socket
                     // again (the bytes belong to the new loop), and a closed one is gone.
                     self.act();
@@ -638,7 +674,11 @@ impl EventLoop {
 
     /// Writes what the core holds for `key` until the socket would block (the WRITABLE
     /// event resumes it) or nothing is left.
-    fn flush(&mut self, key: ConnId) {
+    pub(super) fn flush(&mut self, key: ConnId) {
+        if self.layered(key) {
+            self.flush_layered(key);
+            return;
+        }
         loop {
             let Some(stream) = stream_mut(&mut self.conns, key) else {
                 return;
@@ -664,8 +704,8 @@ impl EventLoop {
     }
 
     /// The socket of `key` closed or failed: drop it and tell the core.
-    fn gone(&mut self, key: ConnId, why: Gone<'_>) {
-        if let Some((stream, origin)) = self.unregister(key) {
+    pub(super) fn gone(&mut self, key: ConnId, why: Gone<'_>) {
+        if let Some((stream, origin, _)) = self.unregister(key) {
             self.admission.release(origin);
             match self.shard.connected_client(key) {
                 // A connected client's connection ended without DISCONNECT: its will goes.
@@ -690,8 +730,9 @@ impl EventLoop {
                 Ok(Inbound::Handover {
                     stream,
                     origin,
+                    stack,
                     bytes,
-                }) => self.adopt_handover(stream, origin, &bytes),
+                }) => self.adopt_handover(stream, origin, stack, &bytes),
                 Ok(Inbound::Forward(message, origin)) => {
                     self.shard.remote(message, origin, self.now_ms)
                 }
@@ -760,7 +801,7 @@ fn thread_cpu_us() -> u64 {
 }
 
 /// The socket at `key`'s slot, if it is still `key`'s.
-fn stream_mut(conns: &mut [Option<Slot>], key: ConnId) -> Option<&mut TcpStream> {
+pub(super) fn stream_mut(conns: &mut [Option<Slot>], key: ConnId) -> Option<&mut TcpStream> {
     match conns.get_mut(key.index() as usize) {
         Some(Some(slot)) if slot.key == key => Some(&mut slot.stream),
         _ => None,

@@ -31,6 +31,8 @@ pub enum Inbound {
         stream: mio::net::TcpStream,
         /// Where it came from (its admission counts move with it).
         origin: Origin,
+        /// Its TLS and WebSocket layers, past their handshakes.
+        stack: Option<Box<super::transport::Stack>>,
         /// The CONNECT and whatever followed it, to replay with `Shard::receive`.
         bytes: Vec<u8>,
     },

@@ -23,6 +23,7 @@ pub mod admission;
 pub mod control;
 pub mod credentials;
 pub mod event_loop;
+pub mod layered;
 pub mod listener;
 pub mod login;
 pub mod mailbox;
@@ -32,6 +33,7 @@ pub mod pacing;
 pub mod proxy;
 pub mod supervisor;
 pub mod throttle;
+pub mod transport;
 
 use std::io;
 use std::net::SocketAddr;
@@ -77,6 +79,8 @@ pub enum StartError {
     Bind(io::Error),
     /// A password or ACL file could not be read or is malformed.
     Access(String),
+    /// A listener's certificate, key or CA file could not be used.
+    Tls(String),
     /// A loop could not create its poll or waker, or its thread could not be spawned.
     Io(io::Error),
     /// A loop refused the configuration (its pool's `ConfigError`).
@@ -93,6 +97,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind(e) => write!(f, "{e}"),
             StartError::Access(e) => write!(f, "{e}"),
+            StartError::Tls(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "event loop set-up failed: {e}"),
             StartError::Loop {
                 loop_index,
@@ -112,6 +117,10 @@ pub struct Server {
     admission: Arc<Admission>,
     shared: Arc<Shared>,
     credentials: Arc<credentials::Credentials>,
+    /// What each listener puts under MQTT (their TLS files are reloaded on SIGHUP).
+    transports: Arc<[transport::ListenerTransport]>,
+    /// Each listener's transport numbers (for `/metrics`).
+    transport_stats: Arc<transport::stats::TransportStats>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
     /// Each loop's pool numbers right after it was built.
@@ -185,7 +194,30 @@ impl Server {
 
     /// A handle the monitoring threads use to ask every loop for its numbers.
     pub fn probe(&self) -> crate::monitor::Probe {
-        crate::monitor::Probe::new(Arc::clone(&self.peers), Arc::clone(&self.shared))
+        crate::monitor::Probe::new(
+            Arc::clone(&self.peers),
+            Arc::clone(&self.shared),
+            Arc::clone(&self.transport_stats),
+        )
+    }
+
+    /// Reads every TLS listener's certificate, key and CA files again; new handshakes use
+    /// them, connections already up keep theirs. A listener whose files do not load keeps
+    /// its old ones. Returns, per TLS listener, its address and what came of it.
+    pub fn reload_tls(&self) -> Vec<(SocketAddr, Result<transport::tls::CertificateInfo, String>)> {
+        self.transports
+            .iter()
+            .zip(&self.local_addrs)
+            .enumerate()
+            .filter_map(|(i, (t, &addr))| {
+                let context = t.tls.as_ref()?;
+                let outcome = context.reload().map_err(|e| e.to_string());
+                if let (Ok(info), Some(stats)) = (&outcome, self.transport_stats.listener(i)) {
+                    stats.set_certificate_not_after(info.not_after_unix_secs);
+                }
+                Some((addr, outcome))
+            })
+            .collect()
     }
 
     /// Blocks until a loop exits (they only do on a fatal error) and returns which one and
@@ -210,7 +242,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     let listener_max: Vec<usize> = config.listeners.iter().map(|l| l.max_connections).collect();
     let admission = Arc::new(Admission::new(&listener_max, config.max_connections_per_ip));
     let epoch = Instant::now();
-    let local_addrs = listeners
+    let local_addrs: Vec<SocketAddr> = listeners
         .first()
         .map(|l| l.iter().filter_map(|l| l.local_addr().ok()).collect())
         .unwrap_or_default();
@@ -226,6 +258,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         polls.push((poll, inbox));
     }
     let peers: Peers = Arc::from(mailboxes);
+    let (transports, transport_stats) = load_transports(&config.listeners, &local_addrs)?;
     let loaded = credentials::load(&config.listeners, 0).map_err(StartError::Access)?;
     let credentials = Arc::new(
         credentials::Credentials::start(loaded, Arc::clone(&peers)).map_err(StartError::Io)?,
@@ -242,6 +275,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let credentials = Arc::clone(&credentials);
         let proxy_listeners: Vec<bool> =
             config.listeners.iter().map(|l| l.proxy_protocol).collect();
+        let transports = Arc::clone(&transports);
+        let transport_stats = Arc::clone(&transport_stats);
         let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ready_tx = ready_tx.clone();
         let exit_tx = exit_tx.clone();
@@ -263,6 +298,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     peers,
                     listeners,
                     proxy_listeners,
+                    transports,
+                    transport_stats,
                     admission,
                     credentials,
                     epoch,
@@ -317,7 +354,39 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         admission,
         shared,
         credentials,
+        transports,
+        transport_stats,
         local_addrs,
         pool_stats,
     })
+}
+
+/// Loads every listener's TLS files (logging each certificate) and makes their numbers.
+#[allow(clippy::type_complexity)]
+fn load_transports(
+    listeners: &[ListenerSettings],
+    local_addrs: &[SocketAddr],
+) -> Result<
+    (
+        Arc<[transport::ListenerTransport]>,
+        Arc<transport::stats::TransportStats>,
+    ),
+    StartError,
+> {
+    let stats = transport::stats::TransportStats::new(listeners);
+    let mut transports = Vec::with_capacity(listeners.len());
+    for (i, settings) in listeners.iter().enumerate() {
+        let loaded = transport::ListenerTransport::load(settings)
+            .map_err(|e| StartError::Tls(format!("listener {}: {e}", settings.bind)))?;
+        if let Some(context) = &loaded.tls {
+            let info = context.certificate();
+            let addr = local_addrs.get(i).copied().unwrap_or(settings.bind);
+            transport::tls::log_certificate(addr, &info, "loaded");
+            if let Some(stats) = stats.listener(i) {
+                stats.set_certificate_not_after(info.not_after_unix_secs);
+            }
+        }
+        transports.push(loaded);
+    }
+    Ok((Arc::from(transports), Arc::new(stats)))
 }

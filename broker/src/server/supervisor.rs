@@ -131,8 +131,10 @@ impl Supervisor {
         }
     }
 
-    /// SIGHUP: re-read, validate whole, diff, apply the live keys.
+    /// SIGHUP: the TLS files first (with or without a configuration file), then re-read
+    /// the configuration, validate it whole, diff, apply the live keys.
     fn reload(&mut self) {
+        self.reload_tls();
         let Some(path) = self.config_path.clone() else {
             tracing::warn!("SIGHUP: no --config file to re-read; nothing reloaded");
             return;
@@ -188,6 +190,23 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// Re-reads every TLS listener's certificate, key and CA files (a broken one keeps the
+    /// files in use), logging each certificate's subject and expiry.
+    fn reload_tls(&self) {
+        for (listener, outcome) in self.server.reload_tls() {
+            match outcome {
+                Ok(info) => {
+                    crate::server::transport::tls::log_certificate(listener, &info, "reloaded")
+                }
+                Err(error) => tracing::error!(
+                    %listener,
+                    %error,
+                    "SIGHUP: TLS files rejected; the listener keeps its certificate"
+                ),
+            }
+        }
+    }
+
     /// Re-reads the password and ACL files of the listeners that keep their address (a
     /// listener that moves needs a restart, and keeps its rules until then) and puts them
     /// in force on every loop.

@@ -140,6 +140,25 @@ pub(crate) fn handle(shard: &mut Shard, key: ConnId, frame: &[u8], now_ms: u64) 
             Route::There(owner) => return Flow::Handover(owner),
         }
     };
+    if shard.listener_access(key).identity_as_username {
+        // The client certificate names the user; no password is checked.
+        let Some(identity) = shard.verifying.take_identity(key) else {
+            return refuse_not_authorized(
+                shard,
+                key,
+                request.version(),
+                "no client certificate identity",
+                now_ms,
+            );
+        };
+        let who = Who {
+            username: Some(identity),
+            auth: None,
+        };
+        let flow = accept(shard, key, request, client_id, assigned, who, now_ms);
+        drop(reservation);
+        return flow;
+    }
     if request.authentication_method().is_some() {
         // Enhanced authentication runs on the loop that holds the client id; the
         // exchange keeps the reservation until it ends.
