@@ -22,8 +22,20 @@ done
 # test_monitoring.py); shellcheck checks the scripts in scripts/ (same test file).
 # haproxy sits in front of a proxy_protocol listener in test_proxy_protocol.py (started by the
 # test on its own ports; the system service the package may start is left alone).
+# chromium is the browser of test_browser.py (MQTT.js over WebSocket in a real page): Debian's
+# build, driven through playwright-core, which never downloads a browser of its own here.
+# libnss3-tools brings certutil, with which that test makes Chromium trust its own test CA
+# (an NSS database in the HOME it gives the browser) for wss://.
+# Node.js runs the browser driver (tests/browser/run.mjs) and npm installs its packages: a
+# machine may already have both from elsewhere (e.g. NodeSource's nodejs, which bundles npm,
+# and which Debian's npm would conflict with), so Debian's nodejs and npm are added only when
+# `node` or `npm` is missing. Debian's nodejs is 18: playwright-core is pinned at 1.61, its
+# last release that runs on 18 (checked with bookworm's node 18.20).
+apt_packages=(mosquitto mosquitto-clients prometheus shellcheck haproxy chromium libnss3-tools)
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 apt_missing=()
-for pkg in mosquitto mosquitto-clients prometheus shellcheck haproxy; do
+for pkg in "${apt_packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed"; then
     apt_missing+=("${pkg}")
   fi
@@ -74,3 +86,20 @@ fi
 # matplotlib (scripts/mem-plot) builds its font cache on first import: do it here, once,
 # rather than inside a timed test.
 MPLBACKEND=Agg "${venv}/bin/python" -c 'import matplotlib.pyplot' >/dev/null 2>&1 || true
+
+# --- Browser test (tests/browser, run by tests/python/test_browser.py) ---------------------
+# MQTT.js and playwright-core, pinned by the committed package-lock.json, go into
+# tests/browser/node_modules (gitignored) with `npm ci`, which installs exactly the lock.
+# --ignore-scripts: no package may run an install script (none of the locked ones has one;
+# playwright-core's browser download is a separate command this project never runs, and the
+# test uses Debian's /usr/bin/chromium). A stamp of the lock's hash makes re-runs a no-op,
+# like the venv's; npm ci starts from an empty node_modules, so the stamp is written after.
+browser_dir="${repo_root}/tests/browser"
+lock="${browser_dir}/package-lock.json"
+npm_stamp="${browser_dir}/node_modules/.package-lock.sha256"
+npm_want="$(sha256sum "${lock}" | cut -d' ' -f1)"
+if [ "$(cat "${npm_stamp}" 2>/dev/null)" != "${npm_want}" ]; then
+  echo "setup: npm ci in tests/browser"
+  (cd "${browser_dir}" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "${npm_want}" >"${npm_stamp}"
+fi
