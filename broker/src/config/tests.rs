@@ -56,7 +56,13 @@ fn the_example_with_every_key_set_is_valid_and_sets_them() {
         settings.monitor.metrics_token.as_ref().map(|t| t.path()),
         Some(dir.join("metrics-token").as_path())
     );
-    assert_eq!(settings.listeners.len(), 2);
+    assert_eq!(settings.listeners.len(), 3);
+    let wss = &settings.listeners[2].transport;
+    assert!(wss.tls.as_ref().is_some_and(|t| t.use_identity_as_username));
+    assert_eq!(
+        wss.websocket.as_ref().map(|w| w.allowed_origins.len()),
+        Some(1)
+    );
     assert_eq!(settings.event_loops, 2);
     assert_eq!(settings.pool_preset, Some(PoolPreset::Small));
     assert!(settings.max_connections_configured);
