@@ -348,3 +348,6 @@ fn classify(error: &TlsError) -> Failure {
         _ => Failure::Other,
     }
 }
+
+#[cfg(test)]
+mod tests;
