@@ -11,10 +11,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The largest WebSocket frame accepted by default, in bytes: a frame may carry a whole
-/// MQTT packet, and the broker's packets go up to `limits.max_packet_size_bytes`, so the
-/// frame limit is that limit plus room for a frame header unless set lower.
-pub const WS_FRAME_HEADER_MAX_BYTES: usize = 14;
+/// What the default WebSocket frame limit allows beyond `limits.max_packet_size_bytes`, in
+/// bytes: a frame may carry a whole MQTT packet of the largest size, and clients batch small
+/// packets into one frame.
+pub const WS_FRAME_SLACK_BYTES: usize = 4 * 1024;
 
 /// The path a WebSocket upgrade is accepted on unless `ws_path` says otherwise.
 pub const DEFAULT_WS_PATH: &str = "/mqtt";
@@ -183,7 +183,7 @@ fn resolve_websocket(
     let max_frame_bytes = match keys.ws_max_frame_bytes {
         Some(0) => return Err(("ws_max_frame_bytes", "must be at least 1".into())),
         Some(n) => n,
-        None => max_packet_size_bytes.saturating_add(WS_FRAME_HEADER_MAX_BYTES),
+        None => max_packet_size_bytes.saturating_add(WS_FRAME_SLACK_BYTES),
     };
     Ok(WebSocketSettings {
         path,
@@ -300,7 +300,7 @@ mod tests {
             Some(WebSocketSettings {
                 path: DEFAULT_WS_PATH.into(),
                 allowed_origins: Vec::new(),
-                max_frame_bytes: 1000 + WS_FRAME_HEADER_MAX_BYTES,
+                max_frame_bytes: 1000 + WS_FRAME_SLACK_BYTES,
             })
         );
         let keys = TransportSection {
