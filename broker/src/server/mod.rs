@@ -32,6 +32,7 @@ pub mod pacing;
 pub mod proxy;
 pub mod supervisor;
 pub mod throttle;
+pub mod transport;
 
 use std::io;
 use std::net::SocketAddr;
