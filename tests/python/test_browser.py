@@ -15,8 +15,7 @@ length, and one multi-byte UTF-8 payload); paho subscribes and receives what the
 publishes. Every wait is on an event (CONNACK, SUBACK, PUBACK, a message), bounded.
 
 Mosquitto 2.0.11 needs its WebSocket listeners bound to an interface name (``lo``): given
-an IP address they listen on every address. Starling's ``protocol = "ws"`` listeners are
-new: while the binary refuses them in its configuration these tests are skipped.
+an IP address they listen on every address.
 """
 
 from __future__ import annotations
@@ -252,20 +251,10 @@ class WebSocketBroker(ConfiguredBroker):
 
 @pytest.fixture(scope="module")
 def ws_support(tls, tmp_path_factory):
-    """Starts the broker once with its ws and wss listeners. The module is skipped only while
-    Starling's configuration refuses the ws listener, the error naming its key
-    (`listeners[1].protocol`: unknown variant `ws`); any other failure to start is an error.
-    Module-scoped and requested first, so that a skip comes before Chromium starts."""
+    """Starts the broker once with its ws and wss listeners, before Chromium starts, so that
+    a broker that cannot serve them fails the module at once."""
     b = WebSocketBroker(BROKER_KIND, tmp_path_factory.mktemp("probe"), tls["cert"], tls["key"])
-    try:
-        b.start()
-    except RuntimeError:
-        log = b.log()
-        at = log.rfind("key `listeners[1].protocol`")
-        if BROKER_KIND == "starling" and at >= 0:
-            refusal = log[at:].splitlines()[0]
-            pytest.skip(f'starling refuses protocol = "ws" listeners (not merged yet): {refusal}')
-        raise
+    b.start()
     b.stop()
 
 

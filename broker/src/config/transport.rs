@@ -183,6 +183,7 @@ fn resolve_websocket(
     let max_frame_bytes = match keys.ws_max_frame_bytes {
         Some(0) => return Err(("ws_max_frame_bytes", "must be at least 1".into())),
         Some(n) => n,
+        // Invariant: the same as the WebSocket layer's `max_message_bytes_for`.
         None => max_packet_size_bytes.saturating_add(WS_FRAME_SLACK_BYTES),
     };
     Ok(WebSocketSettings {

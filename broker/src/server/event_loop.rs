@@ -195,6 +195,8 @@ pub struct EventLoop {
     pub(super) transport_stats: Arc<TransportStats>,
     /// MQTT bytes a stack decoded from one read, on their way to the core.
     pub(super) plain: Vec<u8>,
+    /// What TLS decrypted from one read, on its way to the WebSocket layer (`wss`).
+    pub(super) between: Vec<u8>,
     inbox: Inbox,
     pub(super) peers: Peers,
     pub(super) conns: Vec<Option<Slot>>,
@@ -279,6 +281,7 @@ impl EventLoop {
             transports,
             transport_stats,
             plain: Vec::new(),
+            between: Vec::new(),
             inbox,
             wake: vec![false; peers.len()],
             peers,

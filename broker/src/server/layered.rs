@@ -40,12 +40,13 @@ impl EventLoop {
     pub(super) fn read_layered(&mut self, key: ConnId, range: std::ops::Range<usize>) -> bool {
         let mut plain = std::mem::take(&mut self.plain);
         plain.clear();
+        let mut between = std::mem::take(&mut self.between);
         let outcome = match (
             self.conns.get_mut(key.index() as usize),
             self.scratch.get(range),
         ) {
             (Some(Some(slot)), Some(wire)) if slot.key == key => match slot.stack.as_mut() {
-                Some(stack) => stack.read_wire(wire, &mut plain),
+                Some(stack) => stack.read_wire(wire, &mut between, &mut plain),
                 None => Ok(Progress::default()),
             },
             _ => Ok(Progress::default()),
@@ -82,9 +83,13 @@ impl EventLoop {
                 false
             }
         };
-        // Keep the buffer's capacity for the next read, unless a large read grew it.
+        // Keep the buffers' capacity for the next read, unless a large read grew them.
         if plain.capacity() <= super::event_loop::READ_SCRATCH_BYTES {
             self.plain = plain;
+        }
+        if between.capacity() <= super::event_loop::READ_SCRATCH_BYTES {
+            between.clear();
+            self.between = between;
         }
         open
     }

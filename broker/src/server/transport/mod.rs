@@ -16,10 +16,12 @@
 //! sends no CONNECT.
 //!
 //! - [`tls`]: the listener's rustls configuration, reload, certificate facts.
+//! - [`ws`]: the WebSocket layer (upgrade, frames) over in-memory buffers.
 //! - [`stats`]: per-listener numbers for `/metrics`.
 
 pub mod stats;
 pub mod tls;
+pub mod ws;
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -31,15 +33,18 @@ use rustls::{AlertDescription, CertificateError, Error as TlsError};
 use crate::config::{ListenerProtocol, ListenerSettings};
 use stats::Failure;
 use tls::TlsContext;
+use ws::{WsError, WsLayer, WsSettings};
 
 /// MQTT output handed to the stack at a time: one TLS record's worth of plaintext.
 pub const MQTT_CHUNK_BYTES: usize = 16 * 1024;
 
 /// What a listener puts under MQTT, shared by every loop.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ListenerTransport {
     /// TLS, for `tls` and `wss`.
     pub tls: Option<Arc<TlsContext>>,
+    /// WebSocket, for `ws` and `wss`.
+    pub ws: Option<Arc<WsSettings>>,
 }
 
 impl ListenerTransport {
@@ -55,12 +60,19 @@ impl ListenerTransport {
             }
             None => None,
         };
-        Ok(ListenerTransport { tls })
+        let ws = settings.transport.websocket.as_ref().map(|w| {
+            Arc::new(WsSettings {
+                path: w.path.clone(),
+                allowed_origins: w.allowed_origins.clone(),
+                max_message_bytes: w.max_frame_bytes,
+            })
+        });
+        Ok(ListenerTransport { tls, ws })
     }
 
     /// Whether connections on this listener need a stack.
     pub fn layered(&self) -> bool {
-        self.tls.is_some()
+        self.tls.is_some() || self.ws.is_some()
     }
 }
 
@@ -104,6 +116,7 @@ enum TlsState {
 /// One connection's transport layers.
 pub struct Stack {
     tls: Option<TlsState>,
+    ws: Option<Box<WsLayer>>,
     /// When the connection was accepted (for the handshake's duration).
     accepted_at: Instant,
     established: bool,
@@ -119,6 +132,7 @@ impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("tls", &self.tls.is_some())
+            .field("ws", &self.ws.is_some())
             .field("established", &self.established)
             .finish()
     }
@@ -134,8 +148,13 @@ impl Stack {
             .tls
             .as_ref()
             .map(|context| TlsState::Accepting(Box::default(), Arc::clone(context)));
+        let ws = listener
+            .ws
+            .as_ref()
+            .map(|settings| Box::new(WsLayer::new(Arc::clone(settings))));
         Some(Box::new(Stack {
             tls,
+            ws,
             accepted_at: Instant::now(),
             established: false,
             failed: false,
@@ -168,39 +187,85 @@ impl Stack {
         self.identity.as_deref()
     }
 
-    /// Feeds bytes read from the socket; appends the client's MQTT bytes to `mqtt`.
-    /// Whatever the stack has to answer (handshake messages, alerts) waits in its output.
+    /// Feeds bytes read from the socket; appends the client's MQTT bytes to `mqtt`
+    /// (`between`: a buffer for what TLS decrypts on its way to the WebSocket layer).
+    /// Whatever the stack has to answer (handshake messages, alerts, pongs, HTTP errors)
+    /// waits in its output.
     pub fn read_wire(
         &mut self,
         wire: &[u8],
+        between: &mut Vec<u8>,
         mqtt: &mut Vec<u8>,
     ) -> Result<Progress, TransportError> {
         let was_established = self.established;
-        match &mut self.tls {
-            Some(state) => {
-                let identity =
-                    read_tls(state, wire, mqtt, self.identity_wanted).inspect_err(|e| {
-                        self.failed = matches!(e, TransportError::Failed(..));
-                    })?;
-                if let TlsState::Connected(conn) = state
-                    && !conn.is_handshaking()
-                    && !self.established
-                {
-                    self.established = true;
-                    self.identity = identity;
-                }
-            }
-            None => mqtt.extend_from_slice(wire),
+        let outcome = self.read_layers(wire, between, mqtt);
+        if let Err(TransportError::Failed(..)) = &outcome {
+            self.failed = true;
         }
+        outcome?;
         Ok(Progress {
             established: self.established && !was_established,
         })
     }
 
+    fn read_layers(
+        &mut self,
+        wire: &[u8],
+        between: &mut Vec<u8>,
+        mqtt: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let tls_done = match &mut self.tls {
+            Some(state) => {
+                let into = if self.ws.is_some() {
+                    between.clear();
+                    &mut *between
+                } else {
+                    &mut *mqtt
+                };
+                let identity = read_tls(state, wire, into, self.identity_wanted)?;
+                if identity.is_some() {
+                    self.identity = identity;
+                }
+                matches!(state, TlsState::Connected(conn) if !conn.is_handshaking())
+            }
+            None => true,
+        };
+        if let Some(ws) = &mut self.ws {
+            let input = if self.tls.is_some() {
+                &between[..]
+            } else {
+                wire
+            };
+            let read = ws.read_wire(input, mqtt);
+            let upgraded = ws.upgraded();
+            self.pump_ws();
+            read.map_err(ws_error)?;
+            self.established = tls_done && upgraded;
+        } else {
+            self.established = tls_done;
+        }
+        Ok(())
+    }
+
+    /// Moves what the WebSocket layer has to send into TLS (under `wss`).
+    fn pump_ws(&mut self) {
+        if let (Some(ws), Some(TlsState::Connected(conn))) = (&mut self.ws, &mut self.tls) {
+            let out = ws.wire_out();
+            let n = out.len();
+            if n > 0 && conn.writer().write_all(out).is_ok() {
+                ws.consume_wire_out(n);
+            }
+        }
+    }
+
     /// Takes MQTT output for the client (call only once established).
     pub fn write_mqtt(&mut self, mqtt: &[u8]) {
         debug_assert!(self.established, "MQTT output before the handshake");
-        if let Some(TlsState::Connected(conn)) = &mut self.tls {
+        if let Some(ws) = &mut self.ws {
+            // Only fails before the upgrade, which `established` rules out.
+            let _ = ws.write_mqtt(mqtt);
+            self.pump_ws();
+        } else if let Some(TlsState::Connected(conn)) = &mut self.tls {
             // Once the handshake is done a write is encrypted at once (no limit applies
             // to sendable TLS), so it takes everything.
             let _ = conn.writer().write_all(mqtt);
@@ -212,7 +277,8 @@ impl Stack {
         match &self.tls {
             Some(TlsState::Connected(conn)) => conn.wants_write(),
             Some(TlsState::Refused(_)) => true,
-            _ => false,
+            Some(TlsState::Accepting(..)) => false,
+            None => self.ws.as_ref().is_some_and(|ws| !ws.wire_out().is_empty()),
         }
     }
 
@@ -221,12 +287,26 @@ impl Stack {
         match &mut self.tls {
             Some(TlsState::Connected(conn)) if conn.wants_write() => conn.write_tls(socket),
             Some(TlsState::Refused(alert)) => alert.write(socket),
-            _ => Ok(0),
+            Some(_) => Ok(0),
+            None => match &mut self.ws {
+                Some(ws) if !ws.wire_out().is_empty() => {
+                    let n = socket.write(ws.wire_out())?;
+                    ws.consume_wire_out(n);
+                    Ok(n)
+                }
+                _ => Ok(0),
+            },
         }
     }
 
-    /// Ends the transport in order: TLS close_notify.
+    /// Ends the transport in order: a WebSocket close frame (1000), then TLS close_notify.
     pub fn close(&mut self) {
+        if let Some(ws) = &mut self.ws
+            && ws.upgraded()
+        {
+            ws.close(WS_CLOSE_NORMAL);
+            self.pump_ws();
+        }
         if let Some(TlsState::Connected(conn)) = &mut self.tls {
             conn.send_close_notify();
         }
@@ -320,6 +400,26 @@ fn process(state: &mut TlsState, plain: &mut Vec<u8>) -> Result<(), TransportErr
         return Err(TransportError::Closed);
     }
     Ok(())
+}
+
+/// The WebSocket close status of a close the broker begins.
+const WS_CLOSE_NORMAL: u16 = 1000;
+
+/// What a WebSocket refusal is counted as.
+fn ws_error(error: WsError) -> TransportError {
+    let failure = match &error {
+        WsError::ClosedByClient(_) | WsError::Closed => return TransportError::Closed,
+        WsError::ForbiddenOrigin(_) => Failure::ForbiddenOrigin,
+        WsError::BadRequest(_)
+        | WsError::RequestTooLarge
+        | WsError::WrongPath(_)
+        | WsError::NoMqttSubprotocol(_) => Failure::BadUpgrade,
+        WsError::TextFrame | WsError::FrameTooBig { .. } | WsError::Protocol(_) => {
+            Failure::BadFrame
+        }
+        WsError::NotUpgraded => Failure::Other,
+    };
+    failed(failure, &error)
 }
 
 fn failed(failure: Failure, detail: &dyn std::fmt::Display) -> TransportError {

@@ -77,6 +77,7 @@ impl Pki {
         let context = TlsContext::load(&self.settings(), b"mqtt").expect("load");
         ListenerTransport {
             tls: Some(Arc::new(context)),
+            ws: None,
         }
     }
 
@@ -115,7 +116,10 @@ fn pump(
             client.write_tls(&mut to_server).expect("client write");
         }
         for chunk in to_server.chunks(step.max(1)) {
-            if stack.read_wire(chunk, &mut mqtt)?.established {
+            if stack
+                .read_wire(chunk, &mut Vec::new(), &mut mqtt)?
+                .established
+            {
                 established += 1;
             }
         }
@@ -185,7 +189,7 @@ fn bytes_that_are_not_tls_are_a_protocol_mismatch_answered_with_an_alert() {
     ] {
         let mut stack = Stack::new(&listener).expect("stack");
         let mut mqtt = Vec::new();
-        match stack.read_wire(input, &mut mqtt) {
+        match stack.read_wire(input, &mut Vec::new(), &mut mqtt) {
             Err(TransportError::Failed(Failure::ProtocolMismatch, _)) => {}
             other => panic!("{input:?}: {other:?}"),
         }
@@ -210,7 +214,7 @@ fn data_before_close_notify_is_delivered_then_closed() {
     }
     let mut mqtt = Vec::new();
     assert!(matches!(
-        stack.read_wire(&wire, &mut mqtt),
+        stack.read_wire(&wire, &mut Vec::new(), &mut mqtt),
         Err(TransportError::Closed)
     ));
     assert_eq!(mqtt, b"\xe0\x00", "the DISCONNECT before the close is kept");

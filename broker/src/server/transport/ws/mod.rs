@@ -52,12 +52,12 @@ use stream::{Mem, Wire};
 use upgrade::Gathered;
 pub use upgrade::{MAX_UPGRADE_HEADERS, MAX_UPGRADE_REQUEST_BYTES};
 
-/// The request path accepted for the upgrade by default.
-pub const DEFAULT_WS_PATH: &str = "/mqtt";
-
-/// Room a message may have above the broker's largest packet: a client may send a small
-/// packet (a PUBACK, a PINGREQ) in the same message as a largest one.
-pub const WS_MESSAGE_SLACK_BYTES: usize = 4 * 1024;
+/// The request path accepted for the upgrade by default, and the room a message may have
+/// above the broker's largest packet (a client may send a small packet, a PUBACK, in the
+/// same message as a largest one): the configuration's.
+pub use crate::config::transport::{
+    DEFAULT_WS_PATH, WS_FRAME_SLACK_BYTES as WS_MESSAGE_SLACK_BYTES,
+};
 
 /// The default [`WsSettings::max_message_bytes`]: the default largest MQTT packet
 /// (`DEFAULT_MAX_PACKET_SIZE_BYTES`, 256 KiB) plus [`WS_MESSAGE_SLACK_BYTES`]. MQTT over
