@@ -141,13 +141,7 @@ start_broker() {
 }
 
 stop_broker() {
-    local name=$1 keep_pids=() p
-    kill "${pid[$name]}" 2>/dev/null || true
-    wait "${pid[$name]}" 2>/dev/null || true
-    for p in "${pids[@]}"; do
-        [[ "$p" == "${pid[$name]}" ]] || keep_pids+=("$p")
-    done
-    pids=("${keep_pids[@]}")
+    stop_pid "${pid[$1]}"
 }
 
 run_one() {

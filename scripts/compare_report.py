@@ -65,10 +65,17 @@ def metrics(report):
         if c.get("handshake_latency"):
             out["  TCP handshake p99 ms"] = (c["handshake_latency"]["p99_ms"], CONNECT)
             out["  CONNECT→CONNACK p99 ms"] = (c["connect_to_connack_latency"]["p99_ms"], CONNECT)
+        out.update(tls_connects(c.get("tls"), ""))
+        out.update(connect_cpu(c, ""))
     for cy in report.get("cycles", []):
         out[f"cycle {cy['cycle']} connects/s"] = (cy["connects"]["per_sec"], CONNECT)
         out[f"cycle {cy['cycle']} CONNACK p50 ms"] = (cy["connects"]["connack_latency"]["p50_ms"], CONNECT)
         out[f"cycle {cy['cycle']} CONNACK p99 ms"] = (cy["connects"]["connack_latency"]["p99_ms"], CONNECT)
+        out.update(tls_connects(cy["connects"].get("tls"), f"cycle {cy['cycle']} "))
+        out.update(connect_cpu(cy["connects"], f"cycle {cy['cycle']} "))
+    tls = report.get("tls")
+    if tls and tls.get("first"):
+        out["TLS negotiated (first connection)"] = (describe_tls(tls["first"]), TEXT)
     m = report.get("messages")
     if m:
         tally = m["tally"]
@@ -107,6 +114,33 @@ def metrics(report):
     if t:
         out["machine stalls p99.9 ms (0.5 ms sleep woke late)"] = (t["p999_ms"], COUNT)
     return out
+
+
+def tls_connects(t, prefix):
+    """The TLS figures of one connect phase (`connects.tls` of a report), keys prefixed."""
+    if not t:
+        return {}
+    return {
+        f"{prefix}TLS handshake p50 ms": (t["handshake_latency"]["p50_ms"], CONNECT),
+        f"{prefix}TLS handshake p99 ms": (t["handshake_latency"]["p99_ms"], CONNECT),
+        f"{prefix}TLS handshakes full": (t["full"], COUNT),
+        f"{prefix}TLS handshakes resumed": (t["resumed"], COUNT),
+    }
+
+
+def connect_cpu(c, prefix):
+    """The broker's and the harness's CPU per connect of one connect phase, keys prefixed."""
+    out = {}
+    if c.get("broker_cpu_us_per_connect") is not None:
+        out[f"{prefix}broker CPU µs/connect"] = (c["broker_cpu_us_per_connect"], CONNECT)
+    if c.get("harness_cpu_us_per_connect") is not None:
+        out[f"{prefix}harness CPU µs/connect"] = (c["harness_cpu_us_per_connect"], COUNT)
+    return out
+
+
+def describe_tls(n):
+    """`TLS 1.3 TLS13_AES_256_GCM_SHA384 X25519` from a report's `tls.first`."""
+    return " ".join([n["version"], n["cipher_suite"], n.get("key_exchange") or "(no key exchange)"])
 
 
 def delivery(report):

@@ -19,6 +19,18 @@ cleanup() {
   rm -rf "${work}"
 }
 
+# Stops one PID this script started and drops it from `pids` (cleanup has nothing left to
+# do for it).
+stop_pid() {
+  local stop=$1 kept=() each
+  kill "${stop}" 2>/dev/null || true
+  wait "${stop}" 2>/dev/null || true
+  for each in "${pids[@]}"; do
+    [[ "${each}" == "${stop}" ]] || kept+=("${each}")
+  done
+  pids=("${kept[@]}")
+}
+
 # Waits until something listens on 127.0.0.1:PORT (10 s at most).
 wait_port() {
   local port=$1

@@ -1,8 +1,9 @@
 //! The command line: every scenario, rate, count and duration is a flag.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args as ClapArgs, Parser, ValueEnum};
 
 use crate::drain::{DEFAULT_DRAIN_DEADLINE_SECS, DEFAULT_DRAIN_QUIET_MS};
 pub use crate::mqtt::Protocol;
@@ -76,11 +77,26 @@ TRANSPORTS
   tcp   Real clients over real sockets to --target. Client sockets are spread over
         --source-addrs (e.g. 127.0.0.1-127.0.0.8) so ephemeral ports never run out. Each
         socket is one open file: the run stops with a clear message when the process's
-        open-file limit cannot hold --clients.
+        open-file limit cannot hold --clients. With --tls-ca every client speaks TLS
+        (rustls on ring, in the same loops, no thread per connection): the TCP handshake,
+        then the TLS handshake, then CONNECT.
   sim   One Starling shard per core, each on its own thread, clients spread over the shards
         by a hash of their client ids, exactly the code paths, pools and arenas of a real
         connection except the socket. Holds 1,000,000 clients on a laptop. It does NOT
         include the kernel's socket memory (about 4.1 KiB per socket on Linux).
+
+TLS (tcp: conn, churn, fanin, fanout, p2p, shared)
+  --tls-ca FILE trusts that CA (PEM) and turns TLS on; the server's name is --tls-server-name
+  (default: --target's address, matched against the certificate's IP SANs). Every connect is
+  a full handshake unless --tls-resume gives all clients one session store: TLS 1.3 tickets
+  (each used once, as servers expect) and TLS 1.2 session ids (no TLS 1.2 tickets, so both
+  brokers resume from their session cache). `churn --cycles 2 --tls-resume` measures resumed
+  handshakes in cycle 2 (cycle 1 collects the sessions; once its first handshakes are done,
+  its later connects resume too). --tls-version 1.2|1.3 offers only that version (default
+  both), --tls-cipher only the suites named (rustls names, e.g. TLS13_AES_128_GCM_SHA256),
+  --tls-cert/--tls-key present a client certificate. The report gives the version, suite and
+  key exchange of the first connection (and any other seen), full and resumed handshakes per
+  connect phase, and the TLS handshake's latency.
 
 EXAMPLES
   starling-loadtest --transport sim conn --clients 1000000 --subscribe --messages 1
@@ -88,7 +104,9 @@ EXAMPLES
       --source-addrs 127.0.0.1-127.0.0.8 --broker-pid $(pidof starling)
   starling-loadtest fanin --publishers 100 --qos 1 --inflight 10 --json
   starling-loadtest churn --clients 2000 --cycles 2 --username-prefix user --password pw
-      (users user0..user1999: cycle 1 is each one's first login, cycle 2 the same logins again)";
+      (users user0..user1999: cycle 1 is each one's first login, cycle 2 the same logins again)
+  starling-loadtest churn --target 127.0.0.1:8883 --tls-ca ca.crt --tls-resume --cycles 2
+      (cycle 2: every connect resumes a session of cycle 1)";
 
 /// Which clients drive the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -261,6 +279,59 @@ pub struct Args {
     /// Label for this run in the report (e.g. the broker's name).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// TLS (tcp): off unless --tls-ca is given.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// A TLS protocol version the clients may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    #[value(name = "1.2")]
+    #[serde(rename = "1.2")]
+    V12,
+    /// TLS 1.3 (RFC 8446).
+    #[value(name = "1.3")]
+    #[serde(rename = "1.3")]
+    V13,
+}
+
+/// The TLS flags of the tcp transport.
+#[derive(Debug, Clone, Default, PartialEq, Eq, ClapArgs)]
+#[command(next_help_heading = "TLS (tcp)")]
+pub struct TlsArgs {
+    /// Speak TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The server name the certificate must carry [default: --target's IP address].
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
+    /// Share one session store between all clients, so that connects resume earlier
+    /// sessions (TLS 1.3 tickets, TLS 1.2 session ids). Without it every connect is a full
+    /// handshake.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_resume: bool,
+    /// Offer only this TLS version [default: 1.2 and 1.3].
+    #[arg(long, value_enum, value_name = "VERSION", requires = "tls_ca")]
+    pub tls_version: Option<TlsVersion>,
+    /// Offer only these cipher suites (rustls names, comma-separated, e.g.
+    /// TLS13_AES_128_GCM_SHA256) [default: every suite of the ring provider].
+    #[arg(long, value_name = "SUITE", value_delimiter = ',', requires = "tls_ca")]
+    pub tls_cipher: Vec<String>,
+    /// Present this client certificate chain (PEM; needs --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Whether the clients speak TLS.
+    pub fn enabled(&self) -> bool {
+        self.tls_ca.is_some()
+    }
 }
 
 /// Parsed `--source-addrs`.
@@ -322,6 +393,44 @@ mod tests {
         assert!(parse(&["--username", "bench"]).is_ok());
         assert!(parse(&["--password", "pw"]).is_err());
         assert!(parse(&["--username", "a", "--username-prefix", "u"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_need_a_ca_and_a_cert_needs_its_key() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["starling-loadtest", "churn"];
+            full.extend_from_slice(argv);
+            Args::try_parse_from(full)
+        };
+        let off = parse(&[]).expect("valid");
+        assert!(!off.tls.enabled());
+        let on = parse(&[
+            "--tls-ca",
+            "ca.crt",
+            "--tls-resume",
+            "--tls-version",
+            "1.2",
+            "--tls-cipher",
+            "TLS13_AES_128_GCM_SHA256,TLS13_AES_256_GCM_SHA384",
+        ])
+        .expect("valid");
+        assert!(on.tls.enabled() && on.tls.tls_resume);
+        assert_eq!(on.tls.tls_version, Some(TlsVersion::V12));
+        assert_eq!(on.tls.tls_cipher.len(), 2);
+        assert!(parse(&["--tls-resume"]).is_err());
+        assert!(parse(&["--tls-ca", "ca.crt", "--tls-cert", "c.crt"]).is_err());
+        assert!(
+            parse(&[
+                "--tls-ca",
+                "ca.crt",
+                "--tls-cert",
+                "c.crt",
+                "--tls-key",
+                "k"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--tls-ca", "ca.crt", "--tls-version", "1.1"]).is_err());
     }
 
     #[test]

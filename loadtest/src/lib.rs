@@ -5,7 +5,8 @@
 //!
 //! - [`tcp`]: real clients over real sockets against any broker (Starling, Mosquitto, …),
 //!   with a client-side codec of its own ([`mqtt`]) so the broker under test is held to the
-//!   standard, not to Starling's reading of it. Worker threads each run a mio loop.
+//!   standard, not to Starling's reading of it. Worker threads each run a mio loop; with
+//!   `--tls-ca` the clients speak TLS in those loops ([`tcp::tls`]).
 //! - [`sim`]: up to a million simulated clients driven in-process through Starling's
 //!   sans-IO core (`starling::core::Shard`), one shard per core on its own thread. No
 //!   sockets, so it leaves out the kernel's socket memory (≈ 4.1 KiB per connection).
@@ -108,6 +109,13 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         return Err(RunError::Usage(
             "--username, --username-prefix and --password apply to the tcp transport's conn, \
              churn, fanin, fanout, p2p and shared scenarios only"
+                .into(),
+        ));
+    }
+    if args.tls.enabled() && (bulk || args.transport == Transport::Sim) {
+        return Err(RunError::Usage(
+            "the --tls-* flags apply to the tcp transport's conn, churn, fanin, fanout, p2p \
+             and shared scenarios only"
                 .into(),
         ));
     }

@@ -41,6 +41,41 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / ticks)
 }
 
+/// CPU seconds of `pid` to the nanosecond: the sum of its threads' time on a CPU
+/// (`/proc/PID/task/*/schedstat`), or [`cpu_secs`] (clock ticks, 10 ms) without schedstat.
+/// Threads that have ended no longer count: for long-lived threads, such as a broker's.
+pub fn cpu_secs_fine(pid: u32) -> Option<f64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return cpu_secs(pid);
+    };
+    let (mut ns, mut read) = (0u64, 0usize);
+    for task in tasks.flatten() {
+        // A thread may end between the listing and the read: it no longer counts.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        read += 1;
+    }
+    if read == 0 {
+        return cpu_secs(pid);
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// This process's CPU seconds, every thread's (ended ones included), to the nanosecond.
+pub fn own_cpu_secs() -> Option<f64> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) } != 0 {
+        return None;
+    }
+    Some(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
+}
+
 /// Both readings of `pid`, if it exists.
 pub fn sample(pid: u32) -> Option<Sample> {
     Some(Sample {
@@ -129,5 +164,34 @@ mod tests {
         let s = sample(me).expect("own /proc entry");
         assert!(s.rss_bytes > 0);
         assert!(sample(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn fine_cpu_readings_grow_with_work() {
+        const SPIN_CPU_SECS: f64 = 0.02;
+        const SPIN_WALL_CAP: Duration = Duration::from_secs(5);
+        let me = std::process::id();
+        let own = own_cpu_secs().expect("a process clock");
+        let fine = cpu_secs_fine(me).expect("own /proc entry");
+        // Spin until this process has had its CPU time (the machine may be busy).
+        let cap = std::time::Instant::now() + SPIN_WALL_CAP;
+        let mut x = 0u64;
+        while own_cpu_secs().is_some_and(|now| now - own < SPIN_CPU_SECS)
+            && std::time::Instant::now() < cap
+        {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let own_delta = own_cpu_secs().map(|now| now - own);
+        let fine_delta = cpu_secs_fine(me).map(|now| now - fine);
+        assert!(
+            own_delta.is_some_and(|d| d >= SPIN_CPU_SECS),
+            "{own_delta:?}"
+        );
+        // The spinning thread is alive, so its schedstat counts it.
+        assert!(
+            fine_delta.is_some_and(|d| d >= SPIN_CPU_SECS / 2.0),
+            "{fine_delta:?}"
+        );
+        assert!(cpu_secs_fine(u32::MAX).is_none());
     }
 }

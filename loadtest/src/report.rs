@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::cli::{Scenario, Transport};
 use crate::drain::{Drain, Missing};
 use crate::procstat::Sample;
+use crate::tcp::tls::{TlsConnects, TlsSummary};
 use crate::track::Tally;
 
 /// Nanoseconds per millisecond.
@@ -66,6 +67,18 @@ pub struct Connects {
     /// tcp: CONNECT written → CONNACK read (the broker's accept, read and reply).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_to_connack_latency: Option<Latency>,
+    /// tcp with TLS: full and resumed handshakes, and the TLS handshake's latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConnects>,
+    /// tcp with `--broker-pid`: the broker's CPU from the first connect to the last client
+    /// ready, microseconds per connected client (a handshake's cost, whatever the machine's
+    /// other load does to the rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_us_per_connect: Option<f64>,
+    /// tcp: the harness's own CPU over the same time, microseconds per connected client
+    /// (near a core per worker, the harness, not the broker, limits the connect rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harness_cpu_us_per_connect: Option<f64>,
 }
 
 /// One churn cycle.
@@ -290,6 +303,9 @@ pub struct Report {
     /// `subscribe`: subscriptions made and removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<crate::bulk::subscribe::SubscriptionRun>,
+    /// tcp with TLS: what was offered and negotiated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
     /// Warnings and remarks.
     pub notes: Vec<String>,
 }
@@ -317,8 +333,68 @@ fn connects_rows(out: &mut String, prefix: &str, c: &Connects) {
     if let Some(l) = &c.handshake_latency {
         let _ = writeln!(out, "{prefix}  TCP handshake  {}", lat(l));
     }
+    if let Some(t) = &c.tls {
+        let _ = writeln!(
+            out,
+            "{prefix}  TLS handshake  {}",
+            lat(&t.handshake_latency)
+        );
+        let _ = writeln!(
+            out,
+            "{prefix}  TLS handshakes {} full ({} with HelloRetryRequest), {} resumed",
+            t.full, t.hello_retries, t.resumed
+        );
+    }
     if let Some(l) = &c.connect_to_connack_latency {
         let _ = writeln!(out, "{prefix}  CONNECT→CONNACK {}", lat(l));
+    }
+    if c.broker_cpu_us_per_connect.is_some() || c.harness_cpu_us_per_connect.is_some() {
+        let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0} µs"));
+        let _ = writeln!(
+            out,
+            "{prefix}CPU per connect  broker {}, harness {}",
+            us(c.broker_cpu_us_per_connect),
+            us(c.harness_cpu_us_per_connect)
+        );
+    }
+}
+
+/// The run's TLS: offered, negotiated, and what the session store saw.
+fn tls_rows(out: &mut String, t: &TlsSummary) {
+    let _ = writeln!(
+        out,
+        "TLS offered      {} to {}; suites {}; resumption {}{}",
+        t.versions_offered.join(", "),
+        t.server_name,
+        t.cipher_suites_offered.join(", "),
+        if t.resumption { "on" } else { "off" },
+        if t.client_certificate {
+            "; client certificate"
+        } else {
+            ""
+        }
+    );
+    if let Some(first) = &t.first {
+        let _ = writeln!(
+            out,
+            "TLS negotiated   {} (first connection)",
+            first.describe()
+        );
+    }
+    for other in t.negotiated.iter().filter(|n| Some(*n) != t.first.as_ref()) {
+        let _ = writeln!(out, "TLS also         {}", other.describe());
+    }
+    if let Some(s) = &t.store {
+        let _ = writeln!(
+            out,
+            "TLS sessions     1.3 tickets received {}, offered {}, evicted {}; 1.2 sessions \
+             saved {}, offered {}",
+            s.tls13_tickets_received,
+            s.tls13_tickets_offered,
+            s.tls13_tickets_evicted,
+            s.tls12_sessions_saved,
+            s.tls12_sessions_offered
+        );
     }
 }
 
@@ -337,10 +413,13 @@ impl Report {
         if let Some(c) = &self.connects {
             connects_rows(&mut out, "", c);
         }
+        if let Some(t) = &self.tls {
+            tls_rows(&mut out, t);
+        }
         for cycle in &self.cycles {
             let _ = writeln!(
                 out,
-                "cycle {:>3} {}: {:.0} clients/s, CONNACK {}{}",
+                "cycle {:>3} {}: {:.0} clients/s, CONNACK {}{}{}",
                 cycle.cycle,
                 if cycle.cycle == 1 { "(cold)" } else { "(warm)" },
                 cycle.connects.per_sec,
@@ -348,8 +427,24 @@ impl Report {
                 cycle
                     .pool_reuse_percent
                     .map(|p| format!(", pool reuse {p:.1} %"))
+                    .unwrap_or_default(),
+                cycle
+                    .connects
+                    .tls
+                    .as_ref()
+                    .map(|t| format!(
+                        "; TLS {} full, {} resumed, handshake p50 {:.3} ms, p99 {:.3} ms",
+                        t.full, t.resumed, t.handshake_latency.p50_ms, t.handshake_latency.p99_ms
+                    ))
                     .unwrap_or_default()
             );
+            if let Some(broker) = cycle.connects.broker_cpu_us_per_connect {
+                let _ = writeln!(
+                    out,
+                    "          CPU per connect: broker {broker:.0} µs, harness {:.0} µs",
+                    cycle.connects.harness_cpu_us_per_connect.unwrap_or(0.0)
+                );
+            }
         }
         if let Some(m) = &self.messages {
             let t = &m.tally;

@@ -181,6 +181,9 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
                     connack_latency: Latency::of(&h),
                     handshake_latency: None,
                     connect_to_connack_latency: None,
+                    tls: None,
+                    broker_cpu_us_per_connect: None,
+                    harness_cpu_us_per_connect: None,
                 },
                 pool_reuse_percent: Some(100.0 * (1.0 - built as f64 / acq.max(1) as f64)),
             });
@@ -197,6 +200,9 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
             connack_latency: Latency::of(&connack),
             handshake_latency: None,
             connect_to_connack_latency: None,
+            tls: None,
+            broker_cpu_us_per_connect: None,
+            harness_cpu_us_per_connect: None,
         });
         if args.messages > 0 {
             let published: u64 = outs.iter().map(|o| o.published).sum();

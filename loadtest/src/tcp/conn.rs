@@ -1,9 +1,11 @@
-//! One real client connection: its socket, buffers, MQTT state and what it received.
+//! One real client connection: its socket, its TLS session if any, buffers, MQTT state and
+//! what it received.
 
 use std::io::{self, Read, Write};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 
 use crate::mqtt::{self, Ack, Incoming, ParseError, Protocol};
 use crate::track::{self, Tracker};
@@ -66,6 +68,8 @@ pub enum State {
     Idle,
     /// TCP connect in progress.
     Connecting,
+    /// TLS handshake in progress (after the TCP connect, before CONNECT).
+    TlsHandshake,
     /// CONNECT sent.
     AwaitConnAck,
     /// SUBSCRIBE sent.
@@ -78,9 +82,21 @@ pub enum State {
     Closed,
 }
 
+impl State {
+    /// Whether the connection is on its way to `Ready` (counted as pending by its worker).
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            State::TlsHandshake | State::AwaitConnAck | State::AwaitSubAck
+        )
+    }
+}
+
 /// What a connection's worker needs to know about its latest events.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// Its TLS handshake completed: CONNECT may go.
+    pub tls_established: bool,
     /// It reached `Ready` (with the CONNACK latency recorded).
     pub became_ready: bool,
     /// It failed (refused, malformed input, socket error) with this reason.
@@ -111,6 +127,12 @@ pub struct Conn {
     pub plan: usize,
     /// Its socket, once opened.
     pub stream: Option<TcpStream>,
+    /// Its TLS session (`--tls-ca`), once the TCP connect is done.
+    pub tls: Option<Box<ClientConnection>>,
+    /// TLS: its close_notify is queued (after the DISCONNECT).
+    pub close_notify_sent: bool,
+    /// When the TLS handshake started (the TCP connect was done).
+    pub tls_started_ns: u64,
     /// Its state.
     pub state: State,
     /// When the TCP connect started.
@@ -119,9 +141,9 @@ pub struct Conn {
     pub connect_sent_ns: u64,
     /// When it last wrote (for keep-alive).
     pub last_write_ns: u64,
-    /// Bytes waiting for the socket.
+    /// Bytes waiting for the socket (TLS: plaintext waiting for the session).
     pub wbuf: Vec<u8>,
-    /// The tail of an incomplete frame.
+    /// The tail of an incomplete frame (TLS: of the plaintext).
     pub rbuf: Vec<u8>,
     /// The socket accepted everything so far (edge-triggered: wait for a writable event
     /// once it said WouldBlock).
@@ -162,6 +184,9 @@ impl Conn {
         Conn {
             plan,
             stream: None,
+            tls: None,
+            close_notify_sent: false,
+            tls_started_ns: 0,
             state: State::Idle,
             started_ns: 0,
             connect_sent_ns: 0,
@@ -189,8 +214,17 @@ impl Conn {
         id
     }
 
-    /// Writes as much of `wbuf` as the socket takes. `Err` on a socket error.
+    /// Whether it has bytes to write: MQTT packets, or (TLS) records and handshake messages.
+    pub fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes as much of `wbuf` as the socket takes (TLS: through the session, and its
+    /// close_notify once a closing connection's last packet is in). `Err` on a socket error.
     pub fn flush(&mut self, now_ns: u64) -> io::Result<()> {
+        if self.tls.is_some() {
+            return self.flush_tls(now_ns);
+        }
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
@@ -211,9 +245,50 @@ impl Conn {
         Ok(())
     }
 
+    /// [`Conn::flush`] of a TLS connection: plaintext into the session while it takes it
+    /// (it holds at most 64 KiB of records unwritten), records out while the socket takes
+    /// them.
+    fn flush_tls(&mut self, now_ns: u64) -> io::Result<()> {
+        let (Some(stream), Some(tls)) = (self.stream.as_mut(), self.tls.as_deref_mut()) else {
+            return Ok(());
+        };
+        let mut wrote = false;
+        loop {
+            if !self.wbuf.is_empty() {
+                let taken = tls.writer().write(&self.wbuf)?;
+                self.wbuf.drain(..taken);
+            }
+            if self.wbuf.is_empty() && self.state == State::Closing && !self.close_notify_sent {
+                tls.send_close_notify();
+                self.close_notify_sent = true;
+            }
+            if !tls.wants_write() || !self.writable {
+                break;
+            }
+            match tls.write_tls(stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => wrote = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if wrote {
+            self.last_write_ns = now_ns;
+        }
+        Ok(())
+    }
+
     /// Reads what is available (at most [`MAX_READS_PER_TURN`] reads, and what its pace
-    /// allows) and handles each complete packet.
-    pub fn read(&mut self, scratch: &mut [u8], qos: u8, sinks: &mut Sinks<'_>) -> Outcome {
+    /// allows) and handles each complete packet. `scratch` takes what the socket gives;
+    /// `plain` the plaintext a TLS session gives back.
+    pub fn read(
+        &mut self,
+        scratch: &mut [u8],
+        plain: &mut [u8],
+        qos: u8,
+        sinks: &mut Sinks<'_>,
+    ) -> Outcome {
         let mut outcome = Outcome::default();
         self.read_pending = false;
         for _ in 0..MAX_READS_PER_TURN {
@@ -250,23 +325,89 @@ impl Conn {
                     return outcome;
                 }
             };
-            let mut rbuf = std::mem::take(&mut self.rbuf);
-            if rbuf.is_empty() {
-                let used = self.handle_all(&scratch[..n], qos, sinks, &mut outcome);
-                rbuf.extend_from_slice(&scratch[used..n]);
+            if self.tls.is_some() {
+                self.decrypt(&scratch[..n], plain, qos, sinks, &mut outcome);
             } else {
-                rbuf.extend_from_slice(&scratch[..n]);
-                let used = self.handle_all(&rbuf, qos, sinks, &mut outcome);
-                rbuf.drain(..used);
+                self.consume(&scratch[..n], qos, sinks, &mut outcome);
             }
-            self.rbuf = rbuf;
-            if outcome.failed.is_some() {
+            if outcome.failed.is_some() || self.state == State::Closed {
                 self.state = State::Closed;
                 return outcome;
             }
         }
         self.read_pending = true;
         outcome
+    }
+
+    /// Handles the MQTT bytes `bytes`, after the incomplete frame left from before.
+    fn consume(&mut self, bytes: &[u8], qos: u8, sinks: &mut Sinks<'_>, outcome: &mut Outcome) {
+        let mut rbuf = std::mem::take(&mut self.rbuf);
+        if rbuf.is_empty() {
+            let used = self.handle_all(bytes, qos, sinks, outcome);
+            rbuf.extend_from_slice(&bytes[used..]);
+        } else {
+            rbuf.extend_from_slice(bytes);
+            let used = self.handle_all(&rbuf, qos, sinks, outcome);
+            rbuf.drain(..used);
+        }
+        self.rbuf = rbuf;
+    }
+
+    /// Gives the TLS session the bytes `wire` read from the socket, handles the plaintext it
+    /// gives back (read through `plain`), and notes the end of the handshake.
+    fn decrypt(
+        &mut self,
+        mut wire: &[u8],
+        plain: &mut [u8],
+        qos: u8,
+        sinks: &mut Sinks<'_>,
+        outcome: &mut Outcome,
+    ) {
+        let Some(mut tls) = self.tls.take() else {
+            return;
+        };
+        'wire: while !wire.is_empty() {
+            // From a slice, read_tls takes what its buffer holds (a few KiB at a time).
+            if let Err(e) = tls.read_tls(&mut wire) {
+                outcome.failed = Some(format!("TLS: {e}"));
+                break;
+            }
+            if let Err(e) = tls.process_new_packets() {
+                outcome.failed = Some(format!("TLS: {e}"));
+                // Tell the broker why (the alert rustls queued), if the socket takes it.
+                if let Some(stream) = self.stream.as_mut() {
+                    let _ = tls.write_tls(stream);
+                }
+                break;
+            }
+            if self.state == State::TlsHandshake && !tls.is_handshaking() {
+                outcome.tls_established = true;
+            }
+            loop {
+                match tls.reader().read(plain) {
+                    Ok(0) => {
+                        // The broker's close_notify.
+                        if self.state != State::Closing {
+                            outcome.failed = Some("the broker closed the TLS session".into());
+                        }
+                        self.state = State::Closed;
+                        break 'wire;
+                    }
+                    Ok(n) => {
+                        self.consume(&plain[..n], qos, sinks, outcome);
+                        if outcome.failed.is_some() {
+                            break 'wire;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        outcome.failed = Some(format!("TLS: {e}"));
+                        break 'wire;
+                    }
+                }
+            }
+        }
+        self.tls = Some(tls);
     }
 
     /// Handles the complete frames at the start of `buf`; returns the bytes they took.

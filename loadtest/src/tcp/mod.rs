@@ -1,9 +1,11 @@
 //! The `tcp` transport: real MQTT clients over real sockets, spread over worker threads
-//! ([`worker`]), each client a [`conn::Conn`]. The main thread runs the phases: everyone
-//! connects (and subscribes), the clients are held, publishers publish, the harness drains
-//! (waits for the last deliveries: [`crate::drain`]), everyone disconnects.
+//! ([`worker`]), each client a [`conn::Conn`], over TLS with `--tls-ca` ([`tls`]). The main
+//! thread runs the phases: everyone connects (and subscribes), the clients are held,
+//! publishers publish, the harness drains (waits for the last deliveries:
+//! [`crate::drain`]), everyone disconnects.
 
 pub mod conn;
+pub mod tls;
 pub mod worker;
 
 use std::net::TcpStream;
@@ -20,6 +22,7 @@ use crate::progress::Progress;
 use crate::report::{Broker, Connects, Cycle, GroupBalance, Latency, Messages, Report};
 use crate::stalls::StallProbe;
 use crate::track::{self, Tracker};
+use tls::{TlsClient, TlsConnects, TlsSeen};
 
 /// Phase: connect and subscribe.
 pub const PHASE_CONNECT: u8 = 0;
@@ -77,13 +80,23 @@ impl Control {
 
 /// Runs the scenario against `--target`.
 pub fn run(args: &Args) -> Result<Report, RunError> {
+    let plans = plan::clients(args);
+    // Before the probe: a TLS flag that cannot work is a usage error whatever the target.
+    let tls = if args.tls.enabled() {
+        Some(Arc::new(TlsClient::new(
+            &args.tls,
+            args.target,
+            plans.len(),
+        )?))
+    } else {
+        None
+    };
     if let Err(e) = TcpStream::connect_timeout(&args.target, PROBE_TIMEOUT) {
         return Err(RunError::TargetDown(format!(
             "cannot reach the broker at {}: {e} (is it running and listening there?)",
             args.target
         )));
     }
-    let plans = plan::clients(args);
     let (soft, hard) = procstat::raise_open_file_limit();
     let needed = plans.len() as u64 + FD_RESERVE;
     if soft > 0 && needed > soft {
@@ -105,6 +118,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         payload_bytes: args.payload_bytes,
         ..Report::default()
     };
+    let mut tls_seen = TlsSeen::default();
     let sampler = args.broker_pid.map(PeakSampler::start);
     let stalls = StallProbe::start();
     let mut broker = args.broker_pid.map(|pid| Broker {
@@ -115,16 +129,24 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
     let plans = Arc::new(plans);
     if args.scenario == Scenario::Churn {
         for cycle in 1..=args.cycles.max(1) {
-            let (connects, _, _) = run_once(args, &plans, broker.as_mut(), false)?;
+            let once = run_once(args, &plans, broker.as_mut(), false, tls.as_ref())?;
+            tls_seen.merge(&once.tls);
             report.cycles.push(Cycle {
                 cycle,
-                connects,
+                connects: once.connects,
                 pool_reuse_percent: None,
             });
         }
     } else {
         let publish = plans.iter().any(|p| p.publish.is_some());
-        let (connects, messages, notes) = run_once(args, &plans, broker.as_mut(), publish)?;
+        let once = run_once(args, &plans, broker.as_mut(), publish, tls.as_ref())?;
+        tls_seen.merge(&once.tls);
+        let Once {
+            connects,
+            messages,
+            notes,
+            ..
+        } = once;
         if let Some(b) = broker.as_mut()
             && let (Some(start), Some(loaded)) = (b.start, b.loaded)
             && connects.connected > 0
@@ -145,11 +167,19 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         b.peak_rss_bytes = s.peak_bytes();
     }
     report.broker = broker;
+    report.tls = tls.map(|t| t.summary(&tls_seen));
     report.timer_lateness = stalls.and_then(StallProbe::finish).map(|h| Latency::of(&h));
     Ok(report)
 }
 
-type Once = (Connects, Option<Messages>, Vec<String>);
+/// What one pass measured.
+struct Once {
+    connects: Connects,
+    messages: Option<Messages>,
+    notes: Vec<String>,
+    /// TLS: the handshakes of this pass.
+    tls: TlsSeen,
+}
 
 /// One connect → (hold → publish → drain) → disconnect pass.
 fn run_once(
@@ -157,11 +187,13 @@ fn run_once(
     plans: &Arc<Vec<ClientPlan>>,
     mut broker: Option<&mut Broker>,
     publish: bool,
+    tls: Option<&Arc<TlsClient>>,
 ) -> Result<Once, RunError> {
     let workers = args.worker_threads().min(plans.len()).max(1);
     let control = Arc::new(Control::default());
     let publishers = plans.iter().filter(|p| p.publish.is_some()).count().max(1);
     let password: Option<Arc<[u8]>> = args.password.as_deref().map(|p| p.as_bytes().into());
+    let cpu_at_start = cpu_now(broker.as_deref());
     let mut handles = Vec::with_capacity(workers);
     for index in 0..workers {
         let setup = worker::Setup {
@@ -185,6 +217,7 @@ fn run_once(
             subscriber_pause_ms: args.subscriber_pause_ms,
             subscriber_rcvbuf_bytes: args.subscriber_rcvbuf_bytes,
             password: password.clone(),
+            tls: tls.cloned(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-worker-{index}"))
@@ -214,6 +247,7 @@ fn run_once(
         }
     }
     progress.finish();
+    let cpu_at_ready = cpu_now(broker.as_deref());
     if args.hold_secs > 0 {
         let hold = Progress::new("hold (s)", args.hold_secs);
         for s in 0..args.hold_secs {
@@ -258,6 +292,8 @@ fn run_once(
     control.phase.store(PHASE_STOP, Ordering::Release);
     let mut connack = track::latency_histogram();
     let mut handshake = track::latency_histogram();
+    let mut tls_handshake = track::latency_histogram();
+    let mut tls_seen = TlsSeen::default();
     let mut connect_to_connack = track::latency_histogram();
     let mut e2e = track::latency_histogram();
     let mut tracker = Tracker::default();
@@ -272,6 +308,8 @@ fn run_once(
             .map_err(|e| RunError::Io(format!("worker event loop: {e}")))?;
         connack.add(&out.connack).ok();
         handshake.add(&out.handshake).ok();
+        tls_handshake.add(&out.tls_handshake).ok();
+        tls_seen.merge(&out.tls);
         connect_to_connack.add(&out.connect_to_connack).ok();
         e2e.add(&out.e2e).ok();
         tracker.merge(out.tracker);
@@ -311,6 +349,9 @@ fn run_once(
         connack_latency: Latency::of(&connack),
         handshake_latency: Some(Latency::of(&handshake)),
         connect_to_connack_latency: Some(Latency::of(&connect_to_connack)),
+        tls: tls.map(|_| TlsConnects::of(&tls_seen, &tls_handshake)),
+        broker_cpu_us_per_connect: per_connect(cpu_at_start.0, cpu_at_ready.0, connected),
+        harness_cpu_us_per_connect: per_connect(cpu_at_start.1, cpu_at_ready.1, connected),
     };
     let messages = publish.then(|| {
         let (start, end) = publish_window;
@@ -346,7 +387,12 @@ fn run_once(
         messages.judge(drained);
         messages
     });
-    Ok((connects, messages, notes))
+    Ok(Once {
+        connects,
+        messages,
+        notes,
+        tls: tls_seen,
+    })
 }
 
 /// Waits for the last deliveries after publishing stopped at `end_ns`, until every expected
@@ -376,6 +422,22 @@ fn drain(args: &Args, control: &Control, end_ns: u64) -> Drain {
         quiet_ms: args.drain_quiet_ms,
         deadline_secs: args.drain_secs,
     }
+}
+
+/// CPU seconds used so far by the broker (when sampled) and by the harness itself, to the
+/// nanosecond (a connect phase can be shorter than the 10 ms clock tick of /proc/PID/stat
+/// times its clients).
+fn cpu_now(broker: Option<&Broker>) -> (Option<f64>, Option<f64>) {
+    (
+        broker.and_then(|b| procstat::cpu_secs_fine(b.pid)),
+        procstat::own_cpu_secs(),
+    )
+}
+
+/// CPU microseconds per connected client between two readings.
+fn per_connect(start: Option<f64>, end: Option<f64>, connected: u64) -> Option<f64> {
+    let (start, end) = (start?, end?);
+    (connected > 0).then(|| (end - start) * 1e6 / connected as f64)
 }
 
 fn fatal(control: &Control) -> Option<String> {

@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::conn::{Conn, Pace, Sinks, State};
+use super::tls::{TlsClient, TlsSeen};
 use super::{Control, PHASE_CONNECT, PHASE_PUBLISH, PHASE_STOP};
 use crate::mqtt;
 use crate::plan::ClientPlan;
@@ -87,6 +88,8 @@ pub struct Setup {
     pub subscriber_rcvbuf_bytes: usize,
     /// The password clients with a user name send (`--password`).
     pub password: Option<Arc<[u8]>>,
+    /// TLS (`--tls-ca`): every client's session comes from it.
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 /// What the worker measured.
@@ -95,6 +98,10 @@ pub struct Outcome {
     pub connack: Histogram<u64>,
     /// Socket connect start → the harness sees the TCP handshake done.
     pub handshake: Histogram<u64>,
+    /// TLS: TCP handshake done → TLS handshake done.
+    pub tls_handshake: Histogram<u64>,
+    /// TLS: the handshakes completed.
+    pub tls: TlsSeen,
     /// CONNECT written → CONNACK read.
     pub connect_to_connack: Histogram<u64>,
     /// End-to-end latency.
@@ -142,6 +149,8 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
     let mut out = Outcome {
         connack: track::latency_histogram(),
         handshake: track::latency_histogram(),
+        tls_handshake: track::latency_histogram(),
+        tls: TlsSeen::default(),
         connect_to_connack: track::latency_histogram(),
         e2e: track::latency_histogram(),
         tracker: Tracker::default(),
@@ -156,6 +165,15 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         errors: Vec::new(),
     };
     let mut scratch = vec![0u8; READ_SCRATCH_BYTES];
+    // TLS: the plaintext a session gives back (none without TLS).
+    let mut plain = vec![
+        0u8;
+        if setup.tls.is_some() {
+            READ_SCRATCH_BYTES
+        } else {
+            0
+        }
+    ];
     let mut payload = vec![0u8; setup.payload_bytes.max(track::MIN_PAYLOAD_BYTES)];
     let mut touched: Vec<usize> = Vec::new();
     // Clients whose last read stopped with bytes perhaps left in their socket, and the
@@ -209,21 +227,21 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 if !connected {
                     continue;
                 }
-                let login = mqtt::Login {
-                    username: plan[conn.plan].username.as_deref(),
-                    password: setup.password.as_deref(),
-                };
-                mqtt::connect_as(
-                    &mut conn.wbuf,
-                    setup.protocol,
-                    &plan[conn.plan].client_id,
-                    setup.keep_alive_secs,
-                    true,
-                    login,
-                );
-                conn.state = State::AwaitConnAck;
                 track::record(&mut out.handshake, now.saturating_sub(conn.started_ns));
-                conn.connect_sent_ns = now;
+                match setup.tls.as_deref().map(TlsClient::connect) {
+                    None => send_connect(conn, &setup, now),
+                    Some(Ok(session)) => {
+                        // Its ClientHello goes when the connection is flushed below.
+                        conn.tls = Some(Box::new(session));
+                        conn.state = State::TlsHandshake;
+                        conn.tls_started_ns = now;
+                    }
+                    Some(Err(e)) => {
+                        fail(conn, &mut out, &format!("TLS: {e}"));
+                        pending -= 1;
+                        continue;
+                    }
+                }
             }
             if event.is_writable() {
                 conn.writable = true;
@@ -236,9 +254,10 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         to_read.dedup();
         for &c in &to_read {
             let conn = &mut conns[c];
+            let buffers = (&mut scratch[..], &mut plain[..]);
             read_conn(
                 conn,
-                &mut scratch,
+                buffers,
                 &setup,
                 &mut out,
                 &mut unique_delta,
@@ -246,6 +265,10 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
             );
             if conn.read_pending {
                 read_again.push(c);
+            }
+            if conn.stream.is_some() && conn.has_output() {
+                // A TLS session may answer what it read (handshake messages, alerts).
+                touched.push(c);
             }
         }
         to_read.clear();
@@ -397,9 +420,7 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                     }
                 }
             }
-            let unwritten = conns
-                .iter()
-                .any(|c| c.stream.is_some() && !c.wbuf.is_empty());
+            let unwritten = conns.iter().any(|c| c.stream.is_some() && c.has_output());
             if !unwritten || now.saturating_sub(stop_started_ns) > STOP_FLUSH_NS {
                 return Ok(out);
             }
@@ -418,12 +439,11 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         touched.dedup();
         for &c in &touched {
             let conn = &mut conns[c];
-            if conn.wbuf.is_empty() || conn.stream.is_none() {
+            if conn.stream.is_none() || !conn.has_output() {
                 continue;
             }
             if let Err(e) = conn.flush(now) {
-                let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
-                if was_waiting {
+                if conn.state.is_waiting() {
                     pending -= 1;
                 }
                 if conn.state != State::Closing {
@@ -436,17 +456,38 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
     }
 }
 
-/// Reads what `conn` has (as much as its pace allows) and handles the outcome: a client
-/// that became ready, or one that failed.
+/// Queues `conn`'s CONNECT (its transport is ready: TCP connected, TLS established) at
+/// `now`.
+fn send_connect(conn: &mut Conn, setup: &Setup, now: u64) {
+    let plan = &setup.plan[conn.plan];
+    let login = mqtt::Login {
+        username: plan.username.as_deref(),
+        password: setup.password.as_deref(),
+    };
+    mqtt::connect_as(
+        &mut conn.wbuf,
+        setup.protocol,
+        &plan.client_id,
+        setup.keep_alive_secs,
+        true,
+        login,
+    );
+    conn.state = State::AwaitConnAck;
+    conn.connect_sent_ns = now;
+}
+
+/// Reads what `conn` has (as much as its pace allows) into `buffers` (what the socket
+/// gives, the plaintext a TLS session gives back) and handles the outcome: a TLS handshake
+/// done (CONNECT follows), a client that became ready, or one that failed.
 fn read_conn(
     conn: &mut Conn,
-    scratch: &mut [u8],
+    buffers: (&mut [u8], &mut [u8]),
     setup: &Setup,
     out: &mut Outcome,
     unique_delta: &mut u64,
     pending: &mut usize,
 ) {
-    let was_waiting = matches!(conn.state, State::AwaitConnAck | State::AwaitSubAck);
+    let was_waiting = conn.state.is_waiting();
     let mut sinks = Sinks {
         tracker: &mut out.tracker,
         e2e: &mut out.e2e,
@@ -456,7 +497,19 @@ fn read_conn(
         last_delivery_ns: &mut out.last_delivery_ns,
         longest_gap_ns: &mut out.longest_gap_ns,
     };
-    let result = conn.read(scratch, setup.qos, &mut sinks);
+    let (scratch, plain) = buffers;
+    let result = conn.read(scratch, plain, setup.qos, &mut sinks);
+    if result.tls_established && result.failed.is_none() {
+        let now = track::now_ns();
+        track::record(
+            &mut out.tls_handshake,
+            now.saturating_sub(conn.tls_started_ns),
+        );
+        if let Some(tls) = conn.tls.as_deref() {
+            out.tls.record(tls, now);
+        }
+        send_connect(conn, setup, now);
+    }
     if result.became_ready {
         *pending -= 1;
         out.connected += 1;
