@@ -145,6 +145,8 @@ class ConfiguredBroker(Broker):
 
     @staticmethod
     def _toml_value(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(ConfiguredBroker._toml_value(v) for v in value) + "]"
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, int):

@@ -74,7 +74,14 @@ impl EventLoop {
                 self.act();
                 if self.layered(key) {
                     match error {
-                        TransportError::Closed => self.gone(key, Gone::PeerClosed),
+                        TransportError::Closed => {
+                            // The answer to the client's close (a close frame, TLS
+                            // close_notify) goes out first, as far as the socket takes it.
+                            self.flush_layered(key);
+                            if self.layered(key) {
+                                self.gone(key, Gone::PeerClosed);
+                            }
+                        }
                         TransportError::Failed(failure, detail) => {
                             self.transport_failed(key, failure, &detail)
                         }
