@@ -31,7 +31,9 @@ done
 # and which Debian's npm would conflict with), so Debian's nodejs and npm are added only when
 # `node` or `npm` is missing. Debian's nodejs is 18: playwright-core is pinned at 1.61, its
 # last release that runs on 18 (checked with bookworm's node 18.20).
-apt_packages=(mosquitto mosquitto-clients prometheus shellcheck haproxy chromium libnss3-tools)
+# openssl makes the test CAs and certificates (TLS and wss tests, the load harness's TLS
+# tests and scripts/bench-tls.sh): no key is ever committed.
+apt_packages=(mosquitto mosquitto-clients prometheus shellcheck haproxy chromium libnss3-tools openssl)
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 apt_missing=()

@@ -1,39 +1,29 @@
-//! The harness's TLS clients against a TLS front (rustls's server, in this process) for an
-//! in-process Starling: full and resumed handshakes are counted alike by both ends, with and
-//! without a shared session store and on TLS 1.2 (session ids) as on TLS 1.3 (tickets);
-//! messages cross TLS with every delivery counted; the negotiated suite is the one offered;
-//! a client certificate is presented when asked for and a wrong server name is refused.
+//! The harness's TLS clients against an in-process Starling's own TLS listener: full and
+//! resumed handshakes are counted alike by both ends (the broker's per-listener numbers),
+//! with and without a shared session store and on TLS 1.2 (session ids) as on TLS 1.3
+//! (tickets); messages cross TLS with every delivery counted; the negotiated suite is the one
+//! offered; a client certificate is presented when asked for and a wrong server name is
+//! refused.
 //!
 //! The certificates are made at run time with the `openssl` command (an ECDSA P-256 CA,
-//! a server certificate for localhost and 127.0.0.1, a client certificate); without it the
-//! tests say so and pass. Loopback only, seconds each.
+//! a server certificate for localhost and 127.0.0.1, a client certificate). Loopback only,
+//! seconds each.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use clap::Parser;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 use starling::config::access::AccessSettings;
+use starling::config::transport::{TlsSettings, TransportSettings};
 use starling::config::{ListenerProtocol, ListenerSettings};
 use starling::core::CoreConfig;
+use starling::monitor::Probe;
 use starling::server::{ServerConfig as BrokerConfig, start};
 use starling_loadtest::RunError;
 use starling_loadtest::cli::Args;
 use starling_loadtest::drain::DrainEnd;
 use starling_loadtest::report::Report;
-
-/// How long the front sleeps when none of its connections moved.
-const FRONT_IDLE_SLEEP: Duration = Duration::from_micros(200);
-/// Bytes the front moves at once.
-const FRONT_BUFFER_BYTES: usize = 64 * 1024;
 
 fn run(argv: &[&str]) -> Result<Report, RunError> {
     let mut full = vec!["starling-loadtest"];
@@ -41,15 +31,27 @@ fn run(argv: &[&str]) -> Result<Report, RunError> {
     starling_loadtest::run(&Args::parse_from(full))
 }
 
-/// Starling in this process on a free loopback port (its loops live until the test ends).
-fn starling() -> SocketAddr {
+/// Starling in this process with one TLS listener on a free loopback port (client
+/// certificates required when `client_auth`); its loops live until the test ends.
+fn starling_tls(certs: &Certs, client_auth: bool) -> (SocketAddr, Probe) {
+    let tls = TlsSettings {
+        cert_file: certs.0.join("server.crt"),
+        key_file: certs.0.join("server.key"),
+        ca_file: client_auth.then(|| certs.0.join("ca.crt")),
+        require_certificate: client_auth,
+        use_identity_as_username: false,
+    };
     let server = start(BrokerConfig {
         listeners: vec![ListenerSettings {
-            protocol: ListenerProtocol::Tcp,
+            protocol: ListenerProtocol::Tls,
             bind: "127.0.0.1:0".parse().expect("address"),
             max_connections: 0,
             access: AccessSettings::default(),
             proxy_protocol: false,
+            transport: TransportSettings {
+                tls: Some(tls),
+                websocket: None,
+            },
         }],
         max_connections_per_ip: 0,
         event_loops: 2,
@@ -57,8 +59,16 @@ fn starling() -> SocketAddr {
     })
     .expect("the broker starts");
     let addr = server.local_addrs[0];
+    let probe = server.probe();
     std::thread::spawn(move || server.wait());
-    addr
+    (addr, probe)
+}
+
+/// (full, resumed) handshakes the broker's listener completed.
+fn broker_kinds(probe: &Probe) -> (u64, u64) {
+    let snapshot = probe.snapshot();
+    let counts = &snapshot.listeners[0].2;
+    (counts.handshakes - counts.resumed, counts.resumed)
 }
 
 /// A directory of certificates made by `openssl`, removed when dropped.
@@ -99,10 +109,9 @@ done"#;
                 "openssl failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
-            Err(e) => {
-                eprintln!("skipped: cannot run openssl to make certificates ({e})");
-                None
-            }
+            Err(e) => panic!(
+                "cannot run openssl to make certificates (scripts/setup.sh installs it): {e}"
+            ),
         }
     }
 
@@ -117,172 +126,7 @@ impl Drop for Certs {
     }
 }
 
-/// The server's configuration: its certificate, and the CA its clients' certificates must
-/// come from when `client_auth`.
-fn server_config(certs: &Certs, client_auth: bool) -> Arc<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let read = |file: &str| -> Vec<CertificateDer<'static>> {
-        CertificateDer::pem_file_iter(Path::new(&certs.path(file)))
-            .expect("PEM file")
-            .collect::<Result<_, _>>()
-            .expect("certificates")
-    };
-    let key = PrivateKeyDer::from_pem_file(certs.path("server.key")).expect("server key");
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .expect("versions");
-    let builder = if client_auth {
-        let mut roots = RootCertStore::empty();
-        for cert in read("ca.crt") {
-            roots.add(cert).expect("CA");
-        }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .expect("client verifier");
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    Arc::new(
-        builder
-            .with_single_cert(read("server.crt"), key)
-            .expect("server certificate"),
-    )
-}
-
-/// Handshakes the front completed, by kind.
-#[derive(Default)]
-struct Counts {
-    full: AtomicU64,
-    resumed: AtomicU64,
-}
-
-/// A TLS front on a free loopback port for the plain broker at `upstream`: every
-/// connection's plaintext goes to a connection of its own to `upstream`, and back. One
-/// thread, non-blocking sockets.
-fn tls_front(upstream: SocketAddr, config: Arc<ServerConfig>) -> (SocketAddr, Arc<Counts>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("non-blocking");
-    let addr = listener.local_addr().expect("address");
-    let counts = Arc::new(Counts::default());
-    let seen = Arc::clone(&counts);
-    std::thread::spawn(move || {
-        let mut pairs: Vec<Pair> = Vec::new();
-        let mut buf = vec![0u8; FRONT_BUFFER_BYTES];
-        loop {
-            let mut busy = false;
-            while let Ok((down, _)) = listener.accept() {
-                if let Some(pair) = Pair::new(down, upstream, &config) {
-                    pairs.push(pair);
-                }
-                busy = true;
-            }
-            for pair in &mut pairs {
-                busy |= pair.pump(&mut buf, &seen);
-            }
-            pairs.retain(|p| p.open);
-            if !busy {
-                std::thread::sleep(FRONT_IDLE_SLEEP);
-            }
-        }
-    });
-    (addr, counts)
-}
-
-/// One client's connection through the front.
-struct Pair {
-    tls: ServerConnection,
-    down: TcpStream,
-    up: TcpStream,
-    to_up: Vec<u8>,
-    counted: bool,
-    open: bool,
-}
-
-impl Pair {
-    fn new(down: TcpStream, upstream: SocketAddr, config: &Arc<ServerConfig>) -> Option<Pair> {
-        let up = TcpStream::connect(upstream).ok()?;
-        for s in [&down, &up] {
-            s.set_nonblocking(true).ok()?;
-            s.set_nodelay(true).ok()?;
-        }
-        let mut tls = ServerConnection::new(Arc::clone(config)).ok()?;
-        tls.set_buffer_limit(None);
-        Some(Pair {
-            tls,
-            down,
-            up,
-            to_up: Vec::new(),
-            counted: false,
-            open: true,
-        })
-    }
-
-    /// Moves what can move; whether anything did.
-    fn pump(&mut self, buf: &mut [u8], counts: &Counts) -> bool {
-        let mut busy = false;
-        match self.tls.read_tls(&mut self.down) {
-            Ok(0) => self.open = false,
-            Ok(_) => {
-                busy = true;
-                if self.tls.process_new_packets().is_err() {
-                    let _ = self.tls.write_tls(&mut self.down);
-                    self.open = false;
-                }
-                while let Ok(n) = self.tls.reader().read(buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    self.to_up.extend_from_slice(&buf[..n]);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => self.open = false,
-        }
-        if !self.counted && !self.tls.is_handshaking() {
-            self.counted = true;
-            let kind = match self.tls.handshake_kind() {
-                Some(HandshakeKind::Resumed) => &counts.resumed,
-                _ => &counts.full,
-            };
-            kind.fetch_add(1, Ordering::Relaxed);
-        }
-        while !self.to_up.is_empty() {
-            match self.up.write(&self.to_up) {
-                Ok(n) => {
-                    self.to_up.drain(..n);
-                    busy = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.open = false;
-                    break;
-                }
-            }
-        }
-        match self.up.read(buf) {
-            Ok(0) => {
-                self.tls.send_close_notify();
-                self.open = false;
-            }
-            Ok(n) => {
-                busy = true;
-                self.tls.writer().write_all(&buf[..n]).expect("no limit");
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => self.open = false,
-        }
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.down) {
-                Ok(_) => busy = true,
-                Err(_) => break,
-            }
-        }
-        busy
-    }
-}
-
-/// `churn --clients N --cycles 2` through `front` with `flags`.
+/// `churn --clients N --cycles 2` against `front` with `flags`.
 fn churn(front: SocketAddr, clients: &str, flags: &[&str]) -> Result<Report, RunError> {
     let target = front.to_string();
     let mut argv = vec![
@@ -316,9 +160,8 @@ fn resumption_is_counted_alike_by_client_and_server_on_tls_1_3_and_1_2() {
         return;
     };
     let ca = certs.path("ca.crt");
-    let broker = starling();
     for (version, resume) in [("1.3", true), ("1.3", false), ("1.2", true)] {
-        let (front, counts) = tls_front(broker, server_config(&certs, false));
+        let (front, probe) = starling_tls(&certs, false);
         let mut flags = vec!["--tls-ca", &ca, "--tls-version", version];
         if resume {
             flags.push("--tls-resume");
@@ -330,8 +173,7 @@ fn resumption_is_counted_alike_by_client_and_server_on_tls_1_3_and_1_2() {
             .iter()
             .fold((0, 0), |(f, r), (cf, cr)| (f + cf, r + cr));
         assert_eq!(full + resumed, 40, "{case}");
-        assert_eq!(counts.full.load(Ordering::Relaxed), full, "{case}");
-        assert_eq!(counts.resumed.load(Ordering::Relaxed), resumed, "{case}");
+        assert_eq!(broker_kinds(&probe), (full, resumed), "{case}");
         let tls = report.tls.expect("a TLS summary");
         let first = tls.first.expect("a first connection");
         assert_eq!(first.version, format!("TLS {version}"), "{case}");
@@ -360,7 +202,7 @@ fn messages_cross_tls_with_every_delivery_counted_on_the_suite_offered() {
         return;
     };
     let ca = certs.path("ca.crt");
-    let (front, _) = tls_front(starling(), server_config(&certs, false));
+    let (front, _) = starling_tls(&certs, false);
     let target = front.to_string();
     for suite in ["TLS13_AES_128_GCM_SHA256", "TLS13_CHACHA20_POLY1305_SHA256"] {
         let report = run(&[
@@ -405,8 +247,7 @@ fn a_client_certificate_goes_when_asked_for_and_a_wrong_name_is_refused() {
     };
     let ca = certs.path("ca.crt");
     let (cert, key) = (certs.path("client.crt"), certs.path("client.key"));
-    let broker = starling();
-    let (front, _) = tls_front(broker, server_config(&certs, true));
+    let (front, _) = starling_tls(&certs, true);
     let with_cert = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
     let report = churn(front, "5", &with_cert).expect("the run completes");
     assert_eq!(kinds(&report), vec![(5, 0), (5, 0)]);
@@ -416,7 +257,7 @@ fn a_client_certificate_goes_when_asked_for_and_a_wrong_name_is_refused() {
         panic!("a client without a certificate must be refused: {refused:?}");
     };
     assert!(why.contains("CertificateRequired"), "{why}");
-    let (front, _) = tls_front(broker, server_config(&certs, false));
+    let (front, _) = starling_tls(&certs, false);
     let named = churn(
         front,
         "5",

@@ -29,6 +29,11 @@ pub const DESCRIPTIONS: &[(&str, bool, &str)] = &[
         "TLS handshakes and WebSocket upgrades completed, by listener.",
     ),
     (
+        "starling_listener_handshakes_resumed_total",
+        false,
+        "TLS handshakes that resumed a session (ticket or session id), by listener.",
+    ),
+    (
         "starling_listener_handshake_failures_total",
         false,
         "Connections refused by the transport (TLS, WebSocket), by listener and reason.",
@@ -52,6 +57,7 @@ pub fn record(s: &Snapshot) {
             continue;
         }
         counter!("starling_listener_handshakes_total", &labels).absolute(counts.handshakes);
+        counter!("starling_listener_handshakes_resumed_total", &labels).absolute(counts.resumed);
         for (failure, value) in &counts.failures {
             let labels = [
                 ("listener", name.clone()),

@@ -107,12 +107,16 @@ impl EventLoop {
         let Some(listener) = self.listener_of(key) else {
             return;
         };
-        let (micros, identity) = match self.stack_mut(key) {
-            Some(stack) => (stack.handshake_us(), stack.identity().map(Box::<str>::from)),
+        let (micros, resumed, identity) = match self.stack_mut(key) {
+            Some(stack) => (
+                stack.handshake_us(),
+                stack.resumed(),
+                stack.identity().map(Box::<str>::from),
+            ),
             None => return,
         };
         if let Some(stats) = self.transport_stats.listener(usize::from(listener)) {
-            stats.handshake(micros);
+            stats.handshake(micros, resumed);
         }
         if let Some(identity) = identity {
             self.shard.set_identity(key, identity);

@@ -176,6 +176,12 @@ impl Stack {
         self.failed
     }
 
+    /// Whether the TLS handshake resumed a session (a ticket or a session id).
+    pub fn resumed(&self) -> bool {
+        matches!(&self.tls, Some(TlsState::Connected(conn))
+            if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
     /// Microseconds from accept to the end of the handshake (so far).
     pub fn handshake_us(&self) -> u64 {
         u64::try_from(self.accepted_at.elapsed().as_micros()).unwrap_or(u64::MAX)

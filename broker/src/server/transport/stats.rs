@@ -87,6 +87,7 @@ pub struct ListenerStats {
     pub protocol: &'static str,
     accepted: AtomicU64,
     handshakes: AtomicU64,
+    resumed: AtomicU64,
     failures: [AtomicU64; Failure::ALL.len()],
     buckets: [AtomicU64; HANDSHAKE_BUCKETS_US.len()],
     handshake_us_total: AtomicU64,
@@ -101,6 +102,8 @@ pub struct ListenerCounts {
     pub accepted: u64,
     /// Handshakes (TLS, WebSocket upgrade) completed.
     pub handshakes: u64,
+    /// Of those, TLS handshakes that resumed a session (ticket or session id).
+    pub resumed: u64,
     /// Failures, by [`Failure::ALL`] order.
     pub failures: Vec<(Failure, u64)>,
     /// Handshakes at or under each of [`HANDSHAKE_BUCKETS_US`] (cumulative).
@@ -118,6 +121,7 @@ impl ListenerStats {
             protocol: settings.protocol.name(),
             accepted: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
             failures: std::array::from_fn(|_| AtomicU64::new(0)),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             handshake_us_total: AtomicU64::new(0),
@@ -130,9 +134,12 @@ impl ListenerStats {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a handshake completed in `micros`.
-    pub fn handshake(&self, micros: u64) {
+    /// Counts a handshake completed in `micros` (`resumed`: a TLS session resumed).
+    pub fn handshake(&self, micros: u64, resumed: bool) {
         self.handshakes.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         self.handshake_us_total.fetch_add(micros, Ordering::Relaxed);
         if let Some(i) = HANDSHAKE_BUCKETS_US.iter().position(|&b| micros <= b)
             && let Some(bucket) = self.buckets.get(i)
@@ -168,6 +175,7 @@ impl ListenerStats {
         ListenerCounts {
             accepted: self.accepted.load(Ordering::Relaxed),
             handshakes: self.handshakes.load(Ordering::Relaxed),
+            resumed: self.resumed.load(Ordering::Relaxed),
             failures: Failure::ALL
                 .iter()
                 .zip(&self.failures)
