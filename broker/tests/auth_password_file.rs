@@ -10,24 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use starling::auth::password::{PasswordFile, PasswordHash};
 
-/// A fresh directory under the temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("starling-passwd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod tempdir_common;
+use tempdir_common::TempDir;
 
 /// Runs `mosquitto_passwd ARGS`, which must succeed.
 fn mosquitto_passwd(args: &[&str]) {
@@ -76,8 +60,8 @@ fn starling_passwd_ok(args: &[&str], stdin: &[u8]) {
 /// A fresh directory (removed when dropped) and the path of a password file in it, also as
 /// text for the command lines.
 fn password_file(name: &str) -> (TempDir, PathBuf, String) {
-    let dir = TempDir::new(name);
-    let file = dir.0.join("passwords");
+    let dir = TempDir::new(&format!("passwd-{name}"));
+    let file = dir.join("passwords");
     let path = file.to_str().expect("UTF-8 path").to_string();
     (dir, file, path)
 }

@@ -11,25 +11,11 @@ use clap::CommandFactory;
 use starling::cli::Cli;
 use starling::config::example;
 
+mod tempdir_common;
+use tempdir_common::TempDir;
+
 /// Flags that are not configuration keys.
 const NOT_KEYS: [&str; 5] = ["config", "check-config", "listen", "help", "version"];
-
-/// A fresh directory under the temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("starling-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `starling man --dir DIR`; the paths it printed.
 fn write_pages(dir: &Path) -> Vec<PathBuf> {
@@ -90,7 +76,7 @@ fn long_flags() -> Vec<String> {
 #[test]
 fn the_pages_are_written_under_the_manual_root() {
     let dir = TempDir::new("man-root");
-    let written = write_pages(&dir.0);
+    let written = write_pages(dir.path());
     let expected: Vec<PathBuf> = [
         "man1/starling.1",
         "man1/starling-man.1",
@@ -98,7 +84,7 @@ fn the_pages_are_written_under_the_manual_root() {
         "man5/starling.toml.5",
     ]
     .iter()
-    .map(|p| dir.0.join(p))
+    .map(|p| dir.join(p))
     .collect();
     assert_eq!(written, expected);
     for page in &written {
@@ -113,8 +99,8 @@ fn the_pages_are_written_under_the_manual_root() {
 #[test]
 fn starling_1_names_every_flag() {
     let dir = TempDir::new("man-flags");
-    write_pages(&dir.0);
-    let page = dir.0.join("man1/starling.1");
+    write_pages(dir.path());
+    let page = dir.join("man1/starling.1");
     let roff = std::fs::read_to_string(&page).expect("read the page");
     let flags = long_flags();
     assert!(flags.len() > 25, "{flags:?}");
@@ -136,8 +122,8 @@ fn starling_1_names_every_flag() {
 #[test]
 fn starling_toml_5_names_every_key_and_every_flag_has_one() {
     let dir = TempDir::new("man-keys");
-    write_pages(&dir.0);
-    let page = dir.0.join("man5/starling.toml.5");
+    write_pages(dir.path());
+    let page = dir.join("man5/starling.toml.5");
     let parsed = example::parse(example::EXAMPLE_CONFIG);
     let keys = example::dotted_keys(&parsed);
     // Each flag that stands for a key is `--name` for `section.name` (`--pool-name` for
