@@ -9,6 +9,9 @@
 #                 a full handshake (cycle 2: the broker's pools are warm)
 #   tls-resumed   the same with --tls-resume: cycle 1 collects the sessions (TLS 1.3
 #                 tickets, or TLS 1.2 session ids), cycle 2 resumes them
+#   tls-full-one  churn --clients SERIAL_CLIENTS --cycles 2 --connect-concurrency 1: one
+#   tls-resumed-one  connect at a time, full and resumed: the latency of a handshake on an
+#                 idle broker, without the queueing of 100 in flight
 #   tcp-connect   the same churn over plain TCP, for reference
 #   tls-memory    conn --clients MEM_CLIENTS --hold-secs 2 over TLS: broker RSS per
 #   tcp-memory    connection (idle, not subscribed), and the same over TCP
@@ -24,7 +27,8 @@
 # [[listeners]] protocol = "tls" with cert_file and key_file.
 #
 # Environment: RUNS (3), BROKERS ("starling mosquitto"; ratios are the first's to the
-# second's; BROKERS=mosquitto runs Mosquitto alone), CLIENTS (2000), MEM_CLIENTS (5000),
+# second's; BROKERS=mosquitto runs Mosquitto alone), CLIENTS (2000), SERIAL_CLIENTS (200),
+# MEM_CLIENTS (5000),
 # FANIN_MESSAGES (per publisher, 5000), FANOUT_MESSAGES (5000), PAYLOAD_BYTES (64),
 # TLS_VERSION (1.2 or 1.3; default both offered), TLS_CIPHER (rustls suite names, comma-
 # separated; default every suite of the ring provider, the servers choose), DRAIN_SECS (the
@@ -42,6 +46,7 @@ bin_dir="${BIN_DIR:-$root/target/release}"
 runs="${RUNS:-3}"
 read -r -a brokers <<<"${BROKERS:-starling mosquitto}"
 clients="${CLIENTS:-2000}"
+serial_clients="${SERIAL_CLIENTS:-200}"
 mem_clients="${MEM_CLIENTS:-5000}"
 fanin_messages="${FANIN_MESSAGES:-5000}"
 fanout_messages="${FANOUT_MESSAGES:-5000}"
@@ -173,6 +178,8 @@ messages="--duration-secs 120 --drain-deadline-secs $drain_secs --payload-bytes 
 specs=(
     "tls-full|tls|churn --clients $clients --cycles 2"
     "tls-resumed|tls|churn --clients $clients --cycles 2 --tls-resume"
+    "tls-full-one|tls|churn --clients $serial_clients --cycles 2 --connect-concurrency 1"
+    "tls-resumed-one|tls|churn --clients $serial_clients --cycles 2 --connect-concurrency 1 --tls-resume"
     "tcp-connect|tcp|churn --clients $clients --cycles 2"
     "tls-memory|tls|conn --clients $mem_clients --hold-secs 2"
     "tcp-memory|tcp|conn --clients $mem_clients --hold-secs 2"

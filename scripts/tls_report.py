@@ -5,8 +5,9 @@ against plain TCP on the same broker, and the first broker's ratio to the second
     python3 scripts/tls_report.py RESULTS_DIR
 
 RESULTS_DIR is laid out as compare.sh lays it out (`brokers`, `N.spec`, `N-R-BROKER.json`),
-plus `N.run`: which of bench-tls.sh's runs spec N is (tls-full, tls-resumed, tcp-connect,
-tls-memory, tcp-memory, tls-fanin, tcp-fanin, tls-fanout, tcp-fanout). A cell is the median
+plus `N.run`: which of bench-tls.sh's runs spec N is (tls-full, tls-resumed, tls-full-one,
+tls-resumed-one, tcp-connect, tls-memory, tcp-memory, tls-fanin, tcp-fanin, tls-fanout,
+tcp-fanout). A cell is the median
 [min–max] over the rounds; a ratio is the median of the same-round ratios, divided only
 between runs that did the same work (compare_report.comparable: the same clients
 connected, the same share delivered). After the summary: what each broker negotiated, and
@@ -45,6 +46,12 @@ FIGURES = [
     ("  harness CPU µs/connect", "tls-resumed", "cycle 2 harness CPU µs/connect", None),
     ("  handshakes resumed in cycle 2", "tls-resumed", "cycle 2 TLS handshakes resumed", None),
     ("  handshakes resumed in cycle 1", "tls-resumed", "cycle 1 TLS handshakes resumed", None),
+    ("One connect at a time, full handshake: connect → CONNACK p50 ms", "tls-full-one",
+     "cycle 2 CONNACK p50 ms", CONNECT),
+    ("  connect → CONNACK p99 ms", "tls-full-one", "cycle 2 CONNACK p99 ms", CONNECT),
+    ("One connect at a time, resumed: connect → CONNACK p50 ms", "tls-resumed-one",
+     "cycle 2 CONNACK p50 ms", CONNECT),
+    ("  connect → CONNACK p99 ms", "tls-resumed-one", "cycle 2 CONNACK p99 ms", CONNECT),
     ("Plain TCP: connects/s (churn cycle 2)", "tcp-connect", "cycle 2 connects/s", CONNECT),
     ("  connect → CONNACK p50 ms", "tcp-connect", "cycle 2 CONNACK p50 ms", CONNECT),
     ("  connect → CONNACK p99 ms", "tcp-connect", "cycle 2 CONNACK p99 ms", CONNECT),

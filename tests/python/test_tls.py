@@ -329,3 +329,29 @@ def test_a_missing_certificate_refuses_to_start(tmp_path):
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode != 0
     assert "none.crt" in proc.stderr + proc.stdout
+
+
+def test_a_tls_connection_handed_to_another_loop_keeps_its_session(tls_broker, pki):
+    """Reconnects with one client id land on either loop (SO_REUSEPORT); one that lands on
+    the loop not holding the session is handed over with its TLS state: it gets its CONNACK
+    (session present) and its queued message over TLS."""
+    ctx = client_context(pki.ca)
+    tcp = RawClient(tls_broker.host, tls_broker.ports[1])
+    tcp.connect("handover-pub")
+    handed = lambda: metric_value(tls_broker.metrics(), "starling_connections_handed_over_total")  # noqa: E731
+    before = handed()
+    for attempt in range(60):
+        c = tls_raw_client(tls_broker.host, tls_broker.ports[0], ctx)
+        c.send(connect_packet("handover-tls", clean_session=False))
+        ack = decode_connack(c.recv_packet())
+        assert ack.return_code == 0
+        if attempt == 0:
+            assert c.subscribe([("handover/t", 1)]) == [1]
+        else:
+            assert ack.session_present, f"attempt {attempt}"
+            tcp.publish("handover/t", f"m{attempt}".encode(), qos=1)
+            assert c.recv_publish(timeout=5, ack=True).payload == f"m{attempt}".encode()
+        c.close()
+        if handed() > before:
+            return
+    raise AssertionError("60 reconnects never landed on the other loop")
