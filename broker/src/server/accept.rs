@@ -128,11 +128,12 @@ impl EventLoop {
         let Some(key) = self.accept_object() else {
             self.admission.release(origin);
             self.shard.refused(Refusal::PoolLimit, self.now_ms, &peer);
-            if stack.is_none() {
+            if stack.is_none() && !proxy {
                 self.hold_refusing(stream, &[], false);
             }
-            // A TLS or WebSocket client cannot read a CONNACK before its handshake: it is
-            // closed (dropping the stream).
+            // A TLS or WebSocket client cannot read a CONNACK before its handshake, nor a
+            // proxied one before its PROXY header is read: it is closed (dropping the
+            // stream).
             return;
         };
         if let Some(stats) = self.transport_stats.listener(listener) {
