@@ -271,6 +271,14 @@ def metric_value(text: str, name: str, **labels) -> float:
     return total
 
 
+def promtool_check(text: str) -> None:
+    """Prometheus's own linter passes ``text`` (a GET /metrics)."""
+    promtool = _shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/setup.sh installs the Debian package prometheus"
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"promtool check metrics failed:\n{proc.stdout}\n{proc.stderr}"
+
+
 def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
     """Polls ``predicate`` until it returns something true (returned), failing after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ import pytest
 import mqtt5_packets as m5
 import mqtt_packets as mp
 from conftest import HOST, REPO_ROOT, Broker, Clients, free_port, is_mosquitto
-from helpers import wait_until
+from helpers import promtool_check, wait_until
 
 pytestmark = [
     pytest.mark.starling_only,
@@ -120,13 +120,6 @@ def value(text: str, name: str, **labels) -> float:
 # --------------------------------------------------------------------------------------------
 # /metrics
 # --------------------------------------------------------------------------------------------
-
-
-def promtool_check(text: str) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: scripts/setup.sh installs the Debian package prometheus"
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, f"promtool check metrics failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 @pytest.mark.monitor_options(event_loops=2, sys_interval_secs=0)  # no retained $SYS messages

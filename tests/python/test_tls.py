@@ -21,7 +21,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from helpers import configured, metric_value, wait_for_log, wait_until  # noqa: F401
+from helpers import configured, metric_value, promtool_check, wait_for_log, wait_until  # noqa: F401
 from mqtt_packets import RawClient, decode_connack
 from mqtt_packets import connect as connect_packet
 from tls_support import (client_context, make_ca, make_cert, make_server_pki, subject_cn, tls_connect,
@@ -149,6 +149,7 @@ def test_tls_versions_and_resumption(tls_broker, pki, version):
     c.close()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 def test_tls_1_1_is_refused(tls_broker, pki):
     ctx = client_context(pki.ca)
     ctx.minimum_version = ssl.TLSVersion.TLSv1
@@ -240,11 +241,15 @@ def test_bad_input_on_tls_and_plain_ports_closes_only_the_offender(tls_broker, p
         assert not data or data[0] == 0x15, f"expected a TLS alert or nothing, got {data[:8]!r}"
     wait_until(lambda: failures(tls_broker, "protocol_mismatch") >= 2, what="protocol mismatches counted")
 
+    bad_input = lambda: metric_value(tls_broker.metrics(), "starling_connections_closed_total",  # noqa: E731
+                                     reason="bad_input")
+    before = bad_input()
     raw = socket.create_connection((tls_broker.host, tls_broker.ports[1]), timeout=5)
     tls_on_plain = ctx.wrap_socket(raw, server_hostname="127.0.0.1", do_handshake_on_connect=False)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls_on_plain.do_handshake()
     tls_on_plain.close()
+    wait_until(lambda: bad_input() > before, what="TLS on the plain port counted as bad input")
 
     stalled = RawClient(tls_broker.host, tls_broker.ports[0])
     stalled.send(bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))  # a ClientHello's first bytes
@@ -355,3 +360,22 @@ def test_a_tls_connection_handed_to_another_loop_keeps_its_session(tls_broker, p
         if handed() > before:
             return
     raise AssertionError("60 reconnects never landed on the other loop")
+
+
+def test_listener_metrics_pass_promtool_and_agree(tls_broker, pki):
+    """The per-listener counters and the handshake histogram are valid Prometheus text, and
+    the histogram counts what the counter counts."""
+    ctx = client_context(pki.ca)
+    for i in range(3):
+        mqtt_over_tls(tls_broker, tls_broker.ports[0], ctx, f"metrics-{i}").close()
+    RawClient(tls_broker.host, tls_broker.ports[0]).send(b"not TLS at all")
+    wait_until(lambda: failures(tls_broker, "protocol_mismatch") >= 1, what="failure counted")
+    text = tls_broker.metrics()
+    promtool_check(text)
+    listener = f"127.0.0.1:{tls_broker.ports[0]}"
+    handshakes = metric_value(text, "starling_listener_handshakes_total", listener=listener)
+    assert handshakes >= 3
+    assert metric_value(text, "starling_listener_handshake_duration_seconds_count", listener=listener) == handshakes
+    assert metric_value(text, "starling_listener_handshake_duration_seconds_bucket", listener=listener,
+                        le="+Inf") == handshakes
+    assert metric_value(text, "starling_listener_connections_accepted_total", listener=listener) >= 4
