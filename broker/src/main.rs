@@ -54,6 +54,17 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = &cli.check_config {
+        // The TLS files are read as start-up reads them: a file that would stop the start
+        // fails the check.
+        for listener in &fitted.settings.listeners {
+            if let Err(error) = server::transport::ListenerTransport::load(listener) {
+                eprintln!(
+                    "starling: invalid configuration: listener {}: {error}",
+                    listener.bind
+                );
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+        }
         println!("{}: valid ({})", path.display(), fitted.summary());
         return ExitCode::SUCCESS;
     }

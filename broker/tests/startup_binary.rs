@@ -132,10 +132,31 @@ fn the_example_with_every_key_set_passes_check_config_and_starts() {
         let shown = format!("\"/etc/starling/{name}\"");
         text = text.replace(&shown, &format!("{:?}", path.display().to_string()));
     }
+    // The example's certificate, key and client CA: a self-signed certificate of the test's
+    // own (it is its own CA).
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .and_then(|params| params.self_signed(&key))
+        .expect("certificate");
+    for (name, pem) in [
+        ("server.crt", cert.pem()),
+        ("server.key", key.serialize_pem()),
+        ("clients-ca.crt", cert.pem()),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("PEM file");
+        let shown = format!("\"/etc/starling/tls/{name}\"");
+        assert!(text.contains(&shown), "the example names {shown}");
+        text = text.replace(&shown, &format!("{:?}", path.display().to_string()));
+    }
+    let text = text.replace(
+        "\"127.0.0.1:8443\"",
+        &format!("\"127.0.0.1:{}\"", free_port()),
+    );
     let (broker, file) = start_from_file(Some(OPEN_FILES), &[], |addr| on_free_ports(&text, addr));
     let stdout = assert_valid(&check_config(Some(OPEN_FILES), &file));
     assert!(
-        stdout.contains("2 listener(s), 2 event loop(s)"),
+        stdout.contains("3 listener(s), 2 event loop(s)"),
         "{stdout}"
     );
     assert!(
@@ -241,4 +262,18 @@ fn each_listener_line_shows_its_own_limit() {
             && lines[1].ends_with("listener_max_connections=7"),
         "{log}"
     );
+}
+
+#[test]
+fn check_config_reads_the_tls_files_as_start_up_does() {
+    let text = format!(
+        "[[listeners]]\nbind = \"127.0.0.1:{}\"\nprotocol = \"tls\"\n\
+         cert_file = \"/nonexistent/server.crt\"\nkey_file = \"/nonexistent/server.key\"\n",
+        free_port()
+    );
+    let file = TempConfig::new("tls-missing", &text);
+    let checked = check_config(None, &file);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/server.crt"), "{stderr}");
 }
