@@ -25,10 +25,15 @@ topic readwrite #
 """
 
 
-def reload_with(broker, path: str, text: str) -> None:
+def reload_with(broker, path: str, text: str, in_force: bool = True) -> None:
+    """Writes the ACL file and sends SIGHUP; with ``in_force``, returns once the broker has
+    said the new rules are in force (probing before that races the reload)."""
+    before = log_count(broker, RELOADED)
     with open(path, "w") as f:
         f.write(text)
     broker.reload()
+    if in_force:
+        wait_until(lambda: log_count(broker, RELOADED) > before, what="the reload in force")
 
 
 def log_count(broker, text: str) -> int:
@@ -116,7 +121,7 @@ def test_broken_file_keeps_old_rules(env):
     assert reader.subscribe([("#", 1)]) == [1]
     before = log_count(broker, RELOADED)
     broken = BASE.replace("topic read a/#", "topic read b/#\ntopic sideways c/#\nbogus line")
-    reload_with(broker, path, broken)
+    reload_with(broker, path, broken, in_force=False)
     if is_mosquitto():
         wait_until(lambda: log_count(broker, RELOADED) > before, what="mosquitto reloading")
     else:
