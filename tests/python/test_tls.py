@@ -379,3 +379,17 @@ def test_listener_metrics_pass_promtool_and_agree(tls_broker, pki):
     assert metric_value(text, "starling_listener_handshake_duration_seconds_bucket", listener=listener,
                         le="+Inf") == handshakes
     assert metric_value(text, "starling_listener_connections_accepted_total", listener=listener) >= 4
+
+
+def test_a_proxy_header_comes_before_tls(configured, pki):
+    """On a listener with both ``proxy_protocol`` and TLS, the PROXY header is read first and
+    the handshake follows; the address in the header is the client's in the logs."""
+    from test_proxy_protocol import connected_line, v2_header
+    broker, _ = configured.start(listeners=[tls_listener(pki, proxy_protocol=True)])
+    raw = socket.create_connection((broker.host, broker.ports[0]), timeout=5)
+    raw.sendall(v2_header("203.0.113.9", 40123))
+    s = client_context(pki.ca).wrap_socket(raw, server_hostname=broker.host)
+    s.sendall(connect_packet("proxied-tls"))
+    assert s.recv(4) == b"\x20\x02\x00\x00"
+    wait_until(lambda: connected_line(broker.log(), "203.0.113.9:40123"), what="the header's address logged")
+    s.close()
