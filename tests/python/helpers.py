@@ -204,7 +204,10 @@ class ConfiguredBroker(Broker):
     def _wait_ready(self) -> bool:
         if not super()._wait_ready():
             return False
-        for port in self.ports[1:]:
+        # Starling's metrics endpoint too: it is bound beside the listeners, and a test may
+        # read /metrics first thing (a port taken meanwhile fails the start, retried on others).
+        extra = [self.metrics_port] if self.kind == "starling" else []
+        for port in self.ports[1:] + extra:
             deadline = time.monotonic() + 10
             while True:
                 try:
