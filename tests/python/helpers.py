@@ -130,6 +130,7 @@ class ConfiguredBroker(Broker):
         self.sys_interval = sys_interval
         self.ports = [self.port] + [free_port() for _ in self.listener_access[1:]]
         self.metrics_port = free_port()
+        self.serves_metrics = True  # a subclass whose configuration turns metrics off says so
 
     def command(self) -> list:
         if self.port != self.ports[0]:  # Broker.start() lost a race for a port: new ports all
@@ -206,7 +207,7 @@ class ConfiguredBroker(Broker):
             return False
         # Starling's metrics endpoint too: it is bound beside the listeners, and a test may
         # read /metrics first thing (a port taken meanwhile fails the start, retried on others).
-        extra = [self.metrics_port] if self.kind == "starling" else []
+        extra = [self.metrics_port] if self.kind == "starling" and self.serves_metrics else []
         for port in self.ports[1:] + extra:
             deadline = time.monotonic() + 10
             while True:

@@ -216,6 +216,7 @@ class WebSocketBroker(ConfiguredBroker):
 
     def __init__(self, kind: str, workdir: Path, cert: Path, key: Path):
         super().__init__(kind, workdir, listeners=[{}, {}, {}])
+        self.serves_metrics = False  # metrics_listen = "off" below
         self.cert, self.key = cert, key
 
     def url(self, scheme: str) -> str:
