@@ -124,23 +124,16 @@ impl Settings {
                 .collect(),
         };
         let mut listeners = listeners;
+        let max_packet_size_bytes = config
+            .limits
+            .max_packet_size_bytes
+            .map_or(CoreConfig::default().max_packet_size_bytes, |v| v.get());
         for (i, l) in listeners.iter_mut().enumerate() {
-            let own = config
-                .listeners
-                .as_ref()
-                .and_then(|list| list.get(i))
-                .map(file::ListenerSection::auth)
-                .unwrap_or_default();
-            let keys = config
-                .listeners
-                .as_ref()
-                .and_then(|list| list.get(i))
+            let section = config.listeners.as_ref().and_then(|list| list.get(i));
+            let own = section.map(file::ListenerSection::auth).unwrap_or_default();
+            let keys = section
                 .map(file::ListenerSection::transport)
                 .unwrap_or_default();
-            let max_packet_size_bytes = config
-                .limits
-                .max_packet_size_bytes
-                .map_or(CoreConfig::default().max_packet_size_bytes, |v| v.get());
             l.transport = transport::resolve(l.protocol, &keys, max_packet_size_bytes)
                 .map_err(|(key, message)| err(&format!("listeners[{i}].{key}"), message))?;
             let identity = l

@@ -59,10 +59,7 @@ impl EventLoop {
         // a client's last packets (a PUBLISH, then DISCONNECT) often share a read with its
         // TLS close_notify.
         if !plain.is_empty() {
-            self.shard
-                .set_output_backlog_limit_bytes(self.pacing.read_limit_bytes());
-            self.shard.receive(key, &plain, self.now_ms);
-            self.shard.set_output_backlog_limit_bytes(usize::MAX);
+            super::pacing::receive_under(&mut self.shard, &self.pacing, key, &plain, self.now_ms);
         }
         let open = match outcome {
             Ok(_) => {

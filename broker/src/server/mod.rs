@@ -12,6 +12,8 @@
 //! - [`outside`]: sockets a loop holds outside its pool (newcomers refused when it is full,
 //!   connections lingering after the broker's last packet).
 //! - [`supervisor`]: the main thread (signals, reload, shutdown summary).
+//! - [`trim`]: memory given back after a spike (tables shrunk, `malloc_trim`).
+//! - [`layered`], [`transport`]: TLS and WebSocket between the socket and the core.
 //! - [`observe`]: a loop's answer to the monitoring threads (its numbers, `$SYS` messages).
 //!
 //! [`start`] binds, spawns the loops and waits until every one has built its shard, then
@@ -34,6 +36,7 @@ pub mod proxy;
 pub mod supervisor;
 pub mod throttle;
 pub mod transport;
+pub mod trim;
 
 use std::io;
 use std::net::SocketAddr;

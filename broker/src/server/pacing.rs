@@ -99,10 +99,7 @@ impl EventLoop {
         let Some(bytes) = self.scratch.get(range) else {
             return;
         };
-        self.shard
-            .set_output_backlog_limit_bytes(self.pacing.read_limit_bytes());
-        self.shard.receive(key, bytes, self.now_ms);
-        self.shard.set_output_backlog_limit_bytes(usize::MAX);
+        receive_under(&mut self.shard, &self.pacing, key, bytes, self.now_ms);
     }
 
     /// Handles what a paced read of `key` left, as far as the mark allows.
@@ -112,6 +109,20 @@ impl EventLoop {
         self.shard.resume(key, self.now_ms);
         self.shard.set_output_backlog_limit_bytes(usize::MAX);
     }
+}
+
+/// Hands `bytes` of `key` to the core with the output backlog's mark in force (the core
+/// stops handling packets there and keeps the rest for `resume_paced`).
+pub(super) fn receive_under(
+    shard: &mut crate::core::Shard,
+    pacing: &Pacing,
+    key: ConnId,
+    bytes: &[u8],
+    now_ms: u64,
+) {
+    shard.set_output_backlog_limit_bytes(pacing.read_limit_bytes());
+    shard.receive(key, bytes, now_ms);
+    shard.set_output_backlog_limit_bytes(usize::MAX);
 }
 
 #[cfg(test)]
