@@ -220,6 +220,26 @@ pub struct Cli {
     #[arg(long, value_name = "IP:PORT|off", value_parser = MetricsListen::parse)]
     pub metrics_listen: Option<MetricsListen>,
 
+    /// Whether sessions, queued and retained messages survive a restart: off, sync (durable
+    /// before each acknowledgement), async (durable within --persistence-flush-interval-ms).
+    /// [default: off]
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub persistence_mode: Option<crate::config::persistence::PersistenceMode>,
+
+    /// Directory of the store (created if missing; locked against a second broker).
+    /// [default: starling-data]
+    #[arg(long, value_name = "DIR")]
+    pub persistence_path: Option<std::path::PathBuf>,
+
+    /// async mode: the longest a change waits before it is made durable (what a crash may
+    /// lose). [default: 100]
+    #[arg(long, value_name = "N", value_parser = PositiveMillis::parse)]
+    pub persistence_flush_interval_ms: Option<PositiveMillis>,
+
+    /// The store's page cache in MiB. [default: 64]
+    #[arg(long, value_name = "N", value_parser = crate::config::persistence::CacheMib::parse)]
+    pub persistence_cache_mib: Option<crate::config::persistence::CacheMib>,
+
     /// Seconds between $SYS topic rounds (0: no $SYS messages). [default: 10]
     #[arg(long, value_name = "N", value_parser = SysIntervalSecs::parse)]
     pub sys_interval_secs: Option<SysIntervalSecs>,
@@ -457,6 +477,11 @@ impl Cli {
         c.monitoring.metrics_listen = self.metrics_listen;
         c.monitoring.sys_interval_secs = self.sys_interval_secs;
         c.monitoring.token_file = self.token_file.clone();
+        let ps = &mut c.persistence;
+        ps.mode = self.persistence_mode;
+        ps.path = self.persistence_path.clone();
+        ps.flush_interval_ms = self.persistence_flush_interval_ms;
+        ps.cache_mib = self.persistence_cache_mib;
         let a = &mut c.auth;
         a.allow_anonymous = self.allow_anonymous;
         a.password_file = self.password_file.clone();

@@ -117,6 +117,7 @@ fn main() -> ExitCode {
         max_connections_per_ip: settings.max_connections_per_ip,
         event_loops: loops,
         core: core.clone(),
+        persistence: settings.persistence.clone(),
     }) {
         Ok(server) => server,
         Err(error) => {

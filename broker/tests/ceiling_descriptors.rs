@@ -91,6 +91,7 @@ fn out_of_descriptors_a_newcomer_is_accepted_on_the_spare() {
         max_connections_per_ip: 0,
         event_loops: 1,
         core,
+        persistence: Default::default(),
     })
     .expect("the server starts");
     let addr = server.local_addrs[0];

@@ -127,17 +127,23 @@ fn starling_toml_5_names_every_key_and_every_flag_has_one() {
     let parsed = example::parse(example::EXAMPLE_CONFIG);
     let keys = example::dotted_keys(&parsed);
     // Each flag that stands for a key is `--name` for `section.name` (`--pool-name` for
-    // `pool.name`): the example, and so the page, has that key.
+    // `pool.name`, `--persistence-name` for `persistence.name`): the example, and so the
+    // page, has that key.
     for flag in long_flags()
         .iter()
         .filter(|f| !NOT_KEYS.contains(&f.as_str()))
     {
         let name = flag.replace('-', "_");
-        let found = match name.strip_prefix("pool_") {
-            Some(pool_key) => keys.contains(&format!("pool.{pool_key}")),
+        // Sections whose flags carry the section's name first.
+        let prefixed = ["pool", "persistence"];
+        let found = match prefixed
+            .iter()
+            .find_map(|&section| Some((section, name.strip_prefix(&format!("{section}_"))?)))
+        {
+            Some((section, key)) => keys.contains(&format!("{section}.{key}")),
             None => keys.iter().any(|k| {
                 k.split_once('.')
-                    .is_some_and(|(s, n)| s != "pool" && n == name)
+                    .is_some_and(|(s, n)| !prefixed.contains(&s) && n == name)
             }),
         };
         assert!(

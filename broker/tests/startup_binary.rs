@@ -149,6 +149,13 @@ fn the_example_with_every_key_set_passes_check_config_and_starts() {
         assert!(text.contains(&shown), "the example names {shown}");
         text = text.replace(&shown, &format!("{:?}", path.display().to_string()));
     }
+    // The example's store: a directory of the test's own.
+    let store = dir.join("store");
+    assert!(text.contains("\"/var/lib/starling\""), "the example names its store");
+    let text = text.replace(
+        "\"/var/lib/starling\"",
+        &format!("{:?}", store.display().to_string()),
+    );
     let text = text.replace(
         "\"127.0.0.1:8443\"",
         &format!("\"127.0.0.1:{}\"", free_port()),

@@ -60,6 +60,7 @@ fn starling_with_access(
         max_connections_per_ip: 0,
         event_loops,
         core,
+        persistence: Default::default(),
     })
     .expect("the broker starts");
     let addr = server.local_addrs[0];

@@ -148,6 +148,9 @@ pub struct FileConfig {
     /// `[auth]`: who may connect and what they may touch (listeners may override it).
     #[serde(default)]
     pub auth: super::access::AuthSection,
+    /// `[persistence]`: the store of sessions, queued and retained messages.
+    #[serde(default)]
+    pub persistence: super::persistence::PersistenceSection,
 }
 
 /// `[server]`.
@@ -366,6 +369,7 @@ impl FileConfig {
             growth_threshold_percent, growth_factor_percent);
         take!(auth: allow_anonymous, password_file, acl_file, session_takeover);
         take!(monitoring: metrics_listen, sys_interval_secs, token_file);
+        take!(persistence: mode, path, flush_interval_ms, cache_mib);
         if over.listeners.is_some() {
             self.listeners = over.listeners.clone();
         }

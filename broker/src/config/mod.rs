@@ -14,6 +14,7 @@ pub mod error;
 pub mod example;
 pub mod file;
 pub mod host;
+pub mod persistence;
 pub mod reload;
 pub mod sizing;
 pub mod transport;
@@ -89,6 +90,8 @@ pub struct Settings {
     pub pool_max_preheated_objects: Option<usize>,
     /// `[monitoring]`: the metrics endpoint and `$SYS`.
     pub monitor: MonitorSettings,
+    /// `[persistence]`: the store.
+    pub persistence: persistence::PersistenceSettings,
 }
 
 impl Settings {
@@ -266,6 +269,7 @@ impl Settings {
             pool_max_preheated_objects: p.max_preheated_objects.map(|v| v.get()),
             monitor: monitor_settings(&config.monitoring)
                 .map_err(|(key, message)| err(key, message))?,
+            persistence: persistence::PersistenceSettings::resolve(&config.persistence),
         };
         let (core, _) = settings
             .core_config(settings.core.max_connections)

@@ -10,7 +10,7 @@
 //! `session_takeover`) are live too, and the password and ACL files are re-read at every
 //! reload whether a key changed or not.
 //! Restart: the event-loop count, the listeners' addresses, protocols and
-//! `proxy_protocol`, and every
+//! `proxy_protocol`, every `persistence.*` key, and every
 //! `monitoring.*` key (the metrics thread keeps what it started with), including a new token
 //! in an unchanged `monitoring.token_file`.
 
@@ -48,6 +48,22 @@ pub fn entries(s: &Settings) -> Vec<(String, String)> {
             s.shutdown_timeout_ms.to_string(),
         ),
         ("listeners.count".into(), s.listeners.len().to_string()),
+        (
+            "persistence.mode".into(),
+            s.persistence.mode.name().to_string(),
+        ),
+        (
+            "persistence.path".into(),
+            s.persistence.path.display().to_string(),
+        ),
+        (
+            "persistence.flush_interval_ms".into(),
+            s.persistence.flush_interval_ms.to_string(),
+        ),
+        (
+            "persistence.cache_mib".into(),
+            (s.persistence.cache_bytes >> 20).to_string(),
+        ),
         (
             "monitoring.metrics_listen".into(),
             s.monitor

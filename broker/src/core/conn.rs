@@ -38,7 +38,7 @@ pub enum Phase {
 
 /// A will message with what MQTT 5 adds to it: properties, its Message Expiry Interval
 /// (counted from when it is published) and the Will Delay Interval.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingWill {
     /// Topic, payload, QoS, RETAIN.
     pub will: Will,

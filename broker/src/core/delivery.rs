@@ -221,6 +221,7 @@ pub(crate) fn send_or_queue(
                 message,
                 sub_ids: SubIds::from_slice(grant.sub_ids),
                 group: grant.group,
+                seq: 0,
             };
             enqueue(shard, session_id, queued, origin, now_ms);
         }
@@ -251,6 +252,7 @@ pub(crate) fn send_or_queue(
                 message: shared,
                 sub_ids: SubIds::from_slice(grant.sub_ids),
                 group: grant.group,
+                seq: 0,
             };
             send_inflight(shard, session_id, key, queued, now_ms);
         }
@@ -265,6 +267,7 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
     };
     let Some(packet_id) = session.next_packet_id() else {
         shard.stats.count_drop(DropReason::NoPacketId);
+        shard.journal.entry_done(session, queued.seq);
         return;
     };
     let state = if queued.qos == QoS::AtLeastOnce {
@@ -278,6 +281,7 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
         message,
         sub_ids,
         group,
+        seq,
     } = queued;
     let view = message.as_publish(qos, retain, false, Some(packet_id));
     if shard.write_publish(
@@ -290,14 +294,19 @@ fn send_inflight(shard: &mut Shard, session_id: u32, key: ConnId, queued: Queued
         shard.stats.publish_sent += 1;
     }
     if let Some(session) = shard.sessions.get_mut(session_id) {
-        session.traffic_mut().inflight.push(Inflight {
+        let inflight = &mut session.traffic_mut().inflight;
+        inflight.push(Inflight {
             packet_id,
             qos,
             state,
             message,
             sub_ids,
             group,
+            seq,
         });
+        let at = inflight.len() - 1;
+        let persist = &shard.shared.persist;
+        shard.journal.inflight_at(persist, session_id, session, at);
     }
 }
 
@@ -352,6 +361,9 @@ fn enqueue(
         shard.stats.queued_past_limit += 1;
     }
     traffic.push_queued(queued);
+    shard
+        .journal
+        .queued_last(&shard.shared.persist, session_id, session);
     if let Some(reason) = dropped_for {
         log_drop(session, reason);
     }
@@ -406,6 +418,9 @@ pub(crate) fn pump(shard: &mut Shard, key: ConnId, now_ms: u64) {
         moved = true;
         if stale {
             shard.stats.count_drop(DropReason::Expired);
+            if let Some(session) = shard.sessions.get(session_id) {
+                shard.journal.entry_done(session, queued.seq);
+            }
         } else if queued.qos == QoS::AtMostOnce {
             let view = queued
                 .message

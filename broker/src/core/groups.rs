@@ -30,6 +30,7 @@ use slab::Slab;
 use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::message::SharedMessage;
 use crate::core::observe::DropReason;
+use crate::core::persist::{self, codec::RouteTarget};
 use crate::core::subscription::SubOpts;
 use crate::core::{Action, Shard};
 use crate::protocol::QoS;
@@ -190,6 +191,12 @@ impl SharedGroups {
         })
     }
 
+    /// The filter members of group `id` subscribed with (`$share/name/filter`).
+    pub fn share_filter(&self, id: u32) -> Option<String> {
+        let group = self.groups.get(id as usize)?;
+        Some(format!("$share/{}/{}", group.name, group.filter))
+    }
+
     /// The group names and filters, for diagnostics.
     pub fn describe(&self) -> Vec<(String, String, usize)> {
         self.groups
@@ -276,6 +283,9 @@ fn give(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, pick: Pick, now_ms: 
         deliver_local(shard, outgoing, &pick, now_ms);
     } else {
         let message = outgoing.shared();
+        if shard.journal.enabled() && message.qos != QoS::AtMostOnce {
+            record_hand_over(shard, &message, &pick);
+        }
         shard.actions.push_back(Action::ForwardShared {
             to: pick.loop_index,
             pick,
@@ -283,6 +293,25 @@ fn give(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, pick: Pick, now_ms: 
             origin: outgoing.origin,
         });
     }
+}
+
+/// Records a message handed to a member on another loop until that loop has it
+/// (`core::persist`).
+fn record_hand_over(shard: &mut Shard, message: &SharedMessage, pick: &Pick) {
+    let filter = match shard.shared.groups.lock() {
+        Ok(groups) => groups.share_filter(pick.group),
+        Err(_) => None,
+    };
+    let Some(filter) = filter else {
+        return;
+    };
+    let target = RouteTarget::Group {
+        loop_index: pick.loop_index as u16,
+        filter: filter.into(),
+    };
+    let ticket = persist::ticket(pick.loop_index, Some(pick.group));
+    let persist = &shard.shared.persist;
+    shard.journal.forwarded(persist, message, ticket, &target);
 }
 
 /// Delivers a group's message to its chosen member on this loop.

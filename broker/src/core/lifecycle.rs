@@ -95,6 +95,7 @@ pub(crate) fn handle_disconnect(
             return Flow::Stop;
         }
         session.expiry_secs = expiry;
+        shard.journal.session_changed(session_id, session);
     }
     let keep_will = disconnect.is_some_and(|d| d.reason == ReasonCode::DisconnectWithWillMessage);
     let code = disconnect.map_or(ReasonCode::Success, |d| d.reason);
@@ -106,8 +107,10 @@ pub(crate) fn handle_disconnect(
     );
     if let Ok(conn) = shard.pool.get_mut(key)
         && !keep_will
+        && conn.will.take().is_some()
+        && let Some(session) = shard.sessions.get_mut(session_id)
     {
-        conn.will = None;
+        shard.journal.session_changed(session_id, session);
     }
     start_close(shard, key);
     Flow::Stop
@@ -202,6 +205,7 @@ fn unbind(
         end_session(shard, session_id, now_ms);
         return will;
     }
+    shard.journal.session_changed(session_id, session);
     groups::sync_presence(shard, session_id);
     if expiry_secs != u32::MAX {
         let due = now_ms.saturating_add(u64::from(expiry_secs) * 1000).max(1);
@@ -257,13 +261,13 @@ fn publish_will(shard: &mut Shard, will: PendingWill, now_ms: u64) {
         ..
     } = will;
     let expires_at_ms = expiry_secs.map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
-    let message = Message {
-        topic: will.topic.into(),
-        payload: will.payload.into(),
-        qos: will.qos,
-        retain: will.retain,
+    let message = Message::new(
+        will.topic.into(),
+        will.payload.into(),
+        will.qos,
+        will.retain,
         props,
-    };
+    );
     let mut view: PublishV5<'_> = message.as_publish(message.qos, message.retain, false, None);
     view.properties.message_expiry_interval_secs = expiry_secs;
     routing::route_local_publish(shard, None, None, &view, expires_at_ms, now_ms);
@@ -285,6 +289,7 @@ pub(crate) fn end_session(shard: &mut Shard, session_id: u32, now_ms: u64) {
         .map(|w| w.will.topic.clone())
         .is_none_or(|topic| will_topic_allowed(shard, session_id, &topic));
     let mut session = shard.sessions.remove(session_id);
+    shard.journal.session_ended(&session);
     shard.released_bytes += session.pinned_bytes();
     let mut plain = Vec::with_capacity(session.subscriptions.len());
     for (filter, _) in session.subscriptions.iter() {
@@ -353,8 +358,13 @@ pub(crate) fn expire_sessions(shard: &mut Shard, now_ms: u64) {
             .filter(|e| e.delayed_will.as_ref().is_some_and(|w| w.due_ms <= now_ms))
             .and_then(|e| e.delayed_will.take());
         let expired = session.expiry_due_ms() != 0 && session.expiry_due_ms() <= now_ms;
-        if let Some(will) = will.filter(|w| will_allowed(shard, session_id, w)) {
-            publish_will(shard, will, now_ms);
+        if let Some(will) = will {
+            if let Some(session) = shard.sessions.get_mut(session_id) {
+                shard.journal.session_changed(session_id, session);
+            }
+            if will_allowed(shard, session_id, &will) {
+                publish_will(shard, will, now_ms);
+            }
         }
         if expired {
             tracing::debug!(session = session_id, "session expired");

@@ -11,7 +11,7 @@ use crate::protocol::{PublishRef, QoS};
 /// unchanged (MQTT-3.3.2-17/18/20: User Properties, Response Topic, Correlation Data,
 /// Content Type, Payload Format Indicator), and its expiry. Only messages that have any
 /// pay for it: a message from a 3.1.1 publisher holds `None`.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageProps {
     /// Payload Format Indicator.
     pub payload_format: Option<PayloadFormat>,
@@ -97,12 +97,73 @@ pub struct Message {
     pub retain: bool,
     /// MQTT 5 properties and expiry, if it has any.
     pub props: Option<Box<MessageProps>>,
+    /// Its id in the store, once a durable queue or route holds it (`core::persist`).
+    pub persist_id: PersistId,
 }
+
+/// A message's id in the store: 0 until the first durable reference gives it one, the same
+/// for every loop that holds the message after that. Not part of the message's content:
+/// two messages compare equal whatever their ids.
+#[derive(Debug, Default)]
+pub struct PersistId(std::sync::atomic::AtomicU64);
+
+impl PersistId {
+    /// An id given already (a message read back from the store).
+    pub fn new(id: u64) -> PersistId {
+        PersistId(std::sync::atomic::AtomicU64::new(id))
+    }
+
+    /// The id, or 0 if it has none yet.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Gives the message `id` if it has none yet; returns the id it has.
+    pub fn get_or_set(&self, id: impl FnOnce() -> u64) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.0.load(Relaxed) {
+            0 => {
+                let id = id();
+                match self.0.compare_exchange(0, id, Relaxed, Relaxed) {
+                    Ok(_) => id,
+                    Err(other) => other,
+                }
+            }
+            id => id,
+        }
+    }
+}
+
+impl PartialEq for PersistId {
+    fn eq(&self, _: &PersistId) -> bool {
+        true
+    }
+}
+
+impl Eq for PersistId {}
 
 /// A message shared between queues, loops and the retained store.
 pub type SharedMessage = Arc<Message>;
 
 impl Message {
+    /// A message from its parts (no store id yet).
+    pub fn new(
+        topic: Box<str>,
+        payload: Box<[u8]>,
+        qos: QoS,
+        retain: bool,
+        props: Option<Box<MessageProps>>,
+    ) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            props,
+            persist_id: PersistId::default(),
+        }
+    }
+
     /// Copies a borrowed 3.x PUBLISH into an owned, shareable message.
     pub fn from_publish(publish: &PublishRef<'_>) -> SharedMessage {
         Message::from_publish_v5(&PublishV5::from_v3(publish), None)
@@ -111,13 +172,13 @@ impl Message {
     /// Copies a borrowed PUBLISH (its topic resolved, if it came by alias) into an owned,
     /// shareable message expiring at `expires_at_ms`.
     pub fn from_publish_v5(publish: &PublishV5<'_>, expires_at_ms: Option<u64>) -> SharedMessage {
-        Arc::new(Message {
-            topic: publish.topic.into(),
-            payload: publish.payload.into(),
-            qos: publish.qos,
-            retain: publish.retain,
-            props: MessageProps::from_publish(&publish.properties, expires_at_ms),
-        })
+        Arc::new(Message::new(
+            publish.topic.into(),
+            publish.payload.into(),
+            publish.qos,
+            publish.retain,
+            MessageProps::from_publish(&publish.properties, expires_at_ms),
+        ))
     }
 
     /// A borrowed PUBLISH view of this message for encoding, with the delivery's own QoS,

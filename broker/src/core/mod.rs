@@ -34,6 +34,8 @@
 //!   delivery; [`credentials`]: CONNECTs parked while the driver verifies their password.
 //! - [`peers`]: peer addresses of connections awaiting their CONNECT, for the connect log
 //!   line.
+//! - [`persist`]: what the acknowledgements promise, recorded as the store's ops for the
+//!   driver to apply, and rebuilding sessions from what the store recovered.
 //! - [`buffers`], [`timers`], [`message`], [`shared`]: the supporting pieces.
 //!
 //! The handlers are written once, against the MQTT 5 shapes of the packets; a 3.1.1
@@ -64,6 +66,7 @@ pub mod message;
 pub mod observe;
 pub mod outbound;
 pub mod peers;
+pub mod persist;
 pub mod refusals;
 pub mod retained_stream;
 pub mod routing;
@@ -274,6 +277,15 @@ pub struct Shard {
     output_backlog_limit_bytes: usize,
     /// Peer addresses of connections awaiting their CONNECT (for the connect log line).
     peers: peers::PeerBook,
+    /// This turn's changes for the store (`persist`).
+    journal: persist::Journal,
+    /// Connections whose output was all written while the journal records: their queues
+    /// move up in [`Shard::pump_deferred`], so what that sends is recorded before it is
+    /// written.
+    pump_later: Vec<ConnId>,
+    /// While restoring: the loop each restored session came from, and its index here
+    /// (`persist::restore`).
+    restored_from: Vec<(u16, u32)>,
 }
 
 /// A fixed spread of client ids over `loops` (SipHash-1-3 with zero keys, the same in every
@@ -296,6 +308,7 @@ impl Shard {
     ) -> Result<Shard, starling_pool::ConfigError> {
         let pool = Pool::new(config.pool.clone(), Conn::new)?;
         let buffers = BufferPool::new(config.buffer_bytes, DEFAULT_MAX_FREE_BUFFERS, 0);
+        let journal = persist::Journal::new(shared.persist.enabled);
         Ok(Shard {
             loop_index,
             loops: loops.max(1),
@@ -330,6 +343,9 @@ impl Shard {
             output_backlog_bytes: 0,
             output_backlog_limit_bytes: usize::MAX,
             peers: peers::PeerBook::default(),
+            journal,
+            pump_later: Vec::new(),
+            restored_from: Vec::new(),
             config,
         })
     }
@@ -574,11 +590,67 @@ impl Shard {
         if c.output.is_empty() {
             let buffer = std::mem::take(&mut c.output);
             self.buffers.give(buffer);
+            if self.journal.enabled() {
+                // What the pump sends must be recorded before it is written.
+                self.pump_later.push(conn);
+                return;
+            }
             delivery::pump(self, conn, now_ms);
             if let Ok(c) = self.pool.get_mut(conn) {
                 c.settle();
             }
         }
+    }
+
+    /// Moves up the queues of the connections whose output was all written since the last
+    /// call (only while persistence records: [`Shard::consume_output`] pumps at once
+    /// otherwise). The driver calls it before it takes the turn's ops.
+    pub fn pump_deferred(&mut self, now_ms: u64) {
+        let mut keys = std::mem::take(&mut self.pump_later);
+        for &key in &keys {
+            if self.pool.get(key).is_ok_and(|c| c.output.is_empty()) {
+                delivery::pump(self, key, now_ms);
+                if let Ok(c) = self.pool.get_mut(key) {
+                    c.settle();
+                }
+            }
+        }
+        keys.clear();
+        if self.pump_later.is_empty() {
+            self.pump_later = keys;
+        }
+    }
+
+    /// Whether this turn recorded anything for the store (this loop's changes; the
+    /// retained messages all loops share are taken with them).
+    pub fn has_persist_ops(&self) -> bool {
+        !self.journal.is_empty()
+    }
+
+    /// Moves the ops recorded since the last call into `into`, in order: what the driver
+    /// applies to the store as one batch before it writes this turn's output. Returns
+    /// whether anything was recorded (a retained change is queued by the driver from
+    /// [`persist::PersistShared::take_retained`], and counts).
+    pub fn take_persist_ops(&mut self, into: &mut Vec<persist::Op>) -> bool {
+        let clock = self.shared.persist.clock;
+        let loop_index = self.loop_index;
+        let (sessions, pool) = (&mut self.sessions, &self.pool);
+        let record = |session_id: u32| {
+            let session = sessions.get_mut(session_id)?;
+            if !std::mem::take(&mut session.persist_dirty) || session.expiry_secs == 0 {
+                return None;
+            }
+            session.persisted = true;
+            let will = session
+                .conn
+                .and_then(|key| pool.get(key).ok())
+                .and_then(|c| c.will.as_deref());
+            let mut encoded = Vec::new();
+            persist::record::SessionRecord::of(session, loop_index, will, clock)
+                .encode(clock, &mut encoded);
+            Some((session.client_id.clone(), encoded))
+        };
+        self.journal.take(record, into)
     }
 
     /// The pool's numbers.

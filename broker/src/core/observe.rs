@@ -123,6 +123,9 @@ pub struct ShardStats {
     /// QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before PUBREC (also in
     /// `closed_bad_input`).
     pub closed_wrong_ack: u64,
+    /// QoS 1/2 PUBLISHes refused while the store could not write (MQTT 5: 0x97; 3.1.1:
+    /// the connection closed).
+    pub refused_store_degraded: u64,
     /// 3.x CONNECTs refused (CONNACK 0x02) for a keep-alive over `max_keep_alive_secs`, or
     /// 0, while a cap is set (also in `refused_connect`).
     pub refused_keep_alive: u64,

@@ -6,6 +6,7 @@
 use crate::core::delivery::{self, Grant, Outgoing};
 use crate::core::flow::Origin;
 use crate::core::message::SharedMessage;
+use crate::core::persist::{self, codec::RouteTarget};
 use crate::core::subscription::SubOpts;
 use crate::core::{Action, ConnId, Shard, groups, summary};
 use crate::protocol::QoS;
@@ -52,7 +53,7 @@ pub(crate) fn route_local_publish(
     if publish.retain {
         retain(shard, &mut outgoing, &mut loops);
     }
-    let mut matched = deliver_to_matches(shard, publisher, &mut outgoing, now_ms);
+    let mut matched = deliver_to_matches(shard, publisher, None, &mut outgoing, now_ms);
     matched |= groups::route(shard, &mut outgoing, now_ms);
     if !publish.retain {
         loops_to_forward_to(shard, outgoing.view.topic, &mut loops);
@@ -69,6 +70,14 @@ pub(crate) fn route_local_publish(
 fn forward(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, to: usize) {
     let message = outgoing.shared();
     let origin = outgoing.origin;
+    let target = RouteTarget::All {
+        loop_index: to as u16,
+    };
+    let persist = &shard.shared.persist;
+    let ticket = persist::ticket(to, None);
+    shard
+        .journal
+        .forwarded(persist, &message, ticket, &target);
     shard.actions.push_back(Action::Forward {
         to,
         message,
@@ -103,7 +112,9 @@ pub(crate) fn route_remote(
     let mut slot = None;
     let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
     outgoing.origin = origin;
-    deliver_to_matches(shard, None, &mut outgoing, now_ms);
+    deliver_to_matches(shard, None, None, &mut outgoing, now_ms);
+    let ticket = persist::ticket(shard.loop_index, None);
+    shard.journal.routed(message, ticket);
 }
 
 /// A message another loop's shared-subscription group gave to a member here.
@@ -118,6 +129,23 @@ pub(crate) fn route_remote_shared(
     let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
     outgoing.origin = origin;
     groups::deliver_local(shard, &mut outgoing, &pick, now_ms);
+    let ticket = persist::ticket(shard.loop_index, Some(pick.group));
+    shard.journal.routed(message, ticket);
+}
+
+/// A message another loop had handed to this one and that was not routed at a crash: to
+/// the matching sessions among `sessions` (those restored from the loop it was handed to).
+pub(crate) fn route_restored(
+    shard: &mut Shard,
+    message: &SharedMessage,
+    sessions: &[u32],
+    now_ms: u64,
+) {
+    let mut slot = None;
+    let mut outgoing = Outgoing::of_shared(message, message.qos, message.retain, &mut slot);
+    let mut only = sessions.to_vec();
+    only.sort_unstable();
+    deliver_to_matches(shard, None, Some(&only), &mut outgoing, now_ms);
 }
 
 /// Sets or clears the retained message of the topic (MQTT-3.3.1-5, MQTT-3.3.1-10/11), and
@@ -141,20 +169,25 @@ fn retain(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, forward: &mut Vec<
     match message {
         None => {
             store.remove(topic);
+            let recorded = shared.persist.retained(topic, None);
+            shard.journal.retained_changed(recorded);
         }
-        Some(message) => {
-            if let Err(error) = store.set(topic, message) {
-                tracing::info!(topic, %error, "retained message not stored");
+        Some(message) => match store.set(topic, message.clone()) {
+            Ok(_) => {
+                let recorded = shared.persist.retained(topic, Some(&message));
+                shard.journal.retained_changed(recorded);
             }
-        }
+            Err(error) => tracing::info!(topic, %error, "retained message not stored"),
+        },
     }
 }
 
-/// Delivers to every session of this loop with a matching subscription, once each;
-/// whether there was any.
+/// Delivers to every session of this loop with a matching subscription (of those in
+/// `only`, sorted, if given), once each; whether there was any.
 fn deliver_to_matches(
     shard: &mut Shard,
     publisher: Publisher,
+    only: Option<&[u32]>,
     outgoing: &mut Outgoing<'_, '_>,
     now_ms: u64,
 ) -> Matched {
@@ -165,7 +198,9 @@ fn deliver_to_matches(
         .index
         .for_each_match(outgoing.view.topic, |session, &opts| {
             // No Local: never back to the publishing session (MQTT-3.8.3-3).
-            if !(opts.no_local() && Some(session) == publisher) {
+            let own = opts.no_local() && Some(session) == publisher;
+            let wanted = only.is_none_or(|only| only.binary_search(&session).is_ok());
+            if !own && wanted {
                 matches.push((session, opts));
             }
         });

@@ -49,6 +49,8 @@ pub struct Inflight {
     /// The shared-subscription group it was given to this session by, if any (handed to
     /// another member if this session ends first).
     pub group: Option<u32>,
+    /// Its outbound entry in the store (0: not stored; `core::persist`).
+    pub seq: u64,
 }
 
 /// One message waiting to be sent.
@@ -64,6 +66,8 @@ pub struct Queued {
     pub sub_ids: SubIds,
     /// The shared-subscription group it was given to this session by, if any.
     pub group: Option<u32>,
+    /// Its outbound entry in the store (0: not stored; `core::persist`).
+    pub seq: u64,
 }
 
 impl Queued {
@@ -190,6 +194,10 @@ pub struct Session {
     /// Whether a subscription of it needs each delivered topic checked against the ACL
     /// (`core::access`).
     pub acl_checked: bool,
+    /// Whether its record is in the store (`core::persist`).
+    pub persisted: bool,
+    /// Whether its record changed since the store last heard of it.
+    pub persist_dirty: bool,
     traffic: Option<Box<Traffic>>,
 }
 
@@ -206,6 +214,8 @@ impl Session {
             overflow_logged: false,
             listener: 0,
             acl_checked: false,
+            persisted: false,
+            persist_dirty: false,
             traffic: None,
         }
     }

@@ -48,6 +48,8 @@ pub struct Shared {
     pub group_count: AtomicUsize,
     /// Which loop holds each client id's session.
     pub directory: Arc<Directory>,
+    /// Persistence: whether it is on, message ids, retained ops in order (`core::persist`).
+    pub persist: crate::core::persist::PersistShared,
     /// The secret the loops derive assigned client ids from ([`Shared::assigned_client_id`]).
     assigned_id_key: AssignedIdKey,
 }
@@ -64,8 +66,15 @@ impl Shared {
             groups: Mutex::new(SharedGroups::default()),
             group_count: AtomicUsize::new(0),
             directory: Arc::new(Directory::new(loops)),
+            persist: Default::default(),
             assigned_id_key,
         }
+    }
+
+    /// The same state, recording what the store must hear of (`core::persist`).
+    pub fn with_persistence(mut self, persist: crate::core::persist::PersistShared) -> Shared {
+        self.persist = persist;
+        self
     }
 
     /// The client id assigned as loop `loop_index`'s `counter`th: [`ASSIGNED_ID_PREFIX`] and

@@ -61,6 +61,19 @@ impl SubOpts {
         }
     }
 
+    /// The packed form (what the store keeps).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Options from their packed form ([`SubOpts::bits`]); `None` for bits no options
+    /// give (an unknown QoS or flag).
+    pub fn from_bits(bits: u32) -> Option<SubOpts> {
+        let known = QOS_MASK | NO_LOCAL | RETAIN_AS_PUBLISHED | (u32::MAX << ID_SHIFT);
+        (bits & !known == 0 && QoS::from_u8((bits & QOS_MASK) as u8).is_some())
+            .then_some(SubOpts(bits))
+    }
+
     /// The same options with another granted QoS.
     pub fn with_qos(self, qos: QoS) -> SubOpts {
         SubOpts((self.0 & !QOS_MASK) | qos.as_u8() as u32)

@@ -80,6 +80,10 @@ impl HealthReport {
         if !late.is_empty() {
             why = format!("{why}; event loop(s) late to answer but going round: {late}");
         }
+        if snapshot.store.as_ref().is_some_and(|s| s.degraded) {
+            status = status.max(Health::Degraded);
+            why = format!("{why}; the store cannot write: QoS 1/2 PUBLISHes are refused");
+        }
         let errors = totals.closed_bad_input + totals.refused_connect;
         HealthReport {
             status,

@@ -20,6 +20,7 @@ pub mod http;
 pub mod listeners;
 pub mod prometheus;
 pub mod rss;
+pub mod store;
 pub mod sys;
 pub mod token;
 
@@ -117,6 +118,8 @@ pub struct Snapshot {
         &'static str,
         crate::server::transport::stats::ListenerCounts,
     )>,
+    /// The store's numbers, when persistence is on.
+    pub store: Option<crate::server::persist::PersistStats>,
 }
 
 impl Snapshot {
@@ -258,6 +261,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
         dropped_group_member_gone,
         dropped_session_ended,
         closed_wrong_ack,
+        refused_store_degraded,
         refused_keep_alive,
         refused_connack_too_large,
         credentials_verified,
@@ -312,6 +316,7 @@ fn add_stats(into: &mut ShardStats, from: &ShardStats) {
     into.dropped_group_member_gone += dropped_group_member_gone;
     into.dropped_session_ended += dropped_session_ended;
     into.closed_wrong_ack += closed_wrong_ack;
+    into.refused_store_degraded += refused_store_degraded;
     into.refused_keep_alive += refused_keep_alive;
     into.refused_connack_too_large += refused_connack_too_large;
     into.credentials_verified += credentials_verified;
@@ -332,6 +337,7 @@ pub struct Probe {
     peers: Peers,
     shared: Arc<Shared>,
     transport: Arc<crate::server::transport::stats::TransportStats>,
+    persister: Option<Arc<crate::server::persist::Persister>>,
     started: Instant,
 }
 
@@ -346,8 +352,15 @@ impl Probe {
             peers,
             shared,
             transport,
+            persister: None,
             started: Instant::now(),
         }
+    }
+
+    /// The same probe, also reading the store's numbers.
+    pub fn with_store(mut self, persister: Option<Arc<crate::server::persist::Persister>>) -> Probe {
+        self.persister = persister;
+        self
     }
 
     /// Every loop's numbers; a loop that does not answer within [`PROBE_TIMEOUT_MS`] is
@@ -384,6 +397,7 @@ impl Probe {
                 .iter()
                 .map(|l| (l.name.clone(), l.protocol, l.counts()))
                 .collect(),
+            store: self.persister.as_ref().map(|p| p.stats()),
         }
     }
 

@@ -81,6 +81,7 @@ impl Exporter {
         with_local_recorder(&self.recorder, || {
             record(snapshot);
             super::listeners::record(snapshot);
+            super::store::record(snapshot);
         });
         let mut text = self.handle.render();
         self.handle.run_upkeep();
@@ -436,7 +437,8 @@ enum Kind {
 }
 
 fn describe_all() {
-    for &(name, is_gauge, help) in super::listeners::DESCRIPTIONS {
+    let layered = super::listeners::DESCRIPTIONS.iter();
+    for &(name, is_gauge, help) in layered.chain(super::store::DESCRIPTIONS) {
         if is_gauge {
             describe_gauge!(name, help);
         } else {

@@ -12,6 +12,9 @@ impl EventLoop {
     /// Carries out every action the core has queued.
     pub(super) fn act(&mut self) {
         while let Some(action) = self.shard.poll_action() {
+            // A close writes what the connection has left, and a forwarded message must be
+            // recorded before the other loop can record its routing (`persist`).
+            self.durable_before_output();
             match action {
                 Action::Close(key) => self.close(key),
                 Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),

@@ -130,8 +130,9 @@ impl EventLoop {
             if !drained {
                 forced += 1;
                 // A session that ends with its connection counts its queue as dropped
-                // itself; a persistent one keeps it, and the process exit loses it.
-                if pending.session_persists {
+                // itself; a persistent one keeps it, and the process exit loses it
+                // (unless the store keeps it).
+                if pending.session_persists && self.persister.is_none() {
                     dropped += pending.queued as u64;
                 }
             }
@@ -163,7 +164,11 @@ impl EventLoop {
         summary.stats = stats;
         summary.messages_flushed = stats.publish_sent - draining.sent_before;
         summary.messages_dropped += stats.dropped - draining.dropped_before;
-        let _ = draining.report.send(summary);
+        let report = draining.report.clone();
+        // The store has everything before the supervisor hears the loop is done (it exits
+        // the process once every loop has reported).
+        self.persist_at_exit();
+        let _ = report.send(summary);
         true
     }
 }

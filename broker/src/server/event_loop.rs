@@ -124,6 +124,8 @@ pub struct Parts {
     /// Time zero of every loop's clock: one instant for all, so a deadline one loop sets
     /// (a message's expiry) means the same on the loop it is forwarded to.
     pub epoch: Instant,
+    /// The store, when persistence is on.
+    pub persister: Option<Arc<super::persist::Persister>>,
 }
 
 /// A connection's socket, stored at its pool slot.
@@ -222,6 +224,12 @@ pub struct EventLoop {
     pub(super) released_bytes: usize,
     /// No `malloc_trim` before this (loop ms): see [`super::trim::MALLOC_TRIM_MAX_TIME_PERCENT`].
     pub(super) next_malloc_trim_ms: u64,
+    /// The store, when persistence is on (`persist`).
+    pub(super) persister: Option<Arc<super::persist::Persister>>,
+    /// The ops of a turn on their way to the store (kept for its capacity).
+    pub(super) persist_ops: Vec<crate::core::persist::Op>,
+    /// The highest store ticket this loop knows durable.
+    pub(super) durable_ticket: u64,
 }
 
 impl EventLoop {
@@ -242,6 +250,7 @@ impl EventLoop {
             admission,
             credentials,
             epoch,
+            persister,
         } = parts;
         if listeners.len() > MAX_LISTENERS {
             return Err(format!("at most {MAX_LISTENERS} listen addresses").into());
@@ -294,6 +303,9 @@ impl EventLoop {
             released_bytes: 0,
             next_malloc_trim_ms: 0,
             pacing: Pacing::default(),
+            persister,
+            persist_ops: Vec::new(),
+            durable_ticket: 0,
         };
         event_loop.install_scram();
         Ok(event_loop)
@@ -605,6 +617,7 @@ impl EventLoop {
     /// Writes what the core holds for `key` until the socket would block (the WRITABLE
     /// event resumes it) or nothing is left.
     pub(super) fn flush(&mut self, key: ConnId) {
+        self.durable_before_output();
         if self.layered(key) {
             self.flush_layered(key);
             return;
@@ -679,8 +692,14 @@ impl EventLoop {
     }
 
     /// Actions and output until neither is left, then the wakes this turn owes other loops.
+    /// With persistence on, queues move up here rather than as their output is written
+    /// (`Shard::pump_deferred`), and the first write of each round makes what the round
+    /// recorded durable first (`persist`).
     pub(super) fn settle(&mut self) {
         loop {
+            if self.persister.is_some() {
+                self.shard.pump_deferred(self.now_ms);
+            }
             self.act();
             self.shard.drain_dirty(&mut self.dirty);
             if self.dirty.is_empty() {
@@ -692,6 +711,9 @@ impl EventLoop {
             }
             self.dirty = dirty;
         }
+        // What the turn recorded without writing anything (a message queued for an offline
+        // client, a session expired) goes to the store too.
+        self.durable_before_output();
         for (to, flag) in self.wake.iter_mut().enumerate() {
             if std::mem::take(flag)
                 && let Some(peer) = self.peers.get(to)

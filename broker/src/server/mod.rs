@@ -31,6 +31,7 @@ pub mod login;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
+pub mod persist;
 pub mod pacing;
 pub mod proxy;
 pub mod supervisor;
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub event_loops: usize,
     /// The core's configuration, shared by every loop.
     pub core: CoreConfig,
+    /// `[persistence]`: the store.
+    pub persistence: crate::config::persistence::PersistenceSettings,
 }
 
 /// Why the server could not start.
@@ -84,6 +87,8 @@ pub enum StartError {
     Access(String),
     /// A listener's certificate, key or CA file could not be used.
     Tls(String),
+    /// The store could not be opened or read (the message names its file).
+    Store(String),
     /// A loop could not create its poll or waker, or its thread could not be spawned.
     Io(io::Error),
     /// A loop refused the configuration (its pool's `ConfigError`).
@@ -101,6 +106,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(e) => write!(f, "{e}"),
             StartError::Access(e) => write!(f, "{e}"),
             StartError::Tls(e) => write!(f, "{e}"),
+            StartError::Store(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "event loop set-up failed: {e}"),
             StartError::Loop {
                 loop_index,
@@ -128,6 +134,8 @@ pub struct Server {
     pub local_addrs: Vec<SocketAddr>,
     /// Each loop's pool numbers right after it was built.
     pub pool_stats: Vec<PoolStats>,
+    /// The store, when persistence is on.
+    persister: Option<Arc<persist::Persister>>,
 }
 
 impl Server {
@@ -202,6 +210,7 @@ impl Server {
             Arc::clone(&self.shared),
             Arc::clone(&self.transport_stats),
         )
+        .with_store(self.persister.clone())
     }
 
     /// Reads every TLS listener's certificate, key and CA files again; new handshakes use
@@ -251,7 +260,11 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         .unwrap_or_default();
     // Assigned client ids are derived from a key no client can know (`Shared::assigned_client_id`).
     let assigned_id_key = crate::core::shared::random_assigned_id_key().map_err(StartError::Io)?;
-    let shared = Arc::new(Shared::new(loops, assigned_id_key));
+    let recovery = persist::Recovery::open(&config.persistence, loops, epoch)?;
+    let shared = Arc::new(
+        Shared::new(loops, assigned_id_key).with_persistence(recovery.persist_shared()),
+    );
+    let (persister, mut restores) = recovery.start(&config.persistence, &shared)?;
     let mut mailboxes = Vec::with_capacity(loops);
     let mut polls = Vec::with_capacity(loops);
     for _ in 0..loops {
@@ -283,6 +296,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let pin = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let ready_tx = ready_tx.clone();
         let exit_tx = exit_tx.clone();
+        let persister = persister.clone();
+        let restore = restores.take(index);
         let handle = std::thread::Builder::new()
             .name(format!("starling-loop-{index}"))
             .spawn(move || {
@@ -306,6 +321,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     admission,
                     credentials,
                     epoch,
+                    persister,
                 };
                 // A panicking loop must take the process down with it (through `wait`),
                 // not leave a broker with one dead loop behind.
@@ -314,6 +330,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                         || match EventLoop::new(parts) {
                             Ok(mut event_loop) => {
+                                event_loop.restore(restore);
                                 reported = true;
                                 let _ = ready_tx.send((index, Ok(event_loop.pool_stats())));
                                 event_loop.run().map_err(|e| format!("poll failed: {e}"))
@@ -361,6 +378,7 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         transport_stats,
         local_addrs,
         pool_stats,
+        persister,
     })
 }
 

@@ -94,6 +94,17 @@ pub struct Net {
     pub passwords: HashMap<String, Vec<u8>>,
     pub verify_at_once: bool,
     pub pending_verifications: Vec<(usize, ConnId, String, Vec<u8>)>,
+    /// The store the shards' recorded ops go to, when persistence is on: each shard's ops
+    /// are applied (durably, as `sync` mode does) before any of its output is delivered
+    /// and before each of its actions is carried out.
+    pub store: Option<starling_store::SimStore>,
+    /// The ops of one batch (kept for its capacity).
+    ops: Vec<starling::core::persist::Op>,
+    /// A simulated crash: after this many more driver steps (a batch applied, an action
+    /// carried out, a connection's output delivered) the driver stops for good.
+    pub crash_after_steps: Option<usize>,
+    /// Whether the driver was refused a step by `crash_after_steps` (the crash came).
+    crashed: bool,
 }
 
 /// A handle to a client of a [`Net`].
@@ -118,7 +129,104 @@ impl Net {
             passwords: HashMap::new(),
             verify_at_once: true,
             pending_verifications: Vec::new(),
+            store: None,
+            ops: Vec::new(),
+            crash_after_steps: None,
+            crashed: false,
         }
+    }
+
+    /// Whether the simulated crash has come: the driver was refused a step (input may
+    /// still have reached a shard and changed it, as a socket read does just before a
+    /// crash; nothing of it was stored or answered).
+    pub fn crashed(&self) -> bool {
+        self.crashed
+    }
+
+    /// Counts one driver step toward the simulated crash; false once it has come.
+    fn step(&mut self) -> bool {
+        match &mut self.crash_after_steps {
+            None => true,
+            Some(0) => {
+                self.crashed = true;
+                false
+            }
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+
+    /// A network whose shards record for `store` (`sync` mode) and have rebuilt what it
+    /// holds, as a broker started on it at wall time `wall_ms` does.
+    pub fn restarted(
+        loops: usize,
+        config: CoreConfig,
+        mut store: starling_store::SimStore,
+        wall_ms: u64,
+    ) -> Net {
+        use starling::core::persist::{PersistShared, codec::WallClock, restore};
+        use starling_store::{Durability, Store};
+        let clock = WallClock { offset_ms: wall_ms };
+        let recovered = store.load().expect("the simulated store loads");
+        let mut plan = restore::plan(recovered, loops, clock, wall_ms).expect("the records decode");
+        store
+            .apply(&std::mem::take(&mut plan.purge), Durability::Durable)
+            .expect("purge");
+        let persist = PersistShared::enabled(clock, plan.first_message_id, plan.first_seq);
+        let shared = Arc::new(
+            Shared::new(loops, [0; ASSIGNED_ID_KEY_BYTES]).with_persistence(persist),
+        );
+        if let Ok(mut retained) = shared.retained.lock() {
+            for (topic, message) in std::mem::take(&mut plan.retained) {
+                retained.set(&topic, message).expect("a stored topic fits");
+            }
+        }
+        let mut net = Net::new(loops, config);
+        net.shared = Arc::clone(&shared);
+        net.shards = (0..loops)
+            .map(|i| Shard::new(i, loops, net.config_of(i), Arc::clone(&shared)).expect("valid"))
+            .collect();
+        net.store = Some(store);
+        for (i, sessions) in plan.sessions.into_iter().enumerate() {
+            net.shards[i].restore_sessions(sessions, 0);
+        }
+        for (i, routes) in plan.routes.into_iter().enumerate() {
+            net.shards[i].restore_routes(routes, 0);
+        }
+        net.run();
+        net
+    }
+
+    fn config_of(&self, loop_index: usize) -> CoreConfig {
+        self.shards[loop_index].config().clone()
+    }
+
+    /// Applies what shard `loop_index` recorded to the store, durably (nothing without
+    /// one); false once the simulated crash has come.
+    fn persist(&mut self, loop_index: usize) -> bool {
+        use starling_store::{Durability, Store};
+        if self.store.is_none() {
+            return true;
+        }
+        self.shards[loop_index].pump_deferred(self.now_ms);
+        if !self.shards[loop_index].has_persist_ops() {
+            return true;
+        }
+        if !self.step() {
+            return false;
+        }
+        let (Some(store), shard) = (self.store.as_mut(), &mut self.shards[loop_index]) else {
+            return true;
+        };
+        shard.take_persist_ops(&mut self.ops);
+        self.shared.persist.take_retained(&mut self.ops);
+        store
+            .apply(&self.ops, Durability::Durable)
+            .expect("the simulated store applies");
+        self.ops.clear();
+        true
     }
 
     /// A small pool so tests start fast.
@@ -264,14 +372,26 @@ impl Net {
         loop {
             let mut busy = false;
             for loop_index in 0..self.shards.len() {
+                if !self.persist(loop_index) {
+                    return;
+                }
                 while let Some(action) = self.shards[loop_index].poll_action() {
                     busy = true;
+                    if !self.persist(loop_index) || !self.step() {
+                        return;
+                    }
                     self.act(loop_index, action);
+                }
+                if !self.persist(loop_index) {
+                    return;
                 }
                 let mut dirty = std::mem::take(&mut self.dirty);
                 self.shards[loop_index].drain_dirty(&mut dirty);
                 for &conn in &dirty {
                     busy = true;
+                    if !self.step() {
+                        return;
+                    }
                     self.flush(loop_index, conn);
                 }
                 self.dirty = dirty;

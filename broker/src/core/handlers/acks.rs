@@ -89,8 +89,13 @@ fn find(shard: &Shard, key: ConnId, id: u16) -> Option<Slot> {
 fn set_state(shard: &mut Shard, slot: Slot, state: InflightState) {
     if let Some(session) = shard.sessions.get_mut(slot.session)
         && let Some(message) = session.traffic_mut().inflight.get_mut(slot.at)
+        && message.state != state
     {
         message.state = state;
+        let persist = &shard.shared.persist;
+        shard
+            .journal
+            .inflight_at(persist, slot.session, session, slot.at);
     }
 }
 
@@ -102,7 +107,8 @@ fn complete(shard: &mut Shard, key: ConnId, slot: Slot, now_ms: u64) -> Flow {
     };
     let inflight = &mut session.traffic_mut().inflight;
     if slot.at < inflight.len() {
-        inflight.remove(slot.at);
+        let done = inflight.remove(slot.at);
+        shard.journal.entry_done(session, done.seq);
         crate::core::groups::sync_presence(shard, slot.session);
         delivery::pump(shard, key, now_ms);
     }

@@ -383,6 +383,7 @@ pub(crate) fn accept(
         if let Some(extras) = session.extras_if_any() {
             extras.expiry_due_ms = 0;
         }
+        shard.journal.session_changed(session_id, session);
     }
     crate::core::groups::sync_presence(shard, session_id);
     if session_present {

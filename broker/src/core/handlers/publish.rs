@@ -74,6 +74,9 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
         .properties
         .message_expiry_interval_secs
         .map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
+    if publish.qos != QoS::AtMostOnce && shard.shared.persist.degraded() {
+        return refuse_unstorable(shard, key, version, publish, now_ms);
+    }
     let publisher = Some(session_id);
     let route = |shard: &mut Shard| {
         routing::route_local_publish(shard, publisher, Some(key), publish, expires_at_ms, now_ms)
@@ -107,6 +110,7 @@ fn handle_resolved(shard: &mut Shard, key: ConnId, publish: &PublishV5<'_>, now_
                     return Flow::Stop;
                 }
                 awaiting_rel.push(id);
+                shard.journal.inbound(session, id, true);
                 matched = route(shard);
             }
             shard.write_ack(key, PacketType::PubRec, id, ack_reason(matched));
@@ -155,6 +159,7 @@ fn deny(shard: &mut Shard, key: ConnId, session_id: u32, publish: &PublishV5<'_>
                 && !session.traffic().awaiting_rel.contains(&id)
             {
                 session.traffic_mut().awaiting_rel.push(id);
+                shard.journal.inbound(session, id, true);
             }
             shard.write_ack(key, PacketType::PubRec, id, code);
         }
@@ -274,6 +279,36 @@ fn restore_alias(shard: &mut Shard, key: ConnId, alias: u16, topic: Box<str>) {
     }
 }
 
+/// A QoS 1/2 PUBLISH while the store fails (the disk is full, a write failed): nothing
+/// is acknowledged that could not be stored. MQTT 5 answers 0x97 Quota exceeded (a PUBREC
+/// with an error ends the exchange); 3.1.1 cannot refuse one PUBLISH, so the connection
+/// is closed without an acknowledgement and the client sends it again after reconnecting.
+/// QoS 0 is served as usual.
+fn refuse_unstorable(
+    shard: &mut Shard,
+    key: ConnId,
+    version: ProtocolVersion,
+    publish: &PublishV5<'_>,
+    now_ms: u64,
+) -> Flow {
+    shard.stats.refused_store_degraded += 1;
+    let Some(id) = publish.packet_id else {
+        return Flow::Continue;
+    };
+    if version != ProtocolVersion::V5 {
+        let why = "the store cannot write (see the store's error)";
+        let what = "QoS 1/2 PUBLISH while persistence is degraded";
+        lifecycle::close_for(shard, key, what, ReasonCode::QuotaExceeded, &why, now_ms);
+        return Flow::Stop;
+    }
+    let ack = match publish.qos {
+        QoS::AtLeastOnce => PacketType::PubAck,
+        _ => PacketType::PubRec,
+    };
+    shard.write_ack(key, ack, id, ReasonCode::QuotaExceeded);
+    Flow::Continue
+}
+
 /// PUBREL: forget the id, answer PUBCOMP (also for an id we do not know: the client may be
 /// retrying after our PUBCOMP was lost; MQTT 5 then says 0x92 Packet Identifier not found).
 pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
@@ -288,6 +323,9 @@ pub(crate) fn handle_pubrel(shard: &mut Shard, key: ConnId, id: u16) -> Flow {
         let before = awaiting.len();
         awaiting.retain(|&pending| pending != id);
         known = awaiting.len() != before;
+        if known {
+            shard.journal.inbound(session, id, false);
+        }
     }
     let code = if known {
         ReasonCode::Success

@@ -168,6 +168,7 @@ fn authorize(shard: &mut Shard, key: ConnId, session_id: u32, filter: &str) -> O
 fn record(shard: &mut Shard, session_id: u32, filter: &str, opts: SubOpts) {
     if let Some(session) = shard.sessions.get_mut(session_id) {
         session.subscriptions.insert(filter, opts);
+        shard.journal.session_changed(session_id, session);
     }
 }
 
@@ -252,6 +253,7 @@ pub(crate) fn unsubscribe_one(shard: &mut Shard, session_id: u32, filter: &str) 
     if session.subscriptions.remove(filter).is_none() {
         return false;
     }
+    shard.journal.session_changed(session_id, session);
     match parse_shared_filter(filter) {
         Ok(Some(shared)) => groups::leave(shard, session_id, shared),
         _ => {
