@@ -1,0 +1,764 @@
+//! [`RedbStore`]: the store in one redb file, `DIR/starling.redb`.
+//!
+//! # The file
+//!
+//! A redb 5 database with these tables (integers big-endian where they are part of a byte
+//! string, so that keys sort by them):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `sessions` | client id (`&str`) | the session's record |
+//! | `outbound` | client id length (u32) ++ client id ++ seq (u64) | message id (u64) ++ meta |
+//! | `inbound` | client id length (u32) ++ client id ++ packet id (u16) | `()` |
+//! | `messages` | message id (`u64`) | body |
+//! | `retained` | topic (`&str`) | body |
+//! | `routes` | message id (u64) ++ ticket (u32) | record |
+//! | `meta` | name (`&str`) | `u64`: `format_version`, `max_message_id` (the high-water mark) |
+//!
+//! A client's outbound entries and inbound ids are one key range, so deleting a session
+//! deletes them without an index. Format version 0 is a file without a version in `meta`;
+//! [`MIGRATIONS`] takes a file from any older version to [`FORMAT_VERSION`].
+//!
+//! # redb's behaviour this relies on
+//!
+//! - A commit with `Durability::Immediate` writes the pages and checksums, then makes one
+//!   `fdatasync`; a `Durability::None` commit is visible to this process only, made durable
+//!   by the next Immediate commit or a clean close, and lost at a crash.
+//! - Every open verifies the checksum of every page (`set_check_integrity_on_open`): a plain
+//!   open trusts a cleanly closed file, and may panic on one damaged since. The check reads
+//!   the whole file, which [`Store::load`] does next anyway.
+//! - After an I/O error redb fails every later operation until it is reopened, and the
+//!   reopen rolls back to the last durable commit: the store reopens itself at the next
+//!   call, and the batches buffered since the last durable one are lost.
+//! - The file is locked (open file description locks) against every other open, in this
+//!   process or another.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Key, ReadableDatabase, ReadableTable, Table, TableDefinition, Value,
+    WriteTransaction,
+};
+
+use crate::ledger::{Garbage, Ledger, Scan, Tables};
+use crate::{Durability, FORMAT_VERSION, Op, Recovered, Store, StoreError, StoreStats};
+
+/// The name of the store's file in its directory.
+pub const STORE_FILE_NAME: &str = "starling.redb";
+
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const OUTBOUND: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbound");
+const INBOUND: TableDefinition<&[u8], ()> = TableDefinition::new("inbound");
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+const ROUTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("routes");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The `meta` key of the format version.
+const FORMAT_VERSION_KEY: &str = "format_version";
+/// The `meta` key of the high-water mark of message ids.
+const HIGH_WATER_KEY: &str = "max_message_id";
+
+/// The permissions of a directory the store creates: the owner's only.
+const DIR_MODE_BITS: u32 = 0o700;
+/// `ENOSPC` on Linux, for an error the standard library does not map to `StorageFull`.
+const ENOSPC_ERRNO: i32 = 28;
+
+/// Bytes of the client id's length at the start of an outbound or inbound key.
+const CLIENT_ID_LENGTH_BYTES: usize = 4;
+/// Bytes of a message id, a sequence number, a packet id and a ticket in keys and values.
+const MESSAGE_ID_BYTES: usize = 8;
+const SEQ_BYTES: usize = 8;
+const PACKET_ID_BYTES: usize = 2;
+const TICKET_BYTES: usize = 4;
+const ROUTE_KEY_BYTES: usize = MESSAGE_ID_BYTES + TICKET_BYTES;
+
+/// One step of the format: `MIGRATIONS[v]` turns a version `v` file into a version `v + 1`
+/// one, within the transaction that then records the new version.
+type Migration = fn(&WriteTransaction, &Path) -> Result<(), StoreError>;
+
+/// The steps from version 0 (no version recorded) to [`FORMAT_VERSION`].
+const MIGRATIONS: [Migration; FORMAT_VERSION as usize] = [create_tables];
+
+/// The store in one redb file, locked against any other open while this one lives.
+///
+/// Dropping it closes the file cleanly (which also makes buffered batches durable);
+/// [`RedbStore::close`] does the same and reports an error.
+///
+/// # Example
+///
+/// ```
+/// use starling_store::{Durability, Op, RedbStore, Store};
+///
+/// let dir = std::env::temp_dir().join(format!("starling-store-doc-{}", std::process::id()));
+/// let mut store = RedbStore::open(&dir, 4 << 20)?;
+/// store.load()?;
+/// let op = Op::PutRetained { topic: "a/b".into(), body: b"on".to_vec() };
+/// store.apply(&[op], Durability::Durable)?;
+/// store.close()?;
+/// let recovered = RedbStore::open(&dir, 4 << 20)?.load()?;
+/// assert_eq!(recovered.retained.len(), 1);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), starling_store::StoreError>(())
+/// ```
+#[derive(Debug)]
+pub struct RedbStore {
+    /// The store's file.
+    path: PathBuf,
+    cache_bytes: usize,
+    /// `None` after a failed write, until the next call reopens it.
+    db: Option<Database>,
+    ledger: Ledger,
+    /// Whether `ledger` was built from the file since it was (re)opened.
+    loaded: bool,
+    /// Whether a `Durability::None` commit awaits an Immediate one.
+    buffered: bool,
+    scratch: Scratch,
+    stats: StoreStats,
+}
+
+/// Buffers for encoded keys and values, kept between ops for their capacity.
+#[derive(Debug, Default)]
+struct Scratch {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl RedbStore {
+    /// Opens the store in `dir` (created, owner-only, if missing; the file too), with
+    /// `cache_bytes` of page cache. Fails with [`StoreError::Locked`] while another
+    /// `RedbStore` (in any process) has it open, [`StoreError::TooNew`] if a newer Starling
+    /// wrote it, and [`StoreError::Corrupt`] if it is damaged beyond redb's repair (an
+    /// older format is migrated).
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE_BITS);
+        builder.create(dir).map_err(|error| io_error(dir, &error))?;
+        let path = dir.join(STORE_FILE_NAME);
+        let db = open_database(&path, cache_bytes, true)?;
+        prepare(&db, &path)?;
+        Ok(RedbStore {
+            path,
+            cache_bytes,
+            db: Some(db),
+            ledger: Ledger::default(),
+            loaded: false,
+            buffered: false,
+            scratch: Scratch::default(),
+            stats: StoreStats::default(),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the file (making buffered batches durable), reporting what dropping the store
+    /// would ignore.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        match self.db.take() {
+            Some(db) => db.close().at(&self.path),
+            None => Ok(()),
+        }
+    }
+
+    /// Reopens the file after a failure, and rebuilds the counts if they were not built
+    /// from it since it was opened.
+    fn ready(&mut self) -> Result<(), StoreError> {
+        if self.db.is_none() {
+            self.db = Some(open_database(&self.path, self.cache_bytes, false)?);
+            self.buffered = false;
+            self.loaded = false;
+        }
+        if !self.loaded {
+            self.read_all()?;
+        }
+        Ok(())
+    }
+
+    /// Reads everything, deletes the garbage (one durable commit) and rebuilds the counts.
+    fn read_all(&mut self) -> Result<Recovered, StoreError> {
+        let path = &self.path;
+        let db = self.db.as_ref().ok_or_else(|| closed(path))?;
+        let (recovered, ledger, garbage) = scan(db, path)?;
+        if !garbage.is_empty() {
+            let tx = db.begin_write().at(path)?;
+            garbage.collect(&mut RedbTables::new(&tx, path, &mut self.scratch))?;
+            tx.commit().at(path)?;
+            self.stats.syncs += 1;
+            self.buffered = false;
+        }
+        self.ledger = ledger;
+        self.loaded = true;
+        Ok(recovered)
+    }
+
+    /// One write transaction: `ops` (none: an empty commit, which makes the buffered ones
+    /// durable when `durability` is Durable).
+    fn commit(&mut self, ops: &[Op], durability: Durability) -> Result<(), StoreError> {
+        let path = &self.path;
+        let db = self.db.as_ref().ok_or_else(|| closed(path))?;
+        let mut tx = db.begin_write().at(path)?;
+        tx.set_durability(match durability {
+            Durability::Durable => redb::Durability::Immediate,
+            Durability::Buffered => redb::Durability::None,
+        })
+        .at(path)?;
+        self.ledger
+            .stage(&mut RedbTables::new(&tx, path, &mut self.scratch), ops)?;
+        tx.commit().at(path)?;
+        self.ledger.fold();
+        if durability == Durability::Durable {
+            self.stats.syncs += 1;
+            self.buffered = false;
+        } else {
+            self.buffered = true;
+        }
+        Ok(())
+    }
+
+    fn try_apply(&mut self, ops: &[Op], durability: Durability) -> Result<(), StoreError> {
+        self.ready()?;
+        match durability {
+            Durability::Durable if ops.is_empty() => self.try_sync(),
+            Durability::Buffered if ops.is_empty() => Ok(()),
+            durability => self.commit(ops, durability),
+        }
+    }
+
+    fn try_sync(&mut self) -> Result<(), StoreError> {
+        self.ready()?;
+        if self.buffered {
+            self.commit(&[], Durability::Durable)?;
+        }
+        Ok(())
+    }
+
+    /// After a failure the file is closed, to be reopened by the next call (redb refuses
+    /// every operation after an I/O error until then).
+    fn failed<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.db = None;
+        }
+        result
+    }
+}
+
+impl Store for RedbStore {
+    fn apply(&mut self, ops: &[Op], durability: Durability) -> Result<(), StoreError> {
+        let result = self.try_apply(ops, durability);
+        match result {
+            Ok(()) => {
+                self.stats.batches += 1;
+                self.stats.ops += ops.len() as u64;
+            }
+            Err(_) => self.stats.failures += 1,
+        }
+        self.failed(result)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let result = self.try_sync();
+        if result.is_err() {
+            self.stats.failures += 1;
+        }
+        self.failed(result)
+    }
+
+    fn load(&mut self) -> Result<Recovered, StoreError> {
+        self.loaded = false;
+        let result = self.ready().and_then(|()| self.read_all());
+        self.failed(result)
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            disk_bytes: fs::metadata(&self.path).map_or(0, |meta| meta.len()),
+            messages: self.ledger.bodies(),
+            ..self.stats
+        }
+    }
+}
+
+/// Opens the file (creating it if `create` and it does not exist), verifying every page.
+fn open_database(path: &Path, cache_bytes: usize, create: bool) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(cache_bytes)
+        .set_check_integrity_on_open(true);
+    match fs::metadata(path) {
+        // redb would take an empty file for a new one: a store's file is never empty.
+        Ok(meta) if meta.len() == 0 => Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: "the file is empty (0 bytes)".into(),
+        }),
+        Ok(_) => builder.open(path).at(path),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && create => {
+            builder.create(path).at(path)
+        }
+        Err(error) => Err(io_error(path, &error)),
+    }
+}
+
+/// Checks the format version and migrates an older file (creating a new one's tables).
+fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let tx = db.begin_write().at(path)?;
+    let found = tx
+        .open_table(META)
+        .at(path)?
+        .get(FORMAT_VERSION_KEY)
+        .at(path)?
+        .map_or(0, |version| version.value());
+    if found == u64::from(FORMAT_VERSION) {
+        return tx.abort().at(path);
+    }
+    let Some(from) = u32::try_from(found)
+        .ok()
+        .filter(|&found| found < FORMAT_VERSION)
+    else {
+        tx.abort().at(path)?;
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+        });
+    };
+    migrate(&tx, from, path)?;
+    tx.commit().at(path)
+}
+
+/// Runs the steps from version `from` to [`FORMAT_VERSION`] and records the version.
+fn migrate(tx: &WriteTransaction, from: u32, path: &Path) -> Result<(), StoreError> {
+    for step in MIGRATIONS.iter().skip(from as usize) {
+        step(tx, path)?;
+    }
+    tx.open_table(META)
+        .at(path)?
+        .insert(FORMAT_VERSION_KEY, u64::from(FORMAT_VERSION))
+        .at(path)?;
+    Ok(())
+}
+
+/// Version 0 → 1: creates the tables (a new file is version 0 too).
+fn create_tables(tx: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    tx.open_table(SESSIONS).at(path)?;
+    tx.open_table(OUTBOUND).at(path)?;
+    tx.open_table(INBOUND).at(path)?;
+    tx.open_table(MESSAGES).at(path)?;
+    tx.open_table(RETAINED).at(path)?;
+    tx.open_table(ROUTES).at(path)?;
+    tx.open_table(META).at(path)?;
+    Ok(())
+}
+
+/// Feeds every entry of the file to a [`Scan`] in the order it wants.
+fn scan(db: &Database, path: &Path) -> Result<(Recovered, Ledger, Garbage), StoreError> {
+    let tx = db.begin_read().at(path)?;
+    let mut scan = Scan::default();
+    let table = tx.open_table(SESSIONS).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (client_id, record) = entry.at(path)?;
+        scan.session(client_id.value(), record.value());
+    }
+    let table = tx.open_table(OUTBOUND).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (key, value) = entry.at(path)?;
+        let (client_id, seq) = split_client_key(key.value(), path, "outbound")?;
+        let (message, meta) = split_outbound_value(value.value(), path)?;
+        scan.outbound(client_id, u64::from_be_bytes(seq), message, meta);
+    }
+    let table = tx.open_table(INBOUND).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (key, _) = entry.at(path)?;
+        let (client_id, packet_id) = split_client_key(key.value(), path, "inbound")?;
+        scan.inbound(client_id, u16::from_be_bytes(packet_id));
+    }
+    let table = tx.open_table(ROUTES).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (key, record) = entry.at(path)?;
+        let (message, ticket) = split_route_key(key.value(), path)?;
+        scan.route(message, ticket, record.value());
+    }
+    let table = tx.open_table(RETAINED).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (topic, body) = entry.at(path)?;
+        scan.retained(topic.value(), body.value());
+    }
+    let table = tx.open_table(MESSAGES).at(path)?;
+    for entry in table.iter().at(path)? {
+        let (id, body) = entry.at(path)?;
+        scan.message(id.value(), body.value());
+    }
+    let high_water = tx
+        .open_table(META)
+        .at(path)?
+        .get(HIGH_WATER_KEY)
+        .at(path)?
+        .map_or(0, |mark| mark.value());
+    Ok(scan.finish(high_water))
+}
+
+/// The tables within one write transaction, each opened at its first use.
+struct RedbTables<'t> {
+    tx: &'t WriteTransaction,
+    path: &'t Path,
+    scratch: &'t mut Scratch,
+    sessions: Option<Table<'t, &'static str, &'static [u8]>>,
+    outbound: Option<Table<'t, &'static [u8], &'static [u8]>>,
+    inbound: Option<Table<'t, &'static [u8], ()>>,
+    messages: Option<Table<'t, u64, &'static [u8]>>,
+    retained: Option<Table<'t, &'static str, &'static [u8]>>,
+    routes: Option<Table<'t, &'static [u8], &'static [u8]>>,
+    meta: Option<Table<'t, &'static str, u64>>,
+}
+
+impl<'t> RedbTables<'t> {
+    fn new(tx: &'t WriteTransaction, path: &'t Path, scratch: &'t mut Scratch) -> Self {
+        RedbTables {
+            tx,
+            path,
+            scratch,
+            sessions: None,
+            outbound: None,
+            inbound: None,
+            messages: None,
+            retained: None,
+            routes: None,
+            meta: None,
+        }
+    }
+}
+
+/// The table in `slot`, opened in `tx` if it is not yet.
+fn open<'s, 't, K: Key + 'static, V: Value + 'static>(
+    slot: &'s mut Option<Table<'t, K, V>>,
+    tx: &'t WriteTransaction,
+    definition: TableDefinition<'static, K, V>,
+    path: &Path,
+) -> Result<&'s mut Table<'t, K, V>, StoreError> {
+    let table = match slot.take() {
+        Some(table) => table,
+        None => tx.open_table(definition).at(path)?,
+    };
+    Ok(slot.insert(table))
+}
+
+impl Tables for RedbTables<'_> {
+    type Error = StoreError;
+
+    fn put_session(&mut self, client_id: &str, record: &[u8]) -> Result<(), StoreError> {
+        let table = open(&mut self.sessions, self.tx, SESSIONS, self.path)?;
+        table.insert(client_id, record).at(self.path)?;
+        Ok(())
+    }
+
+    fn delete_session(&mut self, client_id: &str) -> Result<(), StoreError> {
+        let table = open(&mut self.sessions, self.tx, SESSIONS, self.path)?;
+        table.remove(client_id).at(self.path)?;
+        Ok(())
+    }
+
+    fn delete_client_outbound(
+        &mut self,
+        client_id: &str,
+        mut release: impl FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let split = client_range::<SEQ_BYTES>(&mut self.scratch.key, client_id, self.path)?;
+        let (low, high) = self.scratch.key.split_at(split);
+        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
+        let mut malformed = false;
+        table
+            .retain_in(low..=high, |_, value| {
+                match value.first_chunk::<MESSAGE_ID_BYTES>() {
+                    Some(message) => release(u64::from_be_bytes(*message)),
+                    None => malformed = true,
+                }
+                false
+            })
+            .at(self.path)?;
+        if malformed {
+            return Err(malformed_entry(self.path, "outbound value"));
+        }
+        Ok(())
+    }
+
+    fn delete_client_inbound(&mut self, client_id: &str) -> Result<(), StoreError> {
+        let split = client_range::<PACKET_ID_BYTES>(&mut self.scratch.key, client_id, self.path)?;
+        let (low, high) = self.scratch.key.split_at(split);
+        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
+        table.retain_in(low..=high, |_, ()| false).at(self.path)
+    }
+
+    fn put_message(&mut self, id: u64, body: &[u8]) -> Result<bool, StoreError> {
+        let table = open(&mut self.messages, self.tx, MESSAGES, self.path)?;
+        if table.get(id).at(self.path)?.is_some() {
+            return Ok(false);
+        }
+        table.insert(id, body).at(self.path)?;
+        Ok(true)
+    }
+
+    fn delete_message(&mut self, id: u64) -> Result<bool, StoreError> {
+        let table = open(&mut self.messages, self.tx, MESSAGES, self.path)?;
+        Ok(table.remove(id).at(self.path)?.is_some())
+    }
+
+    fn put_outbound(
+        &mut self,
+        client_id: &str,
+        seq: u64,
+        message: u64,
+        meta: &[u8],
+    ) -> Result<Option<u64>, StoreError> {
+        let Scratch { key, value } = &mut *self.scratch;
+        client_key(key, client_id, &seq.to_be_bytes(), self.path)?;
+        value.clear();
+        value.extend_from_slice(&message.to_be_bytes());
+        value.extend_from_slice(meta);
+        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
+        let old = table.insert(key.as_slice(), value.as_slice()).at(self.path)?;
+        match old {
+            Some(old) => Ok(Some(split_outbound_value(old.value(), self.path)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_outbound(&mut self, client_id: &str, seq: u64) -> Result<Option<u64>, StoreError> {
+        let key = &mut self.scratch.key;
+        client_key(key, client_id, &seq.to_be_bytes(), self.path)?;
+        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
+        let old = table.remove(key.as_slice()).at(self.path)?;
+        match old {
+            Some(old) => Ok(Some(split_outbound_value(old.value(), self.path)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), StoreError> {
+        let key = &mut self.scratch.key;
+        client_key(key, client_id, &packet_id.to_be_bytes(), self.path)?;
+        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
+        table.insert(key.as_slice(), ()).at(self.path)?;
+        Ok(())
+    }
+
+    fn delete_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), StoreError> {
+        let key = &mut self.scratch.key;
+        client_key(key, client_id, &packet_id.to_be_bytes(), self.path)?;
+        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
+        table.remove(key.as_slice()).at(self.path)?;
+        Ok(())
+    }
+
+    fn put_retained(&mut self, topic: &str, body: &[u8]) -> Result<(), StoreError> {
+        let table = open(&mut self.retained, self.tx, RETAINED, self.path)?;
+        table.insert(topic, body).at(self.path)?;
+        Ok(())
+    }
+
+    fn delete_retained(&mut self, topic: &str) -> Result<(), StoreError> {
+        let table = open(&mut self.retained, self.tx, RETAINED, self.path)?;
+        table.remove(topic).at(self.path)?;
+        Ok(())
+    }
+
+    fn put_route(&mut self, message: u64, ticket: u32, record: &[u8]) -> Result<bool, StoreError> {
+        let table = open(&mut self.routes, self.tx, ROUTES, self.path)?;
+        let key = route_key(message, ticket);
+        Ok(table.insert(key.as_slice(), record).at(self.path)?.is_none())
+    }
+
+    fn delete_route(&mut self, message: u64, ticket: u32) -> Result<bool, StoreError> {
+        let table = open(&mut self.routes, self.tx, ROUTES, self.path)?;
+        let key = route_key(message, ticket);
+        Ok(table.remove(key.as_slice()).at(self.path)?.is_some())
+    }
+
+    fn set_high_water(&mut self, id: u64) -> Result<(), StoreError> {
+        let table = open(&mut self.meta, self.tx, META, self.path)?;
+        table.insert(HIGH_WATER_KEY, id).at(self.path)?;
+        Ok(())
+    }
+}
+
+/// Writes the key of a client's entry: its id's length, its id, then `tail`.
+fn client_key(
+    buf: &mut Vec<u8>,
+    client_id: &str,
+    tail: &[u8],
+    path: &Path,
+) -> Result<(), StoreError> {
+    let length = u32::try_from(client_id.len()).map_err(|_| StoreError::Io {
+        path: path.to_owned(),
+        detail: format!("a client id of {} bytes is too long to store", client_id.len()),
+    })?;
+    buf.clear();
+    buf.extend_from_slice(&length.to_be_bytes());
+    buf.extend_from_slice(client_id.as_bytes());
+    buf.extend_from_slice(tail);
+    Ok(())
+}
+
+/// Writes the first and last keys of a client's entries with an `N`-byte tail, one after
+/// the other; where the second starts.
+fn client_range<const N: usize>(
+    buf: &mut Vec<u8>,
+    client_id: &str,
+    path: &Path,
+) -> Result<usize, StoreError> {
+    client_key(buf, client_id, &[u8::MIN; N], path)?;
+    let split = buf.len();
+    buf.extend_from_within(..split - N);
+    buf.extend_from_slice(&[u8::MAX; N]);
+    Ok(split)
+}
+
+/// A client's entry key: the client id and the `N`-byte tail.
+fn split_client_key<'k, const N: usize>(
+    key: &'k [u8],
+    path: &Path,
+    table: &str,
+) -> Result<(&'k str, [u8; N]), StoreError> {
+    let split = || {
+        let (length, rest) = key.split_first_chunk::<CLIENT_ID_LENGTH_BYTES>()?;
+        let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
+        let (client_id, tail) = rest.split_at_checked(length)?;
+        Some((std::str::from_utf8(client_id).ok()?, <[u8; N]>::try_from(tail).ok()?))
+    };
+    split().ok_or_else(|| malformed_entry(path, &format!("{table} key")))
+}
+
+/// An outbound value: the message id and the meta.
+fn split_outbound_value<'v>(value: &'v [u8], path: &Path) -> Result<(u64, &'v [u8]), StoreError> {
+    match value.split_first_chunk::<MESSAGE_ID_BYTES>() {
+        Some((message, meta)) => Ok((u64::from_be_bytes(*message), meta)),
+        None => Err(malformed_entry(path, "outbound value")),
+    }
+}
+
+fn route_key(message: u64, ticket: u32) -> [u8; ROUTE_KEY_BYTES] {
+    let mut key = [0; ROUTE_KEY_BYTES];
+    key[..MESSAGE_ID_BYTES].copy_from_slice(&message.to_be_bytes());
+    key[MESSAGE_ID_BYTES..].copy_from_slice(&ticket.to_be_bytes());
+    key
+}
+
+fn split_route_key(key: &[u8], path: &Path) -> Result<(u64, u32), StoreError> {
+    let split = || {
+        let (message, ticket) = key.split_first_chunk::<MESSAGE_ID_BYTES>()?;
+        let ticket = <[u8; TICKET_BYTES]>::try_from(ticket).ok()?;
+        Some((u64::from_be_bytes(*message), u32::from_be_bytes(ticket)))
+    };
+    split().ok_or_else(|| malformed_entry(path, "route key"))
+}
+
+fn malformed_entry(path: &Path, what: &str) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        detail: format!("a malformed {what}"),
+    }
+}
+
+fn closed(path: &Path) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        detail: "the store is closed".into(),
+    }
+}
+
+/// Maps an I/O error: a full disk (or quota) to [`StoreError::NoSpace`], data that is not a
+/// redb file to [`StoreError::Corrupt`].
+fn io_error(path: &Path, error: &io::Error) -> StoreError {
+    match error.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            StoreError::NoSpace(path.to_owned())
+        }
+        _ if error.raw_os_error() == Some(ENOSPC_ERRNO) => StoreError::NoSpace(path.to_owned()),
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+        _ => StoreError::Io {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// Maps redb's errors to the store's.
+fn store_error(path: &Path, error: redb::Error) -> StoreError {
+    match error {
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
+            StoreError::Locked(path.to_owned())
+        }
+        redb::Error::Io(error) => io_error(path, &error),
+        redb::Error::Corrupted(detail) => StoreError::Corrupt {
+            path: path.to_owned(),
+            detail,
+        },
+        error @ (redb::Error::UpgradeRequired(_)
+        | redb::Error::TableDoesNotExist(_)
+        | redb::Error::TableTypeMismatch(_)
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TypeDefinitionChanged(_)) => StoreError::Corrupt {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+        error => StoreError::Io {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// `.at(path)`: a redb result as the store's.
+trait At<T> {
+    fn at(self, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> At<T> for Result<T, E> {
+    fn at(self, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|error| store_error(path, error.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_no_space_whichever_way_it_is_reported() {
+        let path = Path::new("/x");
+        let enospc = io::Error::from_raw_os_error(ENOSPC_ERRNO);
+        assert!(matches!(io_error(path, &enospc), StoreError::NoSpace(_)));
+        let full = io::Error::new(io::ErrorKind::StorageFull, "full");
+        assert!(matches!(io_error(path, &full), StoreError::NoSpace(_)));
+        let wrapped = redb::Error::Io(io::Error::from_raw_os_error(ENOSPC_ERRNO));
+        assert!(matches!(store_error(path, wrapped), StoreError::NoSpace(_)));
+        let other = io::Error::from_raw_os_error(5);
+        assert!(matches!(io_error(path, &other), StoreError::Io { .. }));
+    }
+
+    #[test]
+    fn client_keys_round_trip_and_bound_the_client_s_range() {
+        let path = Path::new("/x");
+        let mut buf = Vec::new();
+        client_key(&mut buf, "ab", &7u64.to_be_bytes(), path).expect("key");
+        let (client_id, seq) = split_client_key::<SEQ_BYTES>(&buf, path, "t").expect("split");
+        assert_eq!((client_id, u64::from_be_bytes(seq)), ("ab", 7));
+        let key = buf.clone();
+        let split = client_range::<SEQ_BYTES>(&mut buf, "ab", path).expect("range");
+        let (low, high) = buf.split_at(split);
+        assert!(low <= key.as_slice() && key.as_slice() <= high);
+        let high = high.to_vec();
+        client_key(&mut buf, "abc", &[0; SEQ_BYTES], path).expect("key");
+        assert!(buf > high, "another client's keys are outside the range");
+        assert!(split_client_key::<SEQ_BYTES>(&key[..key.len() - 1], path, "t").is_err());
+        let route = route_key(3, 4);
+        assert_eq!(split_route_key(&route, path).expect("route"), (3, 4));
+    }
+}
