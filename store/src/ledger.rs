@@ -208,7 +208,10 @@ impl Ledger {
         } = self;
         for (id, change) in staged.refs.drain() {
             let count = i64::from(refs.get(&id).copied().unwrap_or(0)) + change;
-            debug_assert!(count >= 0, "message {id} released more often than referenced");
+            debug_assert!(
+                count >= 0,
+                "message {id} released more often than referenced"
+            );
             match u32::try_from(count) {
                 Ok(count) if count > 0 => {
                     refs.insert(id, count);
@@ -329,7 +332,9 @@ impl Scan {
             session.outbound.sort_by_key(|entry| entry.seq);
             session.inbound.sort_unstable();
         }
-        recovered.routes.sort_by_key(|route| (route.message, route.ticket));
+        recovered
+            .routes
+            .sort_by_key(|route| (route.message, route.ticket));
         recovered.retained.sort_by(|a, b| a.0.cmp(&b.0));
         let ledger = Ledger {
             refs: self.refs,

@@ -38,8 +38,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Key, ReadableDatabase, ReadableTable, Table, TableDefinition, Value,
-    WriteTransaction,
+    Database, Key, ReadableDatabase, ReadableTable, Table, TableDefinition, Value, WriteTransaction,
 };
 
 use crate::ledger::{Garbage, Ledger, Scan, Tables};
@@ -520,7 +519,9 @@ impl Tables for RedbTables<'_> {
         value.extend_from_slice(&message.to_be_bytes());
         value.extend_from_slice(meta);
         let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
-        let old = table.insert(key.as_slice(), value.as_slice()).at(self.path)?;
+        let old = table
+            .insert(key.as_slice(), value.as_slice())
+            .at(self.path)?;
         match old {
             Some(old) => Ok(Some(split_outbound_value(old.value(), self.path)?.0)),
             None => Ok(None),
@@ -569,7 +570,10 @@ impl Tables for RedbTables<'_> {
     fn put_route(&mut self, message: u64, ticket: u32, record: &[u8]) -> Result<bool, StoreError> {
         let table = open(&mut self.routes, self.tx, ROUTES, self.path)?;
         let key = route_key(message, ticket);
-        Ok(table.insert(key.as_slice(), record).at(self.path)?.is_none())
+        Ok(table
+            .insert(key.as_slice(), record)
+            .at(self.path)?
+            .is_none())
     }
 
     fn delete_route(&mut self, message: u64, ticket: u32) -> Result<bool, StoreError> {
@@ -594,7 +598,10 @@ fn client_key(
 ) -> Result<(), StoreError> {
     let length = u32::try_from(client_id.len()).map_err(|_| StoreError::Io {
         path: path.to_owned(),
-        detail: format!("a client id of {} bytes is too long to store", client_id.len()),
+        detail: format!(
+            "a client id of {} bytes is too long to store",
+            client_id.len()
+        ),
     })?;
     buf.clear();
     buf.extend_from_slice(&length.to_be_bytes());
@@ -627,7 +634,10 @@ fn split_client_key<'k, const N: usize>(
         let (length, rest) = key.split_first_chunk::<CLIENT_ID_LENGTH_BYTES>()?;
         let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
         let (client_id, tail) = rest.split_at_checked(length)?;
-        Some((std::str::from_utf8(client_id).ok()?, <[u8; N]>::try_from(tail).ok()?))
+        Some((
+            std::str::from_utf8(client_id).ok()?,
+            <[u8; N]>::try_from(tail).ok()?,
+        ))
     };
     split().ok_or_else(|| malformed_entry(path, &format!("{table} key")))
 }

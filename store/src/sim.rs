@@ -234,7 +234,12 @@ impl Tables for SimTables {
         client_id: &str,
         mut release: impl FnMut(u64),
     ) -> Result<(), Infallible> {
-        for (message, _) in self.outbound.remove(client_id).into_iter().flat_map(BTreeMap::into_values) {
+        for (message, _) in self
+            .outbound
+            .remove(client_id)
+            .into_iter()
+            .flat_map(BTreeMap::into_values)
+        {
             release(message);
         }
         Ok(())
@@ -265,7 +270,9 @@ impl Tables for SimTables {
         meta: &[u8],
     ) -> Result<Option<u64>, Infallible> {
         let entries = self.outbound.entry(client_id.into()).or_default();
-        Ok(entries.insert(seq, (message, meta.to_vec())).map(|(old, _)| old))
+        Ok(entries
+            .insert(seq, (message, meta.to_vec()))
+            .map(|(old, _)| old))
     }
 
     fn delete_outbound(&mut self, client_id: &str, seq: u64) -> Result<Option<u64>, Infallible> {
@@ -280,7 +287,10 @@ impl Tables for SimTables {
     }
 
     fn put_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), Infallible> {
-        self.inbound.entry(client_id.into()).or_default().insert(packet_id);
+        self.inbound
+            .entry(client_id.into())
+            .or_default()
+            .insert(packet_id);
         Ok(())
     }
 
