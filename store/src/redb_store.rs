@@ -166,14 +166,19 @@ impl RedbStore {
         }
     }
 
-    /// Reopens the file after a failure, and rebuilds the counts if they were not built
-    /// from it since it was opened.
-    fn ready(&mut self) -> Result<(), StoreError> {
+    /// Reopens the file after a failure (the counts are then rebuilt from it).
+    fn reopen_if_closed(&mut self) -> Result<(), StoreError> {
         if self.db.is_none() {
             self.db = Some(open_database(&self.path, self.cache_bytes, false)?);
             self.buffered = false;
             self.loaded = false;
         }
+        Ok(())
+    }
+
+    /// Ready to write: open, with counts built from the file.
+    fn ready(&mut self) -> Result<(), StoreError> {
+        self.reopen_if_closed()?;
         if !self.loaded {
             self.read_all()?;
         }
@@ -270,8 +275,7 @@ impl Store for RedbStore {
     }
 
     fn load(&mut self) -> Result<Recovered, StoreError> {
-        self.loaded = false;
-        let result = self.ready().and_then(|()| self.read_all());
+        let result = self.reopen_if_closed().and_then(|()| self.read_all());
         self.failed(result)
     }
 

@@ -166,7 +166,9 @@ pub fn reopen(store: RedbStore) -> (RedbStore, Recovered) {
     open_loaded(file.parent().expect("the file is in a directory"))
 }
 
-/// One of the two stores, with what "restart" means for it.
+/// One of the two stores, with what "restart" means for it. (Two of them live at a time:
+/// their size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Either {
     /// The store (`None` only while it restarts) and its directory.
     Redb(Option<RedbStore>, TempDir),
@@ -239,9 +241,15 @@ pub fn child_command(test: &str, role: &str, dir: &Path) -> Command {
 
 /// [`child_command`], waited for.
 pub fn run_child(test: &str, role: &str, dir: &Path) -> ExitStatus {
-    child_command(test, role, dir)
-        .status()
-        .expect("run the child process")
+    run_captured(&mut child_command(test, role, dir))
+}
+
+/// Runs a child process with its output captured into this test's (shown if it fails).
+pub fn run_captured(command: &mut Command) -> ExitStatus {
+    let output = command.output().expect("run the child process");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    output.status
 }
 
 /// Whether an error is [`StoreError::Corrupt`] naming `file` and saying what to do.
