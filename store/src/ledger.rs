@@ -26,15 +26,34 @@ use std::collections::HashMap;
 
 use crate::{Op, Recovered, RecoveredOutbound, RecoveredRoute, RecoveredSession};
 
+/// The two tables of byte strings by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    /// Session records, by client id.
+    Sessions,
+    /// Retained messages, by topic.
+    Retained,
+}
+
+/// An outbound entry to write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outbound<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) message: u64,
+    pub(crate) meta: &'a [u8],
+}
+
 /// The tables of a store, as the shared logic drives them within one transaction.
 pub(crate) trait Tables {
     /// What a failed operation returns (`Infallible` for the simulated store).
     type Error;
 
-    /// Inserts or replaces a session's record.
-    fn put_session(&mut self, client_id: &str, record: &[u8]) -> Result<(), Self::Error>;
-    /// Deletes a session's record (its entries are deleted by the two calls below).
-    fn delete_session(&mut self, client_id: &str) -> Result<(), Self::Error>;
+    /// Inserts or replaces a session's record or a retained message.
+    fn put_named(&mut self, table: Named, name: &str, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Deletes a session's record (its entries are deleted by the two calls below) or a
+    /// retained message.
+    fn delete_named(&mut self, table: Named, name: &str) -> Result<(), Self::Error>;
     /// Deletes every outbound entry of a client, calling `release` with each one's message.
     fn delete_client_outbound(
         &mut self,
@@ -48,23 +67,13 @@ pub(crate) trait Tables {
     /// Deletes a body; true when there was one.
     fn delete_message(&mut self, id: u64) -> Result<bool, Self::Error>;
     /// Inserts or replaces an outbound entry; the message of the entry it replaced.
-    fn put_outbound(
-        &mut self,
-        client_id: &str,
-        seq: u64,
-        message: u64,
-        meta: &[u8],
-    ) -> Result<Option<u64>, Self::Error>;
+    fn put_outbound(&mut self, entry: Outbound<'_>) -> Result<Option<u64>, Self::Error>;
     /// Deletes an outbound entry; the message of the entry it deleted.
     fn delete_outbound(&mut self, client_id: &str, seq: u64) -> Result<Option<u64>, Self::Error>;
     /// Records an inbound packet id.
     fn put_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), Self::Error>;
     /// Forgets an inbound packet id.
     fn delete_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), Self::Error>;
-    /// Inserts or replaces a retained message.
-    fn put_retained(&mut self, topic: &str, body: &[u8]) -> Result<(), Self::Error>;
-    /// Clears a retained message.
-    fn delete_retained(&mut self, topic: &str) -> Result<(), Self::Error>;
     /// Inserts or replaces a route; true when there was none.
     fn put_route(&mut self, message: u64, ticket: u32, record: &[u8]) -> Result<bool, Self::Error>;
     /// Deletes a route; true when there was one.
@@ -125,9 +134,11 @@ impl Ledger {
         staged.high_water = *high_water;
         for op in ops {
             match op {
-                Op::PutSession { client_id, record } => tables.put_session(client_id, record)?,
+                Op::PutSession { client_id, record } => {
+                    tables.put_named(Named::Sessions, client_id, record)?;
+                }
                 Op::DeleteSession { client_id } => {
-                    tables.delete_session(client_id)?;
+                    tables.delete_named(Named::Sessions, client_id)?;
                     tables.delete_client_outbound(client_id, |message| {
                         staged.change(message, -1);
                     })?;
@@ -147,7 +158,12 @@ impl Ledger {
                     message,
                     meta,
                 } => {
-                    let old = tables.put_outbound(client_id, *seq, *message, meta)?;
+                    let old = tables.put_outbound(Outbound {
+                        client_id,
+                        seq: *seq,
+                        message: *message,
+                        meta,
+                    })?;
                     if old != Some(*message) {
                         if let Some(old) = old {
                             staged.change(old, -1);
@@ -168,8 +184,10 @@ impl Ledger {
                     client_id,
                     packet_id,
                 } => tables.delete_inbound(client_id, *packet_id)?,
-                Op::PutRetained { topic, body } => tables.put_retained(topic, body)?,
-                Op::DeleteRetained { topic } => tables.delete_retained(topic)?,
+                Op::PutRetained { topic, body } => {
+                    tables.put_named(Named::Retained, topic, body)?
+                }
+                Op::DeleteRetained { topic } => tables.delete_named(Named::Retained, topic)?,
                 Op::PutRoute {
                     message,
                     ticket,

@@ -37,42 +37,25 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, Key, ReadableDatabase, ReadableTable, Table, TableDefinition, Value, WriteTransaction,
-};
+use redb::{Database, WriteTransaction};
 
-use crate::ledger::{Garbage, Ledger, Scan, Tables};
+use crate::ledger::Ledger;
 use crate::{Durability, FORMAT_VERSION, Op, Recovered, Store, StoreError, StoreStats};
+
+mod tables;
+
+use tables::{
+    FORMAT_VERSION_KEY, INBOUND, MESSAGES, META, OUTBOUND, RETAINED, ROUTES, RedbTables, SESSIONS,
+    Scratch, closed, meta_value, scan,
+};
 
 /// The name of the store's file in its directory.
 pub const STORE_FILE_NAME: &str = "starling.redb";
-
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-const OUTBOUND: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbound");
-const INBOUND: TableDefinition<&[u8], ()> = TableDefinition::new("inbound");
-const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
-const ROUTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("routes");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// The `meta` key of the format version.
-const FORMAT_VERSION_KEY: &str = "format_version";
-/// The `meta` key of the high-water mark of message ids.
-const HIGH_WATER_KEY: &str = "max_message_id";
 
 /// The permissions of a directory the store creates: the owner's only.
 const DIR_MODE_BITS: u32 = 0o700;
 /// `ENOSPC` on Linux, for an error the standard library does not map to `StorageFull`.
 const ENOSPC_ERRNO: i32 = 28;
-
-/// Bytes of the client id's length at the start of an outbound or inbound key.
-const CLIENT_ID_LENGTH_BYTES: usize = 4;
-/// Bytes of a message id, a sequence number, a packet id and a ticket in keys and values.
-const MESSAGE_ID_BYTES: usize = 8;
-const SEQ_BYTES: usize = 8;
-const PACKET_ID_BYTES: usize = 2;
-const TICKET_BYTES: usize = 4;
-const ROUTE_KEY_BYTES: usize = MESSAGE_ID_BYTES + TICKET_BYTES;
 
 /// One step of the format: `MIGRATIONS[v]` turns a version `v` file into a version `v + 1`
 /// one, within the transaction that then records the new version.
@@ -116,13 +99,6 @@ pub struct RedbStore {
     buffered: bool,
     scratch: Scratch,
     stats: StoreStats,
-}
-
-/// Buffers for encoded keys and values, kept between ops for their capacity.
-#[derive(Debug, Default)]
-struct Scratch {
-    key: Vec<u8>,
-    value: Vec<u8>,
 }
 
 impl RedbStore {
@@ -311,12 +287,7 @@ fn open_database(path: &Path, cache_bytes: usize, create: bool) -> Result<Databa
 /// Checks the format version and migrates an older file (creating a new one's tables).
 fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let tx = db.begin_write().at(path)?;
-    let found = tx
-        .open_table(META)
-        .at(path)?
-        .get(FORMAT_VERSION_KEY)
-        .at(path)?
-        .map_or(0, |version| version.value());
+    let found = meta_value(&tx.open_table(META).at(path)?, FORMAT_VERSION_KEY, path)?;
     if found == u64::from(FORMAT_VERSION) {
         return tx.abort().at(path);
     }
@@ -356,332 +327,6 @@ fn create_tables(tx: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
     tx.open_table(ROUTES).at(path)?;
     tx.open_table(META).at(path)?;
     Ok(())
-}
-
-/// Feeds every entry of the file to a [`Scan`] in the order it wants.
-fn scan(db: &Database, path: &Path) -> Result<(Recovered, Ledger, Garbage), StoreError> {
-    let tx = db.begin_read().at(path)?;
-    let mut scan = Scan::default();
-    let table = tx.open_table(SESSIONS).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (client_id, record) = entry.at(path)?;
-        scan.session(client_id.value(), record.value());
-    }
-    let table = tx.open_table(OUTBOUND).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (key, value) = entry.at(path)?;
-        let (client_id, seq) = split_client_key(key.value(), path, "outbound")?;
-        let (message, meta) = split_outbound_value(value.value(), path)?;
-        scan.outbound(client_id, u64::from_be_bytes(seq), message, meta);
-    }
-    let table = tx.open_table(INBOUND).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (key, _) = entry.at(path)?;
-        let (client_id, packet_id) = split_client_key(key.value(), path, "inbound")?;
-        scan.inbound(client_id, u16::from_be_bytes(packet_id));
-    }
-    let table = tx.open_table(ROUTES).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (key, record) = entry.at(path)?;
-        let (message, ticket) = split_route_key(key.value(), path)?;
-        scan.route(message, ticket, record.value());
-    }
-    let table = tx.open_table(RETAINED).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (topic, body) = entry.at(path)?;
-        scan.retained(topic.value(), body.value());
-    }
-    let table = tx.open_table(MESSAGES).at(path)?;
-    for entry in table.iter().at(path)? {
-        let (id, body) = entry.at(path)?;
-        scan.message(id.value(), body.value());
-    }
-    let high_water = tx
-        .open_table(META)
-        .at(path)?
-        .get(HIGH_WATER_KEY)
-        .at(path)?
-        .map_or(0, |mark| mark.value());
-    Ok(scan.finish(high_water))
-}
-
-/// The tables within one write transaction, each opened at its first use.
-struct RedbTables<'t> {
-    tx: &'t WriteTransaction,
-    path: &'t Path,
-    scratch: &'t mut Scratch,
-    sessions: Option<Table<'t, &'static str, &'static [u8]>>,
-    outbound: Option<Table<'t, &'static [u8], &'static [u8]>>,
-    inbound: Option<Table<'t, &'static [u8], ()>>,
-    messages: Option<Table<'t, u64, &'static [u8]>>,
-    retained: Option<Table<'t, &'static str, &'static [u8]>>,
-    routes: Option<Table<'t, &'static [u8], &'static [u8]>>,
-    meta: Option<Table<'t, &'static str, u64>>,
-}
-
-impl<'t> RedbTables<'t> {
-    fn new(tx: &'t WriteTransaction, path: &'t Path, scratch: &'t mut Scratch) -> Self {
-        RedbTables {
-            tx,
-            path,
-            scratch,
-            sessions: None,
-            outbound: None,
-            inbound: None,
-            messages: None,
-            retained: None,
-            routes: None,
-            meta: None,
-        }
-    }
-}
-
-/// The table in `slot`, opened in `tx` if it is not yet.
-fn open<'s, 't, K: Key + 'static, V: Value + 'static>(
-    slot: &'s mut Option<Table<'t, K, V>>,
-    tx: &'t WriteTransaction,
-    definition: TableDefinition<'static, K, V>,
-    path: &Path,
-) -> Result<&'s mut Table<'t, K, V>, StoreError> {
-    let table = match slot.take() {
-        Some(table) => table,
-        None => tx.open_table(definition).at(path)?,
-    };
-    Ok(slot.insert(table))
-}
-
-impl Tables for RedbTables<'_> {
-    type Error = StoreError;
-
-    fn put_session(&mut self, client_id: &str, record: &[u8]) -> Result<(), StoreError> {
-        let table = open(&mut self.sessions, self.tx, SESSIONS, self.path)?;
-        table.insert(client_id, record).at(self.path)?;
-        Ok(())
-    }
-
-    fn delete_session(&mut self, client_id: &str) -> Result<(), StoreError> {
-        let table = open(&mut self.sessions, self.tx, SESSIONS, self.path)?;
-        table.remove(client_id).at(self.path)?;
-        Ok(())
-    }
-
-    fn delete_client_outbound(
-        &mut self,
-        client_id: &str,
-        mut release: impl FnMut(u64),
-    ) -> Result<(), StoreError> {
-        let split = client_range::<SEQ_BYTES>(&mut self.scratch.key, client_id, self.path)?;
-        let (low, high) = self.scratch.key.split_at(split);
-        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
-        let mut malformed = false;
-        table
-            .retain_in(low..=high, |_, value| {
-                match value.first_chunk::<MESSAGE_ID_BYTES>() {
-                    Some(message) => release(u64::from_be_bytes(*message)),
-                    None => malformed = true,
-                }
-                false
-            })
-            .at(self.path)?;
-        if malformed {
-            return Err(malformed_entry(self.path, "outbound value"));
-        }
-        Ok(())
-    }
-
-    fn delete_client_inbound(&mut self, client_id: &str) -> Result<(), StoreError> {
-        let split = client_range::<PACKET_ID_BYTES>(&mut self.scratch.key, client_id, self.path)?;
-        let (low, high) = self.scratch.key.split_at(split);
-        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
-        table.retain_in(low..=high, |_, ()| false).at(self.path)
-    }
-
-    fn put_message(&mut self, id: u64, body: &[u8]) -> Result<bool, StoreError> {
-        let table = open(&mut self.messages, self.tx, MESSAGES, self.path)?;
-        if table.get(id).at(self.path)?.is_some() {
-            return Ok(false);
-        }
-        table.insert(id, body).at(self.path)?;
-        Ok(true)
-    }
-
-    fn delete_message(&mut self, id: u64) -> Result<bool, StoreError> {
-        let table = open(&mut self.messages, self.tx, MESSAGES, self.path)?;
-        Ok(table.remove(id).at(self.path)?.is_some())
-    }
-
-    fn put_outbound(
-        &mut self,
-        client_id: &str,
-        seq: u64,
-        message: u64,
-        meta: &[u8],
-    ) -> Result<Option<u64>, StoreError> {
-        let Scratch { key, value } = &mut *self.scratch;
-        client_key(key, client_id, &seq.to_be_bytes(), self.path)?;
-        value.clear();
-        value.extend_from_slice(&message.to_be_bytes());
-        value.extend_from_slice(meta);
-        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
-        let old = table
-            .insert(key.as_slice(), value.as_slice())
-            .at(self.path)?;
-        match old {
-            Some(old) => Ok(Some(split_outbound_value(old.value(), self.path)?.0)),
-            None => Ok(None),
-        }
-    }
-
-    fn delete_outbound(&mut self, client_id: &str, seq: u64) -> Result<Option<u64>, StoreError> {
-        let key = &mut self.scratch.key;
-        client_key(key, client_id, &seq.to_be_bytes(), self.path)?;
-        let table = open(&mut self.outbound, self.tx, OUTBOUND, self.path)?;
-        let old = table.remove(key.as_slice()).at(self.path)?;
-        match old {
-            Some(old) => Ok(Some(split_outbound_value(old.value(), self.path)?.0)),
-            None => Ok(None),
-        }
-    }
-
-    fn put_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), StoreError> {
-        let key = &mut self.scratch.key;
-        client_key(key, client_id, &packet_id.to_be_bytes(), self.path)?;
-        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
-        table.insert(key.as_slice(), ()).at(self.path)?;
-        Ok(())
-    }
-
-    fn delete_inbound(&mut self, client_id: &str, packet_id: u16) -> Result<(), StoreError> {
-        let key = &mut self.scratch.key;
-        client_key(key, client_id, &packet_id.to_be_bytes(), self.path)?;
-        let table = open(&mut self.inbound, self.tx, INBOUND, self.path)?;
-        table.remove(key.as_slice()).at(self.path)?;
-        Ok(())
-    }
-
-    fn put_retained(&mut self, topic: &str, body: &[u8]) -> Result<(), StoreError> {
-        let table = open(&mut self.retained, self.tx, RETAINED, self.path)?;
-        table.insert(topic, body).at(self.path)?;
-        Ok(())
-    }
-
-    fn delete_retained(&mut self, topic: &str) -> Result<(), StoreError> {
-        let table = open(&mut self.retained, self.tx, RETAINED, self.path)?;
-        table.remove(topic).at(self.path)?;
-        Ok(())
-    }
-
-    fn put_route(&mut self, message: u64, ticket: u32, record: &[u8]) -> Result<bool, StoreError> {
-        let table = open(&mut self.routes, self.tx, ROUTES, self.path)?;
-        let key = route_key(message, ticket);
-        Ok(table
-            .insert(key.as_slice(), record)
-            .at(self.path)?
-            .is_none())
-    }
-
-    fn delete_route(&mut self, message: u64, ticket: u32) -> Result<bool, StoreError> {
-        let table = open(&mut self.routes, self.tx, ROUTES, self.path)?;
-        let key = route_key(message, ticket);
-        Ok(table.remove(key.as_slice()).at(self.path)?.is_some())
-    }
-
-    fn set_high_water(&mut self, id: u64) -> Result<(), StoreError> {
-        let table = open(&mut self.meta, self.tx, META, self.path)?;
-        table.insert(HIGH_WATER_KEY, id).at(self.path)?;
-        Ok(())
-    }
-}
-
-/// Writes the key of a client's entry: its id's length, its id, then `tail`.
-fn client_key(
-    buf: &mut Vec<u8>,
-    client_id: &str,
-    tail: &[u8],
-    path: &Path,
-) -> Result<(), StoreError> {
-    let length = u32::try_from(client_id.len()).map_err(|_| StoreError::Io {
-        path: path.to_owned(),
-        detail: format!(
-            "a client id of {} bytes is too long to store",
-            client_id.len()
-        ),
-    })?;
-    buf.clear();
-    buf.extend_from_slice(&length.to_be_bytes());
-    buf.extend_from_slice(client_id.as_bytes());
-    buf.extend_from_slice(tail);
-    Ok(())
-}
-
-/// Writes the first and last keys of a client's entries with an `N`-byte tail, one after
-/// the other; where the second starts.
-fn client_range<const N: usize>(
-    buf: &mut Vec<u8>,
-    client_id: &str,
-    path: &Path,
-) -> Result<usize, StoreError> {
-    client_key(buf, client_id, &[u8::MIN; N], path)?;
-    let split = buf.len();
-    buf.extend_from_within(..split - N);
-    buf.extend_from_slice(&[u8::MAX; N]);
-    Ok(split)
-}
-
-/// A client's entry key: the client id and the `N`-byte tail.
-fn split_client_key<'k, const N: usize>(
-    key: &'k [u8],
-    path: &Path,
-    table: &str,
-) -> Result<(&'k str, [u8; N]), StoreError> {
-    let split = || {
-        let (length, rest) = key.split_first_chunk::<CLIENT_ID_LENGTH_BYTES>()?;
-        let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
-        let (client_id, tail) = rest.split_at_checked(length)?;
-        Some((
-            std::str::from_utf8(client_id).ok()?,
-            <[u8; N]>::try_from(tail).ok()?,
-        ))
-    };
-    split().ok_or_else(|| malformed_entry(path, &format!("{table} key")))
-}
-
-/// An outbound value: the message id and the meta.
-fn split_outbound_value<'v>(value: &'v [u8], path: &Path) -> Result<(u64, &'v [u8]), StoreError> {
-    match value.split_first_chunk::<MESSAGE_ID_BYTES>() {
-        Some((message, meta)) => Ok((u64::from_be_bytes(*message), meta)),
-        None => Err(malformed_entry(path, "outbound value")),
-    }
-}
-
-fn route_key(message: u64, ticket: u32) -> [u8; ROUTE_KEY_BYTES] {
-    let mut key = [0; ROUTE_KEY_BYTES];
-    key[..MESSAGE_ID_BYTES].copy_from_slice(&message.to_be_bytes());
-    key[MESSAGE_ID_BYTES..].copy_from_slice(&ticket.to_be_bytes());
-    key
-}
-
-fn split_route_key(key: &[u8], path: &Path) -> Result<(u64, u32), StoreError> {
-    let split = || {
-        let (message, ticket) = key.split_first_chunk::<MESSAGE_ID_BYTES>()?;
-        let ticket = <[u8; TICKET_BYTES]>::try_from(ticket).ok()?;
-        Some((u64::from_be_bytes(*message), u32::from_be_bytes(ticket)))
-    };
-    split().ok_or_else(|| malformed_entry(path, "route key"))
-}
-
-fn malformed_entry(path: &Path, what: &str) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_owned(),
-        detail: format!("a malformed {what}"),
-    }
-}
-
-fn closed(path: &Path) -> StoreError {
-    StoreError::Io {
-        path: path.to_owned(),
-        detail: "the store is closed".into(),
-    }
 }
 
 /// Maps an I/O error: a full disk (or quota) to [`StoreError::NoSpace`], data that is not a
@@ -755,24 +400,5 @@ mod tests {
         assert!(matches!(store_error(path, wrapped), StoreError::NoSpace(_)));
         let other = io::Error::from_raw_os_error(5);
         assert!(matches!(io_error(path, &other), StoreError::Io { .. }));
-    }
-
-    #[test]
-    fn client_keys_round_trip_and_bound_the_client_s_range() {
-        let path = Path::new("/x");
-        let mut buf = Vec::new();
-        client_key(&mut buf, "ab", &7u64.to_be_bytes(), path).expect("key");
-        let (client_id, seq) = split_client_key::<SEQ_BYTES>(&buf, path, "t").expect("split");
-        assert_eq!((client_id, u64::from_be_bytes(seq)), ("ab", 7));
-        let key = buf.clone();
-        let split = client_range::<SEQ_BYTES>(&mut buf, "ab", path).expect("range");
-        let (low, high) = buf.split_at(split);
-        assert!(low <= key.as_slice() && key.as_slice() <= high);
-        let high = high.to_vec();
-        client_key(&mut buf, "abc", &[0; SEQ_BYTES], path).expect("key");
-        assert!(buf > high, "another client's keys are outside the range");
-        assert!(split_client_key::<SEQ_BYTES>(&key[..key.len() - 1], path, "t").is_err());
-        let route = route_key(3, 4);
-        assert_eq!(split_route_key(&route, path).expect("route"), (3, 4));
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 
-use crate::ledger::{Garbage, Ledger, Scan, Tables};
+use crate::ledger::{Garbage, Ledger, Named, Outbound, Scan, Tables};
 use crate::{Durability, Op, Recovered, Store, StoreError, StoreStats};
 
 /// A store in memory that simulates crashes and failures.
@@ -187,6 +187,13 @@ struct SimTables {
 }
 
 impl SimTables {
+    fn named(&mut self, table: Named) -> &mut BTreeMap<Box<str>, Vec<u8>> {
+        match table {
+            Named::Sessions => &mut self.sessions,
+            Named::Retained => &mut self.retained,
+        }
+    }
+
     /// Everything, through the shared [`Scan`].
     fn scan(&self) -> (Recovered, Ledger, Garbage) {
         let mut scan = Scan::default();
@@ -219,13 +226,13 @@ impl SimTables {
 impl Tables for SimTables {
     type Error = Infallible;
 
-    fn put_session(&mut self, client_id: &str, record: &[u8]) -> Result<(), Infallible> {
-        self.sessions.insert(client_id.into(), record.to_vec());
+    fn put_named(&mut self, table: Named, name: &str, bytes: &[u8]) -> Result<(), Infallible> {
+        self.named(table).insert(name.into(), bytes.to_vec());
         Ok(())
     }
 
-    fn delete_session(&mut self, client_id: &str) -> Result<(), Infallible> {
-        self.sessions.remove(client_id);
+    fn delete_named(&mut self, table: Named, name: &str) -> Result<(), Infallible> {
+        self.named(table).remove(name);
         Ok(())
     }
 
@@ -262,17 +269,10 @@ impl Tables for SimTables {
         Ok(self.messages.remove(&id).is_some())
     }
 
-    fn put_outbound(
-        &mut self,
-        client_id: &str,
-        seq: u64,
-        message: u64,
-        meta: &[u8],
-    ) -> Result<Option<u64>, Infallible> {
-        let entries = self.outbound.entry(client_id.into()).or_default();
-        Ok(entries
-            .insert(seq, (message, meta.to_vec()))
-            .map(|(old, _)| old))
+    fn put_outbound(&mut self, entry: Outbound<'_>) -> Result<Option<u64>, Infallible> {
+        let entries = self.outbound.entry(entry.client_id.into()).or_default();
+        let value = (entry.message, entry.meta.to_vec());
+        Ok(entries.insert(entry.seq, value).map(|(old, _)| old))
     }
 
     fn delete_outbound(&mut self, client_id: &str, seq: u64) -> Result<Option<u64>, Infallible> {
@@ -301,16 +301,6 @@ impl Tables for SimTables {
                 self.inbound.remove(client_id);
             }
         }
-        Ok(())
-    }
-
-    fn put_retained(&mut self, topic: &str, body: &[u8]) -> Result<(), Infallible> {
-        self.retained.insert(topic.into(), body.to_vec());
-        Ok(())
-    }
-
-    fn delete_retained(&mut self, topic: &str) -> Result<(), Infallible> {
-        self.retained.remove(topic);
         Ok(())
     }
 

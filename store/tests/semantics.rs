@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use starling_store::{Durability, Recovered};
+use starling_store::{Durability, Op, Recovered};
 
 use Durability::{Buffered, Durable};
 
@@ -13,6 +13,13 @@ fn on_both(name: &str, check: impl Fn(&mut Either)) {
     for mut store in Either::both(name) {
         check(&mut store);
     }
+}
+
+/// A session "c" with `message` queued as entry `seq`.
+fn session_queuing(seq: u64, message: u64) -> Vec<Op> {
+    let mut batch = vec![put_session("c", b"s")];
+    batch.extend(queued("c", seq, message));
+    batch
 }
 
 fn outbound_messages(recovered: &Recovered, client_id: &str) -> Vec<u64> {
@@ -51,8 +58,7 @@ fn a_body_lives_while_an_entry_or_a_route_references_it() {
 fn an_entry_put_again_keeps_its_one_reference_or_moves_it() {
     on_both("replace", |store| {
         let name = store.name();
-        let mut batch = vec![put_session("c", b"s")];
-        batch.extend(queued("c", 1, 1));
+        let mut batch = session_queuing(1, 1);
         batch.push(put_outbound("c", 1, 1, b"sent once"));
         store.apply(&batch, Durable);
         // Had the second put taken a reference, the body would outlive this delete.
@@ -79,8 +85,7 @@ fn a_body_nothing_references_at_the_end_of_its_batch_is_not_kept() {
         let name = store.name();
         store.apply(&[put_message(5, b"alone")], Durable);
         // Referenced and released within one batch.
-        let mut batch = vec![put_session("c", b"s")];
-        batch.extend(queued("c", 1, 6));
+        let mut batch = session_queuing(1, 6);
         batch.push(delete_outbound("c", 1));
         store.apply(&batch, Durable);
         let recovered = store.restart();
@@ -100,9 +105,7 @@ fn a_body_nothing_references_at_the_end_of_its_batch_is_not_kept() {
 fn putting_a_stored_body_again_changes_nothing() {
     on_both("put-twice", |store| {
         let name = store.name();
-        let mut batch = vec![put_session("c", b"s")];
-        batch.extend(queued("c", 1, 1));
-        store.apply(&batch, Durable);
+        store.apply(&session_queuing(1, 1), Durable);
         store.apply(&[put_message(1, b"other"), put_route(1, 0, b"r")], Durable);
         let recovered = store.restart();
         assert_eq!(recovered.messages[&1], b"body 1", "{name}");
@@ -153,8 +156,7 @@ fn deleting_a_session_deletes_its_entries_and_releases_their_bodies() {
 fn the_highest_message_id_survives_its_body() {
     on_both("high-water", |store| {
         let name = store.name();
-        let mut batch = vec![put_session("c", b"s")];
-        batch.extend(queued("c", 1, 41));
+        let mut batch = session_queuing(1, 41);
         batch.extend(queued("c", 2, 40));
         store.apply(&batch, Durable);
         store.apply(&[delete_session("c")], Durable);

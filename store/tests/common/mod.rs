@@ -5,9 +5,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use starling_store::{Durability, Op, Recovered, RedbStore, SimStore, Store, StoreError};
+
+// The broker's tests' temporary directories (`starling-NAME-PID`, removed when dropped): a
+// test binary gives each directory alive at a time its own name.
+#[path = "../../../broker/tests/tempdir_common/mod.rs"]
+mod tempdir_common;
+
+pub use tempdir_common::TempDir;
 
 /// The page cache the tests give redb.
 pub const CACHE_BYTES: usize = 4 << 20;
@@ -16,39 +22,6 @@ pub const CACHE_BYTES: usize = 4 << 20;
 pub const CHILD_ROLE_VAR: &str = "STARLING_STORE_TEST_CHILD";
 /// The environment variable that gives a child process its store directory.
 pub const CHILD_DIR_VAR: &str = "STARLING_STORE_TEST_DIR";
-
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A new, empty directory, unique to this process and call.
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("starling-store-{name}-{}-{n}", std::process::id()));
-        // A directory left by an earlier process with the same id.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// A path below it (not created).
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 pub fn put_session(client_id: &str, record: &[u8]) -> Op {
     Op::PutSession {
@@ -281,22 +254,19 @@ pub fn assert_file_bodies_referenced(file: &Path) {
         .expect("iterate")
         .map(|entry| entry.expect("an entry").0.value())
         .collect();
+    // The message id: first in an outbound entry's value, first in a route's key.
     let mut referenced = BTreeSet::new();
-    for entry in tx
-        .open_table(OUTBOUND)
-        .expect("outbound")
-        .iter()
-        .expect("iterate")
-    {
-        referenced.insert(message_id(entry.expect("an entry").1.value()));
-    }
-    for entry in tx
-        .open_table(ROUTES)
-        .expect("routes")
-        .iter()
-        .expect("iterate")
-    {
-        referenced.insert(message_id(entry.expect("an entry").0.value()));
+    for (table, in_value) in [(OUTBOUND, true), (ROUTES, false)] {
+        for entry in tx
+            .open_table(table)
+            .expect("a table")
+            .iter()
+            .expect("iterate")
+        {
+            let (key, value) = entry.expect("an entry");
+            let bytes = if in_value { value.value() } else { key.value() };
+            referenced.insert(message_id(bytes));
+        }
     }
     assert_eq!(held, referenced, "bodies in the file vs referenced in it");
 }
