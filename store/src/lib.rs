@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 
+mod ledger;
 mod redb_store;
 mod sim;
 
