@@ -367,3 +367,87 @@ def routed(pub, sub, topic: str, sync: str, qos: int = 1) -> bool:
     pub.publish(topic, payload, qos=qos)
     got = publishes_before_sentinel(pub, sub, sync, qos=qos, ack=True)
     return any(m.topic == topic and m.payload == payload for m in got)
+
+
+# --------------------------------------------------------------------------------------------
+# Brokers that keep their state across restarts (crash tests)
+# --------------------------------------------------------------------------------------------
+
+
+class PersistentBroker(ConfiguredBroker):
+    """A broker whose state lives in ``store_dir`` (under ``workdir``) across restarts on the
+    same port, for crash tests (``crash_harness.py``).
+
+    ``persistence``: Starling's ``[persistence]`` keys (``mode``, ``flush_interval_ms``;
+    ``path`` is always ``store_dir``), or None for no section at all (the broker's default:
+    nothing kept). ``mosquitto_options``: extra ``mosquitto.conf`` lines (``autosave_interval
+    1``, ``autosave_on_changes true``); Mosquitto gets ``persistence true`` and
+    ``persistence_location store_dir/`` whenever ``persistence`` is not None (its
+    ``autosave_interval`` left at the default, 1800 s, unless given). ``queue_limit``: the
+    messages one offline client may have queued, on both brokers (Starling's
+    ``[limits] max_queued_messages``, with no byte limit; Mosquitto's ``max_queued_messages``),
+    so that a crash test's offline subscribers measure durability, not a queue cap.
+    """
+
+    def __init__(self, kind: str, workdir: _Path, persistence=None, mosquitto_options=(),
+                 queue_limit: int = 100_000, event_loops=None):
+        limits = {"max_queued_messages": queue_limit, "max_queued_bytes": 0}
+        super().__init__(kind, workdir, event_loops=event_loops,
+                         limits=limits if kind == "starling" else None)
+        self.store_dir = workdir / "store"
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.persistence = None if persistence is None else dict(persistence)
+        self.mosquitto_options = list(mosquitto_options)
+        self.queue_limit = queue_limit
+
+    def _starling_toml(self) -> str:
+        text = super()._starling_toml()
+        if self.persistence is None:
+            return text
+        keys = {**self.persistence, "path": str(self.store_dir)}
+        return text + "\n".join(["", "[persistence]"] + [f"{k} = {self._toml_value(v)}"
+                                                          for k, v in keys.items()]) + "\n"
+
+    def _mosquitto_conf(self) -> str:
+        lines = [f"log_dest file {self.log_path}", "log_type all", "connection_messages true",
+                 f"max_queued_messages {self.queue_limit}", "allow_anonymous true"]
+        if self.persistence is None:
+            lines.append("persistence false")
+        else:
+            lines += ["persistence true", f"persistence_location {self.store_dir}/"]
+        lines += self.mosquitto_options
+        if _os.geteuid() == 0:
+            lines.append("user root")  # stay root: the store directory is ours
+        lines.append(f"listener {self.port} {self.host}")
+        return "\n".join(lines) + "\n"
+
+    def check_config(self) -> str:
+        """Starling: ``--check-config`` on the file this broker would start with; fails with
+        the broker's own message when it refuses it (e.g. a build without ``[persistence]``)."""
+        if self.kind != "starling":
+            return ""
+        conf = self.workdir / "starling.toml"
+        conf.write_text(self._starling_toml())
+        proc = subprocess.run([str(_starling_bin()), "--check-config", str(conf)],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise AssertionError(f"starling --check-config refused {conf}:\n"
+                                 f"{conf.read_text()}\n{proc.stdout}{proc.stderr}")
+        return proc.stdout
+
+    def crash(self) -> None:
+        """SIGKILL by pid, and waits for the process to be gone (nothing is flushed)."""
+        _os.kill(self.proc.pid, _signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self, timeout: float = 30.0) -> None:
+        """SIGTERM by pid and waits for a clean exit; fails (after a SIGKILL) if the broker
+        does not exit within ``timeout``, or exits with an error."""
+        _os.kill(self.proc.pid, _signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.crash()
+            raise AssertionError(f"{self.kind} did not exit within {timeout}s of SIGTERM")
+        if code != 0:
+            raise AssertionError(f"{self.kind} exited with {code} after SIGTERM:\n{self.log()[-3000:]}")
