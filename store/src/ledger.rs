@@ -250,6 +250,9 @@ impl Ledger {
 /// ids and routes (any order), then bodies; retained messages at any time.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
+    /// Whether to copy records, metas and bodies (not when only the counts are wanted: the
+    /// `Recovered` then holds every key with empty values).
+    copy: bool,
     recovered: Recovered,
     refs: HashMap<u64, u32>,
     garbage: Garbage,
@@ -260,6 +263,22 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
+    /// A scan that builds the whole [`Recovered`] state (`copy`), or only the counts.
+    pub(crate) fn new(copy: bool) -> Scan {
+        Scan {
+            copy,
+            ..Scan::default()
+        }
+    }
+
+    fn copy(&self, bytes: &[u8]) -> Vec<u8> {
+        if self.copy {
+            bytes.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// A session's record.
     pub(crate) fn session(&mut self, client_id: &str, record: &[u8]) {
         debug_assert!(
@@ -271,7 +290,7 @@ impl Scan {
         );
         self.recovered.sessions.push(RecoveredSession {
             client_id: client_id.into(),
-            record: record.to_vec(),
+            record: self.copy(record),
             outbound: Vec::new(),
             inbound: Vec::new(),
         });
@@ -291,13 +310,12 @@ impl Scan {
 
     /// An outbound entry (garbage if its session has no record).
     pub(crate) fn outbound(&mut self, client_id: &str, seq: u64, message: u64, meta: &[u8]) {
+        let meta = self.copy(meta);
         match self.find(client_id) {
             Some(session) => {
-                session.outbound.push(RecoveredOutbound {
-                    seq,
-                    message,
-                    meta: meta.to_vec(),
-                });
+                session
+                    .outbound
+                    .push(RecoveredOutbound { seq, message, meta });
                 *self.refs.entry(message).or_insert(0) += 1;
             }
             None => self.garbage.outbound.push((client_id.into(), seq)),
@@ -314,24 +332,27 @@ impl Scan {
 
     /// A route.
     pub(crate) fn route(&mut self, message: u64, ticket: u32, record: &[u8]) {
+        let record = self.copy(record);
         self.recovered.routes.push(RecoveredRoute {
             message,
             ticket,
-            record: record.to_vec(),
+            record,
         });
         *self.refs.entry(message).or_insert(0) += 1;
     }
 
     /// A retained message.
     pub(crate) fn retained(&mut self, topic: &str, body: &[u8]) {
-        self.recovered.retained.push((topic.into(), body.to_vec()));
+        let body = self.copy(body);
+        self.recovered.retained.push((topic.into(), body));
     }
 
     /// A message body (garbage if nothing fed before references it).
     pub(crate) fn message(&mut self, id: u64, body: &[u8]) {
         self.highest_id = self.highest_id.max(id);
         if self.refs.contains_key(&id) {
-            self.recovered.messages.insert(id, body.to_vec());
+            let body = self.copy(body);
+            self.recovered.messages.insert(id, body);
         } else {
             self.garbage.messages.push(id);
         }

@@ -156,16 +156,17 @@ impl RedbStore {
     fn ready(&mut self) -> Result<(), StoreError> {
         self.reopen_if_closed()?;
         if !self.loaded {
-            self.read_all()?;
+            self.read_all(false)?;
         }
         Ok(())
     }
 
-    /// Reads everything, deletes the garbage (one durable commit) and rebuilds the counts.
-    fn read_all(&mut self) -> Result<Recovered, StoreError> {
+    /// Reads everything, deletes the garbage (one durable commit) and rebuilds the counts;
+    /// what it read (with `copy`, else only the keys).
+    fn read_all(&mut self, copy: bool) -> Result<Recovered, StoreError> {
         let path = &self.path;
         let db = self.db.as_ref().ok_or_else(|| closed(path))?;
-        let (recovered, ledger, garbage) = scan(db, path)?;
+        let (recovered, ledger, garbage) = scan(db, path, copy)?;
         if !garbage.is_empty() {
             let tx = db.begin_write().at(path)?;
             garbage.collect(&mut RedbTables::new(&tx, path, &mut self.scratch))?;
@@ -251,7 +252,7 @@ impl Store for RedbStore {
     }
 
     fn load(&mut self) -> Result<Recovered, StoreError> {
-        let result = self.reopen_if_closed().and_then(|()| self.read_all());
+        let result = self.reopen_if_closed().and_then(|()| self.read_all(true));
         self.failed(result)
     }
 

@@ -14,10 +14,11 @@ use crate::{Durability, Op, Recovered, Store, StoreError, StoreStats};
 /// A store in memory that simulates crashes and failures.
 ///
 /// A durable apply (or a sync) makes every batch applied so far survive
-/// [`SimStore::crash`]; a buffered one survives only if the crash keeps it. Like
-/// [`RedbStore`](crate::RedbStore), a failed apply or sync also loses the batches buffered
-/// since the last durable one (redb has to be reopened after an I/O error, which rolls back
-/// to the last durable commit): the live state goes back to the durable one.
+/// [`SimStore::crash`]; a buffered one survives only if the crash keeps it. A failure set
+/// by [`SimStore::fail_next`] applies nothing of its batch and also loses the batches
+/// buffered since the last durable one, as an I/O error does to
+/// [`RedbStore`](crate::RedbStore) (redb must then be reopened, which rolls back to the last
+/// durable commit): the live state goes back to the durable one.
 ///
 /// # Example
 ///
@@ -196,7 +197,7 @@ impl SimTables {
 
     /// Everything, through the shared [`Scan`].
     fn scan(&self) -> (Recovered, Ledger, Garbage) {
-        let mut scan = Scan::default();
+        let mut scan = Scan::new(true);
         for (client_id, record) in &self.sessions {
             scan.session(client_id, record);
         }

@@ -3,7 +3,9 @@
 //! as many bodies; at every load (in place, or after closing and reopening the directory)
 //! redb holds what the simulated store does; at every restart the closed file holds a body
 //! exactly when something references it (checked on the file itself, before the load that
-//! would collect garbage: the reference counts kept across batches are what is tested).
+//! would collect garbage). One test restarts after every step; the other only now and then,
+//! since a load rebuilds the reference counts: what they become over many batches is tested
+//! there.
 
 mod common;
 
@@ -99,39 +101,64 @@ fn check(recovered: &Recovered, expected: &Recovered, highest: u64) -> Result<()
     Ok(())
 }
 
+/// Runs `steps` on both stores (and a restart at the end, or after every step with
+/// `restart_each`), checking them as the module says.
+fn run(steps: &[Step], restart_each: bool) -> Result<(), TestCaseError> {
+    let dir = TempDir::new(if restart_each {
+        "model-restarts"
+    } else {
+        "model"
+    });
+    let (mut redb, _) = open_loaded(dir.path());
+    let mut sim = SimStore::new();
+    let mut highest = 0;
+    let restart = [Step::Restart];
+    let extra: &[Step] = if restart_each { &restart } else { &[] };
+    let all = steps
+        .iter()
+        .flat_map(|step| std::iter::once(step).chain(extra));
+    for step in all.chain(&restart) {
+        match step {
+            Step::Batch(ops, durability) => {
+                redb.apply(ops, *durability).expect("redb apply");
+                sim.apply(ops, *durability).expect("sim apply");
+                highest = highest.max(highest_put(ops));
+            }
+            Step::Sync => {
+                redb.sync().expect("redb sync");
+                sim.sync().expect("sim sync");
+            }
+            Step::Load => {
+                let expected = sim.load().expect("sim load");
+                check(&redb.load().expect("redb load"), &expected, highest)?;
+            }
+            Step::Restart => {
+                let (reopened, recovered) = reopen(redb);
+                redb = reopened;
+                check(&recovered, &sim.load().expect("sim load"), highest)?;
+            }
+        }
+        prop_assert_eq!(redb.stats().messages, sim.stats().messages);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
 
+    /// Restarts now and then: the counts carry across batches, as in a broker's life.
     #[test]
     fn redb_holds_what_the_simulated_store_holds(
         steps in prop::collection::vec(step(), 1..MAX_STEPS)
     ) {
-        let dir = TempDir::new("model");
-        let (mut redb, _) = open_loaded(dir.path());
-        let mut sim = SimStore::new();
-        let mut highest = 0;
-        for step in steps.iter().chain([&Step::Restart]) {
-            match step {
-                Step::Batch(ops, durability) => {
-                    redb.apply(ops, *durability).expect("redb apply");
-                    sim.apply(ops, *durability).expect("sim apply");
-                    highest = highest.max(highest_put(ops));
-                }
-                Step::Sync => {
-                    redb.sync().expect("redb sync");
-                    sim.sync().expect("sim sync");
-                }
-                Step::Load => {
-                    let expected = sim.load().expect("sim load");
-                    check(&redb.load().expect("redb load"), &expected, highest)?;
-                }
-                Step::Restart => {
-                    let (reopened, recovered) = reopen(redb);
-                    redb = reopened;
-                    check(&recovered, &sim.load().expect("sim load"), highest)?;
-                }
-            }
-            prop_assert_eq!(redb.stats().messages, sim.stats().messages);
-        }
+        run(&steps, false)?;
+    }
+
+    /// A restart after every step: every state on the way is checked on the file.
+    #[test]
+    fn redb_holds_what_the_simulated_store_holds_after_every_step(
+        steps in prop::collection::vec(step(), 1..MAX_STEPS / 2)
+    ) {
+        run(&steps, true)?;
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use starling_store::{Durability, Op, Recovered};
+use starling_store::{Durability, Op, Recovered, RedbStore, Store};
 
 use Durability::{Buffered, Durable};
 
@@ -246,4 +246,27 @@ fn statistics_count_batches_ops_and_durable_commits() {
             Either::Sim(_) => assert_eq!(stats.disk_bytes, 0),
         }
     });
+}
+
+#[test]
+fn a_batch_before_any_load_counts_the_references_the_file_holds() {
+    let dir = TempDir::new("no-load");
+    let (mut store, _) = open_loaded(dir.path());
+    let mut batch = session_queuing(1, 1);
+    batch.push(put_outbound("c", 2, 1, b"twice"));
+    store.apply(&batch, Durable).expect("apply");
+    store.close().expect("close");
+
+    let mut store = RedbStore::open(dir.path(), CACHE_BYTES).expect("open");
+    store
+        .apply(&[delete_outbound("c", 1)], Durable)
+        .expect("apply without a load");
+    assert_eq!(store.stats().messages, 1, "one reference is left");
+    let (mut store, recovered) = reopen(store);
+    assert_eq!(outbound_messages(&recovered, "c"), [1]);
+    store
+        .apply(&[delete_outbound("c", 2)], Durable)
+        .expect("apply");
+    let (_, recovered) = reopen(store);
+    assert!(recovered.messages.is_empty());
 }

@@ -51,10 +51,15 @@ pub(super) struct Scratch {
     value: Vec<u8>,
 }
 
-/// Feeds every entry of the file to a [`Scan`] in the order it wants.
-pub(super) fn scan(db: &Database, path: &Path) -> Result<(Recovered, Ledger, Garbage), StoreError> {
+/// Feeds every entry of the file to a [`Scan`] in the order it wants (`copy`: see
+/// [`Scan::new`]).
+pub(super) fn scan(
+    db: &Database,
+    path: &Path,
+    copy: bool,
+) -> Result<(Recovered, Ledger, Garbage), StoreError> {
     let tx = db.begin_read().at(path)?;
-    let mut scan = Scan::default();
+    let mut scan = Scan::new(copy);
     each(&tx, SESSIONS, path, |client_id, record| {
         scan.session(client_id, record);
         Ok(())
