@@ -65,7 +65,10 @@ fn a_session_and_its_subscription_come_back_after_a_crash() {
     let (sub, connack) = connect(&mut net, "sub");
     assert!(session_present(&connack), "{connack:?}");
     let (publisher, _) = connect(&mut net, "pub");
-    net.send(publisher, &packets::publish(0x02, b"a/b", Some(1), b"hello"));
+    net.send(
+        publisher,
+        &packets::publish(0x02, b"a/b", Some(1), b"hello"),
+    );
     assert_eq!(
         publishes(&net.take(sub)),
         vec![("a/b".to_string(), b"hello".to_vec(), 1)]
@@ -176,7 +179,11 @@ fn a_retained_message_and_its_clearing_survive_a_crash() {
 fn a_session_that_expired_while_the_broker_was_down_is_gone() {
     use protocol_common::v5;
     // An MQTT 5 session with a 10 s Session Expiry Interval.
-    let connect = v5::connect5(0x00, &v5::props(&[v5::p_u32(0x11, 10)]), &packets::field(b"brief"));
+    let connect = v5::connect5(
+        0x00,
+        &v5::props(&[v5::p_u32(0x11, 10)]),
+        &packets::field(b"brief"),
+    );
     let at = starling::core::owner_loop("brief", LOOPS);
     let mut net = fresh();
     let client = net.open(at);
@@ -189,7 +196,13 @@ fn a_session_that_expired_while_the_broker_was_down_is_gone() {
     net.send(client, &connect);
     let connack = net.take(client);
     assert!(
-        matches!(connack.first(), Some(Received::ConnAck { session_present: false, .. })),
+        matches!(
+            connack.first(),
+            Some(Received::ConnAck {
+                session_present: false,
+                ..
+            })
+        ),
         "expired while down: {connack:?}"
     );
 }
@@ -197,7 +210,11 @@ fn a_session_that_expired_while_the_broker_was_down_is_gone() {
 #[test]
 fn a_session_within_its_expiry_is_resumed_after_a_crash() {
     use protocol_common::v5;
-    let connect = v5::connect5(0x00, &v5::props(&[v5::p_u32(0x11, 60)]), &packets::field(b"kept"));
+    let connect = v5::connect5(
+        0x00,
+        &v5::props(&[v5::p_u32(0x11, 60)]),
+        &packets::field(b"kept"),
+    );
     let at = starling::core::owner_loop("kept", LOOPS);
     let mut net = fresh();
     let client = net.open(at);
@@ -208,7 +225,13 @@ fn a_session_within_its_expiry_is_resumed_after_a_crash() {
     net.send(client, &connect);
     let connack = net.take(client);
     assert!(
-        matches!(connack.first(), Some(Received::ConnAck { session_present: true, .. })),
+        matches!(
+            connack.first(),
+            Some(Received::ConnAck {
+                session_present: true,
+                ..
+            })
+        ),
         "{connack:?}"
     );
 }

@@ -332,9 +332,13 @@ impl Sim {
                 break model.next_pid;
             }
         };
-        model.inflight.insert(pid, (payload.clone(), Sent::AwaitAck));
-        self.net
-            .send(client, &packets::publish(flags, topic.as_bytes(), Some(pid), &payload));
+        model
+            .inflight
+            .insert(pid, (payload.clone(), Sent::AwaitAck));
+        self.net.send(
+            client,
+            &packets::publish(flags, topic.as_bytes(), Some(pid), &payload),
+        );
     }
 
     /// One random step of the schedule.
@@ -407,7 +411,11 @@ impl Sim {
                     model.name
                 );
                 if *qos == 2 && model.qos == 2 {
-                    assert_eq!(count, 1, "seed {seed}: {} got {text} {count} times", model.name);
+                    assert_eq!(
+                        count, 1,
+                        "seed {seed}: {} got {text} {count} times",
+                        model.name
+                    );
                 }
             }
             if model.qos == 2 {
@@ -435,8 +443,10 @@ impl Sim {
             ..ConnectSpec::default()
         };
         let (client, _) = self.net.connect(0, spec);
-        self.net
-            .send(client, &packets::subscribe(1, &[(RETAINED_TOPIC.as_bytes(), 1)]));
+        self.net.send(
+            client,
+            &packets::subscribe(1, &[(RETAINED_TOPIC.as_bytes(), 1)]),
+        );
         let got = core_common::publishes(&self.net.take(client));
         let seq: Option<u64> = got.first().and_then(|(_, payload, _)| {
             String::from_utf8_lossy(payload)

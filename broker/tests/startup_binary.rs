@@ -151,7 +151,10 @@ fn the_example_with_every_key_set_passes_check_config_and_starts() {
     }
     // The example's store: a directory of the test's own.
     let store = dir.join("store");
-    assert!(text.contains("\"/var/lib/starling\""), "the example names its store");
+    assert!(
+        text.contains("\"/var/lib/starling\""),
+        "the example names its store"
+    );
     let text = text.replace(
         "\"/var/lib/starling\"",
         &format!("{:?}", store.display().to_string()),

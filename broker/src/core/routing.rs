@@ -75,9 +75,7 @@ fn forward(shard: &mut Shard, outgoing: &mut Outgoing<'_, '_>, to: usize) {
     };
     let persist = &shard.shared.persist;
     let ticket = persist::ticket(to, None);
-    shard
-        .journal
-        .forwarded(persist, &message, ticket, &target);
+    shard.journal.forwarded(persist, &message, ticket, &target);
     shard.actions.push_back(Action::Forward {
         to,
         message,

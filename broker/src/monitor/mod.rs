@@ -358,7 +358,10 @@ impl Probe {
     }
 
     /// The same probe, also reading the store's numbers.
-    pub fn with_store(mut self, persister: Option<Arc<crate::server::persist::Persister>>) -> Probe {
+    pub fn with_store(
+        mut self,
+        persister: Option<Arc<crate::server::persist::Persister>>,
+    ) -> Probe {
         self.persister = persister;
         self
     }

@@ -12,41 +12,51 @@ impl EventLoop {
     /// Carries out every action the core has queued.
     pub(super) fn act(&mut self) {
         while let Some(action) = self.shard.poll_action() {
-            // A close writes what the connection has left, and a forwarded message must be
-            // recorded before the other loop can record its routing (`persist`).
-            self.durable_before_output();
             match action {
-                Action::Close(key) => self.close(key),
-                Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
-                Action::Forward {
-                    to,
-                    message,
-                    origin,
-                } => {
-                    let _ = self.send(to, Inbound::Forward(message, origin));
+                // A forwarded message is recorded before the other loop records its
+                // routing (`persist`).
+                Action::Forward { .. } | Action::ForwardShared { .. }
+                    if self.persister.is_some() =>
+                {
+                    self.store_recorded();
+                    self.carry_out(action);
                 }
-                Action::ForwardShared {
-                    to,
-                    pick,
-                    message,
-                    origin,
-                } => {
-                    let _ = self.send(to, Inbound::ForwardShared(pick, message, origin));
-                }
-                Action::Hold { to, conn, hold } => self.send_hold(to, conn, hold),
-                Action::Authenticate {
-                    conn,
-                    listener,
-                    username,
-                    password,
-                } => self.authenticate(conn, listener, username, password),
-                Action::DelayRefusal { conn } => {
-                    self.credentials.verifier.refuse_later(
-                        self.index,
-                        conn,
-                        std::time::Instant::now(),
-                    );
-                }
+                action => self.carry_out(action),
+            }
+        }
+    }
+
+    /// Carries out one action.
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Close(key) => self.close(key),
+            Action::Handover { conn, to, bytes } => self.hand_over(conn, to, bytes),
+            Action::Forward {
+                to,
+                message,
+                origin,
+            } => {
+                let _ = self.send(to, Inbound::Forward(message, origin));
+            }
+            Action::ForwardShared {
+                to,
+                pick,
+                message,
+                origin,
+            } => {
+                let _ = self.send(to, Inbound::ForwardShared(pick, message, origin));
+            }
+            Action::Hold { to, conn, hold } => self.send_hold(to, conn, hold),
+            Action::Authenticate {
+                conn,
+                listener,
+                username,
+                password,
+            } => self.authenticate(conn, listener, username, password),
+            Action::DelayRefusal { conn } => {
+                self.credentials
+                    .verifier
+                    .refuse_later(self.index, conn, std::time::Instant::now());
             }
         }
     }
@@ -56,6 +66,12 @@ impl EventLoop {
     /// socket lingers outside the pool until the client has read it (`outside`); without
     /// one it gets FIN, a few reads discard unread input, and it is closed.
     pub(super) fn close(&mut self, key: ConnId) {
+        if !self.may_write(key) {
+            // What the connection has left waits for the store: it is not written.
+            self.forget_held(key);
+            let unstored = self.shard.output(key).len();
+            self.shard.consume_output(key, unstored, self.now_ms);
+        }
         let Some((mut stream, origin, stack)) = self.unregister(key) else {
             self.shard.closed(key, self.now_ms);
             return;

@@ -228,8 +228,10 @@ pub struct EventLoop {
     pub(super) persister: Option<Arc<super::persist::Persister>>,
     /// The ops of a turn on their way to the store (kept for its capacity).
     pub(super) persist_ops: Vec<crate::core::persist::Op>,
-    /// The highest store ticket this loop knows durable.
-    pub(super) durable_ticket: u64,
+    /// Connections whose output waits for the store (`durable`).
+    pub(super) held: super::durable::Held,
+    /// A spare list for the core's marked connections (kept for its capacity).
+    pub(super) dirty_spare: Vec<ConnId>,
 }
 
 impl EventLoop {
@@ -305,7 +307,8 @@ impl EventLoop {
             pacing: Pacing::default(),
             persister,
             persist_ops: Vec::new(),
-            durable_ticket: 0,
+            held: Default::default(),
+            dirty_spare: Vec::new(),
         };
         event_loop.install_scram();
         Ok(event_loop)
@@ -376,6 +379,7 @@ impl EventLoop {
                 .unwrap_or(u64::MAX)
                 .min(self.expire_outside());
             self.settle();
+            self.retry_store();
             if self.now_ms >= self.next_trim_ms {
                 self.trim();
                 self.next_trim_ms = self.now_ms + TRIM_INTERVAL_MS;
@@ -402,6 +406,9 @@ impl EventLoop {
         }
         if self.draining.is_some() {
             timeout_ms = timeout_ms.min(SHUTDOWN_POLL_MS);
+        }
+        if self.held.waiting() {
+            timeout_ms = timeout_ms.min(super::durable::STORE_RETRY_INTERVAL_MS);
         }
         timeout_ms
     }
@@ -617,7 +624,9 @@ impl EventLoop {
     /// Writes what the core holds for `key` until the socket would block (the WRITABLE
     /// event resumes it) or nothing is left.
     pub(super) fn flush(&mut self, key: ConnId) {
-        self.durable_before_output();
+        if !self.may_write(key) {
+            return;
+        }
         if self.layered(key) {
             self.flush_layered(key);
             return;
@@ -648,6 +657,7 @@ impl EventLoop {
 
     /// The socket of `key` closed or failed: drop it and tell the core.
     pub(super) fn gone(&mut self, key: ConnId, why: Gone<'_>) {
+        self.forget_held(key);
         if let Some((stream, origin, _)) = self.unregister(key) {
             self.admission.release(origin);
             match self.shard.connected_client(key) {
@@ -698,6 +708,7 @@ impl EventLoop {
     pub(super) fn settle(&mut self) {
         loop {
             if self.persister.is_some() {
+                self.begin_round();
                 self.shard.pump_deferred(self.now_ms);
             }
             self.act();
@@ -713,7 +724,7 @@ impl EventLoop {
         }
         // What the turn recorded without writing anything (a message queued for an offline
         // client, a session expired) goes to the store too.
-        self.durable_before_output();
+        self.store_recorded();
         for (to, flag) in self.wake.iter_mut().enumerate() {
             if std::mem::take(flag)
                 && let Some(peer) = self.peers.get(to)

@@ -24,6 +24,7 @@ pub mod actions;
 pub mod admission;
 pub mod control;
 pub mod credentials;
+pub mod durable;
 pub mod event_loop;
 pub mod layered;
 pub mod listener;
@@ -31,8 +32,8 @@ pub mod login;
 pub mod mailbox;
 pub mod observe;
 pub mod outside;
-pub mod persist;
 pub mod pacing;
+pub mod persist;
 pub mod proxy;
 pub mod supervisor;
 pub mod throttle;
@@ -261,9 +262,8 @@ pub fn start(config: ServerConfig) -> Result<Server, StartError> {
     // Assigned client ids are derived from a key no client can know (`Shared::assigned_client_id`).
     let assigned_id_key = crate::core::shared::random_assigned_id_key().map_err(StartError::Io)?;
     let recovery = persist::Recovery::open(&config.persistence, loops, epoch)?;
-    let shared = Arc::new(
-        Shared::new(loops, assigned_id_key).with_persistence(recovery.persist_shared()),
-    );
+    let shared =
+        Arc::new(Shared::new(loops, assigned_id_key).with_persistence(recovery.persist_shared()));
     let (persister, mut restores) = recovery.start(&config.persistence, &shared)?;
     let mut mailboxes = Vec::with_capacity(loops);
     let mut polls = Vec::with_capacity(loops);

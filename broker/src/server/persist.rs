@@ -308,28 +308,6 @@ pub fn spawn_flusher(
         })
 }
 
-impl super::event_loop::EventLoop {
-    /// Before any output is written: hands what the core recorded to the store, and in
-    /// `sync` mode waits until it is durable (with every other loop's ops queued before
-    /// it). Nothing to do, at the cost of one check, when the turn recorded nothing.
-    pub(super) fn durable_before_output(&mut self) {
-        let Some(persister) = &self.persister else {
-            return;
-        };
-        if !self.shard.has_persist_ops() {
-            return;
-        }
-        self.shard.take_persist_ops(&mut self.persist_ops);
-        let ticket = persister.submit(&mut self.persist_ops);
-        if persister.mode() == PersistenceMode::Sync
-            && ticket > self.durable_ticket
-            && persister.make_durable(ticket).is_ok()
-        {
-            self.durable_ticket = ticket;
-        }
-    }
-}
-
 /// What start-up recovered, before the loops exist.
 pub struct Recovery {
     clock: WallClock,
@@ -403,8 +381,9 @@ impl Recovery {
                 let _ = retained.set(&topic, message);
             }
         }
-        let persister = Persister::start(settings, store, &mut plan, recovery_ms, Arc::clone(shared))
-            .map_err(super::StartError::Store)?;
+        let persister =
+            Persister::start(settings, store, &mut plan, recovery_ms, Arc::clone(shared))
+                .map_err(super::StartError::Store)?;
         let persister = Arc::new(persister);
         if settings.mode == PersistenceMode::Async {
             spawn_flusher(Arc::clone(&persister), settings.flush_interval_ms)

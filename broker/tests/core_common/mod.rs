@@ -175,9 +175,8 @@ impl Net {
             .apply(&std::mem::take(&mut plan.purge), Durability::Durable)
             .expect("purge");
         let persist = PersistShared::enabled(clock, plan.first_message_id, plan.first_seq);
-        let shared = Arc::new(
-            Shared::new(loops, [0; ASSIGNED_ID_KEY_BYTES]).with_persistence(persist),
-        );
+        let shared =
+            Arc::new(Shared::new(loops, [0; ASSIGNED_ID_KEY_BYTES]).with_persistence(persist));
         if let Ok(mut retained) = shared.retained.lock() {
             for (topic, message) in std::mem::take(&mut plan.retained) {
                 retained.set(&topic, message).expect("a stored topic fits");

@@ -2,7 +2,9 @@
 //! and inbound packet ids are stored beside it, one entry each).
 
 use crate::core::conn::PendingWill;
-use crate::core::persist::codec::{DecodeError, Reader, WallClock, Writer, read_props, write_props};
+use crate::core::persist::codec::{
+    DecodeError, Reader, WallClock, Writer, read_props, write_props,
+};
 use crate::core::session::Session;
 use crate::core::subscription::SubOpts;
 use crate::protocol::Will;

@@ -96,7 +96,11 @@ pub struct RestoreError {
 
 impl fmt::Display for RestoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: the stored {} does not decode", self.what, self.error)
+        write!(
+            f,
+            "{}: the stored {} does not decode",
+            self.what, self.error
+        )
     }
 }
 
@@ -124,9 +128,11 @@ pub fn plan(
         first_message_id: recovered.max_message_id + 1,
         ..Plan::default()
     };
-    let mut messages: HashMap<u64, SharedMessage> = HashMap::with_capacity(recovered.messages.len());
+    let mut messages: HashMap<u64, SharedMessage> =
+        HashMap::with_capacity(recovered.messages.len());
     for (id, body) in recovered.messages {
-        let message = codec::decode_message(&body, clock).map_err(|e| bad(format!("message {id}"), e))?;
+        let message =
+            codec::decode_message(&body, clock).map_err(|e| bad(format!("message {id}"), e))?;
         let message = crate::core::Message {
             persist_id: PersistId::new(id),
             ..message
@@ -136,7 +142,8 @@ pub fn plan(
     let mut max_seq = 0;
     for stored in recovered.sessions {
         let client_id = stored.client_id;
-        let record = SessionRecord::decode(&stored.record, clock).map_err(|e| bad(&client_id, e))?;
+        let record =
+            SessionRecord::decode(&stored.record, clock).map_err(|e| bad(&client_id, e))?;
         if record.expiry_due_wall_ms != 0 && record.expiry_due_wall_ms <= now_wall_ms {
             plan.counts.sessions_expired += 1;
             plan.purge.push(Op::DeleteSession { client_id });
@@ -249,9 +256,7 @@ fn restore_session(shard: &mut Shard, restored: RestoredSession, now_ms: u64) {
     }
     let clock = shard.shared.persist.clock;
     let session_id = shard.sessions.create(client_id, record.expiry_secs);
-    shard
-        .restored_from
-        .push((record.loop_index, session_id));
+    shard.restored_from.push((record.loop_index, session_id));
     let acl = shard.access.listener(record.listener).acl.is_some();
     for (filter, opts) in &record.subscriptions {
         match parse_shared_filter(filter) {
@@ -273,8 +278,9 @@ fn restore_session(shard: &mut Shard, restored: RestoredSession, now_ms: u64) {
     session.listener = record.listener;
     session.persisted = true;
     if record.username.is_some() || acl {
-        session.extras_mut().access =
-            Some(Box::new(access::SessionAccess::new(record.username.clone())));
+        session.extras_mut().access = Some(Box::new(access::SessionAccess::new(
+            record.username.clone(),
+        )));
     }
     let traffic = session.traffic_mut();
     for (seq, message, meta) in outbound {
@@ -299,7 +305,12 @@ fn restore_session(shard: &mut Shard, restored: RestoredSession, now_ms: u64) {
         }
     }
     traffic.awaiting_rel = inbound;
-    session.last_packet_id = traffic.inflight.iter().map(|m| m.packet_id).max().unwrap_or(0);
+    session.last_packet_id = traffic
+        .inflight
+        .iter()
+        .map(|m| m.packet_id)
+        .max()
+        .unwrap_or(0);
     schedule_offline(shard, session_id, &record, clock, now_ms);
     if let Some(session) = shard.sessions.get_mut(session_id) {
         shard.journal.session_changed(session_id, session);

@@ -1,0 +1,151 @@
+//! The loop's side of persistence: no output is written before what it promises is
+//! durable.
+//!
+//! A settle round (the core's actions, then the output of every connection it marked)
+//! hands the ops the core recorded to the store and, in `sync` mode, waits for them to be
+//! durable before the round's first write ([`EventLoop::may_write`]). Everything a round
+//! writes was produced before that commit, so one commit covers the round.
+//!
+//! When the commit fails (the disk is full, a write failed), the round's connections, and
+//! every connection the core has marked since, are held: their output stays in the core
+//! until a later commit succeeds ([`EventLoop::retry_store`], at most every
+//! [`STORE_RETRY_INTERVAL_MS`]). Rounds that record nothing (QoS 0 traffic) write as usual,
+//! and the core refuses QoS 1/2 PUBLISHes meanwhile, so nothing new needs the store.
+
+use std::collections::HashSet;
+
+use super::event_loop::EventLoop;
+use crate::config::persistence::PersistenceMode;
+use crate::core::ConnId;
+
+/// While the store fails, a commit is tried again at most this often.
+pub const STORE_RETRY_INTERVAL_MS: u64 = 500;
+
+/// A loop's connections whose output waits for the store.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Connections whose output depends on ops not yet durable.
+    conns: HashSet<ConnId>,
+    /// The current round's commit failed: its remaining connections are held too.
+    round_failed: bool,
+    /// No commit is tried before this (loop ms) after a failure.
+    next_retry_ms: u64,
+    /// The highest ticket this loop submitted, and the highest it knows durable.
+    submitted: u64,
+    durable: u64,
+}
+
+impl Held {
+    /// Whether any connection waits for the store (the loop then wakes to retry).
+    pub fn waiting(&self) -> bool {
+        !self.conns.is_empty()
+    }
+}
+
+impl EventLoop {
+    /// A settle round begins: its connections are judged by its own commit.
+    pub(super) fn begin_round(&mut self) {
+        self.held.round_failed = false;
+    }
+
+    /// Whether `key`'s output may be written now: it does not wait for the store, and what
+    /// the core recorded since the last commit is durable (committed now if need be). On a
+    /// failed commit, `key` and every connection with new output are held.
+    pub(super) fn may_write(&mut self, key: ConnId) -> bool {
+        if self.persister.is_none() {
+            return true;
+        }
+        if self.held.conns.contains(&key) {
+            return false;
+        }
+        if !self.held.round_failed && self.store_recorded() {
+            return true;
+        }
+        self.held.conns.insert(key);
+        false
+    }
+
+    /// Hands what the core recorded to the store (made durable in `sync` mode); if that
+    /// fails, the round fails: every connection with new output is held.
+    pub(super) fn store_recorded(&mut self) -> bool {
+        if self.durable_before_output() {
+            return true;
+        }
+        self.held.round_failed = true;
+        let mut marked = std::mem::take(&mut self.dirty_spare);
+        self.shard.drain_dirty(&mut marked);
+        self.held.conns.extend(marked.drain(..));
+        self.dirty_spare = marked;
+        false
+    }
+
+    /// Hands what the core recorded to the store; in `sync` mode waits until it is
+    /// durable (with every other loop's ops queued before it). False if the commit failed
+    /// (or a retry is not due yet while the store fails).
+    fn durable_before_output(&mut self) -> bool {
+        let Some(persister) = self.persister.clone() else {
+            return true;
+        };
+        if !self.shard.has_persist_ops() {
+            return true;
+        }
+        self.shard.take_persist_ops(&mut self.persist_ops);
+        let ticket = persister.submit(&mut self.persist_ops);
+        if persister.mode() != PersistenceMode::Sync {
+            return true;
+        }
+        self.held.submitted = self.held.submitted.max(ticket);
+        self.commit_submitted()
+    }
+
+    /// Makes this loop's submitted ops durable, unless a failed commit's retry is not due.
+    fn commit_submitted(&mut self) -> bool {
+        let Some(persister) = self.persister.as_ref() else {
+            return true;
+        };
+        if self.held.submitted <= self.held.durable {
+            return true;
+        }
+        if persister.degraded() && self.now_ms < self.held.next_retry_ms {
+            return false;
+        }
+        match persister.make_durable(self.held.submitted) {
+            Ok(()) => {
+                self.held.durable = self.held.submitted;
+                true
+            }
+            Err(_) => {
+                self.held.next_retry_ms = self.now_ms + STORE_RETRY_INTERVAL_MS;
+                false
+            }
+        }
+    }
+
+    /// While connections wait for the store: tries the commit again when due, and once it
+    /// succeeds writes what they hold.
+    pub(super) fn retry_store(&mut self) {
+        if !self.held.waiting() || self.now_ms < self.held.next_retry_ms {
+            return;
+        }
+        if let Some(persister) = self.persister.clone() {
+            // Whatever else the loops queued goes in the same commit.
+            let mut none = Vec::new();
+            self.held.submitted = self.held.submitted.max(persister.submit(&mut none));
+        }
+        if !self.commit_submitted() {
+            return;
+        }
+        let released: Vec<ConnId> = self.held.conns.drain().collect();
+        for key in released {
+            self.flush(key);
+        }
+        self.settle();
+    }
+
+    /// `key` is gone: it no longer waits for anything.
+    pub(super) fn forget_held(&mut self, key: ConnId) {
+        if self.held.waiting() {
+            self.held.conns.remove(&key);
+        }
+    }
+}
