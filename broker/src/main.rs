@@ -41,6 +41,15 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Man { dir }) => return write_manual(dir),
         Some(Command::Passwd(args)) => return passwd(args),
+        Some(Command::Store { path, sessions }) => {
+            return match starling::server::persist::inspect::print(path, *sessions) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("starling store: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {}
     }
     // Raised before the configuration is checked: the ceiling it gives is part of the check.

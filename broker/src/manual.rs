@@ -203,6 +203,7 @@ mod tests {
                 "man1/starling.1",
                 "man1/starling-man.1",
                 "man1/starling-passwd.1",
+                "man1/starling-store.1",
                 "man5/starling.toml.5"
             ]
         );

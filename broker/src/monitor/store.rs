@@ -29,6 +29,11 @@ pub const DESCRIPTIONS: &[(&str, bool, &str)] = &[
         "Time spent committing (writing and syncing), in microseconds.",
     ),
     (
+        "starling_store_refused_publishes_total",
+        false,
+        "QoS 1/2 PUBLISHes refused while the store could not write (MQTT 5: 0x97; 3.1.1: connection closed).",
+    ),
+    (
         "starling_store_degraded",
         true,
         "1 while the store's last commit failed (QoS 1/2 PUBLISHes are refused meanwhile), else 0.",
@@ -74,6 +79,8 @@ pub fn record(s: &Snapshot) {
     counter!("starling_store_ops_total").absolute(store.store.ops);
     counter!("starling_store_commit_failures_total").absolute(store.failed_commits);
     counter!("starling_store_commit_microseconds_total").absolute(store.commit_micros);
+    counter!("starling_store_refused_publishes_total")
+        .absolute(s.totals().refused_store_degraded);
     gauge!("starling_store_degraded").set(f64::from(u8::from(store.degraded)));
     gauge!("starling_store_disk_bytes").set(store.store.disk_bytes as f64);
     gauge!("starling_store_messages").set(store.store.messages as f64);

@@ -13,6 +13,8 @@
 //! of the batch) and marks the store degraded, counted and logged; the next commit tries
 //! them again, and a success clears the state.
 
+pub mod inspect;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
