@@ -81,6 +81,7 @@ fn the_pages_are_written_under_the_manual_root() {
         "man1/starling.1",
         "man1/starling-man.1",
         "man1/starling-passwd.1",
+        "man1/starling-store.1",
         "man5/starling.toml.5",
     ]
     .iter()

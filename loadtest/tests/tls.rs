@@ -56,6 +56,7 @@ fn starling_tls(certs: &Certs, client_auth: bool) -> (SocketAddr, Probe) {
         max_connections_per_ip: 0,
         event_loops: 2,
         core: CoreConfig::default(),
+        persistence: Default::default(),
     })
     .expect("the broker starts");
     let addr = server.local_addrs[0];

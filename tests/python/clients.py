@@ -30,6 +30,17 @@ def v5_properties(packet_type: int, values: Optional[dict]) -> Optional[Properti
     return props
 
 
+
+def shutdown_socket(client: mqtt.Client) -> None:
+    """Shuts a paho client's socket down both ways (no DISCONNECT): its network loop wakes at
+    once and sees the connection gone."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
 class PahoClient:
     def __init__(
         self,
@@ -220,12 +231,7 @@ class PahoClient:
     def close(self) -> None:
         """Drops the connection without DISCONNECT (the will, if any, is published) and stops
         the loop. shutdown() wakes paho's select at once, so this takes milliseconds."""
-        sock = self.client.socket()
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_socket(self.client)
         if self._loop_running:
             self.client.loop_stop()
             self._loop_running = False

@@ -72,7 +72,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -90,6 +89,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+from clients import shutdown_socket  # noqa: E402
 from helpers import PersistentBroker  # noqa: E402
 
 SESSION_EXPIRY_S = 3600
@@ -236,12 +236,7 @@ class Peer:
         if clean:
             self.client.disconnect()
         else:
-            sock = self.client.socket()
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            shutdown_socket(self.client)
         self.await_closed(timeout)
 
     def await_closed(self, timeout: float) -> None:

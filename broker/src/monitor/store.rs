@@ -79,8 +79,7 @@ pub fn record(s: &Snapshot) {
     counter!("starling_store_ops_total").absolute(store.store.ops);
     counter!("starling_store_commit_failures_total").absolute(store.failed_commits);
     counter!("starling_store_commit_microseconds_total").absolute(store.commit_micros);
-    counter!("starling_store_refused_publishes_total")
-        .absolute(s.totals().refused_store_degraded);
+    counter!("starling_store_refused_publishes_total").absolute(s.totals().refused_store_degraded);
     gauge!("starling_store_degraded").set(f64::from(u8::from(store.degraded)));
     gauge!("starling_store_disk_bytes").set(store.store.disk_bytes as f64);
     gauge!("starling_store_messages").set(store.store.messages as f64);

@@ -173,9 +173,11 @@ impl Journal {
         }
     }
 
-    /// The session ended: it leaves the store with everything it held.
+    /// The session ended: it leaves the store with everything it held (also when its
+    /// record was never written: entries recorded this turn must not outlive it and be
+    /// taken for a later session's of the same client id).
     pub fn session_ended(&mut self, session: &Session) {
-        if self.enabled && session.persisted {
+        if self.enabled && (session.persisted || session.expiry_secs > 0) {
             self.ops.push(Op::DeleteSession {
                 client_id: session.client_id.clone(),
             });
