@@ -33,6 +33,11 @@ pub struct Held {
     /// The highest ticket this loop submitted, and the highest it knows durable.
     submitted: u64,
     durable: u64,
+    /// Whether the loop is settling (its rounds commit once for all their writes).
+    settling: bool,
+    /// Connections a write outside a settle round would have had to commit for: written
+    /// in the next round instead, so the turn's commit covers them too.
+    later: Vec<ConnId>,
 }
 
 impl Held {
@@ -43,9 +48,29 @@ impl Held {
 }
 
 impl EventLoop {
-    /// A settle round begins: its connections are judged by its own commit.
-    pub(super) fn begin_round(&mut self) {
+    /// A settle round begins: its connections are judged by its own commit, and the
+    /// writes put off until the round are added to its list.
+    pub(super) fn begin_round(&mut self, into: &mut Vec<ConnId>) {
         self.held.round_failed = false;
+        self.held.settling = true;
+        into.append(&mut self.held.later);
+    }
+
+    /// The settle is over: writes outside it commit for themselves again.
+    pub(super) fn end_settle(&mut self) {
+        self.held.settling = false;
+    }
+
+    /// Whether a write of `key` now (outside a settle round, e.g. a writable socket or a
+    /// TLS read) would need a commit of its own: then it waits for the turn's settle, where
+    /// one commit covers every connection (a busy loop would otherwise sync once per
+    /// writable event).
+    pub(super) fn put_off_write(&mut self, key: ConnId) -> bool {
+        if self.persister.is_none() || self.held.settling || !self.shard.has_persist_ops() {
+            return false;
+        }
+        self.held.later.push(key);
+        true
     }
 
     /// Whether `key`'s output may be written now: it does not wait for the store, and what

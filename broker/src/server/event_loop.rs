@@ -624,7 +624,7 @@ impl EventLoop {
     /// Writes what the core holds for `key` until the socket would block (the WRITABLE
     /// event resumes it) or nothing is left.
     pub(super) fn flush(&mut self, key: ConnId) {
-        if !self.may_write(key) {
+        if self.put_off_write(key) || !self.may_write(key) {
             return;
         }
         if self.layered(key) {
@@ -707,12 +707,14 @@ impl EventLoop {
     /// recorded durable first (`persist`).
     pub(super) fn settle(&mut self) {
         loop {
+            let mut later = Vec::new();
             if self.persister.is_some() {
-                self.begin_round();
+                self.begin_round(&mut later);
                 self.shard.pump_deferred(self.now_ms);
             }
             self.act();
             self.shard.drain_dirty(&mut self.dirty);
+            self.dirty.append(&mut later);
             if self.dirty.is_empty() {
                 break;
             }
@@ -725,6 +727,7 @@ impl EventLoop {
         // What the turn recorded without writing anything (a message queued for an offline
         // client, a session expired) goes to the store too.
         self.store_recorded();
+        self.end_settle();
         for (to, flag) in self.wake.iter_mut().enumerate() {
             if std::mem::take(flag)
                 && let Some(peer) = self.peers.get(to)

@@ -146,7 +146,7 @@ impl EventLoop {
     /// Writes `key`'s stack output, feeding it the core's output one chunk at a time once
     /// the stack has written what it held, until the socket would block or nothing is left.
     pub(super) fn flush_layered(&mut self, key: ConnId) {
-        if !self.may_write(key) {
+        if self.put_off_write(key) || !self.may_write(key) {
             return;
         }
         loop {
