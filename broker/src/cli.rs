@@ -302,14 +302,14 @@ pub enum Command {
     /// Without -b the password is read twice from the terminal without echo, or as one line
     /// of standard input when it is not a terminal. Exit status: 0 on success, 1 otherwise.
     Passwd(PasswdArgs),
-    /// Show what a store ([persistence] path) holds: its format, size, sessions, queued and
+    /// Show what a store (the directory `persistence.path` names) holds: its format, size, sessions, queued and
     /// in-flight messages, message bodies and retained messages.
     ///
     /// The store is locked while a broker runs on it: stop the broker first (or inspect a
     /// backup copy). The store is opened as the broker opens it (its integrity checked; a
     /// damaged store is refused with the file named). Exit status: 0 on success, 1 otherwise.
     Store {
-        /// The store's directory (the broker's [persistence] path).
+        /// The store's directory (the broker's `persistence.path`).
         #[arg(value_name = "DIR")]
         path: PathBuf,
         /// Also list every session: client id, expiry, subscriptions, messages queued and in

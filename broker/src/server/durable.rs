@@ -3,12 +3,12 @@
 //!
 //! A settle round (the core's actions, then the output of every connection it marked)
 //! hands the ops the core recorded to the store and, in `sync` mode, waits for them to be
-//! durable before the round's first write ([`EventLoop::may_write`]). Everything a round
+//! durable before the round's first write (`EventLoop::may_write`). Everything a round
 //! writes was produced before that commit, so one commit covers the round.
 //!
 //! When the commit fails (the disk is full, a write failed), the round's connections, and
 //! every connection the core has marked since, are held: their output stays in the core
-//! until a later commit succeeds ([`EventLoop::retry_store`], at most every
+//! until a later commit succeeds (`EventLoop::retry_store`, at most every
 //! [`STORE_RETRY_INTERVAL_MS`]). Rounds that record nothing (QoS 0 traffic) write as usual,
 //! and the core refuses QoS 1/2 PUBLISHes meanwhile, so nothing new needs the store.
 

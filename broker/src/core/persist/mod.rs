@@ -10,7 +10,7 @@
 //! What is recorded:
 //! - a session whose Session Expiry Interval is not 0: its record (expiry, subscriptions,
 //!   will, user name) whenever one of those changes, written once per turn however often it
-//!   changed (`session_changed` marks it; [`Journal::take`] encodes it); its deletion when
+//!   changed (`session_changed` marks it; `Journal::take` encodes it); its deletion when
 //!   it ends;
 //! - its QoS 1/2 messages, queued or in flight ([`Op::PutOutbound`] keyed by a sequence
 //!   number that keeps their order), with the message body stored once per batch however

@@ -17,7 +17,7 @@ pub fn print(dir: &Path, sessions: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// The summary [`print`] prints.
+/// The summary [`print()`] prints.
 pub fn describe(dir: &Path, list_sessions: bool) -> Result<String, String> {
     let file = dir.join(STORE_FILE_NAME);
     if !file.exists() {
