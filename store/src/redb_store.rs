@@ -136,10 +136,7 @@ impl RedbStore {
     /// Closes the file (making buffered batches durable), reporting what dropping the store
     /// would ignore.
     pub fn close(mut self) -> Result<(), StoreError> {
-        match self.db.take() {
-            Some(db) => db.close().at(&self.path),
-            None => Ok(()),
-        }
+        self.close_file()
     }
 
     /// Reopens the file after a failure (the counts are then rebuilt from it).
@@ -261,6 +258,13 @@ impl Store for RedbStore {
             disk_bytes: fs::metadata(&self.path).map_or(0, |meta| meta.len()),
             messages: self.ledger.bodies(),
             ..self.stats
+        }
+    }
+
+    fn close_file(&mut self) -> Result<(), StoreError> {
+        match self.db.take() {
+            Some(db) => db.close().at(&self.path),
+            None => Ok(()),
         }
     }
 }

@@ -107,6 +107,32 @@ fn read_version(file: &Path) -> Option<u64> {
     meta.get("format_version").expect("get").map(|v| v.value())
 }
 
+/// What the broker does at a clean stop, through the trait it holds the store by: the file
+/// is closed (another open may take it), and a later call on the same store reopens it.
+#[test]
+fn close_file_releases_the_file_and_a_later_call_reopens_it() {
+    let dir = TempDir::new("close-file");
+    let (store, _) = open_loaded(dir.path());
+    let mut store: Box<dyn Store> = Box::new(store);
+    let first = [put_session("a", b"a")];
+    store.apply(&first, Durability::Durable).expect("apply");
+    store.close_file().expect("close");
+    let (other, recovered) = open_loaded(dir.path());
+    assert_eq!(
+        recovered.sessions.len(),
+        1,
+        "what was durable is in the closed file"
+    );
+    drop(other);
+    let second = [put_session("b", b"b")];
+    store
+        .apply(&second, Durability::Durable)
+        .expect("a call after close_file reopens");
+    store.close_file().expect("close again");
+    let (_, recovered) = open_loaded(dir.path());
+    assert_eq!(recovered.sessions.len(), 2);
+}
+
 #[test]
 fn a_store_written_by_a_newer_starling_is_refused_untouched() {
     let dir = TempDir::new("too-new");

@@ -199,6 +199,13 @@ impl Server {
         reports
     }
 
+    /// A clean stop, after the loops reported: closes the store's file (persistence on).
+    pub fn close_store(&self) {
+        if let Some(persister) = &self.persister {
+            persister.close();
+        }
+    }
+
     /// The number of event loops.
     pub fn loops(&self) -> usize {
         self.peers.len()

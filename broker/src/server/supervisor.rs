@@ -101,6 +101,7 @@ impl Supervisor {
                     Instant::now() >= stop.deadline + Duration::from_millis(SHUTDOWN_GRACE_MS);
                 if all || late {
                     log_summary(stop, self.server.loops());
+                    self.server.close_store();
                     return Ok(ExitCode::SUCCESS);
                 }
                 while self.server.try_exited().is_some() {}
