@@ -24,9 +24,9 @@ pub const DESCRIPTIONS: &[(&str, bool, &str)] = &[
         "Commits that failed (disk full, I/O error); their changes are retried.",
     ),
     (
-        "starling_store_commit_microseconds_total",
+        "starling_store_commit_seconds_total",
         false,
-        "Time spent committing (writing and syncing), in microseconds.",
+        "Time spent committing (writing and syncing), in whole seconds.",
     ),
     (
         "starling_store_refused_publishes_total",
@@ -78,7 +78,7 @@ pub fn record(s: &Snapshot) {
     counter!("starling_store_commits_total").absolute(store.store.syncs);
     counter!("starling_store_ops_total").absolute(store.store.ops);
     counter!("starling_store_commit_failures_total").absolute(store.failed_commits);
-    counter!("starling_store_commit_microseconds_total").absolute(store.commit_micros);
+    counter!("starling_store_commit_seconds_total").absolute(store.commit_micros / 1_000_000);
     counter!("starling_store_refused_publishes_total").absolute(s.totals().refused_store_degraded);
     gauge!("starling_store_degraded").set(f64::from(u8::from(store.degraded)));
     gauge!("starling_store_disk_bytes").set(store.store.disk_bytes as f64);
