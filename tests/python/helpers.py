@@ -100,6 +100,8 @@ import signal as _signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile as _tempfile  # noqa: E402
+import json as _json  # noqa: E402
+import urllib.error as _urlerror  # noqa: E402
 import urllib.request as _urlrequest  # noqa: E402
 from pathlib import Path as _Path  # noqa: E402
 
@@ -226,8 +228,23 @@ class ConfiguredBroker(Broker):
 
     def metrics(self) -> str:
         """GET /metrics (Starling only)."""
-        with _urlrequest.urlopen(f"http://{self.host}:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
+        status, text = http_get(self.host, self.metrics_port, "/metrics")
+        assert status == 200, f"GET /metrics: {status} {text}"
+        return text
+
+    def health(self) -> dict:
+        """GET /healthz (Starling only), decoded; its HTTP status under ``http_status``."""
+        status, text = http_get(self.host, self.metrics_port, "/healthz")
+        return {**_json.loads(text), "http_status": status}
+
+
+def http_get(host: str, port: int, path: str) -> tuple:
+    """(HTTP status, body) of GET ``path``; an error status is returned, not raised."""
+    try:
+        with _urlrequest.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except _urlerror.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 #: A listener's transport keys (Starling's names); the other keys of a listener are access keys.
@@ -387,14 +404,17 @@ class PersistentBroker(ConfiguredBroker):
     messages one offline client may have queued, on both brokers (Starling's
     ``[limits] max_queued_messages``, with no byte limit; Mosquitto's ``max_queued_messages``),
     so that a crash test's offline subscribers measure durability, not a queue cap.
+    ``store_dir``: another directory (a second broker on the same store); ``limits``: more
+    of Starling's ``[limits]`` keys.
     """
 
     def __init__(self, kind: str, workdir: _Path, persistence=None, mosquitto_options=(),
-                 queue_limit: int = 100_000, event_loops=None):
-        limits = {"max_queued_messages": queue_limit, "max_queued_bytes": 0}
+                 queue_limit: int = 100_000, event_loops=None, store_dir=None, limits=None):
+        limits = {"max_queued_messages": queue_limit, "max_queued_bytes": 0, **(limits or {})}
         super().__init__(kind, workdir, event_loops=event_loops,
                          limits=limits if kind == "starling" else None)
-        self.store_dir = workdir / "store"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.store_dir = _Path(store_dir) if store_dir is not None else workdir / "store"
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.persistence = None if persistence is None else dict(persistence)
         self.mosquitto_options = list(mosquitto_options)
@@ -434,6 +454,36 @@ class PersistentBroker(ConfiguredBroker):
             raise AssertionError(f"starling --check-config refused {conf}:\n"
                                  f"{conf.read_text()}\n{proc.stdout}{proc.stderr}")
         return proc.stdout
+
+    @property
+    def store_file(self) -> _Path:
+        """Starling's store file in ``store_dir``."""
+        return self.store_dir / "starling.redb"
+
+    def start_refused(self, timeout: float = 30.0) -> tuple:
+        """Starling: starts the broker where it must refuse to start (a damaged or locked
+        store): waits for the process to exit; returns (exit code, what it printed). Fails
+        (the broker stopped) if it logs that it is listening instead (it binds its ports
+        before it opens the store: an open port says nothing), or still runs after
+        ``timeout``."""
+        self._log_file = open(self.log_path, "ab")
+        self._log_file.write(f"\n=== start (to be refused) {self.kind} on {self.address}\n".encode())
+        self._log_file.flush()
+        start = len(self.log())
+        self.proc = subprocess.Popen(self.command(), stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            started = " listening addr=" in self.log()[start:]
+            if started or time.monotonic() > deadline:
+                self._kill()
+                what = "started" if started else f"still runs {timeout}s after a start"
+                raise AssertionError(f"{self.kind} {what} where it must refuse to start:\n"
+                                     f"{self.log()[start:][-3000:]}")
+            time.sleep(0.02)
+        code = self.proc.returncode
+        self._kill()
+        return code, self.log()[start:]
 
     def crash(self) -> None:
         """SIGKILL by pid, and waits for the process to be gone (nothing is flushed)."""
