@@ -29,8 +29,8 @@ import pytest
 import mqtt5_packets as m5
 import mqtt_packets as mp
 from conftest import is_mosquitto
-from helpers import (PersistentBroker, metric_value, promtool_check, publishes_before_sentinel,
-                     wait_for_log, wait_until)
+from helpers import (PersistentBroker, _starling_bin, metric_value, promtool_check,
+                     publishes_before_sentinel, wait_for_log, wait_until)
 
 pytestmark = [
     pytest.mark.starling_only,
@@ -292,7 +292,8 @@ def test_a_damaged_store_is_refused_with_what_to_do(stores, how):
     then damaged: truncated to half, or 64 bytes overwritten in the middle of the stored
     message. The broker must not start on it (no silent empty start, no silent loss of what
     was durable): it exits non-zero, naming the file and what to do, and leaves the file as
-    it was. ``--check-config`` does not open the store: it passes the same configuration.
+    it was; ``starling store DIR`` says the same. ``--check-config`` does not open the
+    store: it passes the same configuration.
     Restoring the file from a copy taken before the damage brings everything back."""
     b = stores.broker(f"damaged-{how}")
     leave_session(stores, b, "keeper")
@@ -314,7 +315,13 @@ def test_a_damaged_store_is_refused_with_what_to_do(stores, how):
                   "move the directory aside"):
         assert words in refusal[0], refusal[0]
     assert b.store_file.read_bytes() == damaged, "the refused start changed the file"
-    # --check-config checks the configuration, not the store's data: it passes.
+    # `starling store DIR` (to look at a store) reports the same; --check-config checks the
+    # configuration, not the store's data: it passes.
+    look = subprocess.run([str(_starling_bin()), "store", str(b.store_dir)], capture_output=True,
+                          text=True, timeout=SLOW_S)
+    assert look.returncode != 0 and str(b.store_file) in look.stderr, look
+    assert "the store is damaged" in look.stderr, look.stderr
+    assert b.store_file.read_bytes() == damaged, "`starling store` changed the file"
     assert "valid" in b.check_config()
 
     b.store_file.write_bytes(backup)
