@@ -42,6 +42,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 bin_dir="${BIN_DIR:-$root/target/release}"
 runs="${RUNS:-3}"
 read -r -a brokers <<<"${BROKERS:-starling mosquitto}"
@@ -68,25 +70,13 @@ for b in "${brokers[@]}"; do
         ;;
     esac
 done
-for tool in openssl mosquitto timeout python3; do
-    command -v "$tool" >/dev/null || {
-        echo "$tool is not installed (apt-get install openssl mosquitto coreutils python3)" >&2
-        exit 2
-    }
-done
+require_tools "apt-get install openssl mosquitto coreutils python3" openssl mosquitto timeout python3
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     (cd "$root" && cargo build --release -p starling -p starling-loadtest)
 fi
-results="${RESULTS_DIR:-$root/target/bench-tls/$(date +%Y%m%d-%H%M%S)}"
-if [[ -e "$results" && -n "$(ls -A "$results")" ]]; then
-    echo "RESULTS_DIR=$results is not empty: give a new directory" >&2
-    exit 2
-fi
-mkdir -p "$results"
+new_results_dir "$root" bench-tls
 # Every broker may open as many files as this shell may (MEM_CLIENTS connections).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
 work="$(mktemp -d)"
 pids=()
 trap cleanup EXIT

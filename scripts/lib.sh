@@ -75,3 +75,28 @@ split_spec() {
     flags="${1#*:}"
   fi
 }
+
+# For the benchmark scripts: sets `results` to RESULTS_DIR, or ROOT/target/NAME/DATE-TIME, and
+# creates it; a directory that is not empty is refused (a run never mixes its files with
+# another's).
+new_results_dir() {
+  local root=$1 name=$2
+  results="${RESULTS_DIR:-${root}/target/${name}/$(date +%Y%m%d-%H%M%S)}"
+  if [[ -e "${results}" && -n "$(ls -A "${results}")" ]]; then
+    echo "RESULTS_DIR=${results} is not empty: give a new directory" >&2
+    exit 2
+  fi
+  mkdir -p "${results}"
+}
+
+# Exits 2 naming the first of TOOLS... that is not installed (HINT says how to install them).
+require_tools() {
+  local hint=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "${tool}" >/dev/null || {
+      echo "${tool} is not installed (${hint})" >&2
+      exit 2
+    }
+  done
+}

@@ -73,6 +73,18 @@ drain is reported as not delivered by the deadline (deliveries were still arrivi
 --subscriber-read-bytes-per-sec and --subscriber-pause-ms make every subscriber deliberately
 slow (with --subscriber-rcvbuf-bytes, so the kernel cannot hide its backlog).
 
+PERSISTENT SESSIONS (tcp: fanin, fanout, p2p; the expiry also conn, churn, shared)
+  --subscriber-session-expiry-secs N gives the subscribers sessions that outlive their
+  connection (MQTT 5: Session Expiry Interval N; 3.1.1: Clean Session 0), so the broker keeps
+  their QoS 1/2 messages, and a broker that persists sessions stores them: a durable fan-in.
+  --subscribers-offline stay|return (with --qos 1 or 2) has the subscribers disconnect once
+  subscribed; the publishers publish while they are away, so every message is queued for
+  them, and publishing ends once every publish is acknowledged (the report's `offline` part:
+  acknowledged msg/s, the broker's CPU meanwhile). `stay` leaves the messages queued in the
+  broker (measure its store, its memory, a restart); `return` reconnects them without a
+  clean start, checks that CONNACK says Session Present, and drains what the broker kept
+  (delivered msg/s counted from the reconnect).
+
 TRANSPORTS
   tcp   Real clients over real sockets to --target. Client sockets are spread over
         --source-addrs (e.g. 127.0.0.1-127.0.0.8) so ephemeral ports never run out. Each
@@ -103,6 +115,9 @@ EXAMPLES
   starling-loadtest conn --target 127.0.0.1:1883 --clients 19000 --subscribe \\
       --source-addrs 127.0.0.1-127.0.0.8 --broker-pid $(pidof starling)
   starling-loadtest fanin --publishers 100 --qos 1 --inflight 10 --json
+  starling-loadtest fanin --qos 1 --messages 1000 --subscriber-session-expiry-secs 3600 \\
+      --subscribers-offline return
+      (100 000 messages queued for one offline session, then delivered when it resumes)
   starling-loadtest churn --clients 2000 --cycles 2 --username-prefix user --password pw
       (users user0..user1999: cycle 1 is each one's first login, cycle 2 the same logins again)
   starling-loadtest churn --target 127.0.0.1:8883 --tls-ca ca.crt --tls-resume --cycles 2
@@ -138,6 +153,16 @@ pub enum Scenario {
     Retained,
     /// Many subscriptions made and removed.
     Subscribe,
+}
+
+/// What subscribers that were away while the publishers published do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Offline {
+    /// They stay away: the messages stay queued in the broker.
+    Stay,
+    /// They resume their sessions and receive what was queued.
+    Return,
 }
 
 /// The harness's flags.
@@ -218,6 +243,21 @@ pub struct Args {
     /// slow subscriber, so the broker has to hold it (or drop it).
     #[arg(long, default_value_t = 0)]
     pub subscriber_rcvbuf_bytes: usize,
+    /// Subscribers keep their session this long after their connection ends, seconds, so
+    /// the broker keeps their QoS 1/2 messages (and a broker that persists sessions stores
+    /// them): MQTT 5 sends it as the Session Expiry Interval; MQTT 3.1.1 has no interval and
+    /// connects them with Clean Session 0 instead (kept until the broker expires it). 0: a
+    /// clean session that ends with its connection. tcp; not retained/subscribe.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub subscriber_session_expiry_secs: u32,
+    /// Subscribers disconnect once subscribed and are away while the publishers publish, so
+    /// every message is queued for their sessions (needs --subscriber-session-expiry-secs
+    /// and --qos 1 or 2; fanin, fanout, p2p). Publishing ends once every publish is
+    /// acknowledged. Then `stay`: they stay away and the messages stay queued in the broker
+    /// (to measure what holding them costs it); `return`: they reconnect without a clean
+    /// start (CONNACK must say Session Present) and the drain counts what the broker kept.
+    #[arg(long, value_enum, value_name = "THEN")]
+    pub subscribers_offline: Option<Offline>,
     /// QoS 1/2 messages each publisher keeps unacknowledged.
     #[arg(long, default_value_t = DEFAULT_INFLIGHT)]
     pub inflight: usize,
@@ -431,6 +471,28 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["--tls-ca", "ca.crt", "--tls-version", "1.1"]).is_err());
+    }
+
+    #[test]
+    fn persistent_subscribers_parse() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["starling-loadtest", "fanin"];
+            full.extend_from_slice(argv);
+            Args::try_parse_from(full)
+        };
+        let default = parse(&[]).expect("valid");
+        assert_eq!(default.subscriber_session_expiry_secs, 0);
+        assert_eq!(default.subscribers_offline, None);
+        let away = parse(&[
+            "--subscriber-session-expiry-secs",
+            "3600",
+            "--subscribers-offline",
+            "return",
+        ])
+        .expect("valid");
+        assert_eq!(away.subscriber_session_expiry_secs, 3600);
+        assert_eq!(away.subscribers_offline, Some(Offline::Return));
+        assert!(parse(&["--subscribers-offline", "later"]).is_err());
     }
 
     #[test]

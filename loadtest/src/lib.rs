@@ -119,6 +119,7 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
                 .into(),
         ));
     }
+    check_sessions(args, bulk)?;
     match args.scenario {
         Scenario::Retained => return bulk::retained::run(args),
         Scenario::Subscribe => return bulk::subscribe::run(args),
@@ -134,4 +135,37 @@ pub fn run(args: &Args) -> Result<Report, RunError> {
         Transport::Tcp => tcp::run(args),
         Transport::Sim => sim::run(args),
     }
+}
+
+/// Refuses persistent-session flags where they cannot apply.
+fn check_sessions(args: &Args, bulk: bool) -> Result<(), RunError> {
+    if args.subscriber_session_expiry_secs > 0 && (bulk || args.transport == Transport::Sim) {
+        return Err(RunError::Usage(
+            "--subscriber-session-expiry-secs applies to the tcp transport's conn, churn, \
+             fanin, fanout, p2p and shared scenarios only"
+                .into(),
+        ));
+    }
+    if args.subscribers_offline.is_none() {
+        return Ok(());
+    }
+    let shape = matches!(
+        args.scenario,
+        Scenario::Fanin | Scenario::Fanout | Scenario::P2p
+    );
+    if !shape || args.transport == Transport::Sim {
+        return Err(RunError::Usage(
+            "--subscribers-offline applies to the tcp transport's fanin, fanout and p2p \
+             scenarios only"
+                .into(),
+        ));
+    }
+    if args.subscriber_session_expiry_secs == 0 || args.qos == 0 {
+        return Err(RunError::Usage(
+            "--subscribers-offline needs --subscriber-session-expiry-secs above 0 and --qos 1 \
+             or 2: only a session that outlives its connection keeps QoS 1/2 messages"
+                .into(),
+        ));
+    }
+    Ok(())
 }

@@ -117,12 +117,48 @@ pub fn connect_as(
     clean_session: bool,
     login: Login<'_>,
 ) {
-    let props = protocol.no_properties();
+    let session = SessionRequest {
+        clean: clean_session,
+        expiry_secs: 0,
+    };
+    connect_session(out, protocol, client_id, keep_alive_secs, session, login);
+}
+
+/// The session a CONNECT asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// Clean Session (3.1.1) / Clean Start (5): begin with a new session.
+    pub clean: bool,
+    /// MQTT 5: the Session Expiry Interval, seconds (0: the session ends with the
+    /// connection; the property is then left out). 3.1.1 has no such field: a session that
+    /// outlives its connection is asked for with `clean` false.
+    pub expiry_secs: u32,
+}
+
+/// MQTT 5 property: Session Expiry Interval (four-byte integer, §3.1.2.11.2).
+const SESSION_EXPIRY_PROPERTY: u8 = 0x11;
+
+/// Appends a CONNECT asking for `session`, carrying `login` (otherwise as [`connect`]).
+pub fn connect_session(
+    out: &mut Vec<u8>,
+    protocol: Protocol,
+    client_id: &str,
+    keep_alive_secs: u16,
+    session: SessionRequest,
+    login: Login<'_>,
+) {
+    let mut expiry = [5, SESSION_EXPIRY_PROPERTY, 0, 0, 0, 0];
+    expiry[2..].copy_from_slice(&session.expiry_secs.to_be_bytes());
+    let props: &[u8] = if protocol == Protocol::V5 && session.expiry_secs > 0 {
+        &expiry
+    } else {
+        protocol.no_properties()
+    };
     let username = login.username;
     let password = login.password.filter(|_| username.is_some());
     let credentials = username.map_or(0, |u| 2 + u.len()) + password.map_or(0, |p| 2 + p.len());
     let remaining = 10 + props.len() + 2 + client_id.len() + credentials;
-    let mut flags = if clean_session { CLEAN_SESSION_FLAG } else { 0 };
+    let mut flags = if session.clean { CLEAN_SESSION_FLAG } else { 0 };
     if username.is_some() {
         flags |= USERNAME_FLAG;
     }
@@ -268,6 +304,8 @@ pub enum Incoming<'a> {
     ConnAck {
         /// Return code.
         code: u8,
+        /// Session Present: the broker resumed a session it kept for the client.
+        session_present: bool,
     },
     /// SUBACK with its return codes.
     SubAck {
@@ -389,6 +427,7 @@ pub fn parse(buf: &[u8], protocol: Protocol) -> Result<(Incoming<'_>, usize), Pa
             code: *body
                 .get(1)
                 .ok_or_else(|| ParseError::Malformed("short CONNACK".into()))?,
+            session_present: body[0] & 1 == 1,
         },
         3 => {
             let qos = (byte0 >> 1) & 3;
@@ -573,6 +612,51 @@ mod tests {
         let mut plain = Vec::new();
         connect(&mut plain, Protocol::V311, "id", 60, true);
         assert_eq!(none, plain);
+    }
+
+    #[test]
+    fn a_session_that_outlives_the_connection_is_asked_for_by_version() {
+        let keep = SessionRequest {
+            clean: false,
+            expiry_secs: 3600,
+        };
+        // 3.1.1: Clean Session 0, nothing else (no expiry field in 3.1.1).
+        let mut v311 = Vec::new();
+        connect_session(&mut v311, Protocol::V311, "id", 60, keep, Login::default());
+        assert_eq!(v311[9], 0);
+        assert_eq!(&v311[12..], &[0, 2, b'i', b'd']);
+        // 5: the Session Expiry Interval property (0x11, four bytes), Clean Start as asked.
+        let mut v5 = Vec::new();
+        let fresh = SessionRequest {
+            clean: true,
+            ..keep
+        };
+        connect_session(&mut v5, Protocol::V5, "id", 60, fresh, Login::default());
+        assert_eq!(v5[1] as usize, v5.len() - 2);
+        assert_eq!(v5[9], CLEAN_SESSION_FLAG);
+        assert_eq!(&v5[12..18], &[5, 0x11, 0, 0, 0x0e, 0x10]);
+        assert_eq!(&v5[18..], &[0, 2, b'i', b'd']);
+        // Expiry 0 leaves the property out: the same bytes as a plain CONNECT.
+        let mut plain = Vec::new();
+        connect(&mut plain, Protocol::V5, "id", 60, true);
+        let mut zero = Vec::new();
+        let ends = SessionRequest {
+            clean: true,
+            expiry_secs: 0,
+        };
+        connect_session(&mut zero, Protocol::V5, "id", 60, ends, Login::default());
+        assert_eq!(zero, plain);
+        // CONNACK: Session Present is bit 0 of the acknowledge flags.
+        for (flags, present) in [(0, false), (1, true)] {
+            let connack = [0x20, 2, flags, 0];
+            assert_eq!(
+                parse(&connack, Protocol::V311).map(|p| p.0),
+                Ok(Incoming::ConnAck {
+                    code: 0,
+                    session_present: present
+                })
+            );
+        }
     }
 
     #[test]

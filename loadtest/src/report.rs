@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cli::{Scenario, Transport};
+use crate::cli::{Offline, Scenario, Transport};
 use crate::drain::{Drain, Missing};
 use crate::procstat::Sample;
 use crate::tcp::tls::{TlsConnects, TlsSummary};
@@ -131,6 +131,83 @@ pub struct Messages {
     /// tcp: the longest time one subscriber waited between two deliveries, milliseconds (a
     /// broker that stalls shows here even when everything arrives).
     pub longest_gap_ms: f64,
+    /// tcp, `--subscribers-offline`: the subscribers were away while publishers published
+    /// (`deliver_secs` then counts from their return).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineRun>,
+}
+
+/// What a run with `--subscribers-offline` measured while the subscribers were away.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OfflineRun {
+    /// Whether they stayed away or came back.
+    pub then: Offline,
+    /// Subscribers that left before publishing (the broker closed their connection after
+    /// their DISCONNECT).
+    pub departed: u64,
+    /// Deliveries queued for them (published × matching subscribers).
+    pub queued: u64,
+    /// Publishes acknowledged (PUBACK at QoS 1, PUBCOMP at QoS 2).
+    pub acknowledged: u64,
+    /// From the first publish to the last acknowledgement, seconds.
+    pub acknowledged_secs: f64,
+    /// acknowledged / acknowledged_secs.
+    pub acknowledged_per_sec: f64,
+    /// The broker's CPU over that time, seconds (`--broker-pid`).
+    pub broker_cpu_secs: Option<f64>,
+    /// `return`: subscribers that resumed their sessions (CONNACK Session Present 1).
+    pub resumed: u64,
+    /// `return`: from the first reconnect to the last CONNACK, seconds.
+    pub return_secs: f64,
+}
+
+impl Default for OfflineRun {
+    fn default() -> Self {
+        OfflineRun {
+            then: Offline::Stay,
+            departed: 0,
+            queued: 0,
+            acknowledged: 0,
+            acknowledged_secs: 0.0,
+            acknowledged_per_sec: 0.0,
+            broker_cpu_secs: None,
+            resumed: 0,
+            return_secs: 0.0,
+        }
+    }
+}
+
+impl OfflineRun {
+    fn human(&self, out: &mut String) {
+        let cpu = match self.broker_cpu_secs {
+            Some(cpu) if self.acknowledged > 0 => format!(
+                ", broker CPU {:.2} µs per publish",
+                cpu * 1e6 / self.acknowledged as f64
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "offline          {} subscribers left; {} publishes acknowledged in {:.2} s: {:.0} \
+             msg/s{cpu}; {} deliveries queued for them",
+            self.departed,
+            self.acknowledged,
+            self.acknowledged_secs,
+            self.acknowledged_per_sec,
+            self.queued
+        );
+        let _ = match self.then {
+            Offline::Stay => writeln!(
+                out,
+                "                 they stayed away: the messages stay queued"
+            ),
+            Offline::Return => writeln!(
+                out,
+                "                 {} resumed their sessions in {:.2} s; delivered counts from then",
+                self.resumed, self.return_secs
+            ),
+        };
+    }
 }
 
 impl Messages {
@@ -482,6 +559,9 @@ impl Report {
                     String::new()
                 }
             );
+            if let Some(o) = &m.offline {
+                o.human(&mut out);
+            }
             let _ = writeln!(out, "end-to-end       {}", lat(&m.latency));
             let _ = writeln!(
                 out,

@@ -9,7 +9,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use starling::auth::password::{HashFormat, hash_password};
 use starling::config::access::AccessSettings;
-use starling::config::{ListenerProtocol, ListenerSettings};
 use starling::core::CoreConfig;
 use starling::core::access::SessionTakeover;
 use starling::monitor::Probe;
-use starling::server::{ServerConfig, start};
 use starling_loadtest::cli::Args;
 use starling_loadtest::drain::DrainEnd;
 use starling_loadtest::report::Messages;
+
+mod common;
 
 fn args(argv: &[&str]) -> Args {
     let mut full = vec!["starling-loadtest"];
@@ -48,25 +47,8 @@ fn starling_with_access(
     event_loops: usize,
     access: AccessSettings,
 ) -> (SocketAddr, Probe) {
-    let server = start(ServerConfig {
-        listeners: vec![ListenerSettings {
-            protocol: ListenerProtocol::Tcp,
-            bind: "127.0.0.1:0".parse().expect("address"),
-            max_connections: 0,
-            access,
-            proxy_protocol: false,
-            transport: Default::default(),
-        }],
-        max_connections_per_ip: 0,
-        event_loops,
-        core,
-        persistence: Default::default(),
-    })
-    .expect("the broker starts");
-    let addr = server.local_addrs[0];
-    let probe = server.probe();
-    std::thread::spawn(move || server.wait());
-    (addr, probe)
+    let listener = common::tcp_listener(access);
+    common::start_broker(listener, event_loops, core, Default::default())
 }
 
 /// Every missing delivery is counted once, as dropped or as not delivered by the deadline,
@@ -480,28 +462,9 @@ fn the_floor_serves_conn_runs_and_the_report_splits_connack_latency() {
     let _ = floor.wait();
 }
 
-/// A directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("starling-loadtest-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("temporary directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn clients_log_in_as_their_users_and_an_acl_holds_them_to_their_topics() {
-    let dir = TempDir::new("login");
+    let dir = common::TempDir::new("login");
     // u0, u1, u2 with the same password ($7$, as mosquitto_passwd writes).
     let mut passwords = String::new();
     for n in 0..3 {

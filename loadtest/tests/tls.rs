@@ -19,11 +19,12 @@ use starling::config::transport::{TlsSettings, TransportSettings};
 use starling::config::{ListenerProtocol, ListenerSettings};
 use starling::core::CoreConfig;
 use starling::monitor::Probe;
-use starling::server::{ServerConfig as BrokerConfig, start};
 use starling_loadtest::RunError;
 use starling_loadtest::cli::Args;
 use starling_loadtest::drain::DrainEnd;
 use starling_loadtest::report::Report;
+
+mod common;
 
 fn run(argv: &[&str]) -> Result<Report, RunError> {
     let mut full = vec!["starling-loadtest"];
@@ -41,31 +42,20 @@ fn starling_tls(certs: &Certs, client_auth: bool) -> (SocketAddr, Probe) {
         require_certificate: client_auth,
         use_identity_as_username: false,
     };
-    let server = start(BrokerConfig {
-        listeners: vec![ListenerSettings {
-            protocol: ListenerProtocol::Tls,
-            bind: "127.0.0.1:0".parse().expect("address"),
-            max_connections: 0,
-            access: AccessSettings::default(),
-            proxy_protocol: false,
-            transport: TransportSettings {
-                tls: Some(tls),
-                websocket: None,
-            },
-        }],
-        max_connections_per_ip: 0,
-        event_loops: 2,
-        core: CoreConfig::default(),
-        persistence: Default::default(),
-    })
-    .expect("the broker starts");
-    let addr = server.local_addrs[0];
-    let probe = server.probe();
-    std::thread::spawn(move || server.wait());
-    (addr, probe)
+    let listener = ListenerSettings {
+        protocol: ListenerProtocol::Tls,
+        bind: "127.0.0.1:0".parse().expect("address"),
+        max_connections: 0,
+        access: AccessSettings::default(),
+        proxy_protocol: false,
+        transport: TransportSettings {
+            tls: Some(tls),
+            websocket: None,
+        },
+    };
+    common::start_broker(listener, 2, CoreConfig::default(), Default::default())
 }
 
-/// (full, resumed) handshakes the broker's listener completed.
 fn broker_kinds(probe: &Probe) -> (u64, u64) {
     let snapshot = probe.snapshot();
     let counts = &snapshot.listeners[0].2;

@@ -68,7 +68,7 @@ impl Client {
         while code.is_none() && Instant::now() < deadline {
             client
                 .read(Duration::from_millis(100), |packet| {
-                    if let Incoming::ConnAck { code: c } = packet {
+                    if let Incoming::ConnAck { code: c, .. } = packet {
                         code = Some(c);
                     }
                 })

@@ -263,7 +263,7 @@ impl Driver {
         while let Ok((packet, used)) = mqtt::parse(&bytes[at..], self.protocol) {
             at += used;
             match packet {
-                Incoming::ConnAck { code } => self.acked[c] = code == 0,
+                Incoming::ConnAck { code, .. } => self.acked[c] = code == 0,
                 Incoming::Publish {
                     qos,
                     packet_id,

@@ -117,6 +117,8 @@ pub struct Sinks<'a> {
     pub unique_delta: &'a mut u64,
     /// Latest delivery time.
     pub last_delivery_ns: &'a mut u64,
+    /// QoS 1/2 publishes acknowledged (PUBACK, PUBCOMP) in this batch.
+    pub acknowledged: &'a mut u64,
     /// Longest time one subscriber waited between two deliveries.
     pub longest_gap_ns: &'a mut u64,
 }
@@ -170,6 +172,12 @@ pub struct Conn {
     /// turn was over): the worker must read it again (edge-triggered: no new event will say
     /// so).
     pub read_pending: bool,
+    /// Subscriber (`--subscribers-offline`): its DISCONNECT is queued, and it has left once
+    /// the broker closes the connection.
+    pub departing: bool,
+    /// Subscriber (`--subscribers-offline return`): this connection resumes its session
+    /// (no clean start, no SUBSCRIBE: the session has it; CONNACK must say Session Present).
+    pub resuming: bool,
 }
 
 impl Conn {
@@ -204,7 +212,23 @@ impl Conn {
             pace: None,
             last_receipt_ns: 0,
             read_pending: false,
+            departing: false,
+            resuming: false,
         }
+    }
+
+    /// Makes a subscriber that left ready to connect again, resuming its session.
+    pub fn prepare_return(&mut self) {
+        self.stream = None;
+        self.tls = None;
+        self.close_notify_sent = false;
+        self.state = State::Idle;
+        self.wbuf.clear();
+        self.rbuf.clear();
+        self.writable = false;
+        self.read_pending = false;
+        self.departing = false;
+        self.resuming = true;
     }
 
     /// A fresh packet id (never 0).
@@ -450,9 +474,26 @@ impl Conn {
         outcome: &mut Outcome,
     ) {
         match packet {
-            Incoming::ConnAck { code } if self.state == State::AwaitConnAck => {
+            Incoming::ConnAck {
+                code,
+                session_present,
+            } if self.state == State::AwaitConnAck => {
                 if code != 0 {
                     outcome.failed = Some(format!("CONNACK refused with code 0x{code:02x}"));
+                    return;
+                }
+                if self.resuming {
+                    // Not a connect of the run's connect phase: its latency is not counted.
+                    if !session_present {
+                        outcome.failed = Some(
+                            "resumed without its session: CONNACK Session Present 0 (the \
+                             broker did not keep it)"
+                                .into(),
+                        );
+                        return;
+                    }
+                    self.state = State::Ready;
+                    outcome.became_ready = true;
                     return;
                 }
                 track::record(sinks.connack, now_ns.saturating_sub(self.started_ns));
@@ -520,11 +561,13 @@ impl Conn {
             }
             Incoming::Ack(Ack::PubAck, _) if qos == 1 => {
                 self.inflight = self.inflight.saturating_sub(1);
+                *sinks.acknowledged += 1;
             }
             Incoming::Ack(Ack::PubRec, id) => mqtt::ack(&mut self.wbuf, Ack::PubRel, id),
             Incoming::Ack(Ack::PubRel, id) => mqtt::ack(&mut self.wbuf, Ack::PubComp, id),
             Incoming::Ack(Ack::PubComp, _) => {
                 self.inflight = self.inflight.saturating_sub(1);
+                *sinks.acknowledged += 1;
             }
             Incoming::Disconnect { reason } => {
                 outcome.failed = Some(format!("the broker sent DISCONNECT 0x{reason:02x}"));

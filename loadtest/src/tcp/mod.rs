@@ -2,7 +2,9 @@
 //! ([`worker`]), each client a [`conn::Conn`], over TLS with `--tls-ca` ([`tls`]). The main
 //! thread runs the phases: everyone connects (and subscribes), the clients are held,
 //! publishers publish, the harness drains (waits for the last deliveries:
-//! [`crate::drain`]), everyone disconnects.
+//! [`crate::drain`]), everyone disconnects. With `--subscribers-offline` the subscribers
+//! leave before publishing (phase leave), publishing lasts until every publish is
+//! acknowledged, and with `return` they come back (phase return) before the drain.
 
 pub mod conn;
 pub mod tls;
@@ -14,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::RunError;
-use crate::cli::{Args, Scenario};
+use crate::cli::{Args, Offline, Scenario};
 use crate::drain::{Drain, DrainWatch};
 use crate::plan::{self, ClientPlan};
 use crate::procstat::{self, PeakSampler};
 use crate::progress::Progress;
-use crate::report::{Broker, Connects, Cycle, GroupBalance, Latency, Messages, Report};
+use crate::report::{Broker, Connects, Cycle, GroupBalance, Latency, Messages, OfflineRun, Report};
 use crate::stalls::StallProbe;
 use crate::track::{self, Tracker};
 use tls::{TlsClient, TlsConnects, TlsSeen};
@@ -30,6 +32,10 @@ pub const PHASE_CONNECT: u8 = 0;
 pub const PHASE_PUBLISH: u8 = 1;
 /// Phase: disconnect and return.
 pub const PHASE_STOP: u8 = 2;
+/// Phase (`--subscribers-offline`): subscribers disconnect, keeping their sessions.
+pub const PHASE_LEAVE: u8 = 3;
+/// Phase (`--subscribers-offline return`): subscribers reconnect, resuming their sessions.
+pub const PHASE_RETURN: u8 = 4;
 
 /// How long the reachability probe waits.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,6 +69,20 @@ pub struct Control {
     pub receipts: AtomicU64,
     /// When the last PUBLISH was received (ns on the harness clock).
     pub last_receipt_ns: AtomicU64,
+    /// QoS 1/2 publishes acknowledged so far (PUBACK, PUBCOMP).
+    pub acknowledged: AtomicU64,
+    /// When the last acknowledgement was read (ns on the harness clock).
+    pub last_ack_ns: AtomicU64,
+    /// Offline runs: deliveries queued for the subscribers while they were away.
+    pub queued: AtomicU64,
+    /// Offline runs: subscribers that left (the broker closed their connection).
+    pub departed: AtomicU64,
+    /// Workers whose subscribers have all left.
+    pub left_workers: AtomicUsize,
+    /// Offline `return` runs: subscribers that resumed their sessions.
+    pub resumed: AtomicU64,
+    /// Workers whose subscribers have all reconnected (or failed to).
+    pub returned_workers: AtomicUsize,
     /// A reason the run cannot go on.
     pub fatal: Mutex<Option<String>>,
 }
@@ -218,6 +238,8 @@ fn run_once(
             subscriber_rcvbuf_bytes: args.subscriber_rcvbuf_bytes,
             password: password.clone(),
             tls: tls.cloned(),
+            subscriber_session_expiry_secs: args.subscriber_session_expiry_secs,
+            offline: args.subscribers_offline,
         };
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-worker-{index}"))
@@ -256,10 +278,23 @@ fn run_once(
         }
         hold.finish();
     }
+    let offline = args.subscribers_offline.filter(|_| publish);
+    if offline.is_some() && fatal(&control).is_none() {
+        control.phase.store(PHASE_LEAVE, Ordering::Release);
+        await_workers(
+            &control,
+            "leave",
+            workers,
+            &control.left_workers,
+            &control.departed,
+        );
+    }
     if let Some(b) = broker.as_deref_mut() {
         b.loaded = procstat::sample(b.pid);
     }
     let mut publish_window = (0u64, 0u64);
+    let mut deliver_from = 0u64;
+    let mut offline_run = None;
     let mut drained = None;
     if publish && fatal(&control).is_none() {
         let cpu_before = broker.as_deref().and_then(|b| procstat::cpu_secs(b.pid));
@@ -277,14 +312,54 @@ fn run_once(
         bar.finish();
         let end = track::now_ns();
         publish_window = (start, end);
-        drained = Some(drain(args, &control, end));
+        deliver_from = start;
+        if let Some(then) = offline {
+            // Publishing ends with the last acknowledgement: the messages are queued (and, on
+            // a broker that persists them, stored) for the absent subscribers by then.
+            let acked = await_acks(args, &control, end).max(start);
+            publish_window = (start, acked);
+            let cpu_acked = broker.as_deref().and_then(|b| procstat::cpu_secs(b.pid));
+            let secs = acked.saturating_sub(start) as f64 / 1e9;
+            let acknowledged = control.acknowledged.load(Ordering::Relaxed);
+            let mut run = OfflineRun {
+                then,
+                departed: control.departed.load(Ordering::Relaxed),
+                queued: control.queued.load(Ordering::Relaxed),
+                acknowledged,
+                acknowledged_secs: secs,
+                acknowledged_per_sec: acknowledged as f64 / secs.max(1e-9),
+                broker_cpu_secs: cpu_before.zip(cpu_acked).map(|(a, b)| b - a),
+                ..OfflineRun::default()
+            };
+            if then == Offline::Return && fatal(&control).is_none() {
+                let back = track::now_ns();
+                control.phase.store(PHASE_RETURN, Ordering::Release);
+                await_workers(
+                    &control,
+                    "return",
+                    workers,
+                    &control.returned_workers,
+                    &control.resumed,
+                );
+                run.resumed = control.resumed.load(Ordering::Relaxed);
+                run.return_secs = track::now_ns().saturating_sub(back) as f64 / 1e9;
+                deliver_from = back;
+                drained = Some(drain(args, &control, track::now_ns()));
+            }
+            offline_run = Some(run);
+        } else {
+            drained = Some(drain(args, &control, end));
+        }
         if let (Some(b), Some(before)) = (broker, cpu_before)
             && let Some(after) = procstat::cpu_secs(b.pid)
         {
             b.cpu_secs_messages = Some(after - before);
-            // Busy from the first publish to the last delivery (the quiet tail of the drain
-            // is idle time and not counted).
-            let last = control.last_receipt_ns.load(Ordering::Relaxed).max(end);
+            // Busy from the first publish to the last delivery, or acknowledgement when the
+            // subscribers were away (the quiet tail of the drain is idle time and not counted).
+            let last = control
+                .last_receipt_ns
+                .load(Ordering::Relaxed)
+                .max(publish_window.1);
             let wall = last.saturating_sub(start) as f64 / 1e9;
             b.cpu_percent_messages = Some(100.0 * (after - before) / wall.max(1e-9));
         }
@@ -356,7 +431,7 @@ fn run_once(
     let messages = publish.then(|| {
         let (start, end) = publish_window;
         let publish_secs = end.saturating_sub(start) as f64 / 1e9;
-        let deliver_secs = last_delivery.saturating_sub(start) as f64 / 1e9;
+        let deliver_secs = last_delivery.saturating_sub(deliver_from) as f64 / 1e9;
         let expected = control.expected.load(Ordering::Relaxed);
         let tally = tracker.tally(expected);
         let group = (args.scenario == Scenario::Shared).then(|| {
@@ -382,6 +457,7 @@ fn run_once(
             group,
             unacknowledged,
             longest_gap_ms: longest_gap as f64 / 1e6,
+            offline: offline_run,
             ..Messages::default()
         };
         messages.judge(drained);
@@ -422,6 +498,42 @@ fn drain(args: &Args, control: &Control, end_ns: u64) -> Drain {
         quiet_ms: args.drain_quiet_ms,
         deadline_secs: args.drain_secs,
     }
+}
+
+/// Waits until every worker has counted itself in `done` (the `what` phase is over for its
+/// clients); gives up, fatally, when `progress` has not moved for [`CONNECT_STALL_SECS`].
+fn await_workers(
+    control: &Control,
+    what: &str,
+    workers: usize,
+    done: &AtomicUsize,
+    progress: &AtomicU64,
+) {
+    let mut last = progress.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while done.load(Ordering::Acquire) < workers && fatal(control).is_none() {
+        std::thread::sleep(WATCH_INTERVAL);
+        let now = progress.load(Ordering::Relaxed);
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() > Duration::from_secs(CONNECT_STALL_SECS) {
+            control.set_fatal(&format!(
+                "subscribers did not {what} within {CONNECT_STALL_SECS} s ({now} did)"
+            ));
+        }
+    }
+}
+
+/// Waits until every publish is acknowledged, or `--drain-deadline-secs` after publishing
+/// stopped at `end_ns`; returns when the last acknowledgement was read.
+fn await_acks(args: &Args, control: &Control, end_ns: u64) -> u64 {
+    let deadline = end_ns + args.drain_secs * 1_000_000_000;
+    while control.acknowledged.load(Ordering::Relaxed) < control.published.load(Ordering::Relaxed)
+        && track::now_ns() < deadline
+    {
+        std::thread::sleep(WATCH_INTERVAL);
+    }
+    control.last_ack_ns.load(Ordering::Relaxed)
 }
 
 /// CPU seconds used so far by the broker (when sampled) and by the harness itself, to the

@@ -14,7 +14,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::conn::{Conn, Pace, Sinks, State};
 use super::tls::{TlsClient, TlsSeen};
-use super::{Control, PHASE_CONNECT, PHASE_PUBLISH, PHASE_STOP};
+use super::{Control, PHASE_CONNECT, PHASE_LEAVE, PHASE_PUBLISH, PHASE_RETURN, PHASE_STOP};
+use crate::cli::Offline;
 use crate::mqtt;
 use crate::plan::ClientPlan;
 use crate::track::{self, Tracker};
@@ -90,6 +91,10 @@ pub struct Setup {
     pub password: Option<Arc<[u8]>>,
     /// TLS (`--tls-ca`): every client's session comes from it.
     pub tls: Option<Arc<TlsClient>>,
+    /// Subscribers' Session Expiry Interval (3.1.1: Clean Session 0 when not 0).
+    pub subscriber_session_expiry_secs: u32,
+    /// Whether subscribers are away while publishers publish, and what they do next.
+    pub offline: Option<Offline>,
 }
 
 /// What the worker measured.
@@ -187,6 +192,11 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
     let mut publish_start_ns = 0u64;
     let mut next_keep_alive_ns = 0u64;
     let mut stop_started_ns = 0u64;
+    // --subscribers-offline: whether the subscribers were told to leave, whether all have,
+    // and the ones reconnecting (the next to open, whether all are back).
+    let (mut leave_started, mut reported_left) = (false, false);
+    let mut returning: Option<Vec<usize>> = None;
+    let (mut next_return, mut reported_returned) = (0usize, false);
     let mut busy = false;
     let started_ns = track::now_ns();
     loop {
@@ -204,6 +214,7 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         busy = false;
         let now = track::now_ns();
         let mut unique_delta = 0u64;
+        let mut acknowledged = 0u64;
         let receipts_before = out.tracker.delivered;
         // This turn reads the clients with events and those whose last read stopped early.
         to_read.append(&mut read_again);
@@ -255,14 +266,8 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         for &c in &to_read {
             let conn = &mut conns[c];
             let buffers = (&mut scratch[..], &mut plain[..]);
-            read_conn(
-                conn,
-                buffers,
-                &setup,
-                &mut out,
-                &mut unique_delta,
-                &mut pending,
-            );
+            let counts = (&mut unique_delta, &mut acknowledged);
+            read_conn(conn, buffers, &setup, &mut out, counts, &mut pending);
             if conn.read_pending {
                 read_again.push(c);
             }
@@ -274,6 +279,12 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
         to_read.clear();
         if unique_delta > 0 {
             control.unique.fetch_add(unique_delta, Ordering::Relaxed);
+        }
+        if acknowledged > 0 {
+            control
+                .acknowledged
+                .fetch_add(acknowledged, Ordering::Relaxed);
+            control.last_ack_ns.fetch_max(now, Ordering::Relaxed);
         }
         let receipts = out.tracker.delivered - receipts_before;
         if receipts > 0 {
@@ -296,39 +307,46 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 }
                 let c = next_open;
                 next_open += 1;
-                let source = setup.sources[(setup.index + c * setup.workers) % setup.sources.len()];
-                let rcvbuf = if plan[conns[c].plan].subscribe.is_some() {
-                    setup.subscriber_rcvbuf_bytes
-                } else {
-                    0
-                };
-                match open(&poll, setup.target, source, rcvbuf, c) {
-                    Ok(stream) => {
-                        let conn = &mut conns[c];
-                        conn.stream = Some(stream);
-                        conn.state = State::Connecting;
-                        conn.started_ns = track::now_ns();
-                        pending += 1;
-                    }
-                    Err(e) => {
-                        let why = if e.raw_os_error() == Some(libc::EMFILE) {
-                            let msg = format!(
-                                "the open-file limit of this process was reached after {} \
-                                 sockets: lower --clients or run several harness processes",
-                                out.connected + pending as u64
-                            );
-                            control.set_fatal(&msg);
-                            msg
-                        } else {
-                            format!("socket: {e}")
-                        };
-                        fail(&mut conns[c], &mut out, &why);
-                    }
-                }
+                start_connect(&poll, &setup, (&mut conns[c], c), &mut out, &mut pending);
             }
             if !reported_ready && next_open == conns.len() && pending == 0 {
                 reported_ready = true;
                 control.ready_workers.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if phase == PHASE_LEAVE {
+            if !leave_started {
+                leave_started = true;
+                for (c, conn) in conns.iter_mut().enumerate() {
+                    if conn.filter.is_some() && conn.state == State::Ready {
+                        mqtt::disconnect(&mut conn.wbuf);
+                        conn.state = State::Closing;
+                        conn.departing = true;
+                        touched.push(c);
+                    }
+                }
+            }
+            if !reported_left && !conns.iter().any(|c| c.departing) {
+                reported_left = true;
+                control.left_workers.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if phase == PHASE_RETURN {
+            let back = returning.get_or_insert_with(|| {
+                let subscribers: Vec<usize> = (0..conns.len())
+                    .filter(|&c| conns[c].filter.is_some() && conns[c].state == State::Closed)
+                    .collect();
+                for &c in &subscribers {
+                    conns[c].prepare_return();
+                }
+                subscribers
+            });
+            while next_return < back.len() && pending < setup.connect_concurrency {
+                let c = back[next_return];
+                next_return += 1;
+                start_connect(&poll, &setup, (&mut conns[c], c), &mut out, &mut pending);
+            }
+            if !reported_returned && next_return == back.len() && pending == 0 {
+                reported_returned = true;
+                control.returned_workers.fetch_add(1, Ordering::AcqRel);
             }
         } else if phase == PHASE_PUBLISH {
             if publish_start_ns == 0 {
@@ -394,9 +412,16 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                 }
                 out.published += allowed;
                 control.published.fetch_add(allowed, Ordering::Relaxed);
-                control
-                    .expected
-                    .fetch_add(allowed * p.audience, Ordering::Relaxed);
+                if setup.offline.is_some() {
+                    control
+                        .queued
+                        .fetch_add(allowed * p.audience, Ordering::Relaxed);
+                }
+                if setup.offline != Some(Offline::Stay) {
+                    control
+                        .expected
+                        .fetch_add(allowed * p.audience, Ordering::Relaxed);
+                }
                 touched.push(c);
                 if setup.rate_per_publisher <= 0.0 {
                     busy = true;
@@ -450,26 +475,79 @@ pub fn run(setup: Setup) -> io::Result<Outcome> {
                     fail(conn, &mut out, &format!("write: {e}"));
                 }
                 conn.stream = None;
+                if std::mem::take(&mut conn.departing) {
+                    conn.state = State::Closed;
+                    control.departed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         touched.clear();
     }
 }
 
+/// Opens the socket of client `c` (`conn`) and starts its TCP connect (a failure is the
+/// client's; running out of descriptors is the run's).
+fn start_connect(
+    poll: &Poll,
+    setup: &Setup,
+    (conn, c): (&mut Conn, usize),
+    out: &mut Outcome,
+    pending: &mut usize,
+) {
+    let source = setup.sources[(setup.index + c * setup.workers) % setup.sources.len()];
+    let rcvbuf = if conn.filter.is_some() {
+        setup.subscriber_rcvbuf_bytes
+    } else {
+        0
+    };
+    match open(poll, setup.target, source, rcvbuf, c) {
+        Ok(stream) => {
+            conn.stream = Some(stream);
+            conn.state = State::Connecting;
+            conn.started_ns = track::now_ns();
+            *pending += 1;
+        }
+        Err(e) => {
+            let why = if e.raw_os_error() == Some(libc::EMFILE) {
+                let msg = format!(
+                    "the open-file limit of this process was reached after {} sockets: lower \
+                     --clients or run several harness processes",
+                    out.connected + *pending as u64
+                );
+                setup.control.set_fatal(&msg);
+                msg
+            } else {
+                format!("socket: {e}")
+            };
+            fail(conn, out, &why);
+        }
+    }
+}
+
 /// Queues `conn`'s CONNECT (its transport is ready: TCP connected, TLS established) at
-/// `now`.
+/// `now`. A subscriber asks for a session that outlives the connection when
+/// `--subscriber-session-expiry-secs` is set, and one that resumes asks for no clean start.
 fn send_connect(conn: &mut Conn, setup: &Setup, now: u64) {
     let plan = &setup.plan[conn.plan];
     let login = mqtt::Login {
         username: plan.username.as_deref(),
         password: setup.password.as_deref(),
     };
-    mqtt::connect_as(
+    let expiry_secs = match conn.filter {
+        Some(_) => setup.subscriber_session_expiry_secs,
+        None => 0,
+    };
+    let v311_keeps = setup.protocol == mqtt::Protocol::V311 && expiry_secs > 0;
+    let session = mqtt::SessionRequest {
+        clean: !conn.resuming && !v311_keeps,
+        expiry_secs,
+    };
+    mqtt::connect_session(
         &mut conn.wbuf,
         setup.protocol,
         &plan.client_id,
         setup.keep_alive_secs,
-        true,
+        session,
         login,
     );
     conn.state = State::AwaitConnAck;
@@ -484,7 +562,7 @@ fn read_conn(
     buffers: (&mut [u8], &mut [u8]),
     setup: &Setup,
     out: &mut Outcome,
-    unique_delta: &mut u64,
+    (unique_delta, acknowledged): (&mut u64, &mut u64),
     pending: &mut usize,
 ) {
     let was_waiting = conn.state.is_waiting();
@@ -496,9 +574,19 @@ fn read_conn(
         unique_delta,
         last_delivery_ns: &mut out.last_delivery_ns,
         longest_gap_ns: &mut out.longest_gap_ns,
+        acknowledged,
     };
     let (scratch, plain) = buffers;
     let result = conn.read(scratch, plain, setup.qos, &mut sinks);
+    if conn.departing && conn.state == State::Closed {
+        // The broker closed the connection of a subscriber that said DISCONNECT: it has
+        // left (its session stays).
+        conn.departing = false;
+        conn.stream = None;
+        conn.read_pending = false;
+        setup.control.departed.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if result.tls_established && result.failed.is_none() {
         let now = track::now_ns();
         track::record(
@@ -510,7 +598,10 @@ fn read_conn(
         }
         send_connect(conn, setup, now);
     }
-    if result.became_ready {
+    if result.became_ready && conn.resuming {
+        *pending -= 1;
+        setup.control.resumed.fetch_add(1, Ordering::Relaxed);
+    } else if result.became_ready {
         *pending -= 1;
         out.connected += 1;
         out.last_ready_ns = track::now_ns();
