@@ -18,7 +18,7 @@ impl EventLoop {
                 Action::Forward { .. } | Action::ForwardShared { .. }
                     if self.persister.is_some() =>
                 {
-                    self.store_recorded();
+                    self.queue_recorded();
                     self.carry_out(action);
                 }
                 action => self.carry_out(action),

@@ -33,6 +33,8 @@ pub struct Held {
     /// The highest ticket this loop submitted, and the highest it knows durable.
     submitted: u64,
     durable: u64,
+    /// The highest ticket queued for a hand-over to another loop, not waited for then.
+    handed_over: u64,
     /// Whether the loop is settling (its rounds commit once for all their writes).
     settling: bool,
     /// Connections a write outside a settle round would have had to commit for: written
@@ -62,11 +64,13 @@ impl EventLoop {
     }
 
     /// Whether a write of `key` now (outside a settle round, e.g. a writable socket or a
-    /// TLS read) would need a commit of its own: then it waits for the turn's settle, where
+    /// TLS read) would need a commit of its own (ops recorded, or queued and not yet
+    /// durable in `sync` mode): then it waits for the turn's settle, where
     /// one commit covers every connection (a busy loop would otherwise sync once per
     /// writable event).
     pub(super) fn put_off_write(&mut self, key: ConnId) -> bool {
-        if self.persister.is_none() || self.held.settling || !self.shard.has_persist_ops() {
+        let pending = self.shard.has_persist_ops() || self.held.handed_over > self.held.durable;
+        if self.persister.is_none() || self.held.settling || !pending {
             return false;
         }
         self.held.later.push(key);
@@ -112,7 +116,12 @@ impl EventLoop {
             return true;
         };
         if !self.shard.has_persist_ops() {
-            return true;
+            // Ops only queued for a hand-over still need their commit; ops of a commit that
+            // failed do not: the output that waits for them is held already.
+            let handed_over = self.held.handed_over > self.held.durable;
+            return persister.mode() != PersistenceMode::Sync
+                || !handed_over
+                || self.commit_submitted();
         }
         self.shard.take_persist_ops(&mut self.persist_ops);
         let ticket = persister.submit(&mut self.persist_ops);
@@ -121,6 +130,24 @@ impl EventLoop {
         }
         self.held.submitted = self.held.submitted.max(ticket);
         self.commit_submitted()
+    }
+
+    /// Queues what the core recorded, without waiting for a commit: enough for a message
+    /// handed to another loop (the other loop's ops queue after these, and its commit
+    /// takes them along); the turn's writes still wait for the commit (`sync`).
+    pub(super) fn queue_recorded(&mut self) {
+        let Some(persister) = self.persister.clone() else {
+            return;
+        };
+        if !self.shard.has_persist_ops() {
+            return;
+        }
+        self.shard.take_persist_ops(&mut self.persist_ops);
+        let ticket = persister.submit(&mut self.persist_ops);
+        if persister.mode() == PersistenceMode::Sync {
+            self.held.submitted = self.held.submitted.max(ticket);
+            self.held.handed_over = self.held.handed_over.max(ticket);
+        }
     }
 
     /// Makes this loop's submitted ops durable, unless a failed commit's retry is not due.
@@ -140,6 +167,9 @@ impl EventLoop {
                 true
             }
             Err(_) => {
+                // The output that waited for these ops is held now: later rounds that
+                // record nothing need not wait for them.
+                self.held.handed_over = 0;
                 self.held.next_retry_ms = self.now_ms + STORE_RETRY_INTERVAL_MS;
                 false
             }
