@@ -373,7 +373,9 @@ impl Sim {
 
     fn restart(&mut self) {
         let mut store = self.net.store.take().expect("a store");
-        store.crash(0);
+        // Batches no output promised are buffered: a crash keeps some of them, or none.
+        let kept = self.rng.below(store.buffered_batches() as u64 + 1) as usize;
+        store.crash(kept);
         self.crashes += 1;
         self.wall_ms += 1_000 + self.rng.below(5_000);
         self.net = Net::restarted(LOOPS, config(), store, self.wall_ms);

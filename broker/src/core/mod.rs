@@ -627,6 +627,12 @@ impl Shard {
         !self.journal.is_empty()
     }
 
+    /// Whether this turn's output promises something it recorded: in `sync` mode the driver
+    /// commits before writing it (`persist::Journal::needs_commit`).
+    pub fn persist_ops_urgent(&self) -> bool {
+        self.journal.needs_commit()
+    }
+
     /// Moves the ops recorded since the last call into `into`, in order: what the driver
     /// applies to the store as one batch before it writes this turn's output. Returns
     /// whether anything was recorded (a retained change is queued by the driver from

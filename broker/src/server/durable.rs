@@ -20,6 +20,9 @@ use crate::core::ConnId;
 
 /// While the store fails, a commit is tried again at most this often.
 pub const STORE_RETRY_INTERVAL_MS: u64 = 500;
+/// Ops no output promises (an acknowledged message's entry deleted, a QoS 1 message moved
+/// into the window) wait at most this long for a commit in `sync` mode.
+pub const LAZY_COMMIT_INTERVAL_MS: u64 = 50;
 
 /// A loop's connections whose output waits for the store.
 #[derive(Debug, Default)]
@@ -35,6 +38,10 @@ pub struct Held {
     durable: u64,
     /// The highest ticket queued for a hand-over to another loop, not waited for then.
     handed_over: u64,
+    /// The highest ticket of ops no output promised (`Journal::needs_commit`), and when
+    /// they are committed at the latest (loop ms).
+    lazy: u64,
+    next_lazy_ms: u64,
     /// Whether the loop is settling (its rounds commit once for all their writes).
     settling: bool,
     /// Connections a write outside a settle round would have had to commit for: written
@@ -123,13 +130,44 @@ impl EventLoop {
                 || !handed_over
                 || self.commit_submitted();
         }
+        let urgent = self.shard.persist_ops_urgent();
         self.shard.take_persist_ops(&mut self.persist_ops);
         let ticket = persister.submit(&mut self.persist_ops);
         if persister.mode() != PersistenceMode::Sync {
             return true;
         }
+        if !urgent {
+            self.note_lazy(ticket);
+            return true;
+        }
         self.held.submitted = self.held.submitted.max(ticket);
         self.commit_submitted()
+    }
+
+    /// Ops that no output promises were queued under `ticket`: committed with the next
+    /// commit, or within [`LAZY_COMMIT_INTERVAL_MS`].
+    fn note_lazy(&mut self, ticket: u64) {
+        if self.held.lazy <= self.held.durable {
+            self.held.next_lazy_ms = self.now_ms + LAZY_COMMIT_INTERVAL_MS;
+        }
+        self.held.lazy = self.held.lazy.max(ticket);
+    }
+
+    /// Whether ops no output promised wait for a commit (the loop then wakes for it).
+    pub(super) fn lazy_pending(&self) -> bool {
+        self.held.lazy > self.held.durable
+    }
+
+    /// Commits the ops no output promised once they have waited
+    /// [`LAZY_COMMIT_INTERVAL_MS`] (`sync` mode; in `async` the flusher does).
+    pub(super) fn commit_lazy(&mut self) {
+        if !self.lazy_pending() || self.now_ms < self.held.next_lazy_ms {
+            return;
+        }
+        self.held.submitted = self.held.submitted.max(self.held.lazy);
+        if !self.commit_submitted() {
+            self.held.next_lazy_ms = self.now_ms + STORE_RETRY_INTERVAL_MS;
+        }
     }
 
     /// Queues what the core recorded, without waiting for a commit: enough for a message
@@ -142,11 +180,17 @@ impl EventLoop {
         if !self.shard.has_persist_ops() {
             return;
         }
+        let urgent = self.shard.persist_ops_urgent();
         self.shard.take_persist_ops(&mut self.persist_ops);
         let ticket = persister.submit(&mut self.persist_ops);
-        if persister.mode() == PersistenceMode::Sync {
+        if persister.mode() != PersistenceMode::Sync {
+            return;
+        }
+        if urgent {
             self.held.submitted = self.held.submitted.max(ticket);
             self.held.handed_over = self.held.handed_over.max(ticket);
+        } else {
+            self.note_lazy(ticket);
         }
     }
 
@@ -163,7 +207,8 @@ impl EventLoop {
         }
         match persister.make_durable(self.held.submitted) {
             Ok(()) => {
-                self.held.durable = self.held.submitted;
+                // The commit took the whole queue: this loop's lazy ops queued before too.
+                self.held.durable = self.held.submitted.max(persister.committed());
                 true
             }
             Err(_) => {

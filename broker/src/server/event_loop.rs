@@ -380,6 +380,7 @@ impl EventLoop {
                 .min(self.expire_outside());
             self.settle();
             self.retry_store();
+            self.commit_lazy();
             if self.now_ms >= self.next_trim_ms {
                 self.trim();
                 self.next_trim_ms = self.now_ms + TRIM_INTERVAL_MS;
@@ -409,6 +410,9 @@ impl EventLoop {
         }
         if self.held.waiting() {
             timeout_ms = timeout_ms.min(super::durable::STORE_RETRY_INTERVAL_MS);
+        }
+        if self.lazy_pending() {
+            timeout_ms = timeout_ms.min(super::durable::LAZY_COMMIT_INTERVAL_MS);
         }
         timeout_ms
     }

@@ -95,8 +95,8 @@ pub struct Net {
     pub verify_at_once: bool,
     pub pending_verifications: Vec<(usize, ConnId, String, Vec<u8>)>,
     /// The store the shards' recorded ops go to, when persistence is on: each shard's ops
-    /// are applied (durably, as `sync` mode does) before any of its output is delivered
-    /// and before each of its actions is carried out.
+    /// are applied before any of its output is delivered and before each of its actions is
+    /// carried out, durably when the output promises them (as `sync` mode does).
     pub store: Option<starling_store::SimStore>,
     /// The ops of one batch (kept for its capacity).
     ops: Vec<starling::core::persist::Op>,
@@ -219,10 +219,17 @@ impl Net {
         let (Some(store), shard) = (self.store.as_mut(), &mut self.shards[loop_index]) else {
             return true;
         };
+        // As `sync` mode: durable when the output promises something, else buffered (a
+        // crash loses it unless a later durable batch came).
+        let durability = if shard.persist_ops_urgent() {
+            Durability::Durable
+        } else {
+            Durability::Buffered
+        };
         shard.take_persist_ops(&mut self.ops);
         self.shared.persist.take_retained(&mut self.ops);
         store
-            .apply(&self.ops, Durability::Durable)
+            .apply(&self.ops, durability)
             .expect("the simulated store applies");
         self.ops.clear();
         true

@@ -141,6 +141,9 @@ pub struct Journal {
     bodies: HashSet<u64>,
     /// Whether this loop recorded a retained change since the last take.
     retained: bool,
+    /// Whether something recorded since the last take is promised by this turn's output
+    /// (see [`Journal::needs_commit`]).
+    urgent: bool,
 }
 
 impl Journal {
@@ -162,6 +165,17 @@ impl Journal {
         self.ops.is_empty() && self.dirty.is_empty() && !self.retained
     }
 
+    /// Whether this turn's output promises something it recorded, so the commit must come
+    /// before the output (`sync` mode). Not so when all it recorded is an entry done (a
+    /// message acknowledged, dropped or expired: lost, the message is only sent again), a
+    /// QoS 1 message moving from the queue into the window (lost, it is sent again from
+    /// the queue, as QoS 1 allows), or a hand-over routed (its entries, if any, are urgent
+    /// themselves). Those are committed with the next commit, or within
+    /// `LAZY_COMMIT_INTERVAL_MS` by the driver.
+    pub fn needs_commit(&self) -> bool {
+        self.urgent || self.retained || !self.dirty.is_empty()
+    }
+
     /// The session's record changed (CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT, going
     /// offline): it is written at the end of the turn, if the session is durable.
     pub fn session_changed(&mut self, session_id: u32, session: &mut Session) {
@@ -178,6 +192,7 @@ impl Journal {
     /// taken for a later session's of the same client id).
     pub fn session_ended(&mut self, session: &Session) {
         if self.enabled && (session.persisted || session.expiry_secs > 0) {
+            self.urgent = true;
             self.ops.push(Op::DeleteSession {
                 client_id: session.client_id.clone(),
             });
@@ -226,12 +241,17 @@ impl Journal {
         let Some(inflight) = session.traffic_mut().inflight.get_mut(at) else {
             return;
         };
+        // A QoS 1 message already stored as queued moving into the window need not be
+        // durable before it is sent (see `needs_commit`); anything else must.
+        let moved_qos1 = inflight.seq != 0 && inflight.qos == crate::protocol::QoS::AtLeastOnce;
         if inflight.seq == 0 {
             inflight.seq = shared.next_seq();
         }
         let meta = inflight_meta(inflight);
         let (seq, message) = (inflight.seq, inflight.message.clone());
+        let urgent = std::mem::replace(&mut self.urgent, false);
         self.put_entry(shared, session_id, session, seq, &message, &meta);
+        self.urgent = urgent || !moved_qos1 || !session.persisted;
     }
 
     fn put_entry(
@@ -246,6 +266,7 @@ impl Journal {
         if !session.persisted {
             self.session_changed(session_id, session);
         }
+        self.urgent = true;
         let id = self.body(shared, message);
         let mut encoded = Vec::new();
         codec::encode_entry(meta, &mut encoded);
@@ -284,6 +305,7 @@ impl Journal {
             return;
         }
         let client_id = session.client_id.clone();
+        self.urgent = true;
         self.ops.push(if awaiting {
             Op::PutInbound {
                 client_id,
@@ -309,6 +331,7 @@ impl Journal {
         if !self.enabled || message.qos == crate::protocol::QoS::AtMostOnce {
             return;
         }
+        self.urgent = true;
         let id = self.body(shared, message);
         let mut record = Vec::new();
         codec::encode_route(target, &mut record);
@@ -353,6 +376,7 @@ impl Journal {
         }
         self.bodies.clear();
         self.retained = false;
+        self.urgent = false;
         recorded
     }
 

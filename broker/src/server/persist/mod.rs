@@ -202,6 +202,11 @@ impl Persister {
         }
     }
 
+    /// The highest ticket committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// Whether the last commit failed.
     pub fn degraded(&self) -> bool {
         self.degraded.load(Ordering::Acquire)
