@@ -31,15 +31,16 @@ def v5_properties(packet_type: int, values: Optional[dict]) -> Optional[Properti
 
 
 
-def shutdown_socket(client: mqtt.Client) -> None:
+def shutdown_socket(client: mqtt.Client):
     """Shuts a paho client's socket down both ways (no DISCONNECT): its network loop wakes at
-    once and sees the connection gone."""
+    once and sees the connection gone. Returns the socket (None if it had none)."""
     sock = client.socket()
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+    return sock
 
 class PahoClient:
     def __init__(
@@ -231,7 +232,7 @@ class PahoClient:
     def close(self) -> None:
         """Drops the connection without DISCONNECT (the will, if any, is published) and stops
         the loop. shutdown() wakes paho's select at once, so this takes milliseconds."""
-        shutdown_socket(self.client)
+        sock = shutdown_socket(self.client)
         if self._loop_running:
             self.client.loop_stop()
             self._loop_running = False
